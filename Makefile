@@ -1,0 +1,39 @@
+# The two commands of the README: `make build` and `make test`.
+# Both create .venv/ on first use with the project and its pinned dependencies.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: build lint test clean distclean help
+
+help:
+	@echo "make build   create .venv, compile build/, lint every template"
+	@echo "make test    install test dependencies, run the whole suite"
+	@echo "make clean   remove build/ ; make distclean also removes .venv/"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gitlab-cfn needs Python 3.11 or later")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip check
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+build: $(STAMP)
+	$(BIN)/gitlab-cfn build
+	$(BIN)/gitlab-cfn lint
+
+lint: $(STAMP)
+	$(BIN)/gitlab-cfn lint
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf $(VENV)

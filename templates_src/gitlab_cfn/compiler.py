@@ -1,0 +1,146 @@
+"""Compiles a build config into the parent and nested templates, and writes them.
+
+``compile_templates`` is pure: config in, ``{file name: YAML text}`` out, the same
+bytes for the same config (keys sorted, no timestamps). ``write_build`` writes
+them with ``manifest.json`` into a temporary folder next to the output folder and
+swaps it in only when everything is written, so a failed build leaves the
+previous one untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from . import __version__, catalog
+from .config import BuildConfig
+from .errors import ConfigError
+from .naming import MAIN, TEMPLATE_DIR, TIERS, template_file
+from .tier import Tier
+from .tiers import MODULES
+from .wiring import build_parent
+
+MANIFEST = "manifest.json"
+
+
+def build_tiers(cfg: BuildConfig) -> list[Tier]:
+    specs = catalog.parameters(cfg)
+    tiers = []
+    for name in TIERS:
+        if name == "bastion" and not cfg.bastions:
+            continue
+        module = MODULES[name]
+        tier = Tier(name=name, cfg=cfg, specs=specs, description=module.DESCRIPTION)
+        module.build(tier)
+        tiers.append(tier)
+    return tiers
+
+
+def render(template) -> str:
+    """YAML with sorted keys: stable to diff and byte-identical between builds."""
+    data = json.loads(template.to_json(sort_keys=True))
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=100)
+
+
+def compile_templates(cfg: BuildConfig) -> dict[str, str]:
+    """Every template of a build, keyed by file name (``main.template.yaml`` first)."""
+    tiers = build_tiers(cfg)
+    parent = build_parent(cfg, tiers, catalog.parameters(cfg))
+    out = {template_file(MAIN): render(parent)}
+    for tier in tiers:
+        out[template_file(tier.name)] = render(tier.template)
+    return out
+
+
+@dataclass(frozen=True)
+class TemplateEntry:
+    path: str
+    sha256: str
+    resources: int
+    parameters: list[str]
+    outputs: list[str]
+
+
+def manifest_entry(path: str, text: str) -> TemplateEntry:
+    data = yaml.safe_load(text)
+    return TemplateEntry(
+        path=path,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        resources=len(data.get("Resources", {})),
+        parameters=sorted(data.get("Parameters", {})),
+        outputs=sorted(data.get("Outputs", {})),
+    )
+
+
+def make_manifest(cfg: BuildConfig, templates: dict[str, str]) -> dict:
+    entries = {}
+    for name, text in templates.items():
+        tier = name.removesuffix(".template.yaml")
+        entries[tier] = asdict(manifest_entry(f"{TEMPLATE_DIR}/{name}", text))
+    return {"gitlab_cfn_version": __version__, "config": asdict(cfg), "templates": entries}
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse to replace a folder that is not a previous build (a typo in --out)."""
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out: {out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise ConfigError(
+                f"--out: {out} is not empty and holds no {MANIFEST}; refusing to replace it")
+
+
+def write_build(cfg: BuildConfig, out: str | Path) -> dict:
+    """Compile and write a build folder atomically; return the manifest."""
+    out = Path(out)
+    _check_out_dir(out)
+    templates = compile_templates(cfg)
+    manifest = make_manifest(cfg, templates)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (staging / TEMPLATE_DIR).mkdir()
+        for name, text in templates.items():
+            (staging / TEMPLATE_DIR / name).write_text(text, encoding="utf-8")
+        (staging / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.chmod(staging, 0o755)
+        _swap(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap(staging: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        old.rmdir()
+        out.rename(old)
+    try:
+        staging.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(build_dir: str | Path) -> dict:
+    path = Path(build_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--build: no {MANIFEST} in {build_dir}; run 'gitlab-cfn build' first") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--build: cannot read {path}: {exc}") from None

@@ -1,0 +1,166 @@
+"""Every IAM policy document in the templates, written with awacs.
+
+Helpers return ``PolicyDocument`` objects; ``grant_*`` helpers also write the
+``AWS::IAM::Policy`` that attaches a document to a role, next to the resource
+being granted (the CDK ``grant_read`` shape), so the tier that owns a secret
+is also the one place that says who may read it.
+"""
+
+from __future__ import annotations
+
+from awacs import kms, s3, secretsmanager
+from awacs.aws import (
+    Allow,
+    Bool,
+    Condition,
+    Deny,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+)
+from awacs.sts import AssumeRole
+from troposphere import AWSObject, Ref, Sub, iam
+
+VERSION = "2012-10-17"
+
+# The object and bucket actions of GitLab's guide ("Create an IAM Policy").
+S3_OBJECT_ACTIONS = [s3.PutObject, s3.GetObject, s3.DeleteObject, s3.PutObjectAcl]
+S3_BUCKET_ACTIONS = [
+    s3.ListBucket,
+    s3.AbortMultipartUpload,
+    s3.ListMultipartUploadParts,
+    s3.ListBucketMultipartUploads,
+]
+
+
+def managed_policy_arn(name: str) -> Sub:
+    """ARN of an AWS managed policy in the stack's partition."""
+    return Sub(f"arn:${{AWS::Partition}}:iam::aws:policy/{name}")
+
+
+def assume_role(service: str) -> PolicyDocument:
+    """Trust policy letting an AWS service (e.g. ``ec2.amazonaws.com``) assume a role."""
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[Statement(
+            Effect=Allow,
+            Principal=Principal("Service", [service]),
+            Action=[AssumeRole],
+        )],
+    )
+
+
+def gitlab_object_storage(bucket_arns: list) -> PolicyDocument:
+    """GitLab's guide policy, narrowed from ``gl-*`` to this stack's own buckets.
+
+    Object actions apply to ``<bucket>/*``, bucket actions to the bucket; every
+    bucket name starts with ``gl-`` as the guide assumes.
+    """
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[
+            Statement(
+                Sid="GitLabObjects",
+                Effect=Allow,
+                Action=S3_OBJECT_ACTIONS,
+                Resource=[Sub("${Bucket}/*", Bucket=arn) for arn in bucket_arns],
+            ),
+            Statement(
+                Sid="GitLabBuckets",
+                Effect=Allow,
+                Action=S3_BUCKET_ACTIONS,
+                Resource=list(bucket_arns),
+            ),
+        ],
+    )
+
+
+def tls_only_bucket(bucket_arn) -> PolicyDocument:
+    """Bucket policy refusing every request that does not arrive over TLS."""
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[Statement(
+            Sid="DenyInsecureTransport",
+            Effect=Deny,
+            Principal=Principal("*"),
+            Action=[s3.Action("*")],
+            Resource=[bucket_arn, Sub("${Bucket}/*", Bucket=bucket_arn)],
+            Condition=Condition(Bool("aws:SecureTransport", "false")),
+        )],
+    )
+
+
+def kms_key_policy() -> PolicyDocument:
+    """Key policy delegating access to IAM in this account, as AWS's default key policy does.
+
+    Who may use the key is then said by IAM policies (see ``kms_use``), and the
+    services that encrypt with it (S3, RDS, ElastiCache, Secrets Manager, EBS)
+    act on behalf of principals that IAM allows.
+    """
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[Statement(
+            Sid="EnableIamPolicies",
+            Effect=Allow,
+            Principal=Principal("AWS", [Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")]),
+            Action=[kms.Action("*")],
+            Resource=["*"],
+        )],
+    )
+
+
+def kms_use(key_arn, services: list[str]) -> PolicyDocument:
+    """Use of one key, only through the named services (``s3``, ``secretsmanager``)."""
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[Statement(
+            Sid="UseStackKeyThroughServices",
+            Effect=Allow,
+            Action=[kms.Decrypt, kms.GenerateDataKey],
+            Resource=[key_arn],
+            Condition=Condition(StringEquals(
+                "kms:ViaService",
+                [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in services],
+            )),
+        )],
+    )
+
+
+def secret_read(secret_arns: list) -> PolicyDocument:
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[Statement(
+            Sid="ReadStackSecrets",
+            Effect=Allow,
+            Action=[secretsmanager.GetSecretValue, secretsmanager.DescribeSecret],
+            Resource=list(secret_arns),
+        )],
+    )
+
+
+def grant(logical_id: str, document: PolicyDocument, role_names: list) -> iam.PolicyType:
+    """An inline ``AWS::IAM::Policy`` attaching ``document`` to the given roles."""
+    return iam.PolicyType(
+        logical_id,
+        PolicyName=logical_id,
+        PolicyDocument=document,
+        Roles=list(role_names),
+    )
+
+
+def grant_secret_read(logical_id: str, secret: AWSObject, role_names: list) -> iam.PolicyType:
+    return grant(logical_id, secret_read([Ref(secret)]), role_names)
+
+
+__all__ = [
+    "assume_role",
+    "gitlab_object_storage",
+    "grant",
+    "grant_secret_read",
+    "kms_key_policy",
+    "kms_use",
+    "managed_policy_arn",
+    "secret_read",
+    "tls_only_bucket",
+]

@@ -1,0 +1,55 @@
+"""Bastion tier: "Setting up Bastion Hosts", secure by default.
+
+Builds bastion hosts A and B, one in each of the first two public subnets,
+from the current Ubuntu LTS image (AWS's public SSM parameter), t3.micro by
+default, each with an Elastic IP so its address survives a stop and start. SSH
+reaches them only from ``RemoteAccessCIDR``; their role allows Session Manager
+and nothing else. Built only when ``bastions: true``.
+
+Exposes: ``BastionAPublicIp``, ``BastionBPublicIp``.
+"""
+
+from __future__ import annotations
+
+from troposphere import GetAtt, Ref, ec2, iam
+
+from ..instances import from_template, launch_template
+from ..naming import per_az, tags
+from ..policies import assume_role, managed_policy_arn
+from ..tier import Tier
+
+DESCRIPTION = "gitlab-cfn bastion: SSH bastion hosts A and B in the public subnets."
+
+HOSTS = ("A", "B")
+
+
+def build(tier: Tier) -> None:
+    tier.stack_name()
+    role = tier.add(iam.Role(
+        "BastionRole",
+        Description="GitLab bastion hosts: Session Manager only.",
+        AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
+        ManagedPolicyArns=[managed_policy_arn("AmazonSSMManagedInstanceCore")],
+        Tags=tags("bastion"),
+    ))
+    profile = tier.add(iam.InstanceProfile("BastionInstanceProfile", Roles=[Ref(role)]))
+    template = launch_template(
+        tier, "BastionLaunchTemplate",
+        name="bastion",
+        image_id=tier.param("BastionAmiId"),
+        instance_type=tier.param("BastionInstanceType"),
+        profile_arn=GetAtt(profile, "Arn"),
+        security_group_ids=[tier.input("BastionSecurityGroupId")],
+        root_size=8,
+    )
+    for index, host in enumerate(HOSTS, start=1):
+        instance = tier.add(ec2.Instance(
+            f"Bastion{host}",
+            LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
+            SubnetId=tier.input(per_az("PublicSubnet", index, "Id")),
+            Tags=tags(f"bastion-{host.lower()}"),
+        ))
+        eip = tier.add(ec2.EIP(
+            f"Bastion{host}Eip", Domain="vpc", InstanceId=Ref(instance), Tags=tags(f"bastion-{host.lower()}")))
+        tier.output(f"Bastion{host}PublicIp", Ref(eip), f"Public address of bastion host {host}.",
+                    public=True)

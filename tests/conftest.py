@@ -1,0 +1,58 @@
+"""Shared fixtures: compiled templates for a few build configs, parsed once per session."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import yaml
+
+from gitlab_cfn import compiler, config
+
+# Configs every structural test runs against: the guide's POC and the other shapes.
+VARIANTS = {
+    "default": {},
+    "three-az": {"az_count": 3},
+    "lean": {
+        "nat_gateways": "single",
+        "bastions": False,
+        "ssh_key_pair": False,
+        "database": {"storage_type": "gp3"},
+        "gitaly": {"volume_type": "gp3"},
+        "app": {"gitlab_ami": "image-id"},
+    },
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(key: str) -> dict:
+    cfg = config.from_dict(json.loads(key))
+    texts = compiler.compile_templates(cfg)
+    return {name.removesuffix(".template.yaml"): yaml.safe_load(text) for name, text in texts.items()}
+
+
+def templates_for(cfg: dict | None = None) -> dict[str, dict]:
+    """Parsed templates keyed by tier name (``main`` is the parent)."""
+    return _compiled(json.dumps(cfg or {}, sort_keys=True))
+
+
+@pytest.fixture
+def default() -> dict[str, dict]:
+    return templates_for({})
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request) -> tuple[str, dict, dict[str, dict]]:
+    return request.param, VARIANTS[request.param], templates_for(VARIANTS[request.param])
+
+
+def resources(template: dict, rtype: str | None = None) -> dict[str, dict]:
+    return {
+        name: res for name, res in template.get("Resources", {}).items()
+        if rtype is None or res["Type"] == rtype
+    }
+
+
+def props(template: dict, logical_id: str) -> dict:
+    return template["Resources"][logical_id].get("Properties", {})

@@ -1,0 +1,73 @@
+import hashlib
+import json
+
+import pytest
+import yaml
+
+from gitlab_cfn import compiler, config
+from gitlab_cfn.errors import ConfigError
+
+TEN = ["main", "network", "security-groups", "storage", "database", "cache", "bastion", "gitaly", "app", "dns"]
+
+
+def test_writes_the_ten_templates_and_a_matching_manifest(tmp_path):
+    out = tmp_path / "build"
+    manifest = compiler.write_build(config.BuildConfig(), out)
+    assert sorted(p.name for p in (out / "templates").iterdir()) == sorted(f"{n}.template.yaml" for n in TEN)
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert list(manifest["templates"]) == TEN
+    for tier, entry in manifest["templates"].items():
+        data = (out / entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        template = yaml.safe_load(data)
+        assert entry["resources"] == len(template["Resources"])
+        assert entry["parameters"] == sorted(template.get("Parameters", {}))
+        assert entry["outputs"] == sorted(template.get("Outputs", {}))
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    cfg = config.from_dict({"az_count": 3})
+    compiler.write_build(cfg, tmp_path / "a")
+    compiler.write_build(cfg, tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_failed_build_leaves_the_previous_one_untouched(tmp_path, monkeypatch):
+    out = tmp_path / "build"
+    compiler.write_build(config.BuildConfig(), out)
+    before = _snapshot(out)
+
+    def explode(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    # Fail half-way through writing templates.
+    monkeypatch.setattr(compiler.Path, "write_text", explode)
+    with pytest.raises(OSError, match="disk full"):
+        compiler.write_build(config.from_dict({"az_count": 3}), out)
+    monkeypatch.undo()
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]  # no staging folder left behind
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_build(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="is not empty and holds no manifest.json"):
+        compiler.write_build(config.BuildConfig(), tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_no_secret_is_a_parameter_and_no_timestamp_is_written(tmp_path):
+    compiler.write_build(config.from_dict({"az_count": 3}), tmp_path / "b")
+    for path in (tmp_path / "b").rglob("*.yaml"):
+        template = yaml.safe_load(path.read_text())
+        for name in template.get("Parameters", {}):
+            assert not any(word in name.lower() for word in ("password", "token", "secret")), (path.name, name)
+    text = "".join(p.read_text() for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert "2026-" not in text and "T00:" not in text

@@ -1,0 +1,103 @@
+from conftest import props, resources
+
+KINDS = ["artifacts", "external-diffs", "lfs", "uploads", "packages", "dependency-proxy",
+         "terraform-state", "ci-secure-files", "pages", "registry", "backups"]
+SEED_OBJECT_ACTIONS = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:PutObjectAcl"]
+SEED_BUCKET_ACTIONS = ["s3:ListBucket", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+                       "s3:ListBucketMultipartUploads"]
+
+
+def buckets(t):
+    return resources(t["storage"], "AWS::S3::Bucket")
+
+
+def test_one_bucket_per_gitlab_object_kind_and_backups(default):
+    names = {b["Properties"]["BucketName"]["Fn::Join"][1][1] for b in buckets(default).values()}
+    assert names == set(KINDS)
+
+
+def test_bucket_names_start_with_gl_and_are_unique_per_account_region_and_stack(default):
+    for bucket in buckets(default).values():
+        sep, parts = bucket["Properties"]["BucketName"]["Fn::Join"]
+        assert sep == "-" and parts[0] == "gl"
+        assert parts[2:4] == [{"Ref": "AWS::AccountId"}, {"Ref": "AWS::Region"}]
+        assert "AWS::StackId" in str(parts[4])
+        # gl-dependency-proxy-123456789012-ap-southeast-4-abcdef12 is 56 characters.
+        longest_region = len("ap-southeast-4")
+        assert len(f"gl-{parts[1]}-") + 12 + 1 + longest_region + 1 + 8 <= 63
+
+
+def test_buckets_are_kms_encrypted_private_and_retained(default):
+    for name, bucket in buckets(default).items():
+        p = bucket["Properties"]
+        rule = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert rule["ServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["DataKey", "Arn"]}}
+        assert p["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+        assert bucket["DeletionPolicy"] == "Retain", name
+        assert bucket["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_only_backups_are_versioned(default):
+    versioned = {n for n, b in buckets(default).items() if "VersioningConfiguration" in b["Properties"]}
+    assert versioned == {"BackupsBucket"}
+    assert props(default["storage"], "BackupsBucket")["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_every_bucket_refuses_plain_http(default):
+    storage = default["storage"]
+    policies = resources(storage, "AWS::S3::BucketPolicy")
+    assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == set(buckets(default))
+    for policy in policies.values():
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert statement["Action"] == ["s3:*"]
+
+
+def test_kms_key_rotates_and_is_kept(default):
+    key = default["storage"]["Resources"]["DataKey"]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+
+
+def test_instance_role_s3_policy_is_the_guides_narrowed_to_these_buckets(default):
+    role = props(default["storage"], "InstanceRole")
+    policies = {p["PolicyName"]: p["PolicyDocument"] for p in role["Policies"]}
+    objects, bucket_stmt = policies["gitlab-object-storage"]["Statement"]
+    assert objects["Action"] == SEED_OBJECT_ACTIONS
+    assert bucket_stmt["Action"] == SEED_BUCKET_ACTIONS
+    logical = sorted(buckets(default))
+    assert sorted(r["Fn::GetAtt"][0] for r in bucket_stmt["Resource"]) == logical
+    assert sorted(r["Fn::Sub"][1]["Bucket"]["Fn::GetAtt"][0] for r in objects["Resource"]) == logical
+    assert all(r["Fn::Sub"][0] == "${Bucket}/*" for r in objects["Resource"])
+
+
+def test_instance_role_has_session_manager_and_cloudwatch_agent_only(default):
+    role = props(default["storage"], "InstanceRole")
+    assert [arn["Fn::Sub"].rsplit("/", 1)[1] for arn in role["ManagedPolicyArns"]] == [
+        "AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": ["ec2.amazonaws.com"]}
+
+
+def test_no_iam_statement_grants_a_wildcard_action(variant):
+    _, _, t = variant
+    for tier, template in t.items():
+        for text in _statements(template):
+            actions = text["Action"] if isinstance(text["Action"], list) else [text["Action"]]
+            if text["Effect"] == "Allow" and "Principal" not in text:
+                assert "*" not in actions and not any(a.endswith(":*") for a in actions), tier
+
+
+def _statements(node):
+    if isinstance(node, dict):
+        if "Statement" in node and isinstance(node["Statement"], list):
+            yield from node["Statement"]
+        for value in node.values():
+            yield from _statements(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _statements(value)
