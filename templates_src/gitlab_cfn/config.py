@@ -58,7 +58,7 @@ class DatabaseConfig:
         "db.m6i.large", _one_of(catalog.DB_INSTANCE_CLASSES),
         "default RDS instance class (burstable db.t* classes are not offered)")
     storage_type: str = _setting(
-        "io1", _one_of(("io1", "gp3")), "RDS storage type (seed: Provisioned IOPS io1)")
+        "io1", _one_of(("io1", "gp3")), "RDS storage type (the guide uses Provisioned IOPS, io1)")
 
 
 @dataclass(frozen=True)

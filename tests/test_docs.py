@@ -1,0 +1,47 @@
+"""The docs stay true to the build: every resource they name exists, every config key is documented."""
+
+import re
+from pathlib import Path
+
+from gitlab_cfn import config
+from conftest import templates_for
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = re.compile(r"`(main|network|security-groups|storage|database|cache|bastion|gitaly|app|dns):([A-Z][A-Za-z0-9]+)`")
+
+
+def test_every_resource_named_in_the_architecture_map_exists():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = REFERENCE.findall(text)
+    assert len(named) > 80
+    built = templates_for({})
+    missing = [f"{tier}:{lid}" for tier, lid in named
+               if lid not in built.get(tier, {}).get("Resources", {})]
+    assert missing == []
+
+
+def test_the_map_covers_every_resource_of_the_default_build():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(REFERENCE.findall(text))
+    built = templates_for({})
+    for tier in built:
+        for lid in built[tier]["Resources"]:
+            assert (tier, lid) in named, f"{tier}:{lid} is not in docs/architecture.md"
+
+
+def test_every_config_key_is_documented():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for key, default, _ in config.describe():
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert f"| `{key}` | `{shown}` |" in text, key
+
+
+def test_quick_start_is_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:sh|shell|bash)?\n(.*?)```", section, re.S)
+    commands = [line.strip() for block in blocks for line in block.splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    assert commands == ["make build", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
