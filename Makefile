@@ -6,7 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: build lint test clean distclean help
+# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb.
+TEST_TOOLS := shellcheck ruby
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: build lint test test-tools clean distclean help
 
 help:
 	@echo "make build   create .venv, compile build/, lint every template"
@@ -29,7 +33,14 @@ build: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/gitlab-cfn lint
 
-test: $(STAMP)
+test-tools:
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
 
 clean:

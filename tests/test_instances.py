@@ -27,7 +27,9 @@ def test_instances_launch_only_from_launch_templates(variant):
     _, _, t = variant
     for template in t.values():
         for name, inst in resources(template, "AWS::EC2::Instance").items():
-            assert set(inst["Properties"]) <= {"LaunchTemplate", "SubnetId", "Tags"}, name
+            assert set(inst["Properties"]) <= {"LaunchTemplate", "SubnetId", "NetworkInterfaces", "Volumes",
+                                               "UserData", "Tags"}, name
+            assert "LaunchTemplate" in inst["Properties"], name
 
 
 def test_key_pair_only_when_asked():
@@ -41,8 +43,8 @@ def test_key_pair_only_when_asked():
 
 def test_bastions_a_and_b_in_the_first_two_public_subnets(default):
     bastion = default["bastion"]
-    assert props(bastion, "BastionA")["SubnetId"] == {"Ref": "PublicSubnet1Id"}
-    assert props(bastion, "BastionB")["SubnetId"] == {"Ref": "PublicSubnet2Id"}
+    assert props(bastion, "BastionA")["NetworkInterfaces"][0]["SubnetId"] == {"Ref": "PublicSubnet1Id"}
+    assert props(bastion, "BastionB")["NetworkInterfaces"][0]["SubnetId"] == {"Ref": "PublicSubnet2Id"}
     for host in ("A", "B"):
         assert props(bastion, f"Bastion{host}Eip")["InstanceId"] == {"Ref": f"Bastion{host}"}
     params = default["main"]["Parameters"]
@@ -78,8 +80,8 @@ def test_gitaly_data_volume_follows_the_guide_and_is_kept(default):
     params = default["main"]["Parameters"]
     assert (params["GitalyVolumeSize"]["Default"], params["GitalyVolumeIops"]["Default"]) == (20, 1000)
     assert volume["DeletionPolicy"] == volume["UpdateReplacePolicy"] == "Snapshot"
-    attach = props(default["gitaly"], "GitalyDataVolumeAttachment")
-    assert attach["VolumeId"] == {"Ref": "GitalyDataVolume"}
+    attach = props(default["gitaly"], "GitalyInstance")["Volumes"]
+    assert attach == [{"Device": "/dev/sdf", "VolumeId": {"Ref": "GitalyDataVolume"}}]
 
 
 def test_gitaly_gp3_volume():

@@ -8,6 +8,7 @@ asks for one, and the instance role comes from an instance profile.
 from __future__ import annotations
 
 from troposphere import GetAtt, Ref, ec2
+from troposphere.policies import CreationPolicy, ResourceSignal
 
 from .naming import name_tag
 from .tier import Tier
@@ -24,15 +25,17 @@ def launch_template(
     image_id,
     instance_type,
     profile_arn,
-    security_group_ids: list,
     root_size,
+    security_group_ids: list | None = None,
+    user_data=None,
     detailed_monitoring: bool = False,
 ) -> ec2.LaunchTemplate:
+    """A launch template; ``security_group_ids`` is left out when the instance
+    brings its own network interface, ``user_data`` when the instance sets it."""
     data = ec2.LaunchTemplateData(
         ImageId=image_id,
         InstanceType=instance_type,
         IamInstanceProfile=ec2.IamInstanceProfile(Arn=profile_arn),
-        SecurityGroupIds=security_group_ids,
         MetadataOptions=ec2.MetadataOptions(
             HttpEndpoint="enabled", HttpTokens="required", HttpPutResponseHopLimit=1),
         BlockDeviceMappings=[ec2.LaunchTemplateBlockDeviceMapping(
@@ -46,9 +49,18 @@ def launch_template(
             for kind in ("instance", "volume")
         ],
     )
+    if security_group_ids is not None:
+        data.SecurityGroupIds = security_group_ids
+    if user_data is not None:
+        data.UserData = user_data
     if tier.cfg.ssh_key_pair:
         data.KeyName = tier.param("KeyPairName")
     return tier.add(ec2.LaunchTemplate(logical_id, LaunchTemplateData=data))
+
+
+def signal_policy(count: int, timeout: str) -> CreationPolicy:
+    """Wait for ``count`` cfn-signal calls from the boot script, at most ``timeout``."""
+    return CreationPolicy(ResourceSignal=ResourceSignal(Count=count, Timeout=timeout))
 
 
 def from_template(template: ec2.LaunchTemplate):

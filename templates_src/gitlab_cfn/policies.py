@@ -139,6 +139,19 @@ def secret_read(secret_arns: list) -> PolicyDocument:
     )
 
 
+def secret_write(secret_arns: list) -> PolicyDocument:
+    """Replace the value of secrets that instances fill in themselves (never create or delete)."""
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[Statement(
+            Sid="WriteStackSecrets",
+            Effect=Allow,
+            Action=[secretsmanager.PutSecretValue],
+            Resource=list(secret_arns),
+        )],
+    )
+
+
 def grant(logical_id: str, document: PolicyDocument, role_names: list) -> iam.PolicyType:
     """An inline ``AWS::IAM::Policy`` attaching ``document`` to the given roles."""
     return iam.PolicyType(
@@ -162,5 +175,6 @@ __all__ = [
     "kms_use",
     "managed_policy_arn",
     "secret_read",
+    "secret_write",
     "tls_only_bucket",
 ]

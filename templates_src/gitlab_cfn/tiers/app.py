@@ -17,15 +17,28 @@ Exposes: ``GitLabUrl``, ``LoadBalancerDNSName``, ``LoadBalancerHostedZoneId``,
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Join, Ref, Sub, autoscaling, cloudwatch
+from troposphere import GetAtt, Join, Ref, Sub, autoscaling, cloudwatch, secretsmanager
 from troposphere import elasticloadbalancing as elb
-from troposphere.policies import AutoScalingRollingUpdate, UpdatePolicy
+from troposphere.policies import (
+    AutoScalingCreationPolicy,
+    AutoScalingRollingUpdate,
+    CreationPolicy,
+    ResourceSignal,
+    UpdatePolicy,
+)
 
 from ..instances import from_template, launch_template
+from ..naming import tags
+from ..policies import grant, secret_read, secret_write
 from ..tier import Tier
+from ..userdata import user_data
+from .storage import BUCKETS
 
 DESCRIPTION = "gitlab-cfn app: Classic Load Balancer, GitLab launch template, Auto Scaling group."
 
+# The first servers load the schema one after the other, under a database lock.
+CREATE_TIMEOUT = "PT60M"
+UPDATE_TIMEOUT = "PT45M"
 HEALTH_CHECK = "HTTP:80/-/readiness"
 TLS_POLICY = "ELBSecurityPolicy-TLS-1-2-2017-01"
 COOLDOWN = 300
@@ -90,10 +103,74 @@ def scaling(tier: Tier, group: autoscaling.AutoScalingGroup) -> None:
         ))
 
 
+def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
+    """Secrets the GitLab servers share, all kept on delete: the initial root
+    password (generated), and gitlab-secrets.json and the SSH host keys, which
+    the first server writes and every later one reads."""
+    key_arn = tier.input("KmsKeyArn")
+    root = tier.keep(secretsmanager.Secret(
+        "RootPasswordSecret",
+        Description=Sub("GitLab initial root password of stack ${ParentStackName}"),
+        KmsKeyId=key_arn,
+        GenerateSecretString=secretsmanager.GenerateSecretString(
+            SecretStringTemplate='{"username": "root"}', GenerateStringKey="password",
+            PasswordLength=32, ExcludePunctuation=True),
+        Tags=tags("gitlab"),
+    ))
+    shared = {}
+    for logical, what in (("RailsSecretsSecret", "gitlab-secrets.json"),
+                          ("SshHostKeysSecret", "SSH host keys")):
+        shared[logical] = tier.keep(secretsmanager.Secret(
+            logical,
+            Description=Sub(f"GitLab {what} shared by the servers of stack ${{ParentStackName}}"),
+            KmsKeyId=key_arn,
+            # Filled in by the first server to boot; "{}" means not yet.
+            SecretString="{}",
+            Tags=tags("gitlab"),
+        ))
+    role = tier.input("InstanceRoleName")
+    tier.add(grant("AppSecretsRead", secret_read([Ref(root)] + [Ref(s) for s in shared.values()]), [role]))
+    tier.add(grant("AppSecretsWrite", secret_write([Ref(s) for s in shared.values()]), [role]))
+    return {"RootPasswordSecret": root, **shared}
+
+
+def boot_values(tier: Tier, secrets: dict) -> dict:
+    """What the boot script (scripts/gitlab-app.sh) is told through its preamble."""
+    values = {
+        "AWS_REGION": Ref("AWS::Region"),
+        "CFN_STACK": Ref("AWS::StackName"),
+        "CFN_RESOURCE": "AppAutoScalingGroup",
+        "GITLAB_DOMAIN": tier.param("DomainName"),
+        "VPC_CIDR": tier.param("VpcCidr"),
+        "DB_HOST": tier.input("DatabaseEndpoint"),
+        "DB_PORT": tier.input("DatabasePort"),
+        "DB_NAME": tier.input("DatabaseName"),
+        "DB_SECRET_ARN": tier.input("DatabaseSecretArn"),
+        "REDIS_HOST": tier.input("RedisEndpoint"),
+        "REDIS_PORT": tier.input("RedisPort"),
+        "REDIS_SECRET_ARN": tier.input("RedisAuthSecretArn"),
+        "GITALY_ADDRESS": tier.input("GitalyAddress"),
+        "GITALY_SECRET_ARN": tier.input("GitalyTokenSecretArn"),
+        "SHELL_SECRET_ARN": tier.input("GitLabShellSecretArn"),
+        "RAILS_SECRETS_ARN": Ref(secrets["RailsSecretsSecret"]),
+        "HOST_KEYS_SECRET_ARN": Ref(secrets["SshHostKeysSecret"]),
+        "ROOT_PASSWORD_SECRET_ARN": Ref(secrets["RootPasswordSecret"]),
+    }
+    for logical, kind in BUCKETS.items():
+        values[bucket_variable(kind)] = tier.input(f"{logical}BucketName")
+    return values
+
+
+def bucket_variable(kind: str) -> str:
+    """``external-diffs`` -> ``BUCKET_EXTERNAL_DIFFS``, as the boot script reads it."""
+    return "BUCKET_" + kind.replace("-", "_").upper()
+
+
 def build(tier: Tier) -> None:
     tier.stack_name()
     app = tier.cfg.app
     lb = load_balancer(tier)
+    secrets = app_secrets(tier)
     template = launch_template(
         tier, "AppLaunchTemplate",
         name="gitlab",
@@ -102,6 +179,7 @@ def build(tier: Tier) -> None:
         profile_arn=tier.input("InstanceProfileArn"),
         security_group_ids=[tier.input("AppSecurityGroupId")],
         root_size=tier.param("AppRootVolumeSize"),
+        user_data=user_data("gitlab-app", boot_values(tier, secrets)),
         detailed_monitoring=True,
     )
     group = tier.add(autoscaling.AutoScalingGroup(
@@ -116,11 +194,18 @@ def build(tier: Tier) -> None:
         HealthCheckGracePeriod=300,
         MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
         Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "gitlab"]), True)),
+        # Every server's boot script signals its exit status: a configuration
+        # that does not come up fails the stack instead of leaving bad servers.
+        CreationPolicy=CreationPolicy(
+            ResourceSignal=ResourceSignal(Count=app.desired_capacity, Timeout=CREATE_TIMEOUT),
+            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
+        ),
         UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
             MaxBatchSize=1,
             # Keep serving while one server at a time is replaced.
             MinInstancesInService=max(app.min_size - 1, 1) if app.desired_capacity > 1 else 0,
-            PauseTime="PT10M",
+            WaitOnResourceSignals=True,
+            PauseTime=UPDATE_TIMEOUT,
             SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
                               "AlarmNotification", "ScheduledActions"],
         )),
@@ -135,3 +220,5 @@ def build(tier: Tier) -> None:
                 "Route 53 zone of the load balancer, for alias records.")
     tier.output("AutoScalingGroupName", Ref(group), "Auto Scaling group of the GitLab servers.",
                 public=True)
+    tier.output("RootPasswordSecretArn", Ref(secrets["RootPasswordSecret"]),
+                "Secret holding GitLab's initial root password.", public=True)

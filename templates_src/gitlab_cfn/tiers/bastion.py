@@ -6,6 +6,10 @@ default, each with an Elastic IP so its address survives a stop and start. SSH
 reaches them only from ``RemoteAccessCIDR``; their role allows Session Manager
 and nothing else. Built only when ``bastions: true``.
 
+Each bastion's network interface takes a public address at launch: its boot
+script (scripts/bastion.sh) needs the internet before the Elastic IP, which
+waits for the instance and so for the script's signal, is associated.
+
 Exposes: ``BastionAPublicIp``, ``BastionBPublicIp``.
 """
 
@@ -13,10 +17,11 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, ec2, iam
 
-from ..instances import from_template, launch_template
+from ..instances import from_template, launch_template, signal_policy
 from ..naming import per_az, tags
 from ..policies import assume_role, managed_policy_arn
 from ..tier import Tier
+from ..userdata import user_data
 
 DESCRIPTION = "gitlab-cfn bastion: SSH bastion hosts A and B in the public subnets."
 
@@ -39,14 +44,25 @@ def build(tier: Tier) -> None:
         image_id=tier.param("BastionAmiId"),
         instance_type=tier.param("BastionInstanceType"),
         profile_arn=GetAtt(profile, "Arn"),
-        security_group_ids=[tier.input("BastionSecurityGroupId")],
         root_size=8,
     )
+    group = tier.input("BastionSecurityGroupId")
     for index, host in enumerate(HOSTS, start=1):
         instance = tier.add(ec2.Instance(
             f"Bastion{host}",
             LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
-            SubnetId=tier.input(per_az("PublicSubnet", index, "Id")),
+            NetworkInterfaces=[ec2.NetworkInterfaceProperty(
+                DeviceIndex="0",
+                SubnetId=tier.input(per_az("PublicSubnet", index, "Id")),
+                GroupSet=[group],
+                AssociatePublicIpAddress=True,
+            )],
+            UserData=user_data("bastion", {
+                "AWS_REGION": Ref("AWS::Region"),
+                "CFN_STACK": Ref("AWS::StackName"),
+                "CFN_RESOURCE": f"Bastion{host}",
+            }),
+            CreationPolicy=signal_policy(1, "PT15M"),
             Tags=tags(f"bastion-{host.lower()}"),
         ))
         eip = tier.add(ec2.EIP(

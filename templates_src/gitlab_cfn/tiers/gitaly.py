@@ -3,9 +3,16 @@
 Builds one Gitaly server in the first private subnet (c5.xlarge by default)
 with a separate encrypted EBS data volume for the repositories (guide: io1,
 20 GiB at 1000 IOPS; gp3 selectable), kept by a snapshot on delete or
-replacement, and an auth token generated in Secrets Manager that both the
-Gitaly server and the GitLab application servers may read. Port 8075 is open
-to the application servers only (security groups tier).
+replacement, and two secrets generated in Secrets Manager that both the
+Gitaly server and the GitLab application servers may read: the Gitaly auth
+token and the secret of Gitaly's calls back into GitLab. Port 8075 is open to
+the application servers only (security groups tier). The boot script
+(scripts/gitaly.sh) formats the volume only if it is empty and signals the
+instance's CreationPolicy.
+
+The volume is attached through the instance's ``Volumes`` so that it is there
+when the boot script runs: a separate VolumeAttachment would wait for the
+instance, and the instance waits for its boot script's signal.
 
 Seam for Gitaly Cluster: consumers only see ``GitalyAddress`` and
 ``GitalyTokenSecretArn``. A Praefect cluster (three Gitaly nodes, three
@@ -14,25 +21,42 @@ Praefect nodes, its PostgreSQL and an internal load balancer) replaces
 outputs; nothing outside this tier changes.
 
 Exposes: ``GitalyAddress``, ``GitalyPrivateIp``, ``GitalyInstanceId``,
-``GitalyTokenSecretArn``.
+``GitalyTokenSecretArn``, ``GitLabShellSecretArn``.
 """
 
 from __future__ import annotations
 
 from troposphere import GetAtt, Ref, Select, Sub, ec2, iam, secretsmanager
 
-from ..instances import from_template, launch_template
+from ..instances import from_template, launch_template, signal_policy
 from ..naming import tags
 from ..policies import assume_role, grant, kms_use, managed_policy_arn, secret_read
 from ..tier import Tier
+from ..userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
 
 GITALY_PORT = 8075
 DATA_DEVICE = "/dev/sdf"
+BOOT_TIMEOUT = "PT30M"
 
 
-def gitaly_node(tier: Tier, profile, subnet_id, az) -> ec2.Instance:
+def token_secret(tier: Tier, logical_id: str, what: str) -> secretsmanager.Secret:
+    return tier.keep(secretsmanager.Secret(
+        logical_id,
+        Description=Sub(f"GitLab {what} of stack ${{ParentStackName}}"),
+        KmsKeyId=tier.input("KmsKeyArn"),
+        GenerateSecretString=secretsmanager.GenerateSecretString(
+            SecretStringTemplate="{}",
+            GenerateStringKey="token",
+            PasswordLength=64,
+            ExcludePunctuation=True,
+        ),
+        Tags=tags("gitaly"),
+    ))
+
+
+def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict) -> ec2.Instance:
     """One Gitaly server and its repository volume."""
     template = launch_template(
         tier, "GitalyLaunchTemplate",
@@ -43,12 +67,6 @@ def gitaly_node(tier: Tier, profile, subnet_id, az) -> ec2.Instance:
         security_group_ids=[tier.input("GitalySecurityGroupId")],
         root_size=20,
     )
-    instance = tier.add(ec2.Instance(
-        "GitalyInstance",
-        LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
-        SubnetId=subnet_id,
-        Tags=tags("gitaly"),
-    ))
     io1 = tier.cfg.gitaly.volume_type == "io1"
     volume = tier.keep(ec2.Volume(
         "GitalyDataVolume",
@@ -61,30 +79,30 @@ def gitaly_node(tier: Tier, profile, subnet_id, az) -> ec2.Instance:
     ), policy="Snapshot")
     if not io1:
         volume.Throughput = 250
-    tier.add(ec2.VolumeAttachment(
-        "GitalyDataVolumeAttachment",
-        InstanceId=Ref(instance),
-        VolumeId=Ref(volume),
-        Device=DATA_DEVICE,
+    return tier.add(ec2.Instance(
+        "GitalyInstance",
+        LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
+        SubnetId=subnet_id,
+        Volumes=[ec2.MountPoint(Device=DATA_DEVICE, VolumeId=Ref(volume))],
+        UserData=user_data("gitaly", {
+            "AWS_REGION": Ref("AWS::Region"),
+            "CFN_STACK": Ref("AWS::StackName"),
+            "CFN_RESOURCE": "GitalyInstance",
+            "GITLAB_DOMAIN": tier.param("DomainName"),
+            "GITALY_SECRET_ARN": Ref(secrets["token"]),
+            "SHELL_SECRET_ARN": Ref(secrets["shell"]),
+            "DATA_VOLUME_ID": Ref(volume),
+        }),
+        CreationPolicy=signal_policy(1, BOOT_TIMEOUT),
+        Tags=tags("gitaly"),
     ))
-    return instance
 
 
 def build(tier: Tier) -> None:
     tier.stack_name()
     key_arn = tier.input("KmsKeyArn")
-    token = tier.keep(secretsmanager.Secret(
-        "GitalyTokenSecret",
-        Description=Sub("GitLab Gitaly auth token of stack ${ParentStackName}"),
-        KmsKeyId=key_arn,
-        GenerateSecretString=secretsmanager.GenerateSecretString(
-            SecretStringTemplate="{}",
-            GenerateStringKey="token",
-            PasswordLength=64,
-            ExcludePunctuation=True,
-        ),
-        Tags=tags("gitaly"),
-    ))
+    token = token_secret(tier, "GitalyTokenSecret", "Gitaly auth token")
+    shell = token_secret(tier, "GitLabShellSecret", "shell secret (Gitaly to GitLab calls)")
     role = tier.add(iam.Role(
         "GitalyRole",
         Description="GitLab Gitaly server: its token, Session Manager, CloudWatch agent.",
@@ -99,11 +117,12 @@ def build(tier: Tier) -> None:
     ))
     profile = tier.add(iam.InstanceProfile("GitalyInstanceProfile", Roles=[Ref(role)]))
     tier.add(grant(
-        "GitalyTokenSecretRead", secret_read([Ref(token)]),
+        "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)]),
         [Ref(role), tier.input("InstanceRoleName")]))
 
     azs = tier.param("AvailabilityZones")
-    instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs))
+    instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs),
+                           {"token": token, "shell": shell})
     address = GetAtt(instance, "PrivateIp")
     tier.output("GitalyAddress", Sub(f"tcp://${{Ip}}:{GITALY_PORT}", Ip=address),
                 "Gitaly address for GitLab's repository storage.", public=True)
@@ -111,3 +130,4 @@ def build(tier: Tier) -> None:
     tier.output("GitalyInstanceId", Ref(instance), "Instance id of the Gitaly server.")
     tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
                 public=True)
+    tier.output("GitLabShellSecretArn", Ref(shell), "Secret of Gitaly's calls back into GitLab.")

@@ -1,0 +1,173 @@
+"""User data as instances receive it: preamble + scripts, checked with bash -n, shellcheck, size."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitlab_cfn import userdata
+from conftest import props, resources, templates_for
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SECRET_VALUES = ["s3cr3tDbPassw0rd", "redisAuthT0ken", "gitalyT0ken", "shellT0ken", "r00tPassw0rd"]
+
+
+def sample(name: str) -> str:
+    """A long, realistic value for each kind of preamble variable."""
+    if name.endswith("_ARN"):
+        return f"arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:{name.title().replace('_', '')}-AbCdEfGhIjKl-Ab1Cd2"
+    if name.startswith("BUCKET_"):
+        return f"gl-{name[7:].lower().replace('_', '-')}-123456789012-ap-southeast-2-0a1b2c3d"
+    return {
+        "AWS_REGION": "ap-southeast-2",
+        "CFN_STACK": "gitlab-production-AppStack-1A2B3C4D5E6F7",
+        "GITLAB_DOMAIN": "gitlab.engineering.example.com",
+        "VPC_CIDR": "10.0.0.0/16",
+        "DB_HOST": "gitlab-production-databasestack-1a2b3c-database-abcdefghijkl.c9akciq32.ap-southeast-2.rds.amazonaws.com",
+        "DB_PORT": "5432",
+        "DB_NAME": "gitlabhq_production",
+        "REDIS_HOST": "master.gi1abc2defgh3ij.abcdef.apse2.cache.amazonaws.com",
+        "REDIS_PORT": "6379",
+        "GITALY_ADDRESS": "tcp://10.0.1.123:8075",
+        "DATA_VOLUME_ID": "vol-0123456789abcdef0",
+        "GITLAB_VERSION": "18.5.1",
+        "GITLAB_EDITION": "ee",
+        "BAKE_SOURCE": "gitlab-ami",
+    }[name]
+
+
+def template_user_data(templates):
+    """{role: (variables, literal body)} read back from the built templates."""
+    found = {}
+    for template in templates.values():
+        for name, res in template["Resources"].items():
+            p = res.get("Properties", {})
+            ud = p.get("UserData") or p.get("LaunchTemplateData", {}).get("UserData")
+            if not ud:
+                continue
+            sub, literal = ud["Fn::Base64"]["Fn::Join"][1]
+            head, variables = sub["Fn::Sub"]
+            role = re.search(r"user data \(([a-z-]+)\)", head).group(1)
+            found.setdefault(role, []).append((name, variables, literal, head))
+    return found
+
+
+ROLES_IN_TEMPLATES = ["bastion", "gitaly", "gitlab-app"]
+
+
+def rendered(role):
+    _, variables, _, _ = template_user_data(templates_for({}))[role][0]
+    return userdata.render(role, {name: value if isinstance(value, str) else sample(name)
+                                  for name, value in variables.items()})
+
+
+def test_every_instance_role_has_user_data():
+    found = template_user_data(templates_for({}))
+    assert sorted(found) == ROLES_IN_TEMPLATES
+    assert [n for n, *_ in found["bastion"]] == ["BastionA", "BastionB"]
+    assert [n for n, *_ in found["gitaly"]] == ["GitalyInstance"]
+    assert [n for n, *_ in found["gitlab-app"]] == ["AppLaunchTemplate"]
+
+
+@pytest.mark.parametrize("role", ROLES_IN_TEMPLATES)
+def test_body_is_the_scripts_unchanged_and_never_through_sub(role):
+    for _, variables, literal, head in template_user_data(templates_for({}))[role]:
+        assert literal == userdata.body(role)
+        assert literal == "".join((SCRIPTS / f).read_text() for f in userdata.ROLES[role])
+        assert head.count("\n") == len(variables) + 2  # shebang, comment, one export per value
+
+
+@pytest.mark.parametrize("role", ROLES_IN_TEMPLATES)
+def test_preamble_exports_exactly_what_the_script_requires(role):
+    _, variables, _, _ = template_user_data(templates_for({}))[role][0]
+    script = (SCRIPTS / userdata.ROLES[role][-1]).read_text()
+    required = set()
+    for call in re.findall(r"require_env ((?:[A-Z_]+ ?|\\\n\s*)+)", script):
+        required |= set(re.findall(r"[A-Z][A-Z0-9_]+", call))
+    if "BUCKET_KINDS" in script:
+        kinds = re.search(r"BUCKET_KINDS=\(([^)]*)\)", script).group(1).split()
+        required |= {f"BUCKET_{k.upper()}" for k in kinds}
+    assert required, role
+    assert required - {"CFN_RESOURCE"} <= set(variables), required - set(variables)
+    assert "CFN_RESOURCE" in variables
+
+
+@pytest.mark.parametrize("role", ROLES_IN_TEMPLATES + ["bake"])
+def test_rendered_user_data_parses_is_shellcheck_clean_and_fits(tmp_path, role):
+    if role == "bake":
+        text = userdata.render("bake", {n: sample(n) for n in ("AWS_REGION", "GITLAB_VERSION", "GITLAB_EDITION", "BAKE_SOURCE")})
+    else:
+        text = rendered(role)
+    path = tmp_path / f"{role}.sh"
+    path.write_text(text)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: `make test` installs it from Debian's packages"
+    result = subprocess.run([shellcheck, "-s", "bash", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    assert len(text.encode()) < userdata.MAX_BYTES
+
+
+def test_shellcheck_gate_can_fail(tmp_path):
+    path = tmp_path / "bad.sh"
+    path.write_text(rendered("bastion") + "\nrm -rf $UNQUOTED/*\n")
+    result = subprocess.run([shutil.which("shellcheck") or "shellcheck", "-s", "bash", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "SC2086" in result.stdout
+
+
+@pytest.mark.parametrize("variant", [{}, {"az_count": 3, "bastions": False}])
+def test_no_secret_or_dynamic_reference_reaches_user_data(variant):
+    for role, entries in template_user_data(templates_for(variant)).items():
+        for _, variables, literal, head in entries:
+            text = str(variables) + literal + head
+            assert "resolve:secretsmanager" not in text, role
+            assert not [n for n in variables if re.search("PASSWORD|TOKEN|SECRET", n) and not n.endswith("_ARN")], role
+    for role in ROLES_IN_TEMPLATES:
+        text = rendered(role)
+        assert not [s for s in SECRET_VALUES if s in text]
+
+
+def test_scripts_hold_no_cloudformation_syntax():
+    for path in SCRIPTS.rglob("*.sh"):
+        text = path.read_text()
+        for marker in ("${AWS::", "Fn::", "!Ref ", "!Sub ", "!GetAtt"):
+            assert marker not in text, (path.name, marker)
+
+
+def test_oversized_user_data_is_refused_at_build_time(monkeypatch):
+    from gitlab_cfn.userdata import UserDataError
+    from troposphere import Ref
+
+    monkeypatch.setattr(userdata, "MAX_BYTES", len(userdata.body("gitaly")) + 100)
+    with pytest.raises(UserDataError, match="user data of gitaly may reach .* bytes"):
+        userdata.user_data("gitaly", {"AWS_REGION": Ref("AWS::Region"), "DB_SECRET_ARN": Ref("X")})
+
+
+def test_instances_wait_for_their_boot_signal():
+    t = templates_for({})
+    asg = t["app"]["Resources"]["AppAutoScalingGroup"]
+    assert asg["CreationPolicy"]["ResourceSignal"] == {"Count": 2, "Timeout": "PT60M"}
+    assert asg["CreationPolicy"]["AutoScalingCreationPolicy"] == {"MinSuccessfulInstancesPercent": 100}
+    rolling = asg["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["WaitOnResourceSignals"] is True and rolling["PauseTime"] == "PT45M"
+    assert t["gitaly"]["Resources"]["GitalyInstance"]["CreationPolicy"]["ResourceSignal"]["Timeout"] == "PT30M"
+    for host in ("A", "B"):
+        assert t["bastion"]["Resources"][f"Bastion{host}"]["CreationPolicy"]["ResourceSignal"]["Count"] == 1
+
+
+def test_gitaly_volume_is_attached_with_the_instance():
+    gitaly = templates_for({})["gitaly"]
+    assert props(gitaly, "GitalyInstance")["Volumes"] == [{"Device": "/dev/sdf", "VolumeId": {"Ref": "GitalyDataVolume"}}]
+    assert not resources(gitaly, "AWS::EC2::VolumeAttachment")
+
+
+def test_bastions_get_a_public_address_at_launch():
+    bastion = templates_for({})["bastion"]
+    for host, subnet in (("A", "PublicSubnet1Id"), ("B", "PublicSubnet2Id")):
+        (eni,) = props(bastion, f"Bastion{host}")["NetworkInterfaces"]
+        assert eni["AssociatePublicIpAddress"] is True
+        assert eni["SubnetId"] == {"Ref": subnet}
+        assert eni["GroupSet"] == [{"Ref": "BastionSecurityGroupId"}]
