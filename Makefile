@@ -10,11 +10,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 TEST_TOOLS := shellcheck ruby
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build lint test test-tools clean distclean help
+STANDIN := .venv-standin
+STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sha256sum | cut -c1-12)
+
+.PHONY: build lint test test-tools standin clean distclean help
 
 help:
 	@echo "make build   create .venv, compile build/, lint every template"
-	@echo "make test    install test dependencies, run the whole suite"
+	@echo "make test    install test dependencies and the local AWS stand-in, run the whole suite"
 	@echo "make clean   remove build/ ; make distclean also removes .venv/"
 
 $(STAMP): pyproject.toml
@@ -40,11 +43,21 @@ test-tools:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: $(STAMP) test-tools
+# The local AWS stand-in (moto's server) in its own virtual environment.
+$(STANDIN_STAMP): requirements-standin.txt
+	test -x $(STANDIN)/bin/python || $(PYTHON) -m venv $(STANDIN)
+	$(STANDIN)/bin/python -m pip install --quiet --upgrade pip
+	$(STANDIN)/bin/python -m pip install --quiet -r requirements-standin.txt
+	rm -f $(STANDIN)/.installed-*
+	touch $@
+
+standin: $(STANDIN_STAMP)
+
+test: $(STAMP) $(STANDIN_STAMP) test-tools
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf build
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(STANDIN)

@@ -56,3 +56,23 @@ def resources(template: dict, rtype: str | None = None) -> dict[str, dict]:
 
 def props(template: dict, logical_id: str) -> dict:
     return template["Resources"][logical_id].get("Properties", {})
+
+
+# -- the local AWS stand-in ----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def standin():
+    """moto's server on 127.0.0.1, one process for the whole session."""
+    from gitlab_cfn.standin import StandIn
+
+    with StandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def local_aws(standin):
+    """A clean stand-in account for one test, and clients pointed at it."""
+    from gitlab_cfn.aws import Aws
+
+    standin.reset()
+    return Aws(endpoint_url=standin.endpoint)

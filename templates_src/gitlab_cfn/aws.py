@@ -1,0 +1,35 @@
+"""boto3 clients for real AWS or for an endpoint such as the local stand-in.
+
+Every command that talks to AWS takes ``--endpoint-url`` (or ``--local``, which
+starts the stand-in) and gets its clients here, so the code path is the same
+against AWS and against the stand-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+RETRIES = Config(retries={"max_attempts": 8, "mode": "standard"})
+STANDIN_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass
+class Aws:
+    endpoint_url: str | None = None
+    _clients: dict = field(default_factory=dict, repr=False)
+
+    def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        if key not in self._clients:
+            kwargs: dict[str, Any] = {"region_name": region, "config": RETRIES}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+                session = boto3.session.Session()
+                if session.get_credentials() is None:
+                    kwargs.update(STANDIN_CREDENTIALS)
+            self._clients[key] = boto3.client(service, **kwargs)
+        return self._clients[key]

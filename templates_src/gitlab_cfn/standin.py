@@ -1,0 +1,94 @@
+"""The local AWS stand-in: moto's server, a real process on 127.0.0.1.
+
+It runs from its own virtual environment (``.venv-standin``, made by
+``make standin``), because moto needs newer jsonschema and urllib3 than taskcat
+allows in the main one. ``StandIn`` starts it on a free port, waits until it
+answers, and stops it; boto3 and taskcat talk to it over HTTP exactly as to AWS.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import ConfigError, GitlabCfnError
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = Path(os.environ.get("GITLAB_CFN_STANDIN_VENV", REPO / ".venv-standin"))
+AMIS = Path(__file__).with_name("data") / "standin-amis.json"
+START_TIMEOUT = 60.0
+
+
+class StandInError(GitlabCfnError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StandIn:
+    """``with StandIn() as aws: aws.endpoint`` -> ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, log: Path | None = None):
+        self.server = VENV / "bin" / "moto_server"
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.log = log or Path(tempfile.mkstemp(prefix="gitlab-cfn-standin-", suffix=".log")[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StandIn:
+        if not self.server.exists():
+            raise ConfigError(
+                f"the local AWS stand-in is not installed ({self.server} is missing): run 'make standin'")
+        self.port = _free_port()
+        env = {**os.environ, "MOTO_AMIS_PATH": str(AMIS)}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(self.server), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise StandInError(f"the local AWS stand-in exited at start; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2):
+                    return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.2)
+        self.stop()
+        raise StandInError(f"the local AWS stand-in did not answer within {START_TIMEOUT:.0f}s; see {self.log}")
+
+    def reset(self) -> None:
+        """Forget every resource (between tests)."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
