@@ -10,13 +10,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 TEST_TOOLS := shellcheck ruby
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+CHECKOV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed-$(shell cat requirements-checkov.txt | sha256sum | cut -c1-12)
 STANDIN := .venv-standin
 STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sha256sum | cut -c1-12)
 
-.PHONY: build lint test test-tools standin clean distclean help
+.PHONY: build lint check test test-tools standin scanner clean distclean help
 
 help:
-	@echo "make build   create .venv, compile build/, lint every template"
+	@echo "make build   create .venv and .venv-checkov, compile build/, lint and scan every template"
 	@echo "make test    install test dependencies and the local AWS stand-in, run the whole suite"
 	@echo "make clean   remove build/ ; make distclean also removes .venv/"
 
@@ -29,12 +31,26 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-build: $(STAMP)
+# checkov, the scanner of `gitlab-cfn check`, in its own virtual environment.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	rm -f $(CHECKOV)/.installed-*
+	touch $@
+
+scanner: $(CHECKOV_STAMP)
+
+build: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/gitlab-cfn build
 	$(BIN)/gitlab-cfn lint
+	$(BIN)/gitlab-cfn check
 
 lint: $(STAMP)
 	$(BIN)/gitlab-cfn lint
+
+check: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/gitlab-cfn check
 
 test-tools:
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
@@ -53,11 +69,11 @@ $(STANDIN_STAMP): requirements-standin.txt
 
 standin: $(STANDIN_STAMP)
 
-test: $(STAMP) $(STANDIN_STAMP) test-tools
+test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) test-tools
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf build
 
 distclean: clean
-	rm -rf $(VENV) $(STANDIN)
+	rm -rf $(VENV) $(STANDIN) $(CHECKOV)

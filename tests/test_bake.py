@@ -78,11 +78,11 @@ def test_bake_publishes_an_image_per_region_and_terminates_the_builder(local_aws
     assert not [r for r in roles if r["RoleName"].startswith("gitlab-cfn-ami-builder-")]
 
 
-def test_builder_may_only_tag_itself(local_aws):
+def test_builder_may_only_report_its_result_on_builders(local_aws):
     document = json.loads(bake.BuilderProfile(None).policy().to_json())
     (statement,) = document["Statement"]
     assert statement["Action"] == ["ec2:CreateTags"]
-    assert statement["Condition"]["StringEquals"] == {"aws:ARN": "${ec2:SourceInstanceARN}"}
+    assert statement["Condition"]["StringEquals"] == {"ec2:ResourceTag/gitlab-cfn:role": "ami-builder"}
     assert statement["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": ["gitlab-cfn:bake"]}
 
 

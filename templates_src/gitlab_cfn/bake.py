@@ -3,7 +3,7 @@
 1. Find the source image in the build region: GitLab's own AMI for the version
    (published by GitLab's AWS account), or the current Ubuntu LTS.
 2. Launch a builder with ``scripts/bake-install.sh`` as user data and a
-   temporary instance profile that may only tag the builder itself; the script
+   temporary instance profile that may only put the result tag on builders; the script
    installs what the boot scripts need and tags the instance
    ``gitlab-cfn:bake=success`` (or ``failed``).
 3. Create the image, tag it (GitLab version, source AMI, build time), copy it
@@ -40,6 +40,7 @@ GITLAB_OWNER = "782774275127"      # GitLab's AWS account, publisher of the offi
 CANONICAL_OWNER = "099720109477"   # Canonical, publisher of the Ubuntu images
 UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 RESULT_TAG = "gitlab-cfn:bake"
+ROLE_TAG, BUILDER_ROLE = "gitlab-cfn:role", "ami-builder"
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -105,7 +106,8 @@ def find_source_image(ec2, request: BakeRequest) -> str:
 
 
 class BuilderProfile:
-    """A temporary role and instance profile allowing the builder to tag only itself."""
+    """A temporary role and instance profile allowing the builder to report its result:
+    the one tag key ``gitlab-cfn:bake``, on builder instances only."""
 
     def __init__(self, iam):
         self.iam = iam
@@ -118,7 +120,7 @@ class BuilderProfile:
             Action=[CreateTags],
             Resource=["arn:*:ec2:*:*:instance/*"],
             Condition=Condition([
-                StringEquals("aws:ARN", "${ec2:SourceInstanceARN}"),
+                StringEquals(f"ec2:ResourceTag/{ROLE_TAG}", BUILDER_ROLE),
                 ForAllValuesStringEquals("aws:TagKeys", [RESULT_TAG]),
             ]),
         )])
@@ -164,7 +166,7 @@ def _launch(ec2, request: BakeRequest, image: str, profile: str, progress: Progr
                               "Ebs": {"VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True}}],
         TagSpecifications=[{"ResourceType": "instance", "Tags": [
             {"Key": "Name", "Value": f"gitlab-cfn AMI builder {request.gitlab_version}"},
-            {"Key": "gitlab-cfn:role", "Value": "ami-builder"}]}],
+            {"Key": ROLE_TAG, "Value": BUILDER_ROLE}]}],
     )
     if request.subnet_id:
         kwargs["SubnetId"] = request.subnet_id

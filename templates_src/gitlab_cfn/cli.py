@@ -52,6 +52,23 @@ def _cmd_lint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .security.gate import run_gate
+
+    started = time.perf_counter()
+    result = run_gate(args.build)
+    for finding in result.findings:
+        print(finding)
+    parts = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
+    summary = (f"checked {result.templates} templates ({result.policies} policy documents) in "
+               f"{time.perf_counter() - started:.1f}s [{parts}]: {len(result.findings)} "
+               f"finding{'s' if len(result.findings) != 1 else ''}")
+    if result.findings:
+        raise CheckFailed(summary)
+    _note(args, summary)
+    return 0
+
+
 def _cmd_bake_ami(args: argparse.Namespace) -> int:
     from . import bake
     from .aws import Aws
@@ -114,6 +131,16 @@ def parser() -> argparse.ArgumentParser:
     lint.add_argument("--jobs", type=int, metavar="N", help="parallel processes (default: cores)")
     lint.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     lint.set_defaults(func=_cmd_lint)
+
+    check = sub.add_parser(
+        "check", help="security gate: checkov, IAM policy analysis, allowlisted skips",
+        description="Scan every built template with checkov (offline), analyse every IAM policy "
+                    "document with parliament and the project's IAM rules, and refuse checkov skips "
+                    "that are not allowlisted or carry no reason. Exit 1 on any finding.")
+    check.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD,
+                       help=f"build folder (default: {DEFAULT_BUILD})")
+    check.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    check.set_defaults(func=_cmd_check)
 
     from .catalog import GITLAB_AMI_PARAMETER
 

@@ -1,7 +1,8 @@
 """Validates every built template with cfn-lint, used as a library.
 
 Errors, warnings and informational checks are all enabled, in every region the
-templates are tested in. A finding is silenced only by a resource's
+templates are tested in, together with the project's own rules (E9xxx, in
+``gitlab_cfn/lint_rules/``, one rule per file). A finding is silenced only by a resource's
 ``cfn-lint`` metadata, and then only if the same resource explains why under
 ``gitlab-cfn: suppressions`` (``tier.suppress`` writes both); a suppression
 without a reason is itself reported as finding ``GLC001``.
@@ -17,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .compiler import read_manifest
+
+RULES_DIR = Path(__file__).with_name("lint_rules")
 
 # The regions taskcat deploys to (see taskcat.yml): what is linted is what is tested.
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2", "ap-northeast-1")
@@ -53,11 +54,25 @@ def _unexplained_suppressions(path: str, template: dict) -> list[Finding]:
     return findings
 
 
+_RULES = None
+
+
+def rules():
+    """cfn-lint's rules with informational ones included, plus the project's E9xxx rules."""
+    global _RULES
+    if _RULES is None:
+        from cfnlint.core import get_rules
+
+        _RULES = get_rules(append_rules=[str(RULES_DIR)], ignore_rules=[], include_rules=["I"])
+    return _RULES
+
+
 def lint_text(path: str, text: str, regions: tuple[str, ...] = REGIONS) -> list[Finding]:
     """Lint one template's text; ``path`` is only used to label findings."""
     from cfnlint.api import ManualArgs, lint
 
-    matches = lint(text, config=ManualArgs(regions=list(regions), include_checks=["I"]))
+    matches = lint(text, rules=rules(), regions=list(regions),
+                   config=ManualArgs(regions=list(regions), include_checks=["I"]))
     findings = [
         Finding(
             path,
@@ -69,7 +84,9 @@ def lint_text(path: str, text: str, regions: tuple[str, ...] = REGIONS) -> list[
         )
         for m in matches
     ]
-    template = yaml.safe_load(text) if text.strip() else {}
+    from cfnlint.decode import decode_str
+
+    template, _ = decode_str(text)
     if isinstance(template, dict):
         findings += _unexplained_suppressions(path, template)
     return sorted(set(findings))

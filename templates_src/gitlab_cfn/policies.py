@@ -24,14 +24,18 @@ from troposphere import AWSObject, Ref, Sub, iam
 
 VERSION = "2012-10-17"
 
-# The object and bucket actions of GitLab's guide ("Create an IAM Policy").
-S3_OBJECT_ACTIONS = [s3.PutObject, s3.GetObject, s3.DeleteObject, s3.PutObjectAcl]
-S3_BUCKET_ACTIONS = [
-    s3.ListBucket,
+# The eight actions of GitLab's guide ("Create an IAM Policy"). The guide lists
+# AbortMultipartUpload and ListMultipartUploadParts with the bucket actions, but
+# both act on objects (arn:...:bucket/*), so here they sit with the object ones.
+S3_OBJECT_ACTIONS = [
+    s3.PutObject,
+    s3.GetObject,
+    s3.DeleteObject,
+    s3.PutObjectAcl,
     s3.AbortMultipartUpload,
     s3.ListMultipartUploadParts,
-    s3.ListBucketMultipartUploads,
 ]
+S3_BUCKET_ACTIONS = [s3.ListBucket, s3.ListBucketMultipartUploads]
 
 
 def managed_policy_arn(name: str) -> Sub:
@@ -91,12 +95,53 @@ def tls_only_bucket(bucket_arn) -> PolicyDocument:
     )
 
 
+def log_bucket(bucket_arn, elb_principal: Principal) -> PolicyDocument:
+    """Policy of the access-log bucket: TLS only; S3 server access logs from this
+    account's buckets under ``s3/``; the load balancer's access logs under ``elb/``."""
+    account_logs = Sub("${Bucket}/elb/AWSLogs/${AWS::AccountId}/*", Bucket=bucket_arn)
+    statements = list(tls_only_bucket(bucket_arn).Statement) + [
+        Statement(
+            Sid="S3ServerAccessLogs",
+            Effect=Allow,
+            Principal=Principal("Service", ["logging.s3.amazonaws.com"]),
+            Action=[s3.PutObject],
+            Resource=[Sub("${Bucket}/s3/*", Bucket=bucket_arn)],
+            Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+        ),
+        Statement(
+            Sid="LoadBalancerAccessLogs",
+            Effect=Allow,
+            Principal=elb_principal,
+            Action=[s3.PutObject],
+            Resource=[account_logs],
+        ),
+    ]
+    return PolicyDocument(Version=VERSION, Statement=statements)
+
+
+# What the account's IAM policies may grant on the stack's key: administering it
+# and using it (the key administrator and key user sets of the KMS console),
+# not kms:* with its account-level and alias actions.
+KMS_KEY_ADMIN = [
+    kms.DescribeKey, kms.GetKeyPolicy, kms.PutKeyPolicy, kms.ListKeyPolicies,
+    kms.GetKeyRotationStatus, kms.EnableKeyRotation, kms.DisableKeyRotation,
+    kms.RotateKeyOnDemand, kms.ListKeyRotations, kms.ListResourceTags, kms.TagResource,
+    kms.UntagResource, kms.UpdateKeyDescription, kms.EnableKey, kms.DisableKey,
+    kms.ScheduleKeyDeletion, kms.CancelKeyDeletion,
+    kms.CreateGrant, kms.ListGrants, kms.RevokeGrant, kms.RetireGrant,
+]
+KMS_KEY_USE = [
+    kms.Encrypt, kms.Decrypt, kms.ReEncryptFrom, kms.ReEncryptTo,
+    kms.GenerateDataKey, kms.GenerateDataKeyWithoutPlaintext,
+]
+
+
 def kms_key_policy() -> PolicyDocument:
-    """Key policy delegating access to IAM in this account, as AWS's default key policy does.
+    """Key policy delegating to IAM in this account, as AWS's default key policy does.
 
     Who may use the key is then said by IAM policies (see ``kms_use``), and the
-    services that encrypt with it (S3, RDS, ElastiCache, Secrets Manager, EBS)
-    act on behalf of principals that IAM allows.
+    services that encrypt with it (S3, RDS, ElastiCache, Secrets Manager) act on
+    behalf of principals that IAM allows. In a key policy, Resource "*" is the key.
     """
     return PolicyDocument(
         Version=VERSION,
@@ -104,7 +149,7 @@ def kms_key_policy() -> PolicyDocument:
             Sid="EnableIamPolicies",
             Effect=Allow,
             Principal=Principal("AWS", [Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")]),
-            Action=[kms.Action("*")],
+            Action=KMS_KEY_ADMIN + KMS_KEY_USE,
             Resource=["*"],
         )],
     )
@@ -172,6 +217,7 @@ __all__ = [
     "grant",
     "grant_secret_read",
     "kms_key_policy",
+    "log_bucket",
     "kms_use",
     "managed_policy_arn",
     "secret_read",

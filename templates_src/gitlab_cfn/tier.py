@@ -103,3 +103,16 @@ def suppress(resource: AWSObject, rule: str, reason: str) -> None:
     ignored.append(rule)
     metadata.setdefault("gitlab-cfn", {}).setdefault("suppressions", {})[rule] = reason
     resource.Metadata = metadata
+
+
+def scanner_skip(resource: AWSObject, check: str, reason: str) -> None:
+    """Skip one checkov check on one resource, with the reason beside it.
+
+    ``gitlab-cfn check`` accepts the skip only if the check and the resource are
+    on the allowlist (``gitlab_cfn/data/checkov-allowlist.yaml``).
+    """
+    if not reason.strip():
+        raise ValueError("a scanner skip needs a reason")
+    metadata = getattr(resource, "Metadata", None) or {}
+    metadata.setdefault("checkov", {}).setdefault("skip", []).append({"id": check, "comment": reason})
+    resource.Metadata = metadata

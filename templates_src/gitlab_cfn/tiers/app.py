@@ -69,6 +69,9 @@ def load_balancer(tier: Tier) -> elb.LoadBalancer:
             Target=HEALTH_CHECK, HealthyThreshold="2", UnhealthyThreshold="3",
             Interval="30", Timeout="5"),
         ConnectionDrainingPolicy=elb.ConnectionDrainingPolicy(Enabled=True, Timeout=300),
+        AccessLoggingPolicy=elb.AccessLoggingPolicy(
+            Enabled=True, EmitInterval=60,
+            S3BucketName=tier.input("LogsBucketName"), S3BucketPrefix="elb"),
     ))
 
 

@@ -20,7 +20,7 @@ from troposphere import GetAtt, Ref, ec2, iam
 from ..instances import from_template, launch_template, signal_policy
 from ..naming import per_az, tags
 from ..policies import assume_role, managed_policy_arn
-from ..tier import Tier
+from ..tier import Tier, scanner_skip
 from ..userdata import user_data
 
 DESCRIPTION = "gitlab-cfn bastion: SSH bastion hosts A and B in the public subnets."
@@ -65,6 +65,8 @@ def build(tier: Tier) -> None:
             CreationPolicy=signal_policy(1, "PT15M"),
             Tags=tags(f"bastion-{host.lower()}"),
         ))
+        scanner_skip(instance, "CKV_AWS_88",
+                     "bastion host: the SSH entry point, reachable only from RemoteAccessCIDR")
         eip = tier.add(ec2.EIP(
             f"Bastion{host}Eip", Domain="vpc", InstanceId=Ref(instance), Tags=tags(f"bastion-{host.lower()}")))
         tier.output(f"Bastion{host}PublicIp", Ref(eip), f"Public address of bastion host {host}.",

@@ -90,6 +90,8 @@ def build(tier: Tier) -> None:
         BackupRetentionPeriod=tier.param("DBBackupRetentionPeriod"),
         AutoMinorVersionUpgrade=False,
         AllowMajorVersionUpgrade=False,
+        # Inert until a policy grants rds-db:connect; GitLab itself uses the password.
+        EnableIAMDatabaseAuthentication=True,
         DeletionProtection=True,
         CopyTagsToSnapshot=True,
         EnableCloudwatchLogsExports=["postgresql", "upgrade"],

@@ -20,7 +20,7 @@ from __future__ import annotations
 from troposphere import GetAtt, Ref, ec2
 
 from ..naming import tags
-from ..tier import Tier
+from ..tier import Tier, scanner_skip
 
 DESCRIPTION = "gitlab-cfn security groups: load balancer, app, database, cache, Gitaly, bastion."
 
@@ -68,8 +68,10 @@ class Groups:
             return
         key = "CidrIpv6" if source == ANYWHERE_V6 else "CidrIp"
         suffix = {ANYWHERE_V4: "Anywhere", ANYWHERE_V6: "AnywhereIpv6"}.get(source, "Cidr")
-        self.tier.add(ec2.SecurityGroupIngress(
+        ingress = self.tier.add(ec2.SecurityGroupIngress(
             f"{target}From{suffix}{port.capitalize()}", GroupId=dest, **{key: source}, **rule))
+        if source in (ANYWHERE_V4, ANYWHERE_V6) and port == "http":
+            scanner_skip(ingress, "CKV_AWS_260", "public load balancer: GitLab is served to everyone on 80 as on 443")
 
     def allow_out(self, source: str, port: str, description: str) -> None:
         """Allow TCP ``port`` out of group ``source`` to any IPv4 address (through NAT)."""

@@ -19,7 +19,8 @@ Exposes: ``KmsKeyArn``, ``InstanceRoleName``, ``InstanceProfileArn`` and
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Join, Ref, Select, Split, Sub, iam, kms, s3
+from awacs.aws import Principal
+from troposphere import Equals, FindInMap, GetAtt, If, Join, Or, Ref, Select, Split, Sub, iam, kms, s3
 
 from ..naming import tags
 from ..policies import (
@@ -27,10 +28,11 @@ from ..policies import (
     gitlab_object_storage,
     kms_key_policy,
     kms_use,
+    log_bucket,
     managed_policy_arn,
     tls_only_bucket,
 )
-from ..tier import Tier
+from ..tier import Tier, scanner_skip
 
 DESCRIPTION = "gitlab-cfn storage: KMS key, S3 object storage buckets, GitLab instance role."
 
@@ -49,13 +51,90 @@ BUCKETS = {
     "Registry": "registry",
     "Backups": "backups",
 }
-VERSIONED = {"Backups"}
 BUCKET_PREFIX = "gl-"
+# Noncurrent versions (deleted or overwritten objects) are kept this many days.
+NONCURRENT_DAYS = {"Backups": 90}
+NONCURRENT_DEFAULT = 30
+LOG_DAYS = 365
+
+# Elastic Load Balancing's log-writing account in regions opened before August
+# 2022; newer regions grant the log delivery service principal instead.
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240",
+    "us-west-1": "027434742980", "us-west-2": "797873946194",
+    "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-south-1": "718504428378", "ap-northeast-1": "582318560864",
+    "ap-northeast-2": "600734575887", "ap-northeast-3": "383597477331",
+    "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416",
+    "eu-west-3": "009996457667", "eu-north-1": "897822967062",
+    "eu-south-1": "635631232127", "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
+ELB_LOG_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 
 def bucket_name(kind: str) -> Join:
     stack_suffix = Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
     return Join("-", ["gl", kind, Ref("AWS::AccountId"), Ref("AWS::Region"), stack_suffix])
+
+
+def _encryption(algorithm: str, key_arn=None) -> s3.BucketEncryption:
+    default = s3.ServerSideEncryptionByDefault(SSEAlgorithm=algorithm)
+    if key_arn is not None:
+        default.KMSMasterKeyID = key_arn
+    return s3.BucketEncryption(ServerSideEncryptionConfiguration=[
+        s3.ServerSideEncryptionRule(BucketKeyEnabled=key_arn is not None, ServerSideEncryptionByDefault=default)])
+
+
+PRIVATE = s3.PublicAccessBlockConfiguration(
+    BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True)
+
+
+def _lifecycle(noncurrent_days: int, expire_days: int | None = None) -> s3.LifecycleConfiguration:
+    rule = s3.LifecycleRule(
+        Id="Housekeeping", Status="Enabled",
+        AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7),
+        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=noncurrent_days),
+    )
+    if expire_days is not None:
+        rule.ExpirationInDays = expire_days
+    return s3.LifecycleConfiguration(Rules=[rule])
+
+
+def log_bucket_resources(tier: Tier) -> s3.Bucket:
+    """The access-log bucket: S3 server access logs of every bucket, and the load
+    balancer's. S3-managed keys: neither log delivery writes to KMS-encrypted buckets."""
+    legacy = list(ELB_LOG_ACCOUNTS)
+    tier.template.add_mapping("ElbLogAccounts", {r: {"Account": a} for r, a in ELB_LOG_ACCOUNTS.items()})
+    # Fn::Or takes 2 to 10 conditions: balanced groups of at most 10, or'ed together.
+    size = -(-len(legacy) // -(-len(legacy) // 10))
+    groups = [Or(*[Equals(Ref("AWS::Region"), r) for r in legacy[i:i + size]]) for i in range(0, len(legacy), size)]
+    tier.template.add_condition("ElbLogAccountRegion", Or(*groups))
+    logs = tier.keep(s3.Bucket(
+        "LogsBucket",
+        BucketName=bucket_name("logs"),
+        BucketEncryption=_encryption("AES256"),
+        PublicAccessBlockConfiguration=PRIVATE,
+        OwnershipControls=s3.OwnershipControls(Rules=[
+            s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
+        VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+        LifecycleConfiguration=_lifecycle(NONCURRENT_DEFAULT, LOG_DAYS),
+        Tags=tags("logs"),
+    ))
+    scanner_skip(logs, "CKV_AWS_18", "the access-log bucket cannot log into itself")
+    arn = GetAtt(logs, "Arn")
+    account = Principal("AWS", [Sub("arn:${AWS::Partition}:iam::${Account}:root",
+                                    Account=FindInMap("ElbLogAccounts", Ref("AWS::Region"), "Account"))])
+    tier.add(s3.BucketPolicy(
+        "LogsBucketPolicy",
+        Bucket=Ref(logs),
+        PolicyDocument=If("ElbLogAccountRegion",
+                          log_bucket(arn, account),
+                          log_bucket(arn, Principal("Service", [ELB_LOG_SERVICE]))),
+    ))
+    return logs
 
 
 def build(tier: Tier) -> None:
@@ -68,41 +147,28 @@ def build(tier: Tier) -> None:
         KeyPolicy=kms_key_policy(),
         Tags=tags("data"),
     ))
-    tier.add(kms.Alias(
-        "DataKeyAlias",
-        AliasName=Sub("alias/${ParentStackName}-gitlab-data"),
-        TargetKeyId=Ref(key),
-    ))
     key_arn = GetAtt(key, "Arn")
 
+    logs = log_bucket_resources(tier)
     buckets = {}
     for logical, kind in BUCKETS.items():
         bucket = tier.keep(s3.Bucket(
             f"{logical}Bucket",
             BucketName=bucket_name(kind),
-            BucketEncryption=s3.BucketEncryption(ServerSideEncryptionConfiguration=[
-                s3.ServerSideEncryptionRule(
-                    BucketKeyEnabled=True,
-                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
-                        SSEAlgorithm="aws:kms", KMSMasterKeyID=key_arn),
-                ),
-            ]),
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True,
-                IgnorePublicAcls=True, RestrictPublicBuckets=True),
+            BucketEncryption=_encryption("aws:kms", key_arn),
+            PublicAccessBlockConfiguration=PRIVATE,
             # GitLab's guide grants s3:PutObjectAcl: object ACLs stay usable,
             # while the public access block keeps every object private.
             OwnershipControls=s3.OwnershipControls(Rules=[
                 s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerPreferred")]),
-            LifecycleConfiguration=s3.LifecycleConfiguration(Rules=[s3.LifecycleRule(
-                Id="AbortIncompleteUploads", Status="Enabled",
-                AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(
-                    DaysAfterInitiation=7),
-            )]),
+            # Versioned, so that a deleted or overwritten object can be recovered
+            # for a while; old versions expire.
+            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+            LifecycleConfiguration=_lifecycle(NONCURRENT_DAYS.get(logical, NONCURRENT_DEFAULT)),
+            LoggingConfiguration=s3.LoggingConfiguration(
+                DestinationBucketName=Ref(logs), LogFilePrefix=f"s3/{kind}/"),
             Tags=tags(kind),
         ))
-        if logical in VERSIONED:
-            bucket.VersioningConfiguration = s3.VersioningConfiguration(Status="Enabled")
         tier.add(s3.BucketPolicy(
             f"{logical}BucketPolicy",
             Bucket=Ref(bucket),
@@ -133,6 +199,8 @@ def build(tier: Tier) -> None:
     profile = tier.add(iam.InstanceProfile("InstanceProfile", Roles=[Ref(role)]))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
+    tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",
+                public=True)
     tier.output("InstanceRoleName", Ref(role), "IAM role of the GitLab application servers.")
     tier.output("InstanceProfileArn", GetAtt(profile, "Arn"), "Instance profile of the GitLab servers.")
     for logical, bucket in buckets.items():

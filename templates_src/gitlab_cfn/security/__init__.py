@@ -1,0 +1,1 @@
+"""The security gate run by ``gitlab-cfn check``: checkov, and IAM policy analysis."""

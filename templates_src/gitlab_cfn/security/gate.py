@@ -1,0 +1,48 @@
+"""``gitlab-cfn check``: the security gate over a build.
+
+Per template: the checkov skip audit and IAM analysis (fast, in-process); then
+checkov once over the templates folder. Timings are reported per part.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..compiler import read_manifest
+from ..lint import Finding
+from . import checkov, iam
+
+
+@dataclass
+class GateResult:
+    findings: list[Finding] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    templates: int = 0
+    policies: int = 0
+
+
+def run_gate(build_dir: str | Path, with_checkov: bool = True) -> GateResult:
+    build_dir = Path(build_dir)
+    manifest = read_manifest(build_dir)
+    result = GateResult()
+
+    started = time.perf_counter()
+    for entry in manifest["templates"].values():
+        text = (build_dir / entry["path"]).read_text()
+        result.findings += checkov.audit_skips(entry["path"], text)
+        result.findings += iam.analyse(entry["path"], text)
+        from cfnlint.decode import decode_str
+
+        template, _ = decode_str(text)
+        result.policies += len(iam.resolved_documents(template or {}))
+        result.templates += 1
+    result.timings["iam+skips"] = time.perf_counter() - started
+
+    if with_checkov:
+        started = time.perf_counter()
+        result.findings += checkov.run_checkov(build_dir / "templates")
+        result.timings["checkov"] = time.perf_counter() - started
+    result.findings.sort()
+    return result
