@@ -17,11 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import ConfigError, GitlabCfnError
+from ..errors import ConfigError, GitlabCfnError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VENV = Path(os.environ.get("GITLAB_CFN_STANDIN_VENV", REPO / ".venv-standin"))
-AMIS = Path(__file__).with_name("data") / "standin-amis.json"
+AMIS = Path(__file__).resolve().parents[1] / "data" / "standin-amis.json"
 START_TIMEOUT = 60.0
 
 
@@ -39,7 +39,7 @@ class StandIn:
     """``with StandIn() as aws: aws.endpoint`` -> ``http://127.0.0.1:<port>``."""
 
     def __init__(self, log: Path | None = None):
-        self.server = VENV / "bin" / "moto_server"
+        self.python = VENV / "bin" / "python"
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.log = log or Path(tempfile.mkstemp(prefix="gitlab-cfn-standin-", suffix=".log")[1])
@@ -49,14 +49,15 @@ class StandIn:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> StandIn:
-        if not self.server.exists():
+        if not (VENV / "bin" / "moto_server").exists():
             raise ConfigError(
-                f"the local AWS stand-in is not installed ({self.server} is missing): run 'make standin'")
+                f"the local AWS stand-in is not installed ({VENV} has no moto): run 'make standin'")
         self.port = _free_port()
-        env = {**os.environ, "MOTO_AMIS_PATH": str(AMIS)}
+        # The stand-in's own interpreter runs moto with the patches of gitlab_cfn.standin.
+        env = {**os.environ, "MOTO_AMIS_PATH": str(AMIS), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [str(self.server), "-H", "127.0.0.1", "-p", str(self.port)],
+                [str(self.python), "-m", "gitlab_cfn.standin.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT

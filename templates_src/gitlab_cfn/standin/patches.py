@@ -1,0 +1,404 @@
+"""Small, named patches to moto's CloudFormation, applied when the stand-in starts.
+
+Stock moto deploys these templates wrongly in ways measured here; each patch
+below restores one AWS behaviour, and each has a test in tests/test_standin.py
+that deploys a small template through the running server:
+
+- ``fail_loudly_on_unsupported_types``: a resource type moto cannot create fails
+  the stack (moto skips it silently and reports success).
+- ``failed_create_rolls_back``: a resource that cannot be created fails its
+  stack with an event naming it and the reason, and the stack rolls back (moto
+  answers HTTP 500 and leaves the stack in progress).
+- ``nested_stack_outputs``: ``Fn::GetAtt`` on a nested stack's ``Outputs.X``; nested
+  stacks are named ``<parent>-<logical id>-<suffix>`` as CloudFormation names them.
+- ``dynamic_references``: ``{{resolve:secretsmanager:...}}`` and ``{{resolve:ssm:...}}``
+  resolved from moto's backends (moto leaves them as text).
+- ``availability_zones_of_the_region``: ``Fn::GetAZs`` gives the stack's own region's
+  zones (moto always answers us-east-1's).
+- ``elb_canonical_hosted_zone``: ``GetAtt`` of a Classic ELB's ``CanonicalHostedZoneNameID``.
+- ``kms_key_policy_as_document``: a key policy given as an object (moto's
+  ``describe_key`` breaks on it), and key tags in CloudFormation's Key/Value form.
+- ``missing_ssm_parameter``: an ``AWS::SSM::Parameter::Value`` parameter naming a
+  parameter that does not exist is a validation error (moto: HTTP 500).
+- ``public_ssm_parameters``: AWS's public Ubuntu image parameters exist in every region.
+- ``snapshot_deletion_policy``: ``DeletionPolicy: Snapshot`` takes a final snapshot
+  of a DB instance or volume before deleting it (moto deletes it outright).
+- ``s3_bucket_properties``: bucket tags (moto reads the wrong keys), versioning and
+  the public access block are applied.
+- ``instance_launch_template_and_network``: an instance launched from a launch template,
+  through a network interface, with Volumes (moto reads ImageId and SubnetId only).
+- ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
+- ``resource_models``: the models of ``models.py`` are registered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any, Callable
+
+from moto.cloudformation import models as cfn_models
+from moto.cloudformation import parsing
+from moto.cloudformation.exceptions import ValidationError
+from moto.cloudformation.utils import random_suffix
+
+PATCHES: list[Callable[[], None]] = []
+_NESTING = threading.local()  # how deep in nested stack creation this request is
+UBUNTU_STANDIN_AMI = "ami-0b0b1e24040000001"
+UBUNTU_PARAMETERS = (
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",
+    "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
+)
+# Route 53 zone of Classic Load Balancers, per region (published by AWS).
+ELB_ZONES = {"us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2", "us-west-1": "Z368ELLRRE2KJ0",
+             "us-west-2": "Z1H1FL5HABSF5", "eu-west-1": "Z32O12XQLNTSW2", "eu-central-1": "Z215JYRZR1TBD5",
+             "ap-southeast-2": "Z1GM3OXH4ZPM65", "ap-northeast-1": "Z14GRHDCWA56QT"}
+
+
+class ResourceCreateFailed(Exception):
+    def __init__(self, logical_id: str, resource_type: str, reason: str):
+        super().__init__(f"{logical_id} ({resource_type}): {reason}")
+        self.logical_id, self.resource_type, self.reason = logical_id, resource_type, reason
+
+
+def patch(function: Callable[[], None]) -> Callable[[], None]:
+    PATCHES.append(function)
+    return function
+
+
+@patch
+def resource_models() -> None:
+    from . import models  # noqa: F401  (subclassing registers them)
+
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
+@patch
+def fail_loudly_on_unsupported_types() -> None:
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type: str):
+        found = original(resource_type)
+        if found is None and resource_type not in parsing.NULL_MODELS:
+            raise ResourceCreateFailed("", resource_type, f"the stand-in cannot create {resource_type}")
+        return found
+
+    parsing.resource_class_from_type = resource_class_from_type
+
+
+@patch
+def failed_create_rolls_back() -> None:
+    original_create = parsing.parse_and_create_resource
+
+    def parse_and_create_resource(logical_id, resource_json, resources_map, account_id, region_name):
+        try:
+            return original_create(logical_id, resource_json, resources_map, account_id, region_name)
+        except ResourceCreateFailed as exc:
+            raise ResourceCreateFailed(logical_id, resource_json.get("Type", exc.resource_type), exc.reason) from exc
+        except Exception as exc:  # moto's own errors: name the resource and say why
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            raise ResourceCreateFailed(logical_id, resource_json.get("Type", "?"), reason) from exc
+
+    parsing.parse_and_create_resource = parse_and_create_resource
+
+    def fail(stack, exc: ResourceCreateFailed) -> None:
+        stack._add_resource_event(exc.logical_id, exc.resource_type, "CREATE_FAILED", exc.reason)
+        stack.status = "CREATE_FAILED"
+        stack._add_stack_event("CREATE_FAILED", resource_status_reason=f"{exc.logical_id}: {exc.reason}")
+        stack._add_stack_event("ROLLBACK_IN_PROGRESS",
+                               resource_status_reason=f"The following resource(s) failed to create: [{exc.logical_id}].")
+        try:
+            stack.resource_map.delete()
+        except Exception:  # best effort, as CloudFormation's own rollback
+            pass
+        stack.status = "ROLLBACK_COMPLETE"
+        stack._add_stack_event("ROLLBACK_COMPLETE")
+        # A rolled-back stack has no outputs (moto would evaluate them, and so
+        # re-create the resources it just deleted, on every describe).
+        stack.output_map = {}
+
+    original_backend_create = cfn_models.CloudFormationBackend.create_stack
+
+    def create_stack(self, name, *args, **kwargs):
+        nested = getattr(_NESTING, "depth", 0) > 0
+        known = set(self.stacks)
+        try:
+            return original_backend_create(self, name, *args, **kwargs)
+        except ResourceCreateFailed as exc:
+            created = [s for sid, s in self.stacks.items() if sid not in known and s.name == name]
+            if not created:
+                raise
+            stack = created[0]
+            fail(stack, exc)
+            if nested:
+                raise ResourceCreateFailed(
+                    "", "AWS::CloudFormation::Stack",
+                    f"Embedded stack {stack.stack_id} was not successfully created: "
+                    f"The following resource(s) failed to create: [{exc.logical_id}].") from exc
+            return stack
+
+    cfn_models.CloudFormationBackend.create_stack = create_stack
+
+    def _add_resource_event(self, logical_id, resource_type, status, reason):
+        self.events.append(cfn_models.Event(
+            stack_id=self.stack_id, stack_name=self.name, logical_resource_id=logical_id,
+            physical_resource_id="", resource_type=resource_type, resource_status=status,
+            resource_status_reason=reason, resource_properties=None))
+
+    cfn_models.Stack._add_resource_event = _add_resource_event
+
+    original_nested = cfn_models.Stack.create_from_cloudformation_json.__func__
+
+    def create_nested(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        _NESTING.depth = getattr(_NESTING, "depth", 0) + 1
+        try:
+            # Named as CloudFormation names nested stacks: <parent>-<logical id>-<suffix>.
+            parent = str(kwargs.get("StackId", "")).split("/")
+            name = f"{parent[1]}-{kwargs.get('LogicalId', resource_name)}-{random_suffix()}" if len(parent) > 2 else resource_name
+            return original_nested(cls, name, cloudformation_json, account_id, region_name, **kwargs)
+        finally:
+            _NESTING.depth -= 1
+
+    cfn_models.Stack.create_from_cloudformation_json = classmethod(create_nested)
+
+
+@patch
+def nested_stack_outputs() -> None:
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        if attribute_name.startswith("Outputs."):
+            key = attribute_name.split(".", 1)[1]
+            output = self.output_map[key] if key in self.output_map else None
+            if output is not None:
+                return output.value
+            raise ValidationError(message=f"Template error: the nested stack {self.name} has no output {key}")
+        raise ValidationError(message=f"Template error: unsupported attribute {attribute_name} of a stack")
+
+    cfn_models.Stack.get_cfn_attribute = get_cfn_attribute
+
+
+def _resolve_text(text: str, account_id: str, region_name: str) -> str:
+    from moto.secretsmanager.models import secretsmanager_backends
+    from moto.ssm.models import ssm_backends
+
+    def secret(match: re.Match) -> str:
+        secret_id, _, rest = match.group(1).partition(":SecretString:")
+        if not rest and ":SecretString" in match.group(1):
+            secret_id = match.group(1).split(":SecretString")[0]
+        key = rest.split(":")[0] if rest else ""
+        value = secretsmanager_backends[account_id][region_name].get_secret_value(secret_id, None, None)
+        string = value.secret_string if hasattr(value, "secret_string") else value["SecretString"]
+        return str(json.loads(string)[key]) if key else string
+
+    def ssm(match: re.Match) -> str:
+        parameter = ssm_backends[account_id][region_name].get_parameter(match.group(1).split(":")[0])
+        if parameter is None:
+            raise ValidationError(message=f"Unable to fetch parameter {match.group(1)} from parameter store")
+        return parameter.value
+
+    text = re.sub(r"\{\{resolve:secretsmanager:(.+?)\}\}", secret, text)
+    return re.sub(r"\{\{resolve:ssm:(.+?)\}\}", ssm, text)
+
+
+@patch
+def dynamic_references() -> None:
+    def resolve(node: Any, account_id: str, region_name: str) -> Any:
+        if isinstance(node, str) and "{{resolve:" in node:
+            return _resolve_text(node, account_id, region_name)
+        if isinstance(node, dict):
+            return {k: resolve(v, account_id, region_name) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v, account_id, region_name) for v in node]
+        return node
+
+    original_parse = parsing.parse_resource
+
+    def parse_resource(resource_json, resources_map):
+        result = original_parse(resource_json, resources_map)
+        if result:
+            cls, cleaned, name = result
+            return cls, resolve(cleaned, resources_map._account_id, resources_map._region_name), name
+        return result
+
+    parsing.parse_resource = parse_resource
+
+
+@patch
+def availability_zones_of_the_region() -> None:
+    original = parsing.clean_json
+
+    def clean_json(resource_json: Any, resources_map: Any) -> Any:
+        if isinstance(resource_json, dict) and "Fn::GetAZs" in resource_json:
+            from moto.ec2.models import ec2_backends
+
+            region = resource_json["Fn::GetAZs"] or resources_map._region_name
+            zones = ec2_backends[resources_map._account_id][region].describe_availability_zones()
+            return sorted(z.name for z in zones)
+        return original(resource_json, resources_map)
+
+    parsing.clean_json = clean_json
+
+
+@patch
+def elb_canonical_hosted_zone() -> None:
+    from moto.elb.models import LoadBalancer as FakeLoadBalancer
+
+    original = FakeLoadBalancer.get_cfn_attribute
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        if attribute_name == "CanonicalHostedZoneNameID":
+            return ELB_ZONES.get(self.region_name if hasattr(self, "region_name") else "", "Z35SXDOTRQ7X7K")
+        return original(self, attribute_name)
+
+    FakeLoadBalancer.get_cfn_attribute = get_cfn_attribute
+
+
+@patch
+def kms_key_policy_as_document() -> None:
+    from moto.kms.models import Key
+
+    original = Key.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.get("Properties", {})
+        if isinstance(props.get("KeyPolicy"), dict):
+            props["KeyPolicy"] = json.dumps(props["KeyPolicy"])
+        # KMS tags are TagKey/TagValue; CloudFormation writes Key/Value.
+        props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props.get("Tags", [])]
+        return original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    Key.create_from_cloudformation_json = classmethod(create)
+
+
+@patch
+def missing_ssm_parameter() -> None:
+    from moto.ssm.models import ssm_backends
+
+    original = parsing.ResourceMap.parse_ssm_parameter
+
+    def parse_ssm_parameter(self, value: str, value_type: str) -> Any:
+        if ssm_backends[self._account_id][self._region_name].get_parameter(value) is None:
+            raise ValidationError(message=f"Unable to fetch parameters [{value}] from parameter store for this account.")
+        return original(self, value, value_type)
+
+    parsing.ResourceMap.parse_ssm_parameter = parse_ssm_parameter
+
+
+@patch
+def public_ssm_parameters() -> None:
+    from moto.ssm.models import ParameterDict
+
+    original = ParameterDict._check_loading_status
+
+    def _check_loading_status(self, key: str) -> None:
+        original(self, key)
+        if key in UBUNTU_PARAMETERS and not dict.get(self, key):
+            from datetime import datetime, timezone
+
+            from moto.ssm.models import Parameter
+
+            super(ParameterDict, self).__getitem__(key).append(Parameter(
+                account_id=self.account_id, name=key, value=UBUNTU_STANDIN_AMI, parameter_type="String",
+                description="Canonical, Ubuntu (stand-in image)", allowed_pattern=None, keyid=None,
+                last_modified_date=datetime.now(timezone.utc), version=1, data_type="aws:ec2:image"))
+
+    ParameterDict._check_loading_status = _check_loading_status
+
+
+@patch
+def snapshot_deletion_policy() -> None:
+    original = parsing.ResourceMap._delete_resource
+
+    def _delete_resource(self, parsed_resource: Any, resource_json: dict) -> None:
+        if resource_json.get("DeletionPolicy") == "Snapshot":
+            kind = resource_json.get("Type")
+            if kind == "AWS::RDS::DBInstance":
+                from moto.rds.models import rds_backends
+
+                backend = rds_backends[self._account_id][self._region_name]
+                db = parsed_resource.db_instance_identifier
+                backend.create_db_snapshot(db_instance=db, db_snapshot_identifier=f"{db}-final-snapshot")
+            elif kind == "AWS::EC2::Volume":
+                from moto.ec2.models import ec2_backends
+
+                ec2_backends[self._account_id][self._region_name].create_snapshot(
+                    parsed_resource.id, f"final snapshot of {parsed_resource.id}")
+        original(self, parsed_resource, resource_json)
+
+    parsing.ResourceMap._delete_resource = _delete_resource
+
+
+@patch
+def s3_bucket_properties() -> None:
+    """Bucket tags in CloudFormation's Key/Value form, versioning and the public access block."""
+    from moto.s3.models import FakeBucket, s3_backends
+    from moto.utilities.utils import get_partition
+
+    original = FakeBucket.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.get("Properties", {})
+        tags = props.pop("Tags", None)
+        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = s3_backends[account_id][get_partition(region_name)]
+        if tags:
+            backend.put_bucket_tagging(bucket.name, {t["Key"]: t["Value"] for t in tags})
+        if (props.get("VersioningConfiguration") or {}).get("Status"):
+            backend.put_bucket_versioning(bucket.name, props["VersioningConfiguration"]["Status"])
+        block = props.get("PublicAccessBlockConfiguration")
+        if block:
+            backend.put_public_access_block(bucket.name, {k: str(v).lower() for k, v in block.items()})
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create)
+
+
+@patch
+def rds_parameter_group_ref() -> None:
+    """``Ref`` of an RDS DB parameter group is its name (moto returns the object)."""
+    from moto.rds.models import DBParameterGroup
+
+    if not hasattr(DBParameterGroup, "physical_resource_id"):
+        DBParameterGroup.physical_resource_id = property(lambda self: self.name)
+
+
+@patch
+def instance_launch_template_and_network() -> None:
+    """An instance takes its image, type and key from its launch template, its
+    subnet and groups from its network interface, and attaches its Volumes
+    (moto's model reads only ImageId, SubnetId and SecurityGroups)."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import Instance
+
+    original = Instance.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.setdefault("Properties", {})
+        backend = ec2_backends[account_id][region_name]
+        spec = props.get("LaunchTemplate")
+        if spec:
+            template = backend.launch_templates[spec["LaunchTemplateId"]]
+            data = template.latest_version().data
+            for key in ("ImageId", "InstanceType", "KeyName"):
+                if key not in props and data.get(key):
+                    props[key] = data[key]
+            if "SecurityGroups" not in props and data.get("SecurityGroupIds"):
+                props["SecurityGroups"] = list(data["SecurityGroupIds"])
+        interfaces = props.pop("NetworkInterfaces", None)
+        if interfaces:
+            props.setdefault("SubnetId", interfaces[0].get("SubnetId"))
+            props.setdefault("SecurityGroups", list(interfaces[0].get("GroupSet", [])))
+        volumes = props.pop("Volumes", [])
+        instance = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        for volume in volumes:
+            backend.attach_volume(volume["VolumeId"], instance.id, volume["Device"])
+        return instance
+
+    Instance.create_from_cloudformation_json = classmethod(create)
+
+
+def apply_all() -> list[str]:
+    for function in PATCHES:
+        function()
+    return [f.__name__ for f in PATCHES]
