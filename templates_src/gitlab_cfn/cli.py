@@ -138,6 +138,107 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Endpoint:
+    """--local starts the stand-in for the command's duration; --endpoint-url uses one."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.standin = None
+
+    def __enter__(self):
+        from .aws import Aws
+
+        if getattr(self.args, "local", False):
+            if self.args.endpoint_url:
+                raise ConfigError("--local and --endpoint-url exclude each other")
+            from .standin import StandIn
+
+            self.standin = StandIn().start()
+            _note(self.args, f"local AWS stand-in at {self.standin.endpoint} (stops when this command ends)")
+            return Aws(endpoint_url=self.standin.endpoint)
+        return Aws(endpoint_url=self.args.endpoint_url)
+
+    def __exit__(self, *exc):
+        if self.standin:
+            self.standin.stop()
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from . import deploy, local
+    from .progress import Progress
+
+    build = Path(args.build)
+    params = deploy.load_params(args.params)
+    request = deploy.DeployRequest(stack_name=args.stack_name, region=args.region, build_dir=build,
+                                   params=params, bucket=args.bucket, prefix=args.prefix,
+                                   allow_replace=set(args.allow_replace), poll=args.poll_seconds)
+    progress = Progress(quiet=args.quiet)
+    with _Endpoint(args) as aws:
+        if args.local:
+            template, manifest = deploy._parent_template(build)
+            filled = local.fill(aws, args.region, template, params, manifest["config"]["az_count"])
+            for name, value in filled.items():
+                progress.done(f"local value {name} = {value}")
+            request.params = {**filled, **params}
+        result = deploy.deploy(request, aws, progress)
+    if args.json:
+        print(deploy.as_json(result))
+    else:
+        print(deploy.outputs_table(result.outputs))
+    _note(args, f"stack {args.stack_name}: {result.status}")
+    return 0
+
+
+def _cmd_destroy(args: argparse.Namespace) -> int:
+    import json
+
+    from .destroy import destroy
+    from .progress import Progress
+
+    if args.confirm != args.stack_name:
+        raise ConfigError(f"--confirm: repeat the stack name to delete it (--confirm {args.stack_name}); "
+                          "its data is kept (buckets, key, secrets) or snapshotted (database, volumes)")
+    with _Endpoint(args) as aws:
+        result = destroy(args.stack_name, args.region, aws, Progress(quiet=args.quiet), args.poll_seconds)
+    if args.json:
+        print(json.dumps([item.__dict__ for item in result.kept], indent=2))
+    else:
+        for item in result.kept:
+            print(item.line())
+    missing = [k for k in result.kept if not k.found]
+    _note(args, f"stack {args.stack_name}: {result.status}; {len(result.kept) - len(missing)} data resources "
+                f"kept" + (f", {len(missing)} not found" if missing else ""))
+    return 0
+
+
+def _cmd_standin(args: argparse.Namespace) -> int:
+    from .standin import StandIn
+
+    server = StandIn().start()
+    print(server.endpoint, flush=True)
+    _note(args, f"local AWS stand-in running: use --endpoint-url {server.endpoint} "
+                f"(AWS_ENDPOINT_URL={server.endpoint}); Ctrl-C stops it")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _aws_arguments(parser: argparse.ArgumentParser, local: bool = True) -> None:
+    parser.add_argument("--stack-name", required=True, help="CloudFormation stack name")
+    parser.add_argument("--region", required=True, help="AWS region")
+    if local:
+        parser.add_argument("--local", action="store_true",
+                            help="run against a local AWS stand-in started for this command")
+    parser.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint (for example a running stand-in)")
+    parser.add_argument("--poll-seconds", type=float, default=10, metavar="S", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
+
+
 def _cmd_bake_ami(args: argparse.Namespace) -> int:
     from . import bake
     from .aws import Aws
@@ -228,6 +329,38 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("-q", "--quiet", action="store_true", help="no summary on success")
     diff.set_defaults(func=_cmd_diff)
 
+    deploy_p = sub.add_parser(
+        "deploy", help="upload the build and create or update the stack, showing progress",
+        description="Check the parameters against the template, upload the build to S3, create the "
+                    "stack (or update it through a change set, shown first and refused when it would "
+                    "replace a data resource), show progress, and print the outputs. On failure, name "
+                    "the first failing resource of the deepest failing nested stack and exit 1.")
+    _aws_arguments(deploy_p)
+    deploy_p.add_argument("--params", metavar="FILE", help="parameter values: JSON or YAML mapping, or "
+                                                          "CloudFormation's ParameterKey/ParameterValue list")
+    deploy_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
+    deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/)")
+    deploy_p.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD, help=f"build folder (default: {DEFAULT_BUILD})")
+    deploy_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
+                          help="accept an update that replaces this data resource (repeatable)")
+    deploy_p.set_defaults(func=_cmd_deploy)
+
+    destroy_p = sub.add_parser(
+        "destroy", help="delete the stack and report what its data became",
+        description="Delete the stack. Buckets, the KMS key and secrets are retained; the database "
+                    "and the Gitaly volume end in final snapshots (the database's deletion protection "
+                    "is turned off first). Each is then looked up and reported.")
+    _aws_arguments(destroy_p, local=False)
+    destroy_p.add_argument("--confirm", metavar="STACK_NAME", help="the stack name again, to confirm")
+    destroy_p.set_defaults(func=_cmd_destroy, local=False)
+
+    standin_p = sub.add_parser(
+        "standin", help="run the local AWS stand-in until interrupted",
+        description="Start the local AWS stand-in (moto with gitlab-cfn's patches) on a free port of "
+                    "127.0.0.1, print its URL, and run until Ctrl-C.")
+    standin_p.add_argument("-q", "--quiet", action="store_true", help="print only the URL")
+    standin_p.set_defaults(func=_cmd_standin)
+
     from .catalog import GITLAB_AMI_PARAMETER
 
     bake_ami = sub.add_parser(
@@ -263,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     except GitlabCfnError as exc:
         print(f"gitlab-cfn: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # AWS said no, or could not be reached: one line, not a traceback
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(exc, (BotoCoreError, ClientError)):
+            raise
+        print(f"gitlab-cfn: error: AWS: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gitlab-cfn: interrupted", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ that deploys a small template through the running server:
   the public access block are applied.
 - ``instance_launch_template_and_network``: an instance launched from a launch template,
   through a network interface, with Volumes (moto reads ImageId and SubnetId only).
+- ``generated_identifiers``: generated RDS and ElastiCache identifiers fit their limits.
 - ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
 - ``resource_models``: the models of ``models.py`` are registered.
 """
@@ -54,6 +55,12 @@ UBUNTU_PARAMETERS = (
 ELB_ZONES = {"us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2", "us-west-1": "Z368ELLRRE2KJ0",
              "us-west-2": "Z1H1FL5HABSF5", "eu-west-1": "Z32O12XQLNTSW2", "eu-central-1": "Z215JYRZR1TBD5",
              "ap-southeast-2": "Z1GM3OXH4ZPM65", "ap-northeast-1": "Z14GRHDCWA56QT"}
+
+
+class _NoOutputs(dict):
+    """The outputs of a rolled-back stack: none, and no exports."""
+
+    exports: list = []
 
 
 class ResourceCreateFailed(Exception):
@@ -96,6 +103,10 @@ def failed_create_rolls_back() -> None:
         try:
             return original_create(logical_id, resource_json, resources_map, account_id, region_name)
         except ResourceCreateFailed as exc:
+            if exc.logical_id:
+                # Created lazily while resolving this resource's properties: the
+                # failing resource is the inner one.
+                raise
             raise ResourceCreateFailed(logical_id, resource_json.get("Type", exc.resource_type), exc.reason) from exc
         except Exception as exc:  # moto's own errors: name the resource and say why
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
@@ -117,7 +128,7 @@ def failed_create_rolls_back() -> None:
         stack._add_stack_event("ROLLBACK_COMPLETE")
         # A rolled-back stack has no outputs (moto would evaluate them, and so
         # re-create the resources it just deleted, on every describe).
-        stack.output_map = {}
+        stack.output_map = _NoOutputs()
 
     original_backend_create = cfn_models.CloudFormationBackend.create_stack
 
@@ -140,6 +151,19 @@ def failed_create_rolls_back() -> None:
             return stack
 
     cfn_models.CloudFormationBackend.create_stack = create_stack
+
+    original_delete = cfn_models.Stack.delete
+
+    def delete(self) -> None:
+        # A rolled-back stack holds nothing any more: deleting it only ends it.
+        if self.status == "ROLLBACK_COMPLETE":
+            self._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason="User Initiated")
+            self._add_stack_event("DELETE_COMPLETE")
+            self.status = "DELETE_COMPLETE"
+            return
+        original_delete(self)
+
+    cfn_models.Stack.delete = delete
 
     def _add_resource_event(self, logical_id, resource_type, status, reason):
         self.events.append(cfn_models.Event(
@@ -396,6 +420,34 @@ def instance_launch_template_and_network() -> None:
         return instance
 
     Instance.create_from_cloudformation_json = classmethod(create)
+
+
+# Generated identifiers CloudFormation keeps within the service's limits.
+IDENTIFIER_LIMITS = {
+    "AWS::RDS::DBInstance": 63,
+    "AWS::RDS::DBSubnetGroup": 255,
+    "AWS::RDS::DBParameterGroup": 255,
+    "AWS::ElastiCache::ReplicationGroup": 40,
+}
+
+
+@patch
+def generated_identifiers() -> None:
+    """Physical names CloudFormation generates fit the service: RDS and ElastiCache
+    identifiers are lower-case, at most 63 (40) characters, without double hyphens
+    (moto joins stack name, logical id and suffix whatever their length)."""
+    original = parsing.generate_resource_name
+
+    def generate_resource_name(resource_type: str, stack_name: str, logical_id: str) -> str:
+        limit = IDENTIFIER_LIMITS.get(resource_type)
+        if limit is None:
+            return original(resource_type, stack_name, logical_id)
+        suffix = random_suffix().lower()
+        head = re.sub(r"[^a-z0-9-]", "", f"{stack_name}-{logical_id}".lower())
+        name = f"{head[: limit - len(suffix) - 1]}-{suffix}"
+        return re.sub(r"-{2,}", "-", name).strip("-")
+
+    parsing.generate_resource_name = generate_resource_name
 
 
 def apply_all() -> list[str]:
