@@ -339,7 +339,7 @@ def parser() -> argparse.ArgumentParser:
     deploy_p.add_argument("--params", metavar="FILE", help="parameter values: JSON or YAML mapping, or "
                                                           "CloudFormation's ParameterKey/ParameterValue list")
     deploy_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
-    deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/)")
+    deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/<build digest>/, new for every changed build)")
     deploy_p.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD, help=f"build folder (default: {DEFAULT_BUILD})")
     deploy_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
                           help="accept an update that replaces this data resource (repeatable)")

@@ -161,6 +161,14 @@ def upload_build(s3, build_dir: Path, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def build_digest(manifest: dict) -> str:
+    """12 hex digits that change whenever any template of the build changes."""
+    import hashlib
+
+    joined = "".join(f"{name}:{e['sha256']}" for name, e in sorted(manifest["templates"].items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:12]
+
+
 def template_url(bucket: str, region: str, prefix: str, name: str = "main.template.yaml") -> str:
     return f"https://{bucket}.s3.{region}.amazonaws.com/{prefix}templates/{name}"
 
@@ -342,7 +350,11 @@ def _show_changes(cfn, change_set_id: str, progress: Progress) -> list[dict]:
 
 def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult:
     template, manifest = _parent_template(request.build_dir)
-    prefix = request.prefix if request.prefix is not None else f"gitlab-cfn/{request.stack_name}/"
+    # A changed build gets a new prefix: CloudFormation updates nested stacks only
+    # when their TemplateURL (or parameters) change, not when the object behind
+    # an unchanged URL does.
+    prefix = request.prefix if request.prefix is not None else \
+        f"gitlab-cfn/{request.stack_name}/{build_digest(manifest)}/"
     location = {"TemplateBucketName": request.bucket or "gitlab-cfn-bucket", "TemplateKeyPrefix": prefix,
                 "TemplateBucketRegion": request.region}
     # Checked before anything is sent to AWS; every violation is reported.
@@ -353,20 +365,23 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
     params = {**request.params, **location, "TemplateBucketName": bucket}
 
+    cfn = aws.client("cloudformation", request.region)
+    existing = _existing(cfn, request.stack_name)
+    if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
+        raise ConfigError(f"--stack-name: {request.stack_name} failed to create and was rolled back; "
+                          "destroy it before deploying again")
+    if existing:
+        guard(cfn, existing["StackId"], request, progress)
+
     s3 = aws.client("s3", request.region)
     ensure_bucket(s3, bucket, request.region)
     keys = upload_build(s3, request.build_dir, bucket, prefix)
     progress.done(f"uploaded {len(keys)} templates to s3://{bucket}/{prefix}templates/")
 
-    cfn = aws.client("cloudformation", request.region)
     url = template_url(bucket, request.region, prefix)
     parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(params.items())]
     tags = [{"Key": "gitlab-cfn:version", "Value": __version__}]
-    existing = _existing(cfn, request.stack_name)
     changes: list[dict] = []
-    if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
-        raise ConfigError(f"--stack-name: {request.stack_name} failed to create and was rolled back; "
-                          "destroy it before deploying again")
     if existing is None:
         stack_id = cfn.create_stack(StackName=request.stack_name, TemplateURL=url, Parameters=parameters,
                                     Capabilities=CAPABILITIES, OnFailure="ROLLBACK", Tags=tags)["StackId"]
@@ -390,7 +405,8 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
             progress.done(f"stack {request.stack_name}: no changes")
             return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
         blocking = [c for c in changes if c["replacement"] in ("True", "Conditional")
-                    and holds_data(c["logical_id"], c["type"] or "") and c["logical_id"] not in request.allow_replace]
+                    and holds_data(c["logical_id"], c["type"] or "")
+                    and not any(a.split(":")[-1] == c["logical_id"] for a in request.allow_replace)]
         if blocking:
             cfn.delete_change_set(ChangeSetName=change_set)
             named = ", ".join(f"{c['logical_id']} ({c['type']}, replacement {c['replacement']})" for c in blocking)
@@ -405,6 +421,45 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         raise CheckFailed(f"stack {request.stack_name} is {status}: "
                           + (str(failure) if failure else "no failing resource was reported"))
     return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+
+
+def deployed_templates(cfn, stack_id: str) -> dict[str, dict]:
+    """The templates a deployed stack runs, keyed by tier (``main`` is the parent)."""
+    from .naming import MAIN, TIERS, stack_id as tier_stack_id
+
+    by_logical = {tier_stack_id(t): t for t in TIERS}
+    found = {}
+    queue = [(MAIN, stack_id)]
+    while queue:
+        tier, sid = queue.pop(0)
+        body = cfn.get_template(StackName=sid)["TemplateBody"]
+        found[tier] = body if isinstance(body, dict) else yaml.safe_load(body)
+        for r in cfn.list_stack_resources(StackName=sid)["StackResourceSummaries"]:
+            if r["ResourceType"] == "AWS::CloudFormation::Stack" and r["LogicalResourceId"] in by_logical:
+                queue.append((by_logical[r["LogicalResourceId"]], r["PhysicalResourceId"]))
+    return found
+
+
+def guard(cfn, stack_id: str, request: DeployRequest, progress: Progress) -> None:
+    """Refuse an update that would replace or delete data, before anything changes.
+
+    Compares the templates the stack runs with the build (the replacement guard of
+    ``gitlab-cfn diff``): this sees into nested stacks on AWS and on the stand-in alike.
+    """
+    from .security.replacement import diff_loaded
+
+    manifest = read_manifest(request.build_dir)
+    new = {tier: yaml.safe_load((request.build_dir / e["path"]).read_text())
+           for tier, e in manifest["templates"].items()}
+    changes = diff_loaded(deployed_templates(cfn, stack_id), new, request.allow_replace, request.region)
+    for change in changes:
+        progress.done(f"{change.template}: {change}")
+    blocking = [c for c in changes if c.blocking]
+    if blocking:
+        named = "; ".join(f"{c.name} would be {'deleted' if c.action == 'delete' else 'replaced'} "
+                          f"({', '.join(c.reasons)})" for c in blocking)
+        raise CheckFailed(f"the update would lose data: {named}; nothing was changed; "
+                          "allow it with --allow-replace TIER:LOGICAL_ID")
 
 
 def _wait_change_set(cfn, change_set: str, poll: float) -> tuple[str, str]:

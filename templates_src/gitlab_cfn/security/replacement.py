@@ -207,7 +207,12 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
 def diff_builds(old_dir: str | Path, new_dir: str | Path, allow: set[str] = frozenset(),
                 region: str = "us-east-1") -> list[Change]:
     """Every replacement and deletion an update from ``old_dir`` to ``new_dir`` causes."""
-    old, new = _load(Path(old_dir)), _load(Path(new_dir))
+    return diff_loaded(_load(Path(old_dir)), _load(Path(new_dir)), allow, region)
+
+
+def diff_loaded(old: dict[str, dict], new: dict[str, dict], allow: set[str] = frozenset(),
+                region: str = "us-east-1") -> list[Change]:
+    """The same, for templates already loaded, keyed by tier (``main`` is the parent)."""
     tiers = list(dict.fromkeys([*old, *new]))
     changed_inputs: set[str] = set()
     while True:

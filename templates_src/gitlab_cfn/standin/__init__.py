@@ -93,3 +93,8 @@ class StandIn:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def patches_source() -> str:
+    """The text of the patches module (it imports moto, so it runs only in the stand-in)."""
+    return (Path(__file__).with_name("patches.py")).read_text()

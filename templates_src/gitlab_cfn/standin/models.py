@@ -192,11 +192,12 @@ class ReplicationGroup(_Model, CloudFormationModel):
             data_tiering_enabled=False, network_type=None, ip_discovery=None,
             transit_encryption_mode=None, cluster_mode="disabled", serverless_cache_snapshot_name=None,
         )
-        host = f"master.{group_id}.abc123.{region_name}.cache.amazonaws.com"
+        # The endpoint moto itself reports for the group, so describe calls agree.
+        host = group.node_groups[0]["primary_endpoint_address"]
+        port = str(props.get("Port", 6379))
         return cls(group.replication_group_id, **{
-            "PrimaryEndPoint.Address": host, "PrimaryEndPoint.Port": str(props.get("Port", 6379)),
-            "ReaderEndPoint.Address": host.replace("master.", "replica."),
-            "ReaderEndPoint.Port": str(props.get("Port", 6379)),
+            "PrimaryEndPoint.Address": host, "PrimaryEndPoint.Port": port,
+            "ReaderEndPoint.Address": host.replace("master.", "replica.", 1), "ReaderEndPoint.Port": port,
         })
 
     def delete(self, account_id: str, region_name: str) -> None:

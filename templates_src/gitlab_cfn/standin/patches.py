@@ -21,13 +21,19 @@ that deploys a small template through the running server:
 - ``missing_ssm_parameter``: an ``AWS::SSM::Parameter::Value`` parameter naming a
   parameter that does not exist is a validation error (moto: HTTP 500).
 - ``public_ssm_parameters``: AWS's public Ubuntu image parameters exist in every region.
+- ``network_resources_deleted``: deleting a stack deletes the VPC networking it created.
+- ``deleted_stacks_stay_deleted``: listing a deleted stack's resources creates nothing; a
+  failed delete leaves the stack DELETE_FAILED with its reason.
 - ``snapshot_deletion_policy``: ``DeletionPolicy: Snapshot`` takes a final snapshot
-  of a DB instance or volume before deleting it (moto deletes it outright).
+  of a DB instance, a Redis replication group or a volume before deleting it (moto
+  deletes it outright).
 - ``s3_bucket_properties``: bucket tags (moto reads the wrong keys), versioning and
   the public access block are applied.
 - ``instance_launch_template_and_network``: an instance launched from a launch template,
   through a network interface, with Volumes (moto reads ImageId and SubnetId only).
 - ``generated_identifiers``: generated RDS and ElastiCache identifiers fit their limits.
+- ``rds_deletion_protection``: a DB instance keeps its DeletionProtection and a protected
+  instance cannot be deleted (moto drops the property).
 - ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
 - ``resource_models``: the models of ``models.py`` are registered.
 """
@@ -342,13 +348,32 @@ def snapshot_deletion_policy() -> None:
 
                 backend = rds_backends[self._account_id][self._region_name]
                 db = parsed_resource.db_instance_identifier
-                backend.create_db_snapshot(db_instance=db, db_snapshot_identifier=f"{db}-final-snapshot")
+                # A protected instance refuses the delete: no final snapshot yet.
+                if not backend.databases[db].deletion_protection:
+                    backend.create_db_snapshot(db_instance_identifier=db,
+                                               db_snapshot_identifier=f"{db}-final-snapshot")
+            elif kind == "AWS::ElastiCache::ReplicationGroup":
+                from moto.elasticache.models import elasticache_backends
+
+                group = parsed_resource.physical_resource_id
+                elasticache_backends[self._account_id][self._region_name].create_snapshot(
+                    replication_group_id=group, cache_cluster_id=None, snapshot_name=f"{group}-final-snapshot",
+                    kms_key_id=None, tags=[])
             elif kind == "AWS::EC2::Volume":
                 from moto.ec2.models import ec2_backends
 
                 ec2_backends[self._account_id][self._region_name].create_snapshot(
                     parsed_resource.id, f"final snapshot of {parsed_resource.id}")
         original(self, parsed_resource, resource_json)
+        if resource_json.get("Type") == "AWS::EC2::Volume" and resource_json.get("DeletionPolicy") != "Retain":
+            # moto has no delete for a volume created by a stack; CloudFormation deletes it.
+            from moto.ec2.models import ec2_backends
+
+            backend = ec2_backends[self._account_id][self._region_name]
+            if parsed_resource.id in backend.volumes:
+                for attachment in [parsed_resource.attachment] if parsed_resource.attachment else []:
+                    backend.detach_volume(parsed_resource.id, attachment.instance.id, attachment.device)
+                backend.delete_volume(parsed_resource.id)
 
     parsing.ResourceMap._delete_resource = _delete_resource
 
@@ -422,6 +447,104 @@ def instance_launch_template_and_network() -> None:
     Instance.create_from_cloudformation_json = classmethod(create)
 
 
+class _NoResources(dict):
+    """The resources of a deleted stack: none, and nothing to create lazily."""
+
+
+@patch
+def deleted_stacks_stay_deleted() -> None:
+    """Listing a deleted stack's resources creates nothing (moto's lazy resource map
+    re-created every deleted nested stack when a deleted parent was listed); a delete
+    that fails leaves the stack DELETE_FAILED with the reason (moto answered HTTP 500)."""
+    original = cfn_models.Stack.delete
+
+    def delete(self) -> None:
+        try:
+            original(self)
+        except Exception as exc:  # as CloudFormation: the stack stays, DELETE_FAILED, with the reason
+            reason = getattr(exc, "message", None) or str(exc)
+            self.status = "DELETE_FAILED"
+            self._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
+            return
+        if self.status == "DELETE_COMPLETE":
+            self.resource_map = _NoResources()
+            self.output_map = _NoOutputs()
+
+    cfn_models.Stack.delete = delete
+
+    original_backend_delete = cfn_models.CloudFormationBackend.delete_stack
+
+    def delete_stack(self, name_or_stack_id: str) -> None:
+        original_backend_delete(self, name_or_stack_id)
+        # A stack whose delete failed stays a live stack, and can be deleted again.
+        for stack_id, stack in list(self.deleted_stacks.items()):
+            if stack.status == "DELETE_FAILED":
+                self.stacks[stack_id] = self.deleted_stacks.pop(stack_id)
+
+    cfn_models.CloudFormationBackend.delete_stack = delete_stack
+
+
+def _delete_network_resource(backend: Any, kind: str, resource: Any) -> None:
+    """Delete one network resource a stack created, the way CloudFormation does."""
+    pid = getattr(resource, "physical_resource_id", None) or getattr(resource, "id", None)
+    if kind == "AWS::EC2::NatGateway" and pid in backend.nat_gateways:
+        backend.delete_nat_gateway(pid)
+        backend.nat_gateways.pop(pid, None)
+    elif kind == "AWS::EC2::VPCGatewayAttachment":
+        gateway, vpc = getattr(resource, "gateway_id", None), getattr(resource, "vpc_id", None)
+        if gateway and vpc and gateway in backend.internet_gateways and backend.internet_gateways[gateway].vpc:
+            backend.detach_internet_gateway(gateway, vpc)
+    elif kind == "AWS::EC2::InternetGateway" and pid in backend.internet_gateways:
+        backend.delete_internet_gateway(pid)
+    elif kind == "AWS::EC2::SubnetRouteTableAssociation":
+        for table in backend.route_tables.values():
+            if pid in table.associations:
+                backend.disassociate_route_table(pid)
+    elif kind == "AWS::EC2::Route":
+        table = backend.route_tables.get(getattr(getattr(resource, "route_table", None), "id", None))
+        if table is not None and resource.destination_cidr_block in [r.destination_cidr_block for r in table.routes.values()]:
+            backend.delete_route(table.id, resource.destination_cidr_block)
+    elif kind == "AWS::EC2::RouteTable" and pid in backend.route_tables:
+        backend.delete_route_table(pid)
+    elif kind == "AWS::EC2::EIP":
+        allocation = getattr(resource, "allocation_id", None)
+        if allocation and any(a.allocation_id == allocation for a in backend.addresses):
+            backend.release_address(allocation_id=allocation)
+    elif kind == "AWS::EC2::Subnet" and pid in backend.subnets.get(getattr(resource, "availability_zone", ""), {}):
+        # Network interfaces left by terminated instances go with their subnet.
+        for eni in list(backend.enis.values()):
+            if eni.subnet.id == pid and (eni.instance is None or eni.instance.state == "terminated"):
+                backend.delete_network_interface(eni.id)
+        backend.delete_subnet(pid)
+    elif kind == "AWS::EC2::SecurityGroup" and backend.get_security_group_from_id(pid) is not None:
+        backend.delete_security_group(group_id=pid)
+    elif kind == "AWS::EC2::VPC" and pid in backend.vpcs:
+        backend.delete_vpc(pid)
+
+
+NETWORK_TYPES = ("AWS::EC2::NatGateway", "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::InternetGateway",
+                 "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::Route", "AWS::EC2::RouteTable",
+                 "AWS::EC2::EIP", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup", "AWS::EC2::VPC")
+
+
+@patch
+def network_resources_deleted() -> None:
+    """Deleting a stack deletes the VPC networking it created: NAT gateways, the
+    gateway attachment, routes and route tables, Elastic IPs, subnets (with the
+    interfaces of terminated instances), security groups and the VPC (moto keeps them)."""
+    original = parsing.ResourceMap._delete_resource
+
+    def _delete_resource(self, parsed_resource: Any, resource_json: dict) -> None:
+        original(self, parsed_resource, resource_json)
+        kind = resource_json.get("Type")
+        if kind in NETWORK_TYPES and resource_json.get("DeletionPolicy") != "Retain":
+            from moto.ec2.models import ec2_backends
+
+            _delete_network_resource(ec2_backends[self._account_id][self._region_name], kind, parsed_resource)
+
+    parsing.ResourceMap._delete_resource = _delete_resource
+
+
 # Generated identifiers CloudFormation keeps within the service's limits.
 IDENTIFIER_LIMITS = {
     "AWS::RDS::DBInstance": 63,
@@ -448,6 +571,38 @@ def generated_identifiers() -> None:
         return re.sub(r"-{2,}", "-", name).strip("-")
 
     parsing.generate_resource_name = generate_resource_name
+
+
+@patch
+def rds_deletion_protection() -> None:
+    """A DB instance keeps the DeletionProtection its template sets (moto drops the
+    property), ModifyDBInstance can turn it off (moto sets the wrong attribute), and
+    moto's delete then refuses a protected instance, as RDS does."""
+    from moto.rds.models import DBInstance
+
+    original = DBInstance.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        instance = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        value = cloudformation_json.get("Properties", {}).get("DeletionProtection", False)
+        instance.deletion_protection = value is True or str(value).lower() == "true"
+        return instance
+
+    DBInstance.create_from_cloudformation_json = classmethod(create)
+
+    from moto.rds.models import RDSBackend
+
+    original_modify = RDSBackend.modify_db_instance
+
+    def modify_db_instance(self, db_instance_identifier: str, db_kwargs: dict) -> Any:
+        # moto sets the API's field name as an attribute; the flag it checks stays on.
+        protection = db_kwargs.pop("DeletionProtection", None)
+        database = original_modify(self, db_instance_identifier, db_kwargs)
+        if protection is not None:
+            database.deletion_protection = protection is True or str(protection).lower() == "true"
+        return database
+
+    RDSBackend.modify_db_instance = modify_db_instance
 
 
 def apply_all() -> list[str]:

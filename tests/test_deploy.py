@@ -1,0 +1,204 @@
+"""`gitlab-cfn deploy` and `destroy`: parameters checked first, then the whole flow on the stand-in."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitlab_cfn import compiler, config
+from gitlab_cfn.deploy import build_digest, check_params, first_failure, load_params
+from gitlab_cfn.errors import ConfigError
+from test_cli import EXE
+
+ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy") / "build"
+    compiler.write_build(config.BuildConfig(), out)
+    return out
+
+
+def parent(build):
+    return yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+
+
+GOOD = {
+    "AvailabilityZones": "eu-west-1a,eu-west-1b", "DomainName": "gitlab.example.test",
+    "CertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666",
+    "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops",
+    "TemplateBucketName": "templates", "TemplateBucketRegion": "eu-west-1",
+}
+
+
+def test_good_parameters_pass(build):
+    assert check_params(parent(build), GOOD, az_count=2) == []
+
+
+def test_every_violation_is_reported_at_once(build):
+    bad = {**GOOD, "DomainName": "GitLab.Example.com", "RemoteAccessCIDR": "0.0.0.0/0", "GitSshCIDR": "10.0.0.0/33",
+           "DBInstanceClass": "db.t3.micro", "AvailabilityZones": "eu-west-1a", "PublicSubnet1Cidr": "10.0.1.0/24",
+           "DBAllocatedStorage": "50", "Colour": "blue"}
+    del bad["KeyPairName"]
+    problems = check_params(parent(build), bad, az_count=2)
+    fields = sorted(p.split(":")[0] for p in problems)
+    assert fields == sorted(["Colour", "DomainName", "GitSshCIDR", "DBInstanceClass", "AvailabilityZones",
+                             "DBAllocatedStorage", "KeyPairName", "BastionNotOpenToTheWorld", "SubnetCidrsDistinct"])
+    assert "DBAllocatedStorage: must be at least 100 (got 50)" in problems
+    assert "BastionNotOpenToTheWorld: RemoteAccessCIDR must not be 0.0.0.0/0: give the range administrators connect from." in problems
+    assert "AvailabilityZones: exactly 2 Availability Zones are needed (got 1)" in problems
+
+
+def test_parameter_files_in_both_forms(tmp_path):
+    plain = tmp_path / "p.yaml"
+    plain.write_text("DomainName: gitlab.example.test\nAvailabilityZones: [eu-west-1a, eu-west-1b]\nAppRootVolumeSize: 40\n")
+    assert load_params(plain) == {"DomainName": "gitlab.example.test", "AvailabilityZones": "eu-west-1a,eu-west-1b",
+                                  "AppRootVolumeSize": "40"}
+    cfn_style = tmp_path / "p.json"
+    cfn_style.write_text(json.dumps([{"ParameterKey": "DomainName", "ParameterValue": "gitlab.example.test"}]))
+    assert load_params(cfn_style) == {"DomainName": "gitlab.example.test"}
+    broken = tmp_path / "b.json"
+    broken.write_text(json.dumps([{"Key": "x"}]))
+    with pytest.raises(ConfigError, match="ParameterKey"):
+        load_params(broken)
+
+
+def test_bad_parameters_exit_2_before_anything_is_sent(build, tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("DomainName: GitLab.Example.com\nRemoteAccessCIDR: 0.0.0.0/0\n")
+    # An endpoint nothing listens on: any AWS call would fail with exit 1, not 2.
+    result = subprocess.run([EXE, "deploy", "--build", str(build), "--stack-name", "x", "--region", "eu-west-1",
+                             "--params", str(params), "--endpoint-url", "http://127.0.0.1:9"],
+                            capture_output=True, text=True, env=ENV, timeout=60)
+    assert result.returncode == 2
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("gitlab-cfn: error: ") and first.endswith("parameter problems:")
+    assert any("DomainName: must be a lower-case" in line for line in rest)
+    assert any("BastionNotOpenToTheWorld" in line for line in rest)
+
+
+def test_the_digest_changes_with_the_build(build, tmp_path):
+    other = tmp_path / "b"
+    compiler.write_build(config.from_dict({"az_count": 3}), other)
+    from gitlab_cfn.compiler import read_manifest
+
+    assert build_digest(read_manifest(build)) != build_digest(read_manifest(other))
+    assert build_digest(read_manifest(build)) == build_digest(read_manifest(build))
+
+
+def deploy_cmd(*args, build, timeout=180):
+    return subprocess.run([EXE, "deploy", "--build", str(build), "--poll-seconds", "0.2", *args],
+                          capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def test_deploy_local_end_to_end(build):
+    result = deploy_cmd("--local", "--stack-name", "newcomer", "--region", "eu-west-1", build=build)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any("local AWS stand-in at http://127.0.0.1:" in line for line in lines)
+    assert any("local value AvailabilityZones = eu-west-1a,eu-west-1b" in line for line in lines)
+    assert any("uploaded 10 templates to s3://gitlab-cfn-eu-west-1-123456789012/gitlab-cfn/newcomer/" in line for line in lines)
+    progress = [line for line in lines if "CREATE_COMPLETE" in line and "resources" in line]
+    assert len(progress) == 9  # the parent and eight nested stacks (no hosted zone: no DNS stack)
+    assert all(line.split()[-2].split("/")[0] == line.split()[-2].split("/")[1] for line in progress)
+    outputs = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    assert outputs["GitLabUrl"] == "https://gitlab.example.test"
+    assert outputs["DatabaseSecretArn"].startswith("arn:aws:secretsmanager:eu-west-1:")
+    assert lines[-1] == "stack newcomer: CREATE_COMPLETE"
+
+
+def test_deploy_json_output(build):
+    result = deploy_cmd("--local", "--stack-name", "js", "--region", "us-east-1", "--json", "-q", build=build)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    document = json.loads(result.stdout)
+    assert document["status"] == "CREATE_COMPLETE" and "RedisEndpoint" in document["outputs"]
+
+
+def test_a_failing_child_is_reported_by_name(build, tmp_path):
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/"
+                                                    "00000000-1111-2222-3333-444444444444"}))
+    result = deploy_cmd("--local", "--stack-name", "broken", "--region", "us-east-1", "--params", str(params), build=build)
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("gitlab-cfn: error: stack broken is ROLLBACK_COMPLETE: LoadBalancer "
+                           "(AWS::ElasticLoadBalancing::LoadBalancer) in stack broken-AppStack-")
+    assert last.endswith(": Supplied certificate was not found")
+
+
+def _seed(local_aws, region="eu-west-1"):
+    local_aws.client("ec2", region).create_key_pair(KeyName="ops")
+    arn = local_aws.client("acm", region).request_certificate(DomainName="gitlab.example.test")["CertificateArn"]
+    local_aws.client("ssm", region).put_parameter(Name="/gitlab-cfn/ami/gitlab", Value="ami-0a11ab5e1c0de1851", Type="String")
+    params = {k: v for k, v in GOOD.items() if not k.startswith("Template")}
+    return {**params, "CertificateArn": arn}
+
+
+def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(_seed(local_aws)))
+    common = ["--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1", "--params", str(params)]
+    assert deploy_cmd(*common, build=build).returncode == 0
+
+    # Same build again: the guard finds nothing, the change set holds no changes.
+    again = deploy_cmd(*common, build=build)
+    assert again.returncode == 0, again.stderr
+    assert any(line.endswith("stack gl: no changes") for line in again.stderr.splitlines())
+
+    # A build that would replace the database is refused before anything is uploaded.
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(build, changed)
+    path = changed / "templates" / "database.template.yaml"
+    path.write_text(path.read_text().replace("DBName: gitlabhq_production", "DBName: gitlab"))
+    refused = deploy_cmd(*common, build=changed)
+    assert refused.returncode == 1
+    assert "database: REPLACE      Database (AWS::RDS::DBInstance) [holds data]: DBName changed (create-only)" in refused.stderr
+    assert refused.stderr.splitlines()[-1].startswith(
+        "gitlab-cfn: error: the update would lose data: database:Database would be replaced")
+    assert not any("uploaded" in line for line in refused.stderr.splitlines())
+    allowed = deploy_cmd(*common, "--allow-replace", "database:Database", build=changed)
+    assert allowed.returncode == 0, allowed.stderr
+
+    # destroy: confirmation, then a report of what the data became.
+    base = [EXE, "destroy", "--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1",
+            "--poll-seconds", "0.2"]
+    unconfirmed = subprocess.run(base, capture_output=True, text=True, env=ENV)
+    assert unconfirmed.returncode == 2 and "--confirm gl" in unconfirmed.stderr
+    done = subprocess.run(base + ["--confirm", "gl", "--json"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kept = {item["logical_id"]: item for item in json.loads(done.stdout)}
+    assert kept["Database"]["found"].endswith("-final-snapshot")
+    assert kept["RedisReplicationGroup"]["found"].endswith("-final-snapshot")
+    assert kept["GitalyDataVolume"]["found"].startswith("snapshot snap-")
+    assert kept["BackupsBucket"]["found"].startswith("bucket gl-backups-")
+    assert kept["DatabaseSecret"]["found"].startswith("secret arn:aws:secretsmanager:")
+    assert kept["DataKey"]["found"].startswith("key ")
+    assert "turned off deletion protection" in done.stderr
+    cfn = local_aws.client("cloudformation", "eu-west-1")
+    assert [s for s in cfn.describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"] == []
+    ec2 = local_aws.client("ec2", "eu-west-1")
+    assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")] == []
+    assert [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"] == []
+
+
+def test_first_failure_follows_nested_stacks(local_aws):
+    s3 = local_aws.client("s3", "us-east-1")
+    s3.create_bucket(Bucket="nested")
+    s3.put_object(Bucket="nested", Key="child.json", Body=json.dumps({"Resources": {
+        "Fine": {"Type": "AWS::SNS::Topic"}, "Broken": {"Type": "AWS::Foo::Bar"}}}))
+    cfn = local_aws.client("cloudformation", "us-east-1")
+    stack_id = cfn.create_stack(StackName="top", TemplateBody=json.dumps({"Resources": {"Child": {
+        "Type": "AWS::CloudFormation::Stack",
+        "Properties": {"TemplateURL": "https://nested.s3.us-east-1.amazonaws.com/child.json"}}}}))["StackId"]
+    failure = first_failure(cfn, stack_id)
+    assert (failure.logical_id, failure.resource_type) == ("Broken", "AWS::Foo::Bar")
+    assert failure.stack.startswith("top-Child-")
+    assert failure.reason == "the stand-in cannot create AWS::Foo::Bar"

@@ -1,0 +1,332 @@
+"""The local AWS stand-in: a real server process, and one test per patch it applies.
+
+Every test talks to the server over HTTP with boto3, as to AWS, by deploying a
+small template that needs the patch.
+"""
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from gitlab_cfn.standin import patches_source
+
+REGION = "eu-west-1"
+
+
+def deploy(local_aws, template: dict, name: str = "probe", parameters: dict | None = None, region: str = REGION):
+    cfn = local_aws.client("cloudformation", region)
+    stack_id = cfn.create_stack(StackName=name, TemplateBody=json.dumps(template),
+                                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
+                                Capabilities=["CAPABILITY_IAM"])["StackId"]
+    return cfn, cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+
+
+def outputs(stack) -> dict:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def failed_events(cfn, stack_id):
+    return [(e["LogicalResourceId"], e.get("ResourceStatusReason", "")) for e in
+            cfn.describe_stack_events(StackName=stack_id)["StackEvents"]
+            if e["ResourceStatus"] == "CREATE_FAILED" and e["LogicalResourceId"] != e["StackName"]]
+
+
+def test_the_stand_in_is_a_real_server_on_loopback(standin):
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", standin.endpoint)
+    assert standin.process.poll() is None
+    with urllib.request.urlopen(f"{standin.endpoint}/moto-api/", timeout=5) as response:
+        assert response.status == 200
+    log = standin.log.read_text()
+    assert "gitlab-cfn stand-in: moto with patches" in log
+
+
+def test_every_patch_has_a_test():
+    names = re.findall(r"^def (\w+)\(\) -> None:", patches_source(), flags=re.M)
+    tested = {n.removeprefix("test_patch_") for n in globals() if n.startswith("test_patch_")}
+    assert set(names) == tested
+
+
+def test_patch_fail_loudly_on_unsupported_types(local_aws):
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Topic": {"Type": "AWS::SNS::Topic"},
+        "Mystery": {"Type": "AWS::Foo::Bar", "Properties": {}}}})
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert failed_events(cfn, stack["StackId"]) == [("Mystery", "the stand-in cannot create AWS::Foo::Bar")]
+
+
+def test_patch_failed_create_rolls_back(local_aws):
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
+        "Broken": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": "vpc-does-not-exist", "CidrBlock": "10.0.0.0/24"}}}})
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    ((logical, reason),) = failed_events(cfn, stack["StackId"])
+    assert logical == "Broken" and "vpc-does-not-exist" in reason
+    # Rolled back: the VPC created before the failure is gone, and the stack deletes cleanly.
+    assert [v for v in local_aws.client("ec2", REGION).describe_vpcs()["Vpcs"] if v.get("CidrBlock") == "10.0.0.0/16"
+            and not v.get("IsDefault")] == []
+    cfn.delete_stack(StackName=stack["StackId"])
+    assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+
+
+def _child_template(local_aws, body: dict) -> str:
+    s3 = local_aws.client("s3", REGION)
+    s3.create_bucket(Bucket="child-templates", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="child-templates", Key="child.yaml", Body=json.dumps(body))
+    return f"https://child-templates.s3.{REGION}.amazonaws.com/child.yaml"
+
+
+def test_patch_nested_stack_outputs(local_aws):
+    url = _child_template(local_aws, {"Resources": {"Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.9.0.0/16"}}},
+                                      "Outputs": {"VpcId": {"Value": {"Ref": "Vpc"}}}})
+    _, stack = deploy(local_aws, {"Resources": {"Child": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": url}}},
+                                  "Outputs": {"FromChild": {"Value": {"Fn::GetAtt": ["Child", "Outputs.VpcId"]}}}}, name="parent")
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert outputs(stack)["FromChild"].startswith("vpc-")
+    names = [s["StackName"] for s in local_aws.client("cloudformation", REGION).describe_stacks()["Stacks"]]
+    assert any(re.fullmatch(r"parent-Child-[A-Z0-9]{12}", n) for n in names), names
+
+
+def test_patch_deleted_stacks_stay_deleted(local_aws):
+    url = _child_template(local_aws, {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                                      "Outputs": {"Topic": {"Value": {"Ref": "Topic"}}}})
+    cfn, stack = deploy(local_aws, {"Resources": {"Child": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": url}}},
+                                    "Outputs": {"Topic": {"Value": {"Fn::GetAtt": ["Child", "Outputs.Topic"]}}}}, name="gone")
+    cfn.delete_stack(StackName=stack["StackId"])
+    cfn.list_stack_resources(StackName=stack["StackId"])
+    cfn.describe_stacks(StackName=stack["StackId"])
+    alive = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert alive == []
+
+
+def test_patch_network_resources_deleted(local_aws):
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.4.0.0/16"}},
+        "Igw": {"Type": "AWS::EC2::InternetGateway"},
+        "Attach": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {"VpcId": {"Ref": "Vpc"}, "InternetGatewayId": {"Ref": "Igw"}}},
+        "Public": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.4.0.0/24", "AvailabilityZone": "eu-west-1a"}},
+        "Table": {"Type": "AWS::EC2::RouteTable", "Properties": {"VpcId": {"Ref": "Vpc"}}},
+        "Default": {"Type": "AWS::EC2::Route", "DependsOn": "Attach", "Properties": {
+            "RouteTableId": {"Ref": "Table"}, "DestinationCidrBlock": "0.0.0.0/0", "GatewayId": {"Ref": "Igw"}}},
+        "Assoc": {"Type": "AWS::EC2::SubnetRouteTableAssociation", "Properties": {"SubnetId": {"Ref": "Public"}, "RouteTableId": {"Ref": "Table"}}},
+        "Eip": {"Type": "AWS::EC2::EIP", "Properties": {"Domain": "vpc"}},
+        "Nat": {"Type": "AWS::EC2::NatGateway", "Properties": {"SubnetId": {"Ref": "Public"}, "AllocationId": {"Fn::GetAtt": ["Eip", "AllocationId"]}}},
+        "Group": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "g", "VpcId": {"Ref": "Vpc"}}}},
+        "Outputs": {"Vpc": {"Value": {"Ref": "Vpc"}}}})
+    vpc = outputs(stack)["Vpc"]
+    cfn.delete_stack(StackName=stack["StackId"])
+    ec2 = local_aws.client("ec2", REGION)
+    assert ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Vpcs"] == []
+    assert [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] not in ("deleted", "deleting")] == []
+    assert ec2.describe_addresses()["Addresses"] == []
+
+
+def test_patch_dynamic_references(local_aws):
+    secrets = local_aws.client("secretsmanager", REGION)
+    arn = secrets.create_secret(Name="db", SecretString=json.dumps({"password": "s3cr3t-value"}))["ARN"]
+    local_aws.client("ssm", REGION).put_parameter(Name="/probe/cidr", Value="10.7.0.0/16", Type="String")
+    _, stack = deploy(local_aws, {"Resources": {"Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
+        "CidrBlock": "{{resolve:ssm:/probe/cidr}}",
+        "Tags": [{"Key": "pw", "Value": f"{{{{resolve:secretsmanager:{arn}:SecretString:password}}}}"}]}}},
+        "Outputs": {"Vpc": {"Value": {"Ref": "Vpc"}}}})
+    vpc = local_aws.client("ec2", REGION).describe_vpcs(VpcIds=[outputs(stack)["Vpc"]])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.7.0.0/16"
+    assert {t["Key"]: t["Value"] for t in vpc["Tags"]}["pw"] == "s3cr3t-value"
+
+
+def test_patch_availability_zones_of_the_region(local_aws):
+    _, stack = deploy(local_aws, {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                                  "Outputs": {"Az": {"Value": {"Fn::Select": [1, {"Fn::GetAZs": ""}]}}}})
+    assert outputs(stack)["Az"] == "eu-west-1b"
+
+
+def test_patch_elb_canonical_hosted_zone(local_aws):
+    _, stack = deploy(local_aws, {"Resources": {"Lb": {"Type": "AWS::ElasticLoadBalancing::LoadBalancer", "Properties": {
+        "AvailabilityZones": ["eu-west-1a"],
+        "Listeners": [{"LoadBalancerPort": "80", "InstancePort": "80", "Protocol": "HTTP"}]}}},
+        "Outputs": {"Zone": {"Value": {"Fn::GetAtt": ["Lb", "CanonicalHostedZoneNameID"]}}}})
+    assert re.fullmatch(r"Z[A-Z0-9]+", outputs(stack)["Zone"])
+
+
+def test_patch_kms_key_policy_as_document(local_aws):
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                                                      "Action": "kms:*", "Resource": "*"}]}
+    _, stack = deploy(local_aws, {"Resources": {"Key": {"Type": "AWS::KMS::Key", "Properties": {
+        "KeyPolicy": policy, "Tags": [{"Key": "team", "Value": "platform"}]}}},
+        "Outputs": {"Key": {"Value": {"Ref": "Key"}}}})
+    kms = local_aws.client("kms", REGION)
+    key = outputs(stack)["Key"]
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyId"] == key
+    assert json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]) == policy
+    assert kms.list_resource_tags(KeyId=key)["Tags"] == [{"TagKey": "team", "TagValue": "platform"}]
+
+
+def test_patch_missing_ssm_parameter(local_aws):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as err:
+        deploy(local_aws, {"Parameters": {"Ami": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+                                                  "Default": "/no/such/parameter"}},
+                           "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}})
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert "/no/such/parameter" in str(err.value)
+
+
+def test_patch_public_ssm_parameters(local_aws):
+    name = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+    _, stack = deploy(local_aws, {"Parameters": {"Ami": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+                                                         "Default": name}},
+                                  "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                                  "Outputs": {"Ami": {"Value": {"Ref": "Ami"}}}})
+    image = outputs(stack)["Ami"]
+    described = local_aws.client("ec2", REGION).describe_images(ImageIds=[image])["Images"][0]
+    assert described["OwnerId"] == "099720109477" and "ubuntu-noble-24.04" in described["Name"]
+
+
+def test_patch_snapshot_deletion_policy(local_aws):
+    cfn, stack = deploy(local_aws, {"Resources": {"Data": {
+        "Type": "AWS::EC2::Volume", "DeletionPolicy": "Snapshot",
+        "Properties": {"AvailabilityZone": "eu-west-1a", "Size": 20, "Encrypted": True}}},
+        "Outputs": {"Volume": {"Value": {"Ref": "Data"}}}})
+    volume = outputs(stack)["Volume"]
+    cfn.delete_stack(StackName=stack["StackId"])
+    ec2 = local_aws.client("ec2", REGION)
+    assert ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume]}])["Volumes"] == []
+    assert [s["VolumeId"] for s in ec2.describe_snapshots(Filters=[{"Name": "volume-id", "Values": [volume]}])["Snapshots"]] == [volume]
+
+
+def test_patch_s3_bucket_properties(local_aws):
+    deploy(local_aws, {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {
+        "BucketName": "gl-probe",
+        "Tags": [{"Key": "team", "Value": "platform"}],
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True}}}}})
+    s3 = local_aws.client("s3", REGION)
+    assert s3.get_bucket_tagging(Bucket="gl-probe")["TagSet"] == [{"Key": "team", "Value": "platform"}]
+    assert s3.get_bucket_versioning(Bucket="gl-probe")["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket="gl-probe")["PublicAccessBlockConfiguration"].values())
+
+
+def test_patch_generated_identifiers(local_aws):
+    long_name = "gitlab-production-platform-team-eu-west-1-databasestack"
+    _, stack = deploy(local_aws, {"Resources": {"Database": {"Type": "AWS::RDS::DBInstance", "Properties": {
+        "Engine": "postgres", "DBInstanceClass": "db.m6i.large", "AllocatedStorage": "100",
+        "MasterUsername": "gitlab", "MasterUserPassword": "not-a-real-password-1"}}},
+        "Outputs": {"Id": {"Value": {"Ref": "Database"}}}}, name=long_name)
+    identifier = outputs(stack)["Id"]
+    assert len(identifier) <= 63 and identifier == identifier.lower() and "--" not in identifier
+
+
+def test_patch_rds_deletion_protection(local_aws):
+    cfn, stack = deploy(local_aws, {"Resources": {"Database": {
+        "Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Snapshot", "Properties": {
+            "Engine": "postgres", "DBInstanceClass": "db.m6i.large", "AllocatedStorage": "100",
+            "MasterUsername": "gitlab", "MasterUserPassword": "not-a-real-password-1", "DeletionProtection": True}}},
+        "Outputs": {"Id": {"Value": {"Ref": "Database"}}}}, name="protected")
+    identifier = outputs(stack)["Id"]
+    rds = local_aws.client("rds", REGION)
+    assert rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]["DeletionProtection"] is True
+    cfn.delete_stack(StackName=stack["StackId"])
+    failed = cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]
+    assert failed["StackStatus"] == "DELETE_FAILED"
+    reasons = [e.get("ResourceStatusReason") for e in cfn.describe_stack_events(StackName=stack["StackId"])["StackEvents"]]
+    assert any("protected DB Instance" in (r or "") for r in reasons)
+    rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True)
+    cfn.delete_stack(StackName=stack["StackId"])
+    assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+    snapshots = rds.describe_db_snapshots(DBInstanceIdentifier=identifier)["DBSnapshots"]
+    assert f"{identifier}-final-snapshot" in [s["DBSnapshotIdentifier"] for s in snapshots]
+
+
+def test_patch_rds_parameter_group_ref(local_aws):
+    _, stack = deploy(local_aws, {"Resources": {"Params": {"Type": "AWS::RDS::DBParameterGroup", "Properties": {
+        "Description": "probe", "Family": "postgres17", "Parameters": {"rds.force_ssl": "1"}}}},
+        "Outputs": {"Name": {"Value": {"Ref": "Params"}}}})
+    name = outputs(stack)["Name"]
+    groups = local_aws.client("rds", REGION).describe_db_parameter_groups(DBParameterGroupName=name)["DBParameterGroups"]
+    assert groups[0]["DBParameterGroupFamily"] == "postgres17"
+
+
+def test_patch_instance_launch_template_and_network(local_aws):
+    ec2 = local_aws.client("ec2", REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.5.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.5.1.0/24", AvailabilityZone="eu-west-1a")["Subnet"]["SubnetId"]
+    _, stack = deploy(local_aws, {"Resources": {
+        "Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+            "ImageId": "ami-0a11ab5e1c0de1851", "InstanceType": "c5.xlarge"}}},
+        "Data": {"Type": "AWS::EC2::Volume", "Properties": {"AvailabilityZone": "eu-west-1a", "Size": 20}},
+        "Server": {"Type": "AWS::EC2::Instance", "Properties": {
+            "LaunchTemplate": {"LaunchTemplateId": {"Ref": "Template"},
+                               "Version": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}},
+            "NetworkInterfaces": [{"DeviceIndex": "0", "SubnetId": subnet}],
+            "Volumes": [{"Device": "/dev/sdf", "VolumeId": {"Ref": "Data"}}]}}},
+        "Outputs": {"Server": {"Value": {"Ref": "Server"}}}})
+    instance = ec2.describe_instances(InstanceIds=[outputs(stack)["Server"]])["Reservations"][0]["Instances"][0]
+    assert (instance["ImageId"], instance["InstanceType"], instance["SubnetId"]) == ("ami-0a11ab5e1c0de1851", "c5.xlarge", subnet)
+    assert "/dev/sdf" in [m["DeviceName"] for m in instance["BlockDeviceMappings"]]
+
+
+def test_patch_resource_models(local_aws):
+    """Types stock moto skips are created in moto's own backends."""
+    ec2 = local_aws.client("ec2", REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.6.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.6.{i}.0/24", AvailabilityZone=f"eu-west-1{z}")["Subnet"]["SubnetId"]
+               for i, z in ((1, "a"), (2, "b"))]
+    _, stack = deploy(local_aws, {"Resources": {
+        "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"GenerateSecretString": {
+            "SecretStringTemplate": "{\"username\": \"gitlab\"}", "GenerateStringKey": "password",
+            "PasswordLength": 40, "ExcludePunctuation": True}}},
+        "Attachment": {"Type": "AWS::SecretsManager::SecretTargetAttachment", "Properties": {
+            "SecretId": {"Ref": "Secret"}, "TargetId": "db", "TargetType": "AWS::RDS::DBInstance"}},
+        "CacheSubnets": {"Type": "AWS::ElastiCache::SubnetGroup", "Properties": {"Description": "d", "SubnetIds": subnets}},
+        "Redis": {"Type": "AWS::ElastiCache::ReplicationGroup", "Properties": {
+            "ReplicationGroupDescription": "r", "Engine": "redis", "CacheNodeType": "cache.t3.medium",
+            "NumCacheClusters": 2, "AutomaticFailoverEnabled": True, "MultiAZEnabled": True,
+            "CacheSubnetGroupName": {"Ref": "CacheSubnets"}, "TransitEncryptionEnabled": True,
+            "AuthToken": {"Fn::Sub": ["{{resolve:secretsmanager:${S}:SecretString:password}}", {"S": {"Ref": "Secret"}}]}}},
+        "Group": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "g", "VpcId": vpc}},
+        "Egress": {"Type": "AWS::EC2::SecurityGroupEgress", "Properties": {
+            "GroupId": {"Fn::GetAtt": ["Group", "GroupId"]}, "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+            "CidrIp": "0.0.0.0/0", "Description": "https"}},
+        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "gl-policy-probe"}},
+        "Policy": {"Type": "AWS::S3::BucketPolicy", "Properties": {"Bucket": {"Ref": "Bucket"}, "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                                                    "Resource": "arn:aws:s3:::gl-policy-probe/*",
+                                                    "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}},
+        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "Namespace": "AWS/EC2", "MetricName": "CPUUtilization", "Statistic": "Average", "Period": 60,
+            "EvaluationPeriods": 5, "Threshold": 60, "ComparisonOperator": "GreaterThanThreshold"}}},
+        "Outputs": {"Secret": {"Value": {"Ref": "Secret"}}, "Group": {"Value": {"Fn::GetAtt": ["Group", "GroupId"]}},
+                    "Redis": {"Value": {"Fn::GetAtt": ["Redis", "PrimaryEndPoint.Address"]}}}})
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    out = outputs(stack)
+    secret = json.loads(local_aws.client("secretsmanager", REGION).get_secret_value(SecretId=out["Secret"])["SecretString"])
+    assert secret["username"] == "gitlab" and len(secret["password"]) == 40 and secret["password"].isalnum()
+    (group,) = local_aws.client("elasticache", REGION).describe_replication_groups()["ReplicationGroups"]
+    assert group["AutomaticFailover"] == "enabled" and group["MultiAZ"] == "enabled"
+    assert out["Redis"].startswith("master.")
+    rules = ec2.describe_security_groups(GroupIds=[out["Group"]])["SecurityGroups"][0]["IpPermissionsEgress"]
+    assert any(r.get("FromPort") == 443 for r in rules)
+    policy = json.loads(local_aws.client("s3", REGION).get_bucket_policy(Bucket="gl-policy-probe")["Policy"])
+    assert policy["Statement"][0]["Effect"] == "Deny"
+    (alarm,) = local_aws.client("cloudwatch", REGION).describe_alarms()["MetricAlarms"]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (60.0, "GreaterThanThreshold")
+
+
+def test_scaling_policy_model(local_aws):
+    """AWS::AutoScaling::ScalingPolicy (a resource model) lands on the group."""
+    ec2 = local_aws.client("ec2", REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24", AvailabilityZone="eu-west-1a")["Subnet"]["SubnetId"]
+    deploy(local_aws, {"Resources": {
+        "Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {"ImageId": "ami-0a11ab5e1c0de1851"}}},
+        "Group": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
+            "MinSize": "1", "MaxSize": "2", "VPCZoneIdentifier": [subnet],
+            "LaunchTemplate": {"LaunchTemplateId": {"Ref": "Template"}, "Version": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}}}},
+        "Out": {"Type": "AWS::AutoScaling::ScalingPolicy", "Properties": {
+            "AutoScalingGroupName": {"Ref": "Group"}, "PolicyType": "SimpleScaling",
+            "AdjustmentType": "ChangeInCapacity", "ScalingAdjustment": 1, "Cooldown": "300"}}}})
+    (policy,) = local_aws.client("autoscaling", REGION).describe_policies()["ScalingPolicies"]
+    assert (policy["ScalingAdjustment"], policy["AdjustmentType"]) == (1, "ChangeInCapacity")
