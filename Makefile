@@ -15,11 +15,12 @@ CHECKOV_STAMP := $(CHECKOV)/.installed-$(shell cat requirements-checkov.txt | sh
 STANDIN := .venv-standin
 STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sha256sum | cut -c1-12)
 
-.PHONY: build lint check test test-tools standin scanner clean distclean help
+.PHONY: build lint check test test-tools standin scanner e2e clean distclean help
 
 help:
 	@echo "make build   create .venv and .venv-checkov, compile build/, lint and scan every template"
 	@echo "make test    install test dependencies and the local AWS stand-in, run the whole suite"
+	@echo "make e2e     the taskcat matrix in real AWS regions (needs credentials; skipped without)"
 	@echo "make clean   remove build/ ; make distclean also removes .venv/"
 
 $(STAMP): pyproject.toml
@@ -72,8 +73,12 @@ standin: $(STANDIN_STAMP)
 test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) test-tools
 	$(BIN)/python -m pytest
 
+# Real AWS, opt-in: skipped (and says so) without credentials. Not part of `make test`.
+e2e: $(STAMP) $(CHECKOV_STAMP)
+	scripts/e2e.sh
+
 clean:
-	rm -rf build
+	rm -rf build build-three-az build-no-bastion
 
 distclean: clean
 	rm -rf $(VENV) $(STANDIN) $(CHECKOV)

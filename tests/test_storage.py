@@ -10,12 +10,14 @@ OBJECT_LEVEL = {"s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
 
 
 def buckets(t):
-    return resources(t["storage"], "AWS::S3::Bucket")
+    """The data buckets: one per GitLab object kind, and backups."""
+    return {n: b for n, b in resources(t["storage"], "AWS::S3::Bucket").items() if n != "LogsBucket"}
 
 
 def test_one_bucket_per_gitlab_object_kind_and_backups(default):
     names = {b["Properties"]["BucketName"]["Fn::Join"][1][1] for b in buckets(default).values()}
     assert names == set(KINDS)
+    assert set(resources(default["storage"], "AWS::S3::Bucket")) - set(buckets(default)) == {"LogsBucket"}
 
 
 def test_bucket_names_start_with_gl_and_are_unique_per_account_region_and_stack(default):
@@ -42,19 +44,40 @@ def test_buckets_are_kms_encrypted_private_and_retained(default):
         assert bucket["UpdateReplacePolicy"] == "Retain", name
 
 
-def test_only_backups_are_versioned(default):
-    versioned = {n for n, b in buckets(default).items() if "VersioningConfiguration" in b["Properties"]}
-    assert versioned == {"BackupsBucket"}
-    assert props(default["storage"], "BackupsBucket")["VersioningConfiguration"] == {"Status": "Enabled"}
+def test_every_bucket_is_versioned_and_old_versions_expire(default):
+    for name, bucket in resources(default["storage"], "AWS::S3::Bucket").items():
+        p = bucket["Properties"]
+        assert p["VersioningConfiguration"] == {"Status": "Enabled"}, name
+        (rule,) = p["LifecycleConfiguration"]["Rules"]
+        expected = 90 if name == "BackupsBucket" else 30
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == expected, name
+
+
+def test_every_data_bucket_logs_to_the_log_bucket(default):
+    for name, bucket in buckets(default).items():
+        logging = bucket["Properties"]["LoggingConfiguration"]
+        assert logging["DestinationBucketName"] == {"Ref": "LogsBucket"}
+        assert logging["LogFilePrefix"].startswith("s3/")
+    logs = default["storage"]["Resources"]["LogsBucket"]
+    encryption = logs["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}  # what log delivery accepts
+    assert logs["DeletionPolicy"] == logs["UpdateReplacePolicy"] == "Retain"
+    lb = props(default["app"], "LoadBalancer")["AccessLoggingPolicy"]
+    assert lb["Enabled"] is True and lb["S3BucketName"] == {"Ref": "LogsBucketName"}
 
 
 def test_every_bucket_refuses_plain_http(default):
     storage = default["storage"]
     policies = resources(storage, "AWS::S3::BucketPolicy")
-    assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == set(buckets(default))
-    for policy in policies.values():
-        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert statement["Effect"] == "Deny"
+    assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == set(resources(storage, "AWS::S3::Bucket"))
+    for name, policy in policies.items():
+        document = policy["Properties"]["PolicyDocument"]
+        # The log bucket's policy depends on the region (ELB's log writer): both branches deny HTTP.
+        documents = document["Fn::If"][1:] if "Fn::If" in document else [document]
+        for doc in documents:
+            statement = doc["Statement"][0]
+            assert statement["Sid"] == "DenyInsecureTransport", name
+            assert statement["Effect"] == "Deny"
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         assert statement["Action"] == ["s3:*"]
 

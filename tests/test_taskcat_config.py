@@ -33,13 +33,32 @@ def test_schema_check_can_fail():
         raise AssertionError("a misspelt key passed taskcat's schema")
 
 
-def test_every_parameter_given_exists_and_every_required_one_is_given():
+# taskcat test -> the build config of its template's folder.
+VARIANTS = {"build": None, "build-three-az": "configs/three-az.yaml", "build-no-bastion": "configs/no-bastion.yaml"}
+
+
+def test_the_matrix_covers_what_the_issue_asks():
+    tests = _config()["tests"]
+    assert len(tests["default-2az"]["regions"]) >= 4
+    assert len(tests["three-az"]["regions"]) >= 2
+    assert tests["three-az"]["parameters"]["AvailabilityZones"] == "$[taskcat_genaz_3]"
+    assert "no-bastion" in tests
+    assert (ROOT / ".taskcat.yml").resolve() == (ROOT / "taskcat.yml").resolve()
+
+
+def test_every_test_gets_exactly_the_parameters_its_build_needs(tmp_path):
+    from gitlab_cfn import compiler, config
+
     cfg = _config()
-    main = templates_for({})["main"]["Parameters"]
     for name, test in cfg["tests"].items():
+        folder = test["template"].split("/")[0]
+        assert folder in VARIANTS, name
+        built = tmp_path / folder
+        compiler.write_build(config.load(ROOT / VARIANTS[folder]) if VARIANTS[folder] else config.BuildConfig(), built)
+        main = yaml.safe_load((built / "templates" / "main.template.yaml").read_text())["Parameters"]
         given = {**cfg["project"]["parameters"], **test.get("parameters", {})}
-        assert set(given) <= set(main), name
+        # taskcat passes a project parameter only to templates that declare it.
         required = {n for n, d in main.items() if "Default" not in d}
         assert required <= set(given), (name, required - set(given))
-        assert (ROOT / test["template"]).parent.name == "templates"
-        assert len(test["regions"]) >= 4
+        assert set(test.get("parameters", {})) <= set(main), name
+        assert given["TemplateKeyPrefix"] == f"$[taskcat_project_name]/{folder}/", name
