@@ -211,6 +211,36 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    import json
+
+    from .publish import PublishRequest, launch_table, publish
+    from .progress import Progress
+
+    request = PublishRequest(
+        bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r],
+        prefix=args.prefix, version=args.version or __version__, single_bucket=args.single_bucket,
+        force=args.force, build_dir=Path(args.build), stack_name=args.stack_name)
+    with _Endpoint(args) as aws:
+        if args.local:
+            for bucket, region in dict.fromkeys(request.bucket_for(r) for r in request.regions):
+                from .deploy import ensure_bucket
+
+                ensure_bucket(aws.client("s3", region), bucket, region)
+        result = publish(request, aws, Progress(quiet=args.quiet))
+    table = launch_table(request, result)
+    (Path(args.build) / "launch.md").write_text(table)
+    if args.json:
+        print(json.dumps({"version": request.version, "key_prefix": request.key_prefix, "links": result.links,
+                          "template_urls": result.urls, "uploaded": result.uploaded,
+                          "skipped": result.skipped}, indent=2, sort_keys=True))
+    else:
+        print(table, end="")
+    _note(args, f"published {request.version}: {len(result.uploaded)} uploaded, {len(result.skipped)} unchanged; "
+                f"links in {Path(args.build) / 'launch.md'}")
+    return 0
+
+
 def _cmd_standin(args: argparse.Namespace) -> int:
     from .standin import StandIn
 
@@ -353,6 +383,26 @@ def parser() -> argparse.ArgumentParser:
     _aws_arguments(destroy_p, local=False)
     destroy_p.add_argument("--confirm", metavar="STACK_NAME", help="the stack name again, to confirm")
     destroy_p.set_defaults(func=_cmd_destroy, local=False)
+
+    publish_p = sub.add_parser(
+        "publish", help="upload the build under a versioned prefix and print Launch Stack links",
+        description="Upload the build to S3 under <prefix>/<version>/ in the layout the parent's "
+                    "TemplateURLs compute (one bucket per region, <bucket>-<region>, or --single-bucket), "
+                    "skip objects already published, never overwrite a published version unless --force, "
+                    "and print (and write to build/launch.md) a quick-create console link per region.")
+    publish_p.add_argument("--bucket", required=True, help="bucket name (per region: <bucket>-<region>)")
+    publish_p.add_argument("--regions", metavar="R1,R2", required=True, help="regions to publish for")
+    publish_p.add_argument("--prefix", default="gitlab-cfn", help="key prefix (default: gitlab-cfn)")
+    publish_p.add_argument("--version", help=f"version folder (default: the package version, {__version__})")
+    publish_p.add_argument("--single-bucket", action="store_true", help="one bucket, in the first region, for all")
+    publish_p.add_argument("--force", action="store_true", help="overwrite a version published with other content")
+    publish_p.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD, help=f"build folder (default: {DEFAULT_BUILD})")
+    publish_p.add_argument("--stack-name", default="gitlab", help="stack name the links suggest (default: gitlab)")
+    publish_p.add_argument("--local", action="store_true", help="publish to a local AWS stand-in (buckets created)")
+    publish_p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. a running stand-in")
+    publish_p.add_argument("--json", action="store_true", help="print the result as JSON")
+    publish_p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
+    publish_p.set_defaults(func=_cmd_publish)
 
     standin_p = sub.add_parser(
         "standin", help="run the local AWS stand-in until interrupted",

@@ -1,0 +1,183 @@
+"""Publishing a build to S3, for "Launch Stack" links and Service Catalog.
+
+The build goes under ``<prefix>/<version>/`` (the version of the package by
+default) in the layout the parent's TemplateURLs compute, like the AWS Quick
+Starts: one bucket per region (``<bucket>-<region>``), or one bucket for every
+region with ``--single-bucket`` (the stacks then read their children from the
+bucket's region through the ``TemplateBucketRegion`` parameter).
+
+Each object carries its content type, an MD5 S3 verifies on upload, and its
+sha256 in its metadata: an object already there with the same sha256 is not
+uploaded again; a published version with different content is never
+overwritten unless ``--force``. A build whose files no longer match its
+manifest is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from botocore.exceptions import ClientError
+
+from . import __version__
+from .aws import Aws
+from .compiler import MANIFEST, read_manifest
+from .errors import ConfigError
+from .progress import Progress
+
+VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+PREFIX = re.compile(r"^([0-9A-Za-z!_.*'()-]+(/[0-9A-Za-z!_.*'()-]+)*)?$")
+CONTENT_TYPES = {".yaml": "application/x-yaml", ".json": "application/json", ".md": "text/markdown"}
+
+
+@dataclass
+class PublishRequest:
+    bucket: str
+    regions: list[str]
+    prefix: str = "gitlab-cfn"
+    version: str = __version__
+    single_bucket: bool = False
+    force: bool = False
+    build_dir: Path = Path("build")
+    stack_name: str = "gitlab"
+
+    def __post_init__(self):
+        if not self.regions:
+            raise ConfigError("--regions: give at least one region")
+        for region in self.regions:
+            if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
+                raise ConfigError(f"--regions: {region!r} is not a region name such as eu-west-1")
+        if not VERSION.match(self.version):
+            raise ConfigError(f"--version: letters, digits, '.', '_' and '-' only (got {self.version!r})")
+        if not PREFIX.match(self.prefix.strip("/")):
+            raise ConfigError(f"--prefix: an S3 key prefix such as gitlab-cfn (got {self.prefix!r})")
+
+    @property
+    def key_prefix(self) -> str:
+        """The TemplateKeyPrefix of the published stacks: ``<prefix>/<version>/``."""
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{self.version}/" if prefix else f"{self.version}/"
+
+    def bucket_for(self, region: str) -> tuple[str, str]:
+        """(bucket, bucket region) the stacks of ``region`` read from."""
+        if self.single_bucket:
+            return self.bucket, self.regions[0]
+        return f"{self.bucket}-{region}", region
+
+
+@dataclass
+class PublishResult:
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)     # region -> quick-create link
+    urls: dict[str, str] = field(default_factory=dict)      # region -> main template URL
+
+
+def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
+    """(relative path, file, sha256) of every file to publish, after checking the manifest."""
+    manifest = read_manifest(build_dir)
+    files = []
+    stale = []
+    for entry in manifest["templates"].values():
+        path = build_dir / entry["path"]
+        if not path.is_file():
+            stale.append(f"{entry['path']} is missing")
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            stale.append(f"{entry['path']} changed since it was built")
+        files.append((entry["path"], path, digest))
+    if stale:
+        raise ConfigError(f"--build: {build_dir} is stale ({'; '.join(stale)}): run 'gitlab-cfn build' again")
+    manifest_path = build_dir / MANIFEST
+    files.append((MANIFEST, manifest_path, hashlib.sha256(manifest_path.read_bytes()).hexdigest()))
+    return files
+
+
+def template_url(bucket: str, bucket_region: str, key_prefix: str) -> str:
+    return f"https://{bucket}.s3.{bucket_region}.amazonaws.com/{key_prefix}templates/main.template.yaml"
+
+
+def quick_create_link(region: str, url: str, bucket: str, bucket_region: str, key_prefix: str, stack_name: str) -> str:
+    params = {"TemplateBucketName": bucket, "TemplateBucketRegion": bucket_region, "TemplateKeyPrefix": key_prefix}
+    query = "&".join([f"templateURL={quote(url, safe='')}", f"stackName={quote(stack_name)}"]
+                     + [f"param_{k}={quote(v, safe='')}" for k, v in params.items()])
+    return f"https://{region}.console.aws.amazon.com/cloudformation/home?region={region}#/stacks/quickcreate?{query}"
+
+
+def _existing_sha(s3, bucket: str, key: str) -> str | None:
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return head.get("Metadata", {}).get("sha256", "unknown")
+
+
+def _check_bucket(s3, bucket: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise ConfigError(f"--bucket: bucket {bucket} does not exist (for {region}); create it, private, first") from None
+        if code in ("403", "AccessDenied"):
+            raise ConfigError(f"--bucket: no permission on bucket {bucket}") from None
+        raise
+
+
+def publish(request: PublishRequest, aws: Aws, progress: Progress) -> PublishResult:
+    files = build_files(request.build_dir)
+    targets = list(dict.fromkeys(request.bucket_for(r) for r in request.regions))
+    result = PublishResult()
+
+    # Everything is checked before anything is uploaded: a refused publish changes nothing.
+    plan = []
+    conflicts = []
+    for bucket, bucket_region in targets:
+        s3 = aws.client("s3", bucket_region)
+        _check_bucket(s3, bucket, bucket_region)
+        for relative, path, digest in files:
+            key = f"{request.key_prefix}{relative}"
+            existing = _existing_sha(s3, bucket, key)
+            if existing == digest:
+                result.skipped.append(f"s3://{bucket}/{key}")
+                continue
+            if existing is not None and not request.force:
+                conflicts.append(f"s3://{bucket}/{key}")
+            plan.append((s3, bucket, key, path, digest))
+    if conflicts:
+        raise ConfigError(f"--version: {request.version} is already published with other content "
+                          f"({conflicts[0]}{' and more' if len(conflicts) > 1 else ''}); publish a new --version, "
+                          "or --force to overwrite")
+
+    for s3, bucket, key, path, digest in plan:
+        body = path.read_bytes()
+        s3.put_object(Bucket=bucket, Key=key, Body=body,
+                      ContentType=CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                      ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
+                      Metadata={"sha256": digest, "gitlab-cfn-version": __version__})
+        result.uploaded.append(f"s3://{bucket}/{key}")
+    progress.done(f"uploaded {len(result.uploaded)} objects, {len(result.skipped)} already published")
+
+    for region in request.regions:
+        bucket, bucket_region = request.bucket_for(region)
+        url = template_url(bucket, bucket_region, request.key_prefix)
+        result.urls[region] = url
+        result.links[region] = quick_create_link(region, url, bucket, bucket_region, request.key_prefix,
+                                                 request.stack_name)
+    return result
+
+
+def launch_table(request: PublishRequest, result: PublishResult) -> str:
+    lines = [f"# Launch GitLab {request.version}", "",
+             "| Region | Launch | Template |", "|---|---|---|"]
+    for region in request.regions:
+        lines.append(f"| {region} | [Launch Stack]({result.links[region]}) | {result.urls[region]} |")
+    return "\n".join(lines) + "\n"
