@@ -32,13 +32,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# A tool in a virtual environment of its own: $(call tool-venv,DIR,REQUIREMENTS).
+define tool-venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	rm -f $(1)/.installed-*
+	touch $@
+endef
+
 # checkov, the scanner of `gitlab-cfn check`, in its own virtual environment.
 $(CHECKOV_STAMP): requirements-checkov.txt
-	test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
-	$(CHECKOV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV)/bin/python -m pip install --quiet -r requirements-checkov.txt
-	rm -f $(CHECKOV)/.installed-*
-	touch $@
+	$(call tool-venv,$(CHECKOV),requirements-checkov.txt)
 
 scanner: $(CHECKOV_STAMP)
 
@@ -62,11 +67,7 @@ test-tools:
 
 # The local AWS stand-in (moto's server) in its own virtual environment.
 $(STANDIN_STAMP): requirements-standin.txt
-	test -x $(STANDIN)/bin/python || $(PYTHON) -m venv $(STANDIN)
-	$(STANDIN)/bin/python -m pip install --quiet --upgrade pip
-	$(STANDIN)/bin/python -m pip install --quiet -r requirements-standin.txt
-	rm -f $(STANDIN)/.installed-*
-	touch $@
+	$(call tool-venv,$(STANDIN),requirements-standin.txt)
 
 standin: $(STANDIN_STAMP)
 

@@ -8,7 +8,6 @@ that must change nothing.
 import shutil
 import subprocess
 
-import pytest
 
 from support.fakes import FakeMachine
 from support.gitlab_rb import TEMPLATE, unknown_settings

@@ -7,7 +7,6 @@ import jsonschema
 import taskcat
 import yaml
 
-from conftest import templates_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

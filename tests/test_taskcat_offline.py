@@ -8,12 +8,10 @@ a real account. Every created resource is then checked with describe calls, and
 after taskcat deletes the stacks only retained data remains.
 """
 
-import shutil
 import time
 from pathlib import Path
 
 import boto3
-import pytest
 import yaml
 
 from gitlab_cfn import compiler, config

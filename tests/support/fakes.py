@@ -10,7 +10,6 @@ second boot sees what the first one did.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys

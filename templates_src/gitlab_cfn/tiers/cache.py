@@ -13,11 +13,11 @@ Exposes: ``RedisEndpoint``, ``RedisPort``, ``RedisAuthSecretArn``.
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Select, Sub, elasticache, secretsmanager
+from troposphere import GetAtt, Ref, Select, elasticache
 
 from ..naming import tags
 from ..policies import grant_secret_read
-from ..tier import Tier
+from ..tier import Tier, token_secret
 from .database import secret_value
 
 DESCRIPTION = "gitlab-cfn cache: ElastiCache Redis replication group, Multi-AZ, encrypted."
@@ -29,18 +29,7 @@ def build(tier: Tier) -> None:
     tier.stack_name()
     key_arn = tier.input("KmsKeyArn")
     azs = tier.param("AvailabilityZones")
-    token = tier.keep(secretsmanager.Secret(
-        "RedisAuthSecret",
-        Description=Sub("GitLab Redis AUTH token of stack ${ParentStackName}"),
-        KmsKeyId=key_arn,
-        GenerateSecretString=secretsmanager.GenerateSecretString(
-            SecretStringTemplate="{}",
-            GenerateStringKey="token",
-            PasswordLength=64,
-            ExcludePunctuation=True,
-        ),
-        Tags=tags("redis"),
-    ))
+    token = token_secret(tier, "RedisAuthSecret", "Redis AUTH token", "redis")
     subnets = tier.add(elasticache.SubnetGroup(
         "RedisSubnetGroup",
         Description="GitLab Redis: private subnets",

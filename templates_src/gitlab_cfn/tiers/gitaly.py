@@ -26,12 +26,12 @@ Exposes: ``GitalyAddress``, ``GitalyPrivateIp``, ``GitalyInstanceId``,
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Select, Sub, ec2, iam, secretsmanager
+from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
 
 from ..instances import from_template, launch_template, signal_policy
 from ..naming import tags
 from ..policies import assume_role, grant, kms_use, managed_policy_arn, secret_read
-from ..tier import Tier
+from ..tier import Tier, token_secret
 from ..userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
@@ -39,21 +39,6 @@ DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token.
 GITALY_PORT = 8075
 DATA_DEVICE = "/dev/sdf"
 BOOT_TIMEOUT = "PT30M"
-
-
-def token_secret(tier: Tier, logical_id: str, what: str) -> secretsmanager.Secret:
-    return tier.keep(secretsmanager.Secret(
-        logical_id,
-        Description=Sub(f"GitLab {what} of stack ${{ParentStackName}}"),
-        KmsKeyId=tier.input("KmsKeyArn"),
-        GenerateSecretString=secretsmanager.GenerateSecretString(
-            SecretStringTemplate="{}",
-            GenerateStringKey="token",
-            PasswordLength=64,
-            ExcludePunctuation=True,
-        ),
-        Tags=tags("gitaly"),
-    ))
 
 
 def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict) -> ec2.Instance:
@@ -101,8 +86,8 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict) -> ec2.Instan
 def build(tier: Tier) -> None:
     tier.stack_name()
     key_arn = tier.input("KmsKeyArn")
-    token = token_secret(tier, "GitalyTokenSecret", "Gitaly auth token")
-    shell = token_secret(tier, "GitLabShellSecret", "shell secret (Gitaly to GitLab calls)")
+    token = token_secret(tier, "GitalyTokenSecret", "Gitaly auth token", "gitaly")
+    shell = token_secret(tier, "GitLabShellSecret", "shell secret (Gitaly to GitLab calls)", "gitaly")
     role = tier.add(iam.Role(
         "GitalyRole",
         Description="GitLab Gitaly server: its token, Session Manager, CloudWatch agent.",

@@ -17,7 +17,7 @@ Exposes: ``<Group>SecurityGroupId`` for each group.
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, ec2
+from troposphere import GetAtt, ec2
 
 from ..naming import tags
 from ..tier import Tier, scanner_skip
