@@ -257,6 +257,15 @@ def _cmd_standin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD,
+                        help=f"build folder (default: {DEFAULT_BUILD})")
+
+
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
 def _aws_arguments(parser: argparse.ArgumentParser, local: bool = True) -> None:
     parser.add_argument("--stack-name", required=True, help="CloudFormation stack name")
     parser.add_argument("--region", required=True, help="AWS region")
@@ -317,19 +326,18 @@ def parser() -> argparse.ArgumentParser:
                        help="YAML build config (all keys optional; see docs/configuration.md)")
     build.add_argument("--out", metavar="DIR", default=DEFAULT_BUILD,
                        help=f"build folder (default: {DEFAULT_BUILD})")
-    build.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _quiet_option(build)
     build.set_defaults(func=_cmd_build)
 
     lint = sub.add_parser(
         "lint", help="validate every built template with cfn-lint",
         description="Lint every template of a build with cfn-lint, informational checks "
                     "included. Exit 1 on any finding that is not suppressed with a reason.")
-    lint.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD,
-                      help=f"build folder (default: {DEFAULT_BUILD})")
+    _build_option(lint)
     lint.add_argument("--regions", metavar="R1,R2",
                       help="regions to lint for (default: the regions taskcat tests in)")
     lint.add_argument("--jobs", type=int, metavar="N", help="parallel processes (default: cores)")
-    lint.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _quiet_option(lint)
     lint.set_defaults(func=_cmd_lint)
 
     check = sub.add_parser(
@@ -337,9 +345,8 @@ def parser() -> argparse.ArgumentParser:
         description="Scan every built template with checkov (offline), analyse every IAM policy "
                     "document with parliament and the project's IAM rules, and refuse checkov skips "
                     "that are not allowlisted or carry no reason. Exit 1 on any finding.")
-    check.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD,
-                       help=f"build folder (default: {DEFAULT_BUILD})")
-    check.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _build_option(check)
+    _quiet_option(check)
     check.set_defaults(func=_cmd_check)
 
     diff = sub.add_parser(
@@ -370,7 +377,7 @@ def parser() -> argparse.ArgumentParser:
                                                           "CloudFormation's ParameterKey/ParameterValue list")
     deploy_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
     deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/<build digest>/, new for every changed build)")
-    deploy_p.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD, help=f"build folder (default: {DEFAULT_BUILD})")
+    _build_option(deploy_p)
     deploy_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
                           help="accept an update that replaces this data resource (repeatable)")
     deploy_p.set_defaults(func=_cmd_deploy)
@@ -396,7 +403,7 @@ def parser() -> argparse.ArgumentParser:
     publish_p.add_argument("--version", help=f"version folder (default: the package version, {__version__})")
     publish_p.add_argument("--single-bucket", action="store_true", help="one bucket, in the first region, for all")
     publish_p.add_argument("--force", action="store_true", help="overwrite a version published with other content")
-    publish_p.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD, help=f"build folder (default: {DEFAULT_BUILD})")
+    _build_option(publish_p)
     publish_p.add_argument("--stack-name", default="gitlab", help="stack name the links suggest (default: gitlab)")
     publish_p.add_argument("--local", action="store_true", help="publish to a local AWS stand-in (buckets created)")
     publish_p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. a running stand-in")

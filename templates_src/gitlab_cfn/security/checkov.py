@@ -29,10 +29,18 @@ def allowlist() -> dict[str, set[str]]:
     return {e["check"]: set(e["resources"]) for e in entries}
 
 
-def audit_skips(path: str, text: str, allowed: dict[str, set[str]] | None = None) -> list[Finding]:
+def decoded(source: str | dict) -> dict:
+    """A template given as text (decoded with cfn-lint's decoder) or already decoded."""
+    if isinstance(source, dict):
+        return source
+    template, _ = decode_str(source)
+    return template or {}
+
+
+def audit_skips(path: str, source: str | dict, allowed: dict[str, set[str]] | None = None) -> list[Finding]:
     """Every checkov skip in a template must be allowlisted and explain itself."""
     allowed = allowlist() if allowed is None else allowed
-    template, _ = decode_str(text)
+    template = decoded(source)
     findings = []
     for name, resource in ((template or {}).get("Resources") or {}).items():
         skips = (((resource or {}).get("Metadata") or {}).get("checkov") or {}).get("skip") or []

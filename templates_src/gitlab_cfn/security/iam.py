@@ -22,8 +22,6 @@ import json
 import re
 from typing import Any
 
-from cfnlint.decode import decode_str
-
 from ..lint import Finding
 
 ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
@@ -206,12 +204,16 @@ def project_rules(label: str, document: dict) -> list[str]:
     return problems
 
 
-def analyse(path: str, text: str) -> list[Finding]:
+def analyse(path: str, source: str | dict, documents: list[tuple[str, str, dict]] | None = None) -> list[Finding]:
+    """Findings for a template (text or decoded), or for its already resolved documents."""
     from parliament import analyze_policy_string
 
-    template, _ = decode_str(text)
+    from .checkov import decoded
+
+    if documents is None:
+        documents = resolved_documents(decoded(source))
     findings = []
-    for label, kind, document in resolved_documents(template or {}):
+    for label, kind, document in documents:
         if kind == TRUST:
             for problem in trust_problems(label, document):
                 findings.append(Finding(path, 1, 1, "GLC011", "error", problem))
