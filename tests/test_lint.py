@@ -14,7 +14,7 @@ from conftest import VARIANTS
 def test_default_builds_lint_clean_in_every_tested_region(tmp_path, az_count):
     compiler.write_build(config.from_dict({"az_count": az_count}), tmp_path)
     findings, count = lint.lint_build(tmp_path)
-    assert count == 10
+    assert count == 11
     assert [str(f) for f in findings] == []
 
 

@@ -46,10 +46,10 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["key_prefix"] == f"gitlab-cfn/{__version__}/"
-    assert len(result["uploaded"]) == 2 * 11 and result["skipped"] == []
+    assert len(result["uploaded"]) == 2 * 12 and result["skipped"] == []  # 11 templates and the manifest
     for region in REGIONS:
         s3 = local_aws.client("s3", region)
-        for tier in ["main", *[t for t in TIERS]]:
+        for tier in ["main", *[t for t in TIERS], "service-catalog"]:
             key = f"gitlab-cfn/{__version__}/{template_key(tier)}"
             head = s3.head_object(Bucket=f"gl-releases-{region}", Key=key)
             assert head["ContentType"] == "application/x-yaml"
@@ -59,7 +59,7 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
     again = run_publish(standin, build)
     assert again.returncode == 0
     assert json.loads(again.stdout)["uploaded"] == []
-    assert len(json.loads(again.stdout)["skipped"]) == 22
+    assert len(json.loads(again.stdout)["skipped"]) == 24
     assert (build / "launch.md").read_text().count("[Launch Stack](") == 2
 
 

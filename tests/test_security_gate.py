@@ -102,7 +102,7 @@ def test_iam_rules_catch_wildcards_foreign_buckets_and_typos(built, tmp_path):
     messages = [(f.rule, f.message) for f in result.findings]
     assert ("GLC010", "InstanceRole policy gitlab-object-storage: allows the '*' action") in messages
     assert ("GLC010", "InstanceRole policy gitlab-object-storage: S3 actions on 'arn:aws:s3:::corp-data/*', "
-                      "which is not a gl- bucket") in messages
+                      "which is not a gl- bucket (only s3:GetObject may read the published templates or Service Catalog's copy)") in messages
     assert any(rule == "PARLIAMENT:UNKNOWN_ACTION" and "s3:GetObjekt" in m for rule, m in messages)
     assert ("GLC011", "InstanceRole trust policy: only AWS services may assume the role (got {'AWS': '*'})") in messages
 
@@ -138,7 +138,7 @@ def test_check_command_exit_codes(built, tmp_path):
     bad = subprocess.run([EXE, "check", "--build", str(mutated(built, tmp_path, "database", leak))],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1
-    assert "CKV_AWS_17" in bad.stdout and bad.stderr.startswith("gitlab-cfn: error: checked 10 templates")
+    assert "CKV_AWS_17" in bad.stdout and bad.stderr.startswith("gitlab-cfn: error: checked 11 templates")
 
     missing = subprocess.run([EXE, "check", "--build", str(tmp_path / "none")], capture_output=True, text=True)
     assert missing.returncode == 2

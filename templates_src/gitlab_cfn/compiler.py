@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__, catalog
+from . import __version__, catalog, service_catalog
 from .config import BuildConfig
 from .errors import ConfigError
 from .naming import MAIN, TEMPLATE_DIR, TIERS, template_file
@@ -28,6 +28,9 @@ from .tiers import MODULES
 from .wiring import build_parent
 
 MANIFEST = "manifest.json"
+# The manifest's key of the Service Catalog template: built, linted, checked and
+# published with the others, but not part of the GitLab stack that deploy creates.
+PORTFOLIO = "service-catalog"
 
 
 def build_tiers(cfg: BuildConfig) -> list[Tier]:
@@ -43,19 +46,29 @@ def build_tiers(cfg: BuildConfig) -> list[Tier]:
     return tiers
 
 
-def render(template) -> str:
+def as_data(template) -> dict:
+    """A troposphere template as plain data, keys sorted."""
+    return json.loads(template.to_json(sort_keys=True))
+
+
+def render(data: dict) -> str:
     """YAML with sorted keys: stable to diff and byte-identical between builds."""
-    data = json.loads(template.to_json(sort_keys=True))
-    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=100)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=100)
+
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def compile_templates(cfg: BuildConfig) -> dict[str, str]:
-    """Every template of a build, keyed by file name (``main.template.yaml`` first)."""
+    """Every template of a build, keyed by file name: ``main.template.yaml`` first,
+    the tiers, then the Service Catalog portfolio that offers them as a product."""
     tiers = build_tiers(cfg)
     parent = build_parent(cfg, tiers, catalog.parameters(cfg))
-    out = {template_file(MAIN): render(parent)}
+    product = {template_file(MAIN): as_data(parent)}
     for tier in tiers:
-        out[template_file(tier.name)] = render(tier.template)
+        product[template_file(tier.name)] = as_data(tier.template)
+    out = {name: render(data) for name, data in product.items()}
+    out[service_catalog.FILE] = render(as_data(service_catalog.build(cfg, product)))
     return out
 
 
@@ -85,6 +98,11 @@ def make_manifest(cfg: BuildConfig, templates: dict[str, str]) -> dict:
         tier = name.removesuffix(".template.yaml")
         entries[tier] = asdict(manifest_entry(f"{TEMPLATE_DIR}/{name}", text))
     return {"gitlab_cfn_version": __version__, "config": asdict(cfg), "templates": entries}
+
+
+def product_entries(manifest: dict) -> dict[str, dict]:
+    """The manifest's entries of the GitLab stack: the parent and its tiers."""
+    return {name: e for name, e in manifest["templates"].items() if name != PORTFOLIO}
 
 
 def _check_out_dir(out: Path) -> None:

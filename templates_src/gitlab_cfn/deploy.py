@@ -23,7 +23,7 @@ import yaml
 
 from . import __version__
 from .aws import Aws
-from .compiler import read_manifest
+from .compiler import product_entries, read_manifest
 from .constraints import violations
 from .errors import CheckFailed, ConfigError
 from .progress import Progress
@@ -150,10 +150,10 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
 
 
 def upload_build(s3, build_dir: Path, bucket: str, prefix: str) -> list[str]:
-    """Upload every template of the manifest under ``<prefix>templates/``; return the keys."""
+    """Upload the GitLab stack's templates under ``<prefix>templates/``; return the keys."""
     manifest = read_manifest(build_dir)
     keys = []
-    for entry in manifest["templates"].values():
+    for entry in product_entries(manifest).values():
         key = f"{prefix}{entry['path']}"
         s3.put_object(Bucket=bucket, Key=key, Body=(build_dir / entry["path"]).read_bytes(),
                       ContentType="application/x-yaml")
@@ -165,7 +165,7 @@ def build_digest(manifest: dict) -> str:
     """12 hex digits that change whenever any template of the build changes."""
     import hashlib
 
-    joined = "".join(f"{name}:{e['sha256']}" for name, e in sorted(manifest["templates"].items()))
+    joined = "".join(f"{name}:{e['sha256']}" for name, e in sorted(product_entries(manifest).items()))
     return hashlib.sha256(joined.encode()).hexdigest()[:12]
 
 
@@ -450,7 +450,7 @@ def guard(cfn, stack_id: str, request: DeployRequest, progress: Progress) -> Non
 
     manifest = read_manifest(request.build_dir)
     new = {tier: yaml.safe_load((request.build_dir / e["path"]).read_text())
-           for tier, e in manifest["templates"].items()}
+           for tier, e in product_entries(manifest).items()}
     changes = diff_loaded(deployed_templates(cfn, stack_id), new, request.allow_replace, request.region)
     for change in changes:
         progress.done(f"{change.template}: {change}")

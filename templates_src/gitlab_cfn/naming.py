@@ -25,6 +25,9 @@ TIERS = (
 MAIN = "main"
 TEMPLATE_DIR = "templates"
 PARENT_STACK_NAME = "ParentStackName"
+# Every role and instance profile of the stacks lives under this IAM path, so the
+# Service Catalog launch role can create and pass these and no other roles.
+IAM_PATH = "/gitlab-cfn/"
 
 
 def template_file(tier: str) -> str:

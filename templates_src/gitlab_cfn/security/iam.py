@@ -12,7 +12,9 @@ to let only an AWS service assume the role; in a KMS key policy ``*`` means the
 key itself, so the key's ARN stands in for it before analysis.
 
 Besides parliament's findings, two rules of this project: no ``Allow`` of the
-bare ``*`` action, and S3 actions allowed only on ``gl-`` buckets.
+bare ``*`` action, and S3 actions allowed only on ``gl-`` buckets, except
+``s3:GetObject`` on the published templates (the ``TemplateBucketName``
+parameter) and on Service Catalog's tagged copy of a product template.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..lint import Finding
 
@@ -30,7 +36,12 @@ PSEUDO = {
     "AWS::StackName": "gitlab", "AWS::URLSuffix": "amazonaws.com",
     "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/gitlab/0a1b2c3d-1111-2222-3333-444455556666",
 }
-GL_BUCKET = re.compile(r"^arn:aws:s3:::gl-[a-z0-9.-]+(/.*)?$")
+GL_BUCKET = re.compile(r"^arn:aws:s3:::gl-[a-z0-9.*-]+(/.*)?$")
+# Where the published templates are read from (the TemplateBucketName parameter).
+TEMPLATE_BUCKET = "gitlab-cfn-templates-example"
+TEMPLATE_OBJECTS = re.compile(rf"^arn:aws:s3:::{TEMPLATE_BUCKET}/.*$")
+# Service Catalog's own copy of a product template: any bucket, objects it tagged.
+SC_COPY_TAG = "s3:ExistingObjectTag/servicecatalog:provisioning"
 
 
 class Resolver:
@@ -55,6 +66,8 @@ class Resolver:
             return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
         if name == "KmsKeyArn":
             return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-1111-2222-3333-444455556666"
+        if name == "TemplateBucketName":
+            return TEMPLATE_BUCKET
         if name.endswith("BucketName"):
             return "gl-" + re.sub(r"(?<!^)(?=[A-Z])", "-", name.removesuffix("BucketName")).lower() + f"-{ACCOUNT}-{REGION}-0a1b2c3d"
         return f"{name}-value"
@@ -117,6 +130,20 @@ class Resolver:
 
 
 TRUST, POLICY, KEY = "trust", "policy", "key"
+ALLOWLIST = Path(__file__).resolve().parent.parent / "data" / "iam-allowlist.yaml"
+
+
+@lru_cache(maxsize=None)
+def allowlist() -> frozenset[tuple[str, str, str]]:
+    """(issue, document, detail) of the parliament findings accepted, with a reason each."""
+    entries = yaml.safe_load(ALLOWLIST.read_text())
+    return frozenset((e["issue"], doc, detail) for e in entries if e.get("why", "").strip()
+                     for doc in e["documents"] for detail in e["details"])
+
+
+def accepted(label: str, issue: str, detail: str, allowed: frozenset | None = None) -> bool:
+    allowed = allowlist() if allowed is None else allowed
+    return (issue, label.split(" [", 1)[0], detail) in allowed
 
 
 def _documents(template: dict) -> list[tuple[str, str, Any]]:
@@ -198,13 +225,21 @@ def project_rules(label: str, document: dict) -> list[str]:
             problems.append(f"{label}: allows the '*' action")
         s3_actions = [a for a in actions if a.lower().startswith("s3:")]
         if s3_actions and "Principal" not in statement:
+            read_only = {a.lower() for a in s3_actions} == {"s3:getobject"}
+            tagged_copy = SC_COPY_TAG in (statement.get("Condition") or {}).get("StringEquals", {})
             for resource in _as_list(statement.get("Resource", [])):
-                if not isinstance(resource, str) or not GL_BUCKET.match(resource):
-                    problems.append(f"{label}: S3 actions on {resource!r}, which is not a gl- bucket")
+                if isinstance(resource, str) and GL_BUCKET.match(resource):
+                    continue
+                if read_only and isinstance(resource, str) and (
+                        TEMPLATE_OBJECTS.match(resource) or (tagged_copy and resource == "arn:aws:s3:::*/*")):
+                    continue
+                problems.append(f"{label}: S3 actions on {resource!r}, which is not a gl- bucket "
+                                "(only s3:GetObject may read the published templates or Service Catalog's copy)")
     return problems
 
 
-def analyse(path: str, source: str | dict, documents: list[tuple[str, str, dict]] | None = None) -> list[Finding]:
+def analyse(path: str, source: str | dict, documents: list[tuple[str, str, dict]] | None = None,
+            allowed: frozenset | None = None) -> list[Finding]:
     """Findings for a template (text or decoded), or for its already resolved documents."""
     from parliament import analyze_policy_string
 
@@ -224,5 +259,7 @@ def analyse(path: str, source: str | dict, documents: list[tuple[str, str, dict]
             findings.append(Finding(path, 1, 1, "GLC010", "error", problem))
         policy = analyze_policy_string(json.dumps(document), ignore_private_auditors=True)
         for f in policy.findings:
+            if accepted(label, f.issue, str(f.detail), allowed):
+                continue
             findings.append(Finding(path, 1, 1, f"PARLIAMENT:{f.issue}", "error", f"{label}: {f.detail}"))
     return findings

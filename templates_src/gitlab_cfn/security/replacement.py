@@ -160,8 +160,16 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
 
     # Direct changes, then cascades until nothing more is replaced.
     while True:
-        before = {lid: c.action for lid, c in changes.items()}
+        before = ({lid: c.action for lid, c in changes.items()}, len(modified))
         replaced = {lid for lid, c in changes.items() if c.action in (REPLACE, DELETE)}
+        # A resource that refers to something whose value changes is itself
+        # modified, even when its text is not: a launch template naming a
+        # replaced instance profile gets a new version.
+        for logical_id, resource in new_res.items():
+            if logical_id in old_res and any(
+                    ref in replaced or (attr in VOLATILE and ref in modified) or (attr is None and ref in changed_inputs)
+                    for ref, attr in references(resource.get("Properties"))):
+                modified.add(logical_id)
         for logical_id, resource in new_res.items():
             if logical_id not in old_res or old_res[logical_id]["Type"] != resource["Type"]:
                 continue
@@ -183,7 +191,7 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
                         elif attr is None and ref in changed_inputs:
                             add(logical_id, resource["Type"], action,
                                 f"{prop} refers to parameter {ref}, whose source is replaced")
-        if {lid: c.action for lid, c in changes.items()} == before:
+        if ({lid: c.action for lid, c in changes.items()}, len(modified)) == before:
             break
 
     replaced = {lid for lid, c in changes.items() if c.action in (REPLACE, DELETE)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from troposphere import GetAtt, Ref, ec2, iam
 
 from ..instances import from_template, launch_template, signal_policy
-from ..naming import per_az, tags
+from ..naming import IAM_PATH, per_az, tags
 from ..policies import assume_role, managed_policy_arn
 from ..tier import Tier, scanner_skip
 from ..userdata import user_data
@@ -32,12 +32,13 @@ def build(tier: Tier) -> None:
     tier.stack_name()
     role = tier.add(iam.Role(
         "BastionRole",
+        Path=IAM_PATH,
         Description="GitLab bastion hosts: Session Manager only.",
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[managed_policy_arn("AmazonSSMManagedInstanceCore")],
         Tags=tags("bastion"),
     ))
-    profile = tier.add(iam.InstanceProfile("BastionInstanceProfile", Roles=[Ref(role)]))
+    profile = tier.add(iam.InstanceProfile("BastionInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
     template = launch_template(
         tier, "BastionLaunchTemplate",
         name="bastion",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, Sub, iam, rds, secretsmanager
 
-from ..naming import tags
+from ..naming import IAM_PATH, tags
 from ..policies import assume_role, grant_secret_read, managed_policy_arn
 from ..tier import Tier
 
@@ -64,6 +64,7 @@ def build(tier: Tier) -> None:
     ))
     monitoring = tier.add(iam.Role(
         "DatabaseMonitoringRole",
+        Path=IAM_PATH,
         Description="RDS enhanced monitoring of the GitLab database.",
         AssumeRolePolicyDocument=assume_role("monitoring.rds.amazonaws.com"),
         ManagedPolicyArns=[managed_policy_arn("service-role/AmazonRDSEnhancedMonitoringRole")],

@@ -29,7 +29,7 @@ from __future__ import annotations
 from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
 
 from ..instances import from_template, launch_template, signal_policy
-from ..naming import tags
+from ..naming import IAM_PATH, tags
 from ..policies import assume_role, grant, kms_use, managed_policy_arn, secret_read
 from ..tier import Tier, token_secret
 from ..userdata import user_data
@@ -90,6 +90,7 @@ def build(tier: Tier) -> None:
     shell = token_secret(tier, "GitLabShellSecret", "shell secret (Gitaly to GitLab calls)", "gitaly")
     role = tier.add(iam.Role(
         "GitalyRole",
+        Path=IAM_PATH,
         Description="GitLab Gitaly server: its token, Session Manager, CloudWatch agent.",
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
@@ -100,7 +101,7 @@ def build(tier: Tier) -> None:
             PolicyName="gitlab-data-key", PolicyDocument=kms_use(key_arn, ["secretsmanager"]))],
         Tags=tags("gitaly"),
     ))
-    profile = tier.add(iam.InstanceProfile("GitalyInstanceProfile", Roles=[Ref(role)]))
+    profile = tier.add(iam.InstanceProfile("GitalyInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
     tier.add(grant(
         "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)]),
         [Ref(role), tier.input("InstanceRoleName")]))

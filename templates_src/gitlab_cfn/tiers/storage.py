@@ -22,7 +22,7 @@ from __future__ import annotations
 from awacs.aws import Principal
 from troposphere import Equals, FindInMap, GetAtt, If, Join, Or, Ref, Select, Split, Sub, iam, kms, s3
 
-from ..naming import tags
+from ..naming import IAM_PATH, tags
 from ..policies import (
     assume_role,
     gitlab_object_storage,
@@ -178,6 +178,7 @@ def build(tier: Tier) -> None:
 
     role = tier.add(iam.Role(
         "InstanceRole",
+        Path=IAM_PATH,
         Description="GitLab application servers: object storage, stack secrets, Session Manager.",
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
@@ -196,7 +197,7 @@ def build(tier: Tier) -> None:
         ],
         Tags=tags("gitlab"),
     ))
-    profile = tier.add(iam.InstanceProfile("InstanceProfile", Roles=[Ref(role)]))
+    profile = tier.add(iam.InstanceProfile("InstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",
