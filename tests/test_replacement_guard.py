@@ -180,3 +180,23 @@ def test_diff_against_a_git_revision(tmp_path):
     assert bad.stderr == "gitlab-cfn: error: --against: 'no-such-ref' is not a commit of this repository\n"
     both = subprocess.run([EXE, "diff", "a", "b", "--against", "HEAD"], cwd=root, capture_output=True, text=True)
     assert both.returncode == 2
+
+
+def test_a_replaced_instance_profile_reaches_the_instance_through_its_launch_template():
+    """The launch template's text does not change, but the profile it names is replaced:
+    a new launch template version, so an instance pinned to the latest version is replaced."""
+    def template(path):
+        return {"Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {"Path": path, "AssumeRolePolicyDocument": {}}},
+            "Profile": {"Type": "AWS::IAM::InstanceProfile", "Properties": {"Path": path, "Roles": [{"Ref": "Role"}]}},
+            "Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+                "IamInstanceProfile": {"Arn": {"Fn::GetAtt": ["Profile", "Arn"]}}}}},
+            "GitalyInstance": {"Type": "AWS::EC2::Instance", "Properties": {"LaunchTemplate": {
+                "LaunchTemplateId": {"Ref": "Template"},
+                "Version": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}}}}}}
+    changes, _ = diff_templates("gitaly", template("/"), template("/gitlab-cfn/"))
+    found = {c.logical_id: (c.action, c.reasons[0]) for c in changes}
+    assert found["GitalyInstance"] == (
+        "replace", "LaunchTemplate refers to Template.LatestVersionNumber, which changes")
+    assert "Template" not in found  # updated in place, not replaced
+    assert [c.logical_id for c in changes if c.blocking] == ["GitalyInstance"]

@@ -330,3 +330,110 @@ def test_scaling_policy_model(local_aws):
             "AdjustmentType": "ChangeInCapacity", "ScalingAdjustment": 1, "Cooldown": "300"}}}})
     (policy,) = local_aws.client("autoscaling", REGION).describe_policies()["ScalingPolicies"]
     assert (policy["ScalingAdjustment"], policy["AdjustmentType"]) == (1, "ChangeInCapacity")
+
+
+# -- Service Catalog -----------------------------------------------------------------
+
+def _template_object(local_aws, key="v1/main.template.yaml") -> str:
+    s3 = local_aws.client("s3", REGION)
+    if "gl-templates" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="gl-templates", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="gl-templates", Key=key, Body=b"Resources: {}\n")
+    return f"https://gl-templates.s3.{REGION}.amazonaws.com/{key}"
+
+
+def _product(sc, url, name="GitLab"):
+    return sc.create_product(Name=name, Owner="Platform", ProductType="CLOUD_FORMATION_TEMPLATE",
+                             ProvisioningArtifactParameters={"Name": "1.0.0", "Type": "CLOUD_FORMATION_TEMPLATE",
+                                                             "Info": {"LoadTemplateFromURL": url}})
+
+
+def test_patch_servicecatalog_provisioning_artifacts(local_aws):
+    sc = local_aws.client("servicecatalog", REGION)
+    first = _product(sc, _template_object(local_aws))
+    product = first["ProductViewDetail"]["ProductViewSummary"]["ProductId"]
+    assert first["ProvisioningArtifactDetail"]["Name"] == "1.0.0"
+    assert re.fullmatch(r"pa-[a-z0-9]{13}", first["ProvisioningArtifactDetail"]["Id"])
+
+    second = sc.create_provisioning_artifact(ProductId=product, IdempotencyToken="t-2", Parameters={
+        "Name": "1.1.0", "Type": "CLOUD_FORMATION_TEMPLATE",
+        "Info": {"LoadTemplateFromURL": _template_object(local_aws, "v2/main.template.yaml")}})
+    again = sc.create_provisioning_artifact(ProductId=product, IdempotencyToken="t-2", Parameters={
+        "Name": "1.1.0", "Info": {"LoadTemplateFromURL": "https://gl-templates.s3.amazonaws.com/x"}})
+    assert again["ProvisioningArtifactDetail"]["Id"] == second["ProvisioningArtifactDetail"]["Id"]
+    names = [a["Name"] for a in sc.list_provisioning_artifacts(ProductId=product)["ProvisioningArtifactDetails"]]
+    assert names == ["1.0.0", "1.1.0"]
+    assert [a["Name"] for a in sc.describe_product_as_admin(Id=product)["ProvisioningArtifactSummaries"]] == names
+
+    old = first["ProvisioningArtifactDetail"]["Id"]
+    sc.update_provisioning_artifact(ProductId=product, ProvisioningArtifactId=old, Guidance="DEPRECATED")
+    described = sc.describe_provisioning_artifact(ProductId=product, ProvisioningArtifactId=old)
+    assert described["ProvisioningArtifactDetail"]["Guidance"] == "DEPRECATED"
+    assert described["Info"]["LoadTemplateFromURL"].endswith("v1/main.template.yaml")
+
+    # A template that is not there is refused, and creates nothing.
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="Failed to fetch the template"):
+        sc.create_provisioning_artifact(ProductId=product, IdempotencyToken="t-3", Parameters={
+            "Name": "9.9.9", "Info": {"LoadTemplateFromURL": "https://gl-templates.s3.amazonaws.com/missing.yaml"}})
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="already has a provisioning artifact"):
+        sc.create_provisioning_artifact(ProductId=product, IdempotencyToken="t-4", Parameters={
+            "Name": "1.1.0", "Info": {"LoadTemplateFromURL": _template_object(local_aws)}})
+    with pytest.raises(sc.exceptions.InvalidParametersException):
+        _product(sc, "https://gl-templates.s3.amazonaws.com/missing.yaml", name="Broken")
+    assert [p["ProductViewSummary"]["Name"] for p in sc.search_products_as_admin()["ProductViewDetails"]] == ["GitLab"]
+
+    sc.delete_provisioning_artifact(ProductId=product, ProvisioningArtifactId=old)
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="last provisioning artifact"):
+        sc.delete_provisioning_artifact(ProductId=product, ProvisioningArtifactId=second["ProvisioningArtifactDetail"]["Id"])
+
+
+def test_patch_servicecatalog_portfolio_associations(local_aws):
+    sc = local_aws.client("servicecatalog", REGION)
+    portfolio = sc.create_portfolio(DisplayName="GitLab", ProviderName="Platform")["PortfolioDetail"]["Id"]
+    product = _product(sc, _template_object(local_aws))["ProductViewDetail"]["ProductViewSummary"]["ProductId"]
+    sc.associate_product_with_portfolio(ProductId=product, PortfolioId=portfolio)
+    assert [p["Id"] for p in sc.list_portfolios_for_product(ProductId=product)["PortfolioDetails"]] == [portfolio]
+    found = sc.search_products_as_admin(PortfolioId=portfolio)["ProductViewDetails"]
+    assert [p["ProductViewSummary"]["ProductId"] for p in found] == [product]
+
+    role = "arn:aws:iam::123456789012:role/Developers"
+    sc.associate_principal_with_portfolio(PortfolioId=portfolio, PrincipalARN=role, PrincipalType="IAM")
+    assert sc.list_principals_for_portfolio(PortfolioId=portfolio)["Principals"] == [
+        {"PrincipalARN": role, "PrincipalType": "IAM"}]
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="not an IAM role"):
+        sc.associate_principal_with_portfolio(PortfolioId=portfolio, PrincipalARN="developers", PrincipalType="IAM")
+
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="still has products"):
+        sc.delete_portfolio(Id=portfolio)
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="still in a portfolio"):
+        sc.delete_product(Id=product)
+    sc.disassociate_product_from_portfolio(ProductId=product, PortfolioId=portfolio)
+    sc.disassociate_principal_from_portfolio(PortfolioId=portfolio, PrincipalARN=role)
+    sc.delete_portfolio(Id=portfolio)
+    sc.delete_product(Id=product)
+    assert sc.list_portfolios()["PortfolioDetails"] == []
+
+
+def test_patch_servicecatalog_constraints(local_aws):
+    sc = local_aws.client("servicecatalog", REGION)
+    portfolio = sc.create_portfolio(DisplayName="GitLab", ProviderName="Platform")["PortfolioDetail"]["Id"]
+    product = _product(sc, _template_object(local_aws))["ProductViewDetail"]["ProductViewSummary"]["ProductId"]
+    launch = json.dumps({"RoleArn": "arn:aws:iam::123456789012:role/gitlab-cfn/Launch"})
+    with pytest.raises(sc.exceptions.ResourceNotFoundException, match="is not in portfolio"):
+        sc.create_constraint(PortfolioId=portfolio, ProductId=product, Type="LAUNCH", Parameters=launch)
+    sc.associate_product_with_portfolio(ProductId=product, PortfolioId=portfolio)
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="needs RoleArn or LocalRoleName"):
+        sc.create_constraint(PortfolioId=portfolio, ProductId=product, Type="LAUNCH", Parameters="{}")
+
+    created = sc.create_constraint(PortfolioId=portfolio, ProductId=product, Type="LAUNCH", Parameters=launch)
+    constraint = created["ConstraintDetail"]["ConstraintId"]
+    assert re.fullmatch(r"cons-[a-z0-9]{13}", constraint) and created["Status"] == "AVAILABLE"
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="already has a launch constraint"):
+        sc.create_constraint(PortfolioId=portfolio, ProductId=product, Type="LAUNCH", Parameters=launch)
+    listed = sc.list_constraints_for_portfolio(PortfolioId=portfolio, ProductId=product)["ConstraintDetails"]
+    assert [(c["ConstraintId"], c["Type"]) for c in listed] == [(constraint, "LAUNCH")]
+    assert json.loads(sc.describe_constraint(Id=constraint)["ConstraintParameters"]) == json.loads(launch)
+    with pytest.raises(sc.exceptions.InvalidParametersException, match="has constraints"):
+        sc.disassociate_product_from_portfolio(ProductId=product, PortfolioId=portfolio)
+    sc.delete_constraint(Id=constraint)
+    assert sc.list_constraints_for_portfolio(PortfolioId=portfolio)["ConstraintDetails"] == []

@@ -232,12 +232,38 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     (Path(args.build) / "launch.md").write_text(table)
     if args.json:
         print(json.dumps({"version": request.version, "key_prefix": request.key_prefix, "links": result.links,
+                          "portfolio_links": result.portfolio_links,
                           "template_urls": result.urls, "uploaded": result.uploaded,
                           "skipped": result.skipped}, indent=2, sort_keys=True))
     else:
         print(table, end="")
     _note(args, f"published {request.version}: {len(result.uploaded)} uploaded, {len(result.skipped)} unchanged; "
                 f"links in {Path(args.build) / 'launch.md'}")
+    return 0
+
+
+def _cmd_catalog_publish(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from . import portfolio
+    from .progress import Progress
+    from .publish import PublishRequest
+
+    request = portfolio.CatalogRequest(
+        portfolio_stack=args.portfolio_stack,
+        publish=PublishRequest(
+            bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r], prefix=args.prefix,
+            version=args.version or __version__, single_bucket=args.single_bucket),
+        deprecate_older=args.deprecate_older)
+    with _Endpoint(args) as aws:
+        results = portfolio.add_version(request, aws, Progress(quiet=args.quiet))
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2, sort_keys=True))
+    else:
+        print(portfolio.table(results), end="")
+    added = sum(r.added for r in results)
+    _note(args, f"version {request.publish.version}: added in {added} of {len(results)} regions")
     return 0
 
 
@@ -410,6 +436,29 @@ def parser() -> argparse.ArgumentParser:
     publish_p.add_argument("--json", action="store_true", help="print the result as JSON")
     publish_p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     publish_p.set_defaults(func=_cmd_publish)
+
+    catalog_p = sub.add_parser(
+        "catalog", help="manage the Service Catalog product",
+        description="Manage the GitLab product of a portfolio stack (service-catalog.template.yaml).")
+    catalog_sub = catalog_p.add_subparsers(dest="catalog_command", metavar="COMMAND", required=True)
+    catalog_publish = catalog_sub.add_parser(
+        "publish", help="add a published version to the product",
+        description="Add the version published by 'gitlab-cfn publish' to the product of the portfolio stack, "
+                    "in each region, as a new provisioning artifact; optionally deprecate the older ones. "
+                    "Every region is checked before any changes.")
+    catalog_publish.add_argument("--portfolio-stack", required=True, metavar="NAME",
+                                 help="name of the stack launched from service-catalog.template.yaml")
+    catalog_publish.add_argument("--bucket", required=True, help="bucket given to publish (per region: <bucket>-<region>)")
+    catalog_publish.add_argument("--regions", metavar="R1,R2", required=True, help="regions of the portfolio stacks")
+    catalog_publish.add_argument("--prefix", default="gitlab-cfn", help="key prefix given to publish (default: gitlab-cfn)")
+    catalog_publish.add_argument("--version", help=f"published version to add (default: {__version__})")
+    catalog_publish.add_argument("--single-bucket", action="store_true", help="published with --single-bucket")
+    catalog_publish.add_argument("--deprecate-older", action="store_true",
+                                 help="mark every other version deprecated (running products keep working)")
+    catalog_publish.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint, e.g. a running stand-in")
+    catalog_publish.add_argument("--json", action="store_true", help="print the result as JSON")
+    catalog_publish.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
+    catalog_publish.set_defaults(func=_cmd_catalog_publish)
 
     standin_p = sub.add_parser(
         "standin", help="run the local AWS stand-in until interrupted",

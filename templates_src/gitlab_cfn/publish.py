@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from . import __version__
 from .aws import Aws
-from .compiler import MANIFEST, read_manifest
+from .compiler import MANIFEST, PORTFOLIO, read_manifest
 from .errors import ConfigError
 from .progress import Progress
 
@@ -76,6 +76,7 @@ class PublishResult:
     skipped: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)     # region -> quick-create link
     urls: dict[str, str] = field(default_factory=dict)      # region -> main template URL
+    portfolio_links: dict[str, str] = field(default_factory=dict)  # region -> portfolio quick-create link
 
 
 def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
@@ -99,12 +100,14 @@ def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
     return files
 
 
-def template_url(bucket: str, bucket_region: str, key_prefix: str) -> str:
-    return f"https://{bucket}.s3.{bucket_region}.amazonaws.com/{key_prefix}templates/main.template.yaml"
+def template_url(bucket: str, bucket_region: str, key_prefix: str, name: str = "main") -> str:
+    return f"https://{bucket}.s3.{bucket_region}.amazonaws.com/{key_prefix}templates/{name}.template.yaml"
 
 
-def quick_create_link(region: str, url: str, bucket: str, bucket_region: str, key_prefix: str, stack_name: str) -> str:
-    params = {"TemplateBucketName": bucket, "TemplateBucketRegion": bucket_region, "TemplateKeyPrefix": key_prefix}
+def quick_create_link(region: str, url: str, bucket: str, bucket_region: str, key_prefix: str, stack_name: str,
+                      **extra: str) -> str:
+    params = {"TemplateBucketName": bucket, "TemplateBucketRegion": bucket_region, "TemplateKeyPrefix": key_prefix,
+              **extra}
     query = "&".join([f"templateURL={quote(url, safe='')}", f"stackName={quote(stack_name)}"]
                      + [f"param_{k}={quote(v, safe='')}" for k, v in params.items()])
     return f"https://{region}.console.aws.amazon.com/cloudformation/home?region={region}#/stacks/quickcreate?{query}"
@@ -172,12 +175,21 @@ def publish(request: PublishRequest, aws: Aws, progress: Progress) -> PublishRes
         result.urls[region] = url
         result.links[region] = quick_create_link(region, url, bucket, bucket_region, request.key_prefix,
                                                  request.stack_name)
+        if any(relative == f"templates/{PORTFOLIO}.template.yaml" for relative, _, _ in files):
+            result.portfolio_links[region] = quick_create_link(
+                region, template_url(bucket, bucket_region, request.key_prefix, PORTFOLIO), bucket, bucket_region,
+                request.key_prefix, f"{request.stack_name}-portfolio", ProductVersion=request.version)
     return result
 
 
 def launch_table(request: PublishRequest, result: PublishResult) -> str:
     lines = [f"# Launch GitLab {request.version}", "",
-             "| Region | Launch | Template |", "|---|---|---|"]
+             "| Region | Launch | Service Catalog | Template |", "|---|---|---|---|"]
     for region in request.regions:
-        lines.append(f"| {region} | [Launch Stack]({result.links[region]}) | {result.urls[region]} |")
+        portfolio = result.portfolio_links.get(region)
+        offer = f"[Create the portfolio]({portfolio})" if portfolio else "-"
+        lines.append(f"| {region} | [Launch Stack]({result.links[region]}) | {offer} | {result.urls[region]} |")
+    lines += ["", "Launch Stack creates GitLab in your account. Create the portfolio once per region to offer "
+              "GitLab to other teams through AWS Service Catalog; add later versions with "
+              "`gitlab-cfn catalog publish`."]
     return "\n".join(lines) + "\n"

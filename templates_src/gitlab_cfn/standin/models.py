@@ -295,3 +295,125 @@ class SecurityGroupEgress(_Model, CloudFormationModel):
 
 MODELS = [Secret, SecretTargetAttachment, CacheSubnetGroup, ReplicationGroup, ScalingPolicy, Alarm,
           BucketPolicy, SecurityGroupEgress]
+
+
+# -- Service Catalog (the backend calls are in servicecatalog.py) ------------------------------
+
+def _catalog(account_id: str, region_name: str):
+    from moto.servicecatalog.models import servicecatalog_backends
+
+    return servicecatalog_backends[account_id][region_name]
+
+
+class Portfolio(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ServiceCatalog::Portfolio"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        props = cloudformation_json.get("Properties", {})
+        detail, _ = _catalog(account_id, region_name).create_portfolio(
+            accept_language=None, display_name=props["DisplayName"], description=props.get("Description"),
+            provider_name=props["ProviderName"], tags=_tags(props), idempotency_token=None)
+        return cls(detail["Id"], PortfolioName=props["DisplayName"])
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        _catalog(account_id, region_name).delete_portfolio(None, self._physical_id)
+
+
+class CloudFormationProduct(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ServiceCatalog::CloudFormationProduct"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        from .servicecatalog import add_artifact, fetch_template
+
+        props = cloudformation_json.get("Properties", {})
+        artifacts = props.get("ProvisioningArtifactParameters") or []
+        for artifact in artifacts:
+            fetch_template(account_id, (artifact.get("Info") or {}).get("LoadTemplateFromURL"))
+        backend = _catalog(account_id, region_name)
+        product = backend.create_product(
+            name=props["Name"], owner=props["Owner"], description=props.get("Description"),
+            distributor=props.get("Distributor"), support_description=props.get("SupportDescription"),
+            support_email=props.get("SupportEmail"), support_url=props.get("SupportUrl"),
+            product_type=props.get("ProductType", "CLOUD_FORMATION_TEMPLATE"), tags=_tags(props),
+            provisioning_artifact_parameters=None)
+        created = [add_artifact(backend, product.id, artifact) for artifact in artifacts]
+        return cls(product.id, ProductName=props["Name"],
+                   ProvisioningArtifactIds=",".join(a["Id"] for a in created),
+                   ProvisioningArtifactNames=",".join(a["Name"] for a in created))
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        _catalog(account_id, region_name).delete_product(None, self._physical_id)
+
+
+class PortfolioProductAssociation(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ServiceCatalog::PortfolioProductAssociation"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        from .servicecatalog import associate_product
+
+        props = cloudformation_json.get("Properties", {})
+        associate_product(_catalog(account_id, region_name), props["PortfolioId"], props["ProductId"])
+        model = cls(f"{props['PortfolioId']}|{props['ProductId']}")
+        model.ids = (props["PortfolioId"], props["ProductId"])
+        return model
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from .servicecatalog import disassociate_product
+
+        disassociate_product(_catalog(account_id, region_name), *self.ids)
+
+
+class PortfolioPrincipalAssociation(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ServiceCatalog::PortfolioPrincipalAssociation"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        from .servicecatalog import associate_principal
+
+        props = cloudformation_json.get("Properties", {})
+        associate_principal(_catalog(account_id, region_name), props["PortfolioId"], props["PrincipalARN"],
+                            props["PrincipalType"])
+        model = cls(f"{props['PortfolioId']}|{props['PrincipalARN']}")
+        model.ids = (props["PortfolioId"], props["PrincipalARN"])
+        return model
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from .servicecatalog import disassociate_principal
+
+        disassociate_principal(_catalog(account_id, region_name), *self.ids)
+
+
+class LaunchRoleConstraint(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ServiceCatalog::LaunchRoleConstraint"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        from .servicecatalog import create_constraint
+
+        props = cloudformation_json.get("Properties", {})
+        parameters = {k: props[k] for k in ("RoleArn", "LocalRoleName") if props.get(k)}
+        constraint = create_constraint(_catalog(account_id, region_name), props["PortfolioId"], props["ProductId"],
+                                       "LAUNCH", json.dumps(parameters), props.get("Description", ""))
+        return cls(constraint["ConstraintId"])
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from .servicecatalog import delete_constraint
+
+        delete_constraint(_catalog(account_id, region_name), self._physical_id)
+
+
+MODELS += [Portfolio, CloudFormationProduct, PortfolioProductAssociation, PortfolioPrincipalAssociation,
+           LaunchRoleConstraint]

@@ -36,6 +36,12 @@ that deploys a small template through the running server:
   instance cannot be deleted (moto drops the property).
 - ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
 - ``resource_models``: the models of ``models.py`` are registered.
+- ``servicecatalog_provisioning_artifacts``: product versions, created with the product
+  and added, listed, described, deprecated and deleted later; a template URL naming no
+  object is refused (moto keeps no versions).
+- ``servicecatalog_portfolio_associations``: products and IAM principals in portfolios
+  (moto has neither); a portfolio or product still associated cannot be deleted.
+- ``servicecatalog_constraints``: launch and other constraints, on a product of the portfolio.
 """
 
 from __future__ import annotations
@@ -603,6 +609,27 @@ def rds_deletion_protection() -> None:
         return database
 
     RDSBackend.modify_db_instance = modify_db_instance
+
+
+@patch
+def servicecatalog_provisioning_artifacts() -> None:
+    from .servicecatalog import install_artifacts
+
+    install_artifacts()
+
+
+@patch
+def servicecatalog_portfolio_associations() -> None:
+    from .servicecatalog import install_associations
+
+    install_associations()
+
+
+@patch
+def servicecatalog_constraints() -> None:
+    from .servicecatalog import install_constraints
+
+    install_constraints()
 
 
 def apply_all() -> list[str]:
