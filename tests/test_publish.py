@@ -46,7 +46,8 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["key_prefix"] == f"gitlab-cfn/{__version__}/"
-    assert len(result["uploaded"]) == 2 * 12 and result["skipped"] == []  # 11 templates and the manifest
+    # 11 templates, the manifest and the product template, per region
+    assert len(result["uploaded"]) == 2 * 13 and result["skipped"] == []
     for region in REGIONS:
         s3 = local_aws.client("s3", region)
         for tier in ["main", *[t for t in TIERS], "service-catalog"]:
@@ -59,7 +60,7 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
     again = run_publish(standin, build)
     assert again.returncode == 0
     assert json.loads(again.stdout)["uploaded"] == []
-    assert len(json.loads(again.stdout)["skipped"]) == 24
+    assert len(json.loads(again.stdout)["skipped"]) == 26
     assert (build / "launch.md").read_text().count("[Launch Stack](") == 2
 
 

@@ -17,9 +17,11 @@ from fnmatch import fnmatchcase
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
+import yaml
 
 from conftest import VARIANTS, templates_for
 from gitlab_cfn import compiler, config, launch_role
+from gitlab_cfn.deploy import first_failure, stack_states
 from gitlab_cfn.naming import IAM_PATH
 from gitlab_cfn.progress import Progress
 from gitlab_cfn.publish import PublishRequest, publish
@@ -226,8 +228,33 @@ def test_the_portfolio_deploys_from_its_link_and_catalog_publish_adds_versions(l
         # The version's template is the published main template.
         (artifact,) = sc.list_provisioning_artifacts(ProductId=out["ProductId"])["ProvisioningArtifactDetails"]
         info = sc.describe_provisioning_artifact(ProductId=out["ProductId"], ProvisioningArtifactId=artifact["Id"])["Info"]
-        assert info["LoadTemplateFromURL"] == first.urls[region]
+        assert info["LoadTemplateFromURL"] == first.urls[region].replace("/main.template.yaml", "/product.template.yaml")
+        # ... whose location parameters default to where it is published: nothing to fill in.
+        body = local_aws.client("s3", region).get_object(
+            Bucket=f"gl-releases-{region}", Key="gitlab-cfn/1.0.0/templates/product.template.yaml")["Body"].read()
+        product_parameters = yaml.safe_load(body)["Parameters"]
+        assert {n: product_parameters[n]["Default"] for n in ("TemplateBucketName", "TemplateBucketRegion",
+                                                             "TemplateKeyPrefix")} == {
+            "TemplateBucketName": f"gl-releases-{region}", "TemplateBucketRegion": region,
+            "TemplateKeyPrefix": "gitlab-cfn/1.0.0/"}
         products[region] = out["ProductId"]
+
+    # What a team launching the product gets: the product template deploys with GitLab's
+    # own parameters only (the stand-in has no ProvisionProduct; CloudFormation launches it).
+    region = REGIONS[0]
+    local_aws.client("ec2", region).create_key_pair(KeyName="ops")
+    cert = local_aws.client("acm", region).request_certificate(DomainName="gitlab.example.test")["CertificateArn"]
+    local_aws.client("ssm", region).put_parameter(Name="/gitlab-cfn/ami/gitlab", Value="ami-0a11ab5e1c0de1851",
+                                                  Type="String")
+    launch = {"AvailabilityZones": f"{region}a,{region}b", "DomainName": "gitlab.example.test", "CertificateArn": cert,
+              "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops"}
+    cfn = local_aws.client("cloudformation", region)
+    stack_id = cfn.create_stack(
+        StackName="SC-123456789012-pp-abcdefghijklm", Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        TemplateURL=first.urls[region].replace("/main.template.yaml", "/product.template.yaml"),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in launch.items()])["StackId"]
+    states = stack_states(cfn, stack_id)
+    assert len(states) == 9 and {s.status for s in states} == {"CREATE_COMPLETE"}, first_failure(cfn, stack_id)
 
     # A version that is not published yet is refused before any region changes.
     refused = _catalog_publish(standin, "1.1.0")

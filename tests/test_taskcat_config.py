@@ -42,6 +42,7 @@ def test_the_matrix_covers_what_the_issue_asks():
     assert len(tests["three-az"]["regions"]) >= 2
     assert tests["three-az"]["parameters"]["AvailabilityZones"] == "$[taskcat_genaz_3]"
     assert "no-bastion" in tests
+    assert tests["service-catalog"]["template"] == "build/templates/service-catalog.template.yaml"
     assert (ROOT / ".taskcat.yml").resolve() == (ROOT / "taskcat.yml").resolve()
 
 
@@ -54,7 +55,7 @@ def test_every_test_gets_exactly_the_parameters_its_build_needs(tmp_path):
         assert folder in VARIANTS, name
         built = tmp_path / folder
         compiler.write_build(config.load(ROOT / VARIANTS[folder]) if VARIANTS[folder] else config.BuildConfig(), built)
-        main = yaml.safe_load((built / "templates" / "main.template.yaml").read_text())["Parameters"]
+        main = yaml.safe_load((tmp_path / test["template"]).read_text())["Parameters"]
         given = {**cfg["project"]["parameters"], **test.get("parameters", {})}
         # taskcat passes a project parameter only to templates that declare it.
         required = {n for n, d in main.items() if "Default" not in d}

@@ -1,4 +1,5 @@
-"""taskcat itself deploys the parent stack in two regions of the local stand-in.
+"""taskcat itself deploys the parent stack in two regions of the local stand-in,
+and the Service Catalog portfolio in one.
 
 The project's own taskcat.yml drives it, with the three settings an endpoint
 other than AWS needs (signature v2 for S3, no Lambda packaging, short stack
@@ -27,6 +28,7 @@ def seed(region: str) -> None:
     for name, value in {"/gitlab-cfn/taskcat/domain-name": "gitlab.example.test",
                         "/gitlab-cfn/taskcat/certificate-arn": arn,
                         "/gitlab-cfn/taskcat/admin-cidr": "203.0.113.0/24",
+                        "/gitlab-cfn/taskcat/principal-arn": "arn:aws:iam::123456789012:role/Developers",
                         "/gitlab-cfn/ami/gitlab": "ami-0a11ab5e1c0de1851"}.items():
         ssm.put_parameter(Name=name, Value=value, Type="String")
     boto3.client("ec2", region_name=region).create_key_pair(KeyName="cikey")  # taskcat_getkeypair's default
@@ -38,7 +40,9 @@ def project(tmp_path: Path) -> Path:
     settings = yaml.safe_load((ROOT / "taskcat.yml").read_text())
     settings["project"].update(s3_enable_sig_v2=True, package_lambda=False, shorten_stack_name=True)
     assert set(REGIONS) <= set(settings["tests"]["default-2az"]["regions"])
-    settings["tests"] = {"default-2az": {**settings["tests"]["default-2az"], "regions": REGIONS}}
+    assert settings["tests"]["service-catalog"]["template"].startswith("build/")
+    settings["tests"] = {"default-2az": {**settings["tests"]["default-2az"], "regions": REGIONS},
+                         "service-catalog": {**settings["tests"]["service-catalog"], "regions": REGIONS[1:]}}
     (root / ".taskcat.yml").write_text(yaml.safe_dump(settings))
     return root
 
@@ -85,6 +89,20 @@ def check_region(region: str, stack_id: str) -> dict:
     return out
 
 
+def check_portfolio(region: str, stack_id: str) -> None:
+    cfn = boto3.client("cloudformation", region_name=region)
+    stack = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", first_failure(cfn, stack_id)
+    out = outputs(cfn, stack_id)
+    sc = boto3.client("servicecatalog", region_name=region)
+    (found,) = sc.search_products_as_admin(PortfolioId=out["PortfolioId"])["ProductViewDetails"]
+    assert found["ProductViewSummary"]["ProductId"] == out["ProductId"]
+    (version,) = sc.list_provisioning_artifacts(ProductId=out["ProductId"])["ProvisioningArtifactDetails"]
+    url = sc.describe_provisioning_artifact(ProductId=out["ProductId"], ProvisioningArtifactId=version["Id"])[
+        "Info"]["LoadTemplateFromURL"]
+    assert url.endswith("/gitlab-cfn/build/templates/main.template.yaml")
+
+
 def test_taskcat_deploys_and_deletes_in_two_regions(standin, tmp_path, monkeypatch):
     standin.reset()
     monkeypatch.setenv("AWS_ENDPOINT_URL", standin.endpoint)
@@ -105,9 +123,12 @@ def test_taskcat_deploys_and_deletes_in_two_regions(standin, tmp_path, monkeypat
     try:
         test.run()
         stacks = test.test_definition.stacks
-        assert sorted(s.region_name for s in stacks) == sorted(REGIONS)
-        for stack in stacks:
+        gitlab = [s for s in stacks if s.test_name == "default-2az"]
+        (portfolio,) = [s for s in stacks if s.test_name == "service-catalog"]
+        assert sorted(s.region_name for s in gitlab) == sorted(REGIONS)
+        for stack in gitlab:
             results[stack.region_name] = (stack.id, check_region(stack.region_name, stack.id))
+        check_portfolio(portfolio.region_name, portfolio.id)
     finally:
         # Deletion protection is on by design: turned off as `gitlab-cfn destroy` does.
         for region in REGIONS:

@@ -3,7 +3,8 @@
 The portfolio stack (``service-catalog.template.yaml``, launched once per region)
 created the product with its first version. Each later ``gitlab-cfn publish
 --version V`` is added here as a provisioning artifact named ``V`` whose
-template is the published main template, in every region given; older
+template is that version's ``product.template.yaml`` (the main template with
+its location filled in), in every region given; older
 versions can be marked deprecated (still running, no longer offered for new
 launches).
 
@@ -23,7 +24,7 @@ from botocore.exceptions import ClientError
 from .aws import Aws
 from .errors import ConfigError
 from .progress import Progress
-from .publish import PublishRequest, template_url
+from .publish import PRODUCT_TEMPLATE, PublishRequest, template_url
 
 COMPLETE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE")
 ARTIFACT_TYPE = "CLOUD_FORMATION_TEMPLATE"
@@ -88,8 +89,8 @@ def _plan(request: CatalogRequest, aws: Aws, region: str) -> _Plan:
     pub = request.publish
     product_id = _product_id(aws.client("cloudformation", region), request.portfolio_stack, region)
     bucket, bucket_region = pub.bucket_for(region)
-    url = template_url(bucket, bucket_region, pub.key_prefix)
-    key = f"{pub.key_prefix}templates/main.template.yaml"
+    url = template_url(bucket, bucket_region, pub.key_prefix, "product")
+    key = f"{pub.key_prefix}{PRODUCT_TEMPLATE}"
     if not _published(aws.client("s3", bucket_region), bucket, key):
         raise ConfigError(f"--version: {pub.version} is not published at s3://{bucket}/{key}; "
                           "run 'gitlab-cfn publish' with the same --bucket, --prefix and --version first")

@@ -6,6 +6,10 @@ Starts: one bucket per region (``<bucket>-<region>``), or one bucket for every
 region with ``--single-bucket`` (the stacks then read their children from the
 bucket's region through the ``TemplateBucketRegion`` parameter).
 
+Next to the build goes ``templates/product.template.yaml``, the main template
+whose location parameters default to the bucket it is published in: the
+Service Catalog product launches it.
+
 Each object carries its content type, an MD5 S3 verifies on upload, and its
 sha256 in its metadata: an object already there with the same sha256 is not
 uploaded again; a published version with different content is never
@@ -32,6 +36,8 @@ from .progress import Progress
 
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 PREFIX = re.compile(r"^([0-9A-Za-z!_.*'()-]+(/[0-9A-Za-z!_.*'()-]+)*)?$")
+# The main template with the location defaults filled in, per bucket (see product_template).
+PRODUCT_TEMPLATE = "templates/product.template.yaml"
 CONTENT_TYPES = {".yaml": "application/x-yaml", ".json": "application/json", ".md": "text/markdown"}
 
 
@@ -80,7 +86,7 @@ class PublishResult:
 
 
 def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
-    """(relative path, file, sha256) of every file to publish, after checking the manifest."""
+    """(relative path, file, sha256) of every file of the build, after checking the manifest."""
     manifest = read_manifest(build_dir)
     files = []
     stale = []
@@ -98,6 +104,22 @@ def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
     manifest_path = build_dir / MANIFEST
     files.append((MANIFEST, manifest_path, hashlib.sha256(manifest_path.read_bytes()).hexdigest()))
     return files
+
+
+def product_template(main_text: str, bucket: str, bucket_region: str, key_prefix: str) -> bytes:
+    """The main template with its location parameters defaulting to where it is published:
+    what the Service Catalog product launches, so that teams launching it fill in only
+    GitLab's own parameters."""
+    import yaml
+
+    from .compiler import render
+
+    template = yaml.safe_load(main_text)
+    for name, value in (("TemplateBucketName", bucket), ("TemplateBucketRegion", bucket_region),
+                        ("TemplateKeyPrefix", key_prefix)):
+        template["Parameters"][name]["Default"] = value
+    template["Description"] = template.get("Description", "") + f" (published at s3://{bucket}/{key_prefix})"
+    return render(template).encode()
 
 
 def template_url(bucket: str, bucket_region: str, key_prefix: str, name: str = "main") -> str:
@@ -143,10 +165,14 @@ def publish(request: PublishRequest, aws: Aws, progress: Progress) -> PublishRes
     # Everything is checked before anything is uploaded: a refused publish changes nothing.
     plan = []
     conflicts = []
+    main_text = (request.build_dir / "templates" / "main.template.yaml").read_text(encoding="utf-8")
     for bucket, bucket_region in targets:
         s3 = aws.client("s3", bucket_region)
         _check_bucket(s3, bucket, bucket_region)
-        for relative, path, digest in files:
+        product = product_template(main_text, bucket, bucket_region, request.key_prefix)
+        objects = [(relative, path.read_bytes(), digest) for relative, path, digest in files]
+        objects.append((PRODUCT_TEMPLATE, product, hashlib.sha256(product).hexdigest()))
+        for relative, body, digest in objects:
             key = f"{request.key_prefix}{relative}"
             existing = _existing_sha(s3, bucket, key)
             if existing == digest:
@@ -154,16 +180,15 @@ def publish(request: PublishRequest, aws: Aws, progress: Progress) -> PublishRes
                 continue
             if existing is not None and not request.force:
                 conflicts.append(f"s3://{bucket}/{key}")
-            plan.append((s3, bucket, key, path, digest))
+            plan.append((s3, bucket, key, body, digest))
     if conflicts:
         raise ConfigError(f"--version: {request.version} is already published with other content "
                           f"({conflicts[0]}{' and more' if len(conflicts) > 1 else ''}); publish a new --version, "
                           "or --force to overwrite")
 
-    for s3, bucket, key, path, digest in plan:
-        body = path.read_bytes()
+    for s3, bucket, key, body, digest in plan:
         s3.put_object(Bucket=bucket, Key=key, Body=body,
-                      ContentType=CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                      ContentType=CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream"),
                       ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
                       Metadata={"sha256": digest, "gitlab-cfn-version": __version__})
         result.uploaded.append(f"s3://{bucket}/{key}")

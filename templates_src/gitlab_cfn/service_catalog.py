@@ -2,7 +2,8 @@
 
 A standalone stack, launched once per region by the platform team: a
 portfolio, a CloudFormation product whose first version (provisioning
-artifact) is the published main template, the portfolio's association with
+artifact) is the published main template (``product.template.yaml``: its
+location parameters filled in), the portfolio's association with
 the product and with the IAM role or group of the teams who may launch it, and
 a launch role constraint. The launch role (``launch_role``) allows what the
 product's stacks create, derived from the templates of the same build.
@@ -25,8 +26,10 @@ PRINCIPAL_PATTERN = r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:(role|group)/[\w+=,.
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
 LOCATION = ("TemplateBucketName", "TemplateBucketRegion", "TemplateKeyPrefix")
 
-MAIN_TEMPLATE_URL = ("https://${TemplateBucketName}.s3.${TemplateBucketRegion}.${AWS::URLSuffix}/"
-                     "${TemplateKeyPrefix}templates/main.template.yaml")
+# What `gitlab-cfn publish` writes next to the build: the main template, its location
+# parameters defaulting to where it is published.
+PRODUCT_TEMPLATE_URL = ("https://${TemplateBucketName}.s3.${TemplateBucketRegion}.${AWS::URLSuffix}/"
+                     "${TemplateKeyPrefix}templates/${ProductTemplate}")
 
 
 def _parameters(t: Template, cfg: BuildConfig) -> None:
@@ -37,6 +40,13 @@ def _parameters(t: Template, cfg: BuildConfig) -> None:
         "ProductVersion", Type="String", Default=__version__, AllowedPattern=VERSION_PATTERN,
         Description="Name of the product's first version: the published --version.",
         ConstraintDescription="letters, digits, '.', '_' and '-' (up to 64), e.g. 0.1.0"))
+    t.add_parameter(Parameter(
+        "ProductTemplate", Type="String", Default="product.template.yaml",
+        AllowedValues=["product.template.yaml", "main.template.yaml"],
+        Description="What the product launches: product.template.yaml (written by gitlab-cfn publish: the main "
+                    "template with the template location filled in) or main.template.yaml (launchers give the "
+                    "location themselves; for builds uploaded by other tools, such as taskcat).",
+        ConstraintDescription="product.template.yaml or main.template.yaml"))
     t.add_parameter(Parameter(
         "PrincipalArn", Type="String", AllowedPattern=PRINCIPAL_PATTERN,
         Description="ARN of the IAM role or group whose members may launch GitLab from the portfolio.",
@@ -52,13 +62,15 @@ def _parameters(t: Template, cfg: BuildConfig) -> None:
     t.set_metadata({"AWS::CloudFormation::Interface": {
         "ParameterGroups": [
             {"Label": {"default": "Portfolio"}, "Parameters": ["PortfolioName", "ProviderName", "PrincipalArn"]},
-            {"Label": {"default": "Published templates"}, "Parameters": ["ProductVersion", *LOCATION]},
+            {"Label": {"default": "Published templates"},
+             "Parameters": ["ProductVersion", *LOCATION, "ProductTemplate"]},
         ],
         "ParameterLabels": {
             "PortfolioName": {"default": "Portfolio name"},
             "ProviderName": {"default": "Provider"},
             "PrincipalArn": {"default": "Who may launch (IAM role or group ARN)"},
             "ProductVersion": {"default": "First product version"},
+            "ProductTemplate": {"default": "Template the product launches"},
             **{name: {"default": specs[name].label} for name in LOCATION},
         },
     }})
@@ -87,7 +99,7 @@ def build(cfg: BuildConfig, product_templates: dict[str, dict]) -> Template:
         ProvisioningArtifactParameters=[servicecatalog.ProvisioningArtifactProperties(
             Name=Ref("ProductVersion"),
             Description=Sub("gitlab-cfn templates ${ProductVersion}"),
-            Info=servicecatalog.Info(LoadTemplateFromURL=Sub(MAIN_TEMPLATE_URL)),
+            Info=servicecatalog.Info(LoadTemplateFromURL=Sub(PRODUCT_TEMPLATE_URL)),
             Type="CLOUD_FORMATION_TEMPLATE",
         )],
     ))
