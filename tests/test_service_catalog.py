@@ -129,9 +129,9 @@ def test_policies_stay_under_the_iam_size_limit(default):
 
 def test_a_resource_type_the_role_cannot_scope_fails_the_build():
     product = {"main": {"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {}}}}}
-    with pytest.raises(KeyError, match="no scope for service "):
+    with pytest.raises(launch_role.LaunchRoleError, match="no scope for service "):
         launch_role.statements(launch_role.needs(product))
-    with pytest.raises(KeyError, match="AWS::Made::Up: no registry schema"):
+    with pytest.raises(launch_role.LaunchRoleError, match="AWS::Made::Up: no registry schema"):
         launch_role.needs({"main": {"Resources": {"X": {"Type": "AWS::Made::Up"}}}})
 
 
@@ -140,7 +140,7 @@ def test_an_oversized_statement_fails_the_build():
 
     huge = Statement(Sid="Huge", Effect=Allow, Resource=["*"],
                      Action=[Action("ec2", f"Describe{'X' * 40}{i}") for i in range(200)])
-    with pytest.raises(ValueError, match="Huge alone exceeds 6144"):
+    with pytest.raises(launch_role.LaunchRoleError, match="Huge alone exceeds 6144"):
         launch_role.documents([huge])
 
 

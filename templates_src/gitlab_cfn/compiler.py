@@ -97,7 +97,10 @@ def make_manifest(cfg: BuildConfig, templates: dict[str, str]) -> dict:
     for name, text in templates.items():
         tier = name.removesuffix(".template.yaml")
         entries[tier] = asdict(manifest_entry(f"{TEMPLATE_DIR}/{name}", text))
-    return {"gitlab_cfn_version": __version__, "config": asdict(cfg), "templates": entries}
+    from .launch_role import schema_source
+
+    return {"gitlab_cfn_version": __version__, "config": asdict(cfg), "templates": entries,
+            "launch_role_actions_from": schema_source()}
 
 
 def product_entries(manifest: dict) -> dict[str, dict]:

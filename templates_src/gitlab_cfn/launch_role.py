@@ -35,10 +35,16 @@ from functools import lru_cache
 from awacs.aws import Action, Allow, ArnEquals, Condition, PolicyDocument, Statement, StringEquals, StringLike
 from troposphere import Sub, encode_to_dict
 
+from .errors import GitlabCfnError
 from .naming import IAM_PATH
 
 VERSION = "2012-10-17"
 MAX_POLICY_CHARS = 6144
+
+
+class LaunchRoleError(GitlabCfnError):
+    """The launch role cannot be derived for these templates: the build fails, exit 1."""
+
 
 # Features the templates never configure; their actions stay out of the role.
 EXCLUDED: dict[str, str] = {
@@ -163,9 +169,21 @@ SPECIAL = {"iam:PassRole", "iam:CreateServiceLinkedRole", "iam:AttachRolePolicy"
 def _schemas() -> tuple[str, dict]:
     # Found without importing cfn-lint, which the build does not otherwise need.
     spec = importlib.util.find_spec("cfnlint")
+    if spec is None or not spec.submodule_search_locations:
+        raise LaunchRoleError("cfn-lint is not installed: its registry schemas give the launch role's actions")
     folder = os.path.join(list(spec.submodule_search_locations)[0], "data", "schemas")
-    with open(os.path.join(folder, "providers", "us-east-1.json"), encoding="utf-8") as f:
-        return folder, json.load(f)
+    try:
+        with open(os.path.join(folder, "providers", "us-east-1.json"), encoding="utf-8") as f:
+            return folder, json.load(f)
+    except OSError as exc:
+        raise LaunchRoleError(f"cfn-lint's registry schemas are not where this version expects them: {exc}") from None
+
+
+def schema_source() -> str:
+    """Where the handler permissions come from, for the manifest: the cfn-lint version."""
+    from importlib.metadata import version
+
+    return f"cfn-lint {version('cfn-lint')}"
 
 
 @lru_cache(maxsize=None)
@@ -174,11 +192,11 @@ def handler_permissions(resource_type: str) -> dict[str, tuple[str, ...]]:
     folder, providers = _schemas()
     digest = providers.get(resource_type)
     if digest is None:
-        raise KeyError(f"{resource_type}: no registry schema; the launch role cannot cover it")
+        raise LaunchRoleError(f"{resource_type}: no registry schema; the launch role cannot cover it")
     with open(os.path.join(folder, "resources", f"{digest}.json"), encoding="utf-8") as f:
         handlers = json.load(f).get("handlers", {})
     if not handlers:
-        raise KeyError(f"{resource_type}: its schema lists no handler permissions")
+        raise LaunchRoleError(f"{resource_type}: its schema lists no handler permissions")
     return {name: tuple(h.get("permissions", [])) for name, h in handlers.items() if name != "list"}
 
 
@@ -247,7 +265,7 @@ def statements(need: Needs) -> list[Statement]:
         elif _service(action) in SCOPES:
             by_service[_service(action)].append(action)
         else:
-            raise KeyError(f"{action}: no scope for service {_service(action)} in launch_role.SCOPES")
+            raise LaunchRoleError(f"{action}: no scope for service {_service(action)} in launch_role.SCOPES")
 
     out = []
     for service, actions in sorted(by_service.items()):
@@ -311,5 +329,5 @@ def documents(all_statements: list[Statement]) -> list[PolicyDocument]:
             packs.append([])
         packs[-1].append(statement)
         if _size(packs[-1]) > MAX_POLICY_CHARS:
-            raise ValueError(f"launch role statement {statement.Sid} alone exceeds {MAX_POLICY_CHARS} characters")
+            raise LaunchRoleError(f"launch role statement {statement.Sid} alone exceeds {MAX_POLICY_CHARS} characters")
     return [PolicyDocument(Version=VERSION, Statement=pack) for pack in packs]
