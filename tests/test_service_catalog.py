@@ -11,7 +11,6 @@ adds versions.
 
 import copy
 import json
-import os
 import subprocess
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs, unquote, urlparse
@@ -20,18 +19,17 @@ import pytest
 import yaml
 
 from conftest import VARIANTS, templates_for
-from gitlab_cfn import compiler, config, launch_role
+from gitlab_cfn import launch_role
+from gitlab_cfn.compiler import PORTFOLIO
 from gitlab_cfn.deploy import first_failure, stack_states
 from gitlab_cfn.naming import IAM_PATH
 from gitlab_cfn.progress import Progress
 from gitlab_cfn.publish import PublishRequest, publish
 from gitlab_cfn.security import iam
 from test_cli import EXE
+from test_publish import ENV, REGIONS, build, buckets  # noqa: F401 (build is a fixture)
 
-REGIONS = ["us-east-1", "eu-west-1"]
-ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 ROLE = "arn:aws:iam::123456789012:role/Developers"
-PORTFOLIO = "service-catalog"
 
 
 def product_of(built: dict) -> dict:
@@ -170,13 +168,6 @@ def test_s3_reads_outside_gl_buckets_are_only_for_templates(default):
 
 # -- on the stand-in -------------------------------------------------------------------
 
-@pytest.fixture
-def build(tmp_path):
-    out = tmp_path / "build"
-    compiler.write_build(config.BuildConfig(), out)
-    return out
-
-
 def _publish(local_aws, build, version):
     request = PublishRequest(bucket="gl-releases", regions=REGIONS, version=version, build_dir=build)
     return publish(request, local_aws, Progress(quiet=True))
@@ -193,9 +184,7 @@ def _versions(sc, product):
 
 
 def test_the_portfolio_deploys_from_its_link_and_catalog_publish_adds_versions(local_aws, standin, build):
-    for region in REGIONS:
-        kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-        local_aws.client("s3", region).create_bucket(Bucket=f"gl-releases-{region}", **kwargs)
+    buckets(local_aws)
     first = _publish(local_aws, build, "1.0.0")
 
     products = {}

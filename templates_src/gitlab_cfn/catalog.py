@@ -65,6 +65,8 @@ HOSTED_ZONE_PATTERN = r"^(Z[A-Z0-9]{1,31})?$"
 BUCKET_NAME_PATTERN = r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$"
 KEY_PREFIX_PATTERN = r"^([0-9A-Za-z!_.*'()-]+/)*$"
 REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
+# A published version: a key prefix folder, and a Service Catalog product version name.
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
 
 SSM_TYPE_PREFIX = "AWS::SSM::Parameter::Value<"
 

@@ -211,16 +211,22 @@ def _cmd_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_request(args: argparse.Namespace, **extra):
+    """The published location that ``publish`` writes and ``catalog publish`` reads."""
+    from .publish import PublishRequest
+
+    return PublishRequest(
+        bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r], prefix=args.prefix,
+        version=args.version or __version__, single_bucket=args.single_bucket, **extra)
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     import json
 
-    from .publish import PublishRequest, launch_table, publish
+    from .publish import launch_table, publish
     from .progress import Progress
 
-    request = PublishRequest(
-        bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r],
-        prefix=args.prefix, version=args.version or __version__, single_bucket=args.single_bucket,
-        force=args.force, build_dir=Path(args.build), stack_name=args.stack_name)
+    request = _publish_request(args, force=args.force, build_dir=Path(args.build), stack_name=args.stack_name)
     with _Endpoint(args) as aws:
         if args.local:
             for bucket, region in dict.fromkeys(request.bucket_for(r) for r in request.regions):
@@ -248,14 +254,9 @@ def _cmd_catalog_publish(args: argparse.Namespace) -> int:
 
     from . import portfolio
     from .progress import Progress
-    from .publish import PublishRequest
 
-    request = portfolio.CatalogRequest(
-        portfolio_stack=args.portfolio_stack,
-        publish=PublishRequest(
-            bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r], prefix=args.prefix,
-            version=args.version or __version__, single_bucket=args.single_bucket),
-        deprecate_older=args.deprecate_older)
+    request = portfolio.CatalogRequest(portfolio_stack=args.portfolio_stack, publish=_publish_request(args),
+                                       deprecate_older=args.deprecate_older)
     with _Endpoint(args) as aws:
         results = portfolio.add_version(request, aws, Progress(quiet=args.quiet))
     if args.json:
@@ -286,6 +287,15 @@ def _cmd_standin(args: argparse.Namespace) -> int:
 def _build_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD,
                         help=f"build folder (default: {DEFAULT_BUILD})")
+
+
+def _location_options(parser: argparse.ArgumentParser, regions_help: str, version_help: str) -> None:
+    """Where a build is published: the same options for ``publish`` and ``catalog publish``."""
+    parser.add_argument("--bucket", required=True, help="bucket name (per region: <bucket>-<region>)")
+    parser.add_argument("--regions", metavar="R1,R2", required=True, help=regions_help)
+    parser.add_argument("--prefix", default="gitlab-cfn", help="key prefix (default: gitlab-cfn)")
+    parser.add_argument("--version", help=f"{version_help} (default: the package version, {__version__})")
+    parser.add_argument("--single-bucket", action="store_true", help="one bucket, in the first region, for all")
 
 
 def _quiet_option(parser: argparse.ArgumentParser) -> None:
@@ -423,11 +433,7 @@ def parser() -> argparse.ArgumentParser:
                     "TemplateURLs compute (one bucket per region, <bucket>-<region>, or --single-bucket), "
                     "skip objects already published, never overwrite a published version unless --force, "
                     "and print (and write to build/launch.md) a quick-create console link per region.")
-    publish_p.add_argument("--bucket", required=True, help="bucket name (per region: <bucket>-<region>)")
-    publish_p.add_argument("--regions", metavar="R1,R2", required=True, help="regions to publish for")
-    publish_p.add_argument("--prefix", default="gitlab-cfn", help="key prefix (default: gitlab-cfn)")
-    publish_p.add_argument("--version", help=f"version folder (default: the package version, {__version__})")
-    publish_p.add_argument("--single-bucket", action="store_true", help="one bucket, in the first region, for all")
+    _location_options(publish_p, "regions to publish for", "version folder")
     publish_p.add_argument("--force", action="store_true", help="overwrite a version published with other content")
     _build_option(publish_p)
     publish_p.add_argument("--stack-name", default="gitlab", help="stack name the links suggest (default: gitlab)")
@@ -448,11 +454,7 @@ def parser() -> argparse.ArgumentParser:
                     "Every region is checked before any changes.")
     catalog_publish.add_argument("--portfolio-stack", required=True, metavar="NAME",
                                  help="name of the stack launched from service-catalog.template.yaml")
-    catalog_publish.add_argument("--bucket", required=True, help="bucket given to publish (per region: <bucket>-<region>)")
-    catalog_publish.add_argument("--regions", metavar="R1,R2", required=True, help="regions of the portfolio stacks")
-    catalog_publish.add_argument("--prefix", default="gitlab-cfn", help="key prefix given to publish (default: gitlab-cfn)")
-    catalog_publish.add_argument("--version", help=f"published version to add (default: {__version__})")
-    catalog_publish.add_argument("--single-bucket", action="store_true", help="published with --single-bucket")
+    _location_options(catalog_publish, "regions of the portfolio stacks", "published version to add")
     catalog_publish.add_argument("--deprecate-older", action="store_true",
                                  help="mark every other version deprecated (running products keep working)")
     catalog_publish.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint, e.g. a running stand-in")

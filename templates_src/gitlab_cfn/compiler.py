@@ -33,8 +33,8 @@ MANIFEST = "manifest.json"
 PORTFOLIO = "service-catalog"
 
 
-def build_tiers(cfg: BuildConfig) -> list[Tier]:
-    specs = catalog.parameters(cfg)
+def build_tiers(cfg: BuildConfig, specs: dict | None = None) -> list[Tier]:
+    specs = catalog.parameters(cfg) if specs is None else specs
     tiers = []
     for name in TIERS:
         if name == "bastion" and not cfg.bastions:
@@ -62,13 +62,14 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 def compile_templates(cfg: BuildConfig) -> dict[str, str]:
     """Every template of a build, keyed by file name: ``main.template.yaml`` first,
     the tiers, then the Service Catalog portfolio that offers them as a product."""
-    tiers = build_tiers(cfg)
-    parent = build_parent(cfg, tiers, catalog.parameters(cfg))
+    specs = catalog.parameters(cfg)
+    tiers = build_tiers(cfg, specs)
+    parent = build_parent(cfg, tiers, specs)
     product = {template_file(MAIN): as_data(parent)}
     for tier in tiers:
         product[template_file(tier.name)] = as_data(tier.template)
     out = {name: render(data) for name, data in product.items()}
-    out[service_catalog.FILE] = render(as_data(service_catalog.build(cfg, product)))
+    out[service_catalog.FILE] = render(as_data(service_catalog.build(specs, product)))
     return out
 
 

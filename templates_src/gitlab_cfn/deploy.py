@@ -26,6 +26,7 @@ from .aws import Aws
 from .compiler import product_entries, read_manifest
 from .constraints import violations
 from .errors import CheckFailed, ConfigError
+from .naming import template_url
 from .progress import Progress
 from .security.replacement import holds_data
 
@@ -167,10 +168,6 @@ def build_digest(manifest: dict) -> str:
 
     joined = "".join(f"{name}:{e['sha256']}" for name, e in sorted(product_entries(manifest).items()))
     return hashlib.sha256(joined.encode()).hexdigest()[:12]
-
-
-def template_url(bucket: str, region: str, prefix: str, name: str = "main.template.yaml") -> str:
-    return f"https://{bucket}.s3.{region}.amazonaws.com/{prefix}templates/{name}"
 
 
 # -- watching -----------------------------------------------------------------------------------

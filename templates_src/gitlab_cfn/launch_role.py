@@ -325,9 +325,10 @@ def documents(all_statements: list[Statement]) -> list[PolicyDocument]:
     """The statements packed, in order, into documents each under IAM's size limit."""
     packs: list[list[Statement]] = [[]]
     for statement in all_statements:
-        if packs[-1] and _size(packs[-1] + [statement]) > MAX_POLICY_CHARS:
+        if _size(packs[-1] + [statement]) > MAX_POLICY_CHARS:
+            if not packs[-1] or _size([statement]) > MAX_POLICY_CHARS:
+                raise LaunchRoleError(
+                    f"launch role statement {statement.Sid} alone exceeds {MAX_POLICY_CHARS} characters")
             packs.append([])
         packs[-1].append(statement)
-        if _size(packs[-1]) > MAX_POLICY_CHARS:
-            raise LaunchRoleError(f"launch role statement {statement.Sid} alone exceeds {MAX_POLICY_CHARS} characters")
     return [PolicyDocument(Version=VERSION, Statement=pack) for pack in packs]

@@ -39,6 +39,11 @@ def template_key(tier: str) -> str:
     return f"{TEMPLATE_DIR}/{template_file(tier)}"
 
 
+def template_url(bucket: str, bucket_region: str, key_prefix: str, tier: str = MAIN) -> str:
+    """HTTPS URL of a published template: the layout the parent's TemplateURLs compute."""
+    return f"https://{bucket}.s3.{bucket_region}.amazonaws.com/{key_prefix}{template_key(tier)}"
+
+
 def stack_id(tier: str) -> str:
     """Logical id of a tier's AWS::CloudFormation::Stack in the parent."""
     return "".join(part.capitalize() for part in tier.split("-")) + "Stack"

@@ -172,29 +172,21 @@ def kms_use(key_arn, services: list[str]) -> PolicyDocument:
     )
 
 
-def secret_read(secret_arns: list) -> PolicyDocument:
+def _on_secrets(sid: str, actions: list, secret_arns: list) -> PolicyDocument:
     return PolicyDocument(
         Version=VERSION,
-        Statement=[Statement(
-            Sid="ReadStackSecrets",
-            Effect=Allow,
-            Action=[secretsmanager.GetSecretValue, secretsmanager.DescribeSecret],
-            Resource=list(secret_arns),
-        )],
+        Statement=[Statement(Sid=sid, Effect=Allow, Action=actions, Resource=list(secret_arns))],
     )
+
+
+def secret_read(secret_arns: list) -> PolicyDocument:
+    return _on_secrets("ReadStackSecrets", [secretsmanager.GetSecretValue, secretsmanager.DescribeSecret],
+                       secret_arns)
 
 
 def secret_write(secret_arns: list) -> PolicyDocument:
     """Replace the value of secrets that instances fill in themselves (never create or delete)."""
-    return PolicyDocument(
-        Version=VERSION,
-        Statement=[Statement(
-            Sid="WriteStackSecrets",
-            Effect=Allow,
-            Action=[secretsmanager.PutSecretValue],
-            Resource=list(secret_arns),
-        )],
-    )
+    return _on_secrets("WriteStackSecrets", [secretsmanager.PutSecretValue], secret_arns)
 
 
 def grant(logical_id: str, document: PolicyDocument, role_names: list) -> iam.PolicyType:

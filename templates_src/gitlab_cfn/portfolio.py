@@ -24,7 +24,8 @@ from botocore.exceptions import ClientError
 from .aws import Aws
 from .errors import ConfigError
 from .progress import Progress
-from .publish import PRODUCT_TEMPLATE, PublishRequest, template_url
+from .naming import template_url
+from .publish import PRODUCT, PRODUCT_TEMPLATE, PublishRequest
 
 COMPLETE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE")
 ARTIFACT_TYPE = "CLOUD_FORMATION_TEMPLATE"
@@ -89,7 +90,7 @@ def _plan(request: CatalogRequest, aws: Aws, region: str) -> _Plan:
     pub = request.publish
     product_id = _product_id(aws.client("cloudformation", region), request.portfolio_stack, region)
     bucket, bucket_region = pub.bucket_for(region)
-    url = template_url(bucket, bucket_region, pub.key_prefix, "product")
+    url = template_url(bucket, bucket_region, pub.key_prefix, PRODUCT)
     key = f"{pub.key_prefix}{PRODUCT_TEMPLATE}"
     if not _published(aws.client("s3", bucket_region), bucket, key):
         raise ConfigError(f"--version: {pub.version} is not published at s3://{bucket}/{key}; "

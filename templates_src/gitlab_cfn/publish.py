@@ -31,13 +31,16 @@ from botocore.exceptions import ClientError
 from . import __version__
 from .aws import Aws
 from .compiler import MANIFEST, PORTFOLIO, read_manifest
+from .catalog import REGION_PATTERN, VERSION_PATTERN
 from .errors import ConfigError
+from .naming import MAIN, template_key, template_url
 from .progress import Progress
 
-VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+VERSION = re.compile(VERSION_PATTERN)
 PREFIX = re.compile(r"^([0-9A-Za-z!_.*'()-]+(/[0-9A-Za-z!_.*'()-]+)*)?$")
 # The main template with the location defaults filled in, per bucket (see product_template).
-PRODUCT_TEMPLATE = "templates/product.template.yaml"
+PRODUCT = "product"
+PRODUCT_TEMPLATE = template_key(PRODUCT)
 CONTENT_TYPES = {".yaml": "application/x-yaml", ".json": "application/json", ".md": "text/markdown"}
 
 
@@ -56,7 +59,7 @@ class PublishRequest:
         if not self.regions:
             raise ConfigError("--regions: give at least one region")
         for region in self.regions:
-            if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
+            if not re.match(REGION_PATTERN, region):
                 raise ConfigError(f"--regions: {region!r} is not a region name such as eu-west-1")
         if not VERSION.match(self.version):
             raise ConfigError(f"--version: letters, digits, '.', '_' and '-' only (got {self.version!r})")
@@ -85,8 +88,9 @@ class PublishResult:
     portfolio_links: dict[str, str] = field(default_factory=dict)  # region -> portfolio quick-create link
 
 
-def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
-    """(relative path, file, sha256) of every file of the build, after checking the manifest."""
+def build_files(build_dir: Path) -> list[tuple[str, bytes, str]]:
+    """(relative path, content, sha256) of every file of the build, read once and checked
+    against the manifest: what is uploaded is what was checked."""
     manifest = read_manifest(build_dir)
     files = []
     stale = []
@@ -95,14 +99,15 @@ def build_files(build_dir: Path) -> list[tuple[str, Path, str]]:
         if not path.is_file():
             stale.append(f"{entry['path']} is missing")
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        body = path.read_bytes()
+        digest = hashlib.sha256(body).hexdigest()
         if digest != entry["sha256"]:
             stale.append(f"{entry['path']} changed since it was built")
-        files.append((entry["path"], path, digest))
+        files.append((entry["path"], body, digest))
     if stale:
         raise ConfigError(f"--build: {build_dir} is stale ({'; '.join(stale)}): run 'gitlab-cfn build' again")
-    manifest_path = build_dir / MANIFEST
-    files.append((MANIFEST, manifest_path, hashlib.sha256(manifest_path.read_bytes()).hexdigest()))
+    manifest_body = (build_dir / MANIFEST).read_bytes()
+    files.append((MANIFEST, manifest_body, hashlib.sha256(manifest_body).hexdigest()))
     return files
 
 
@@ -120,10 +125,6 @@ def product_template(main_text: str, bucket: str, bucket_region: str, key_prefix
         template["Parameters"][name]["Default"] = value
     template["Description"] = template.get("Description", "") + f" (published at s3://{bucket}/{key_prefix})"
     return render(template).encode()
-
-
-def template_url(bucket: str, bucket_region: str, key_prefix: str, name: str = "main") -> str:
-    return f"https://{bucket}.s3.{bucket_region}.amazonaws.com/{key_prefix}templates/{name}.template.yaml"
 
 
 def quick_create_link(region: str, url: str, bucket: str, bucket_region: str, key_prefix: str, stack_name: str,
@@ -165,14 +166,12 @@ def publish(request: PublishRequest, aws: Aws, progress: Progress) -> PublishRes
     # Everything is checked before anything is uploaded: a refused publish changes nothing.
     plan = []
     conflicts = []
-    main_text = (request.build_dir / "templates" / "main.template.yaml").read_text(encoding="utf-8")
+    main_text = next(body for relative, body, _ in files if relative == template_key(MAIN)).decode("utf-8")
     for bucket, bucket_region in targets:
         s3 = aws.client("s3", bucket_region)
         _check_bucket(s3, bucket, bucket_region)
         product = product_template(main_text, bucket, bucket_region, request.key_prefix)
-        objects = [(relative, path.read_bytes(), digest) for relative, path, digest in files]
-        objects.append((PRODUCT_TEMPLATE, product, hashlib.sha256(product).hexdigest()))
-        for relative, body, digest in objects:
+        for relative, body, digest in [*files, (PRODUCT_TEMPLATE, product, hashlib.sha256(product).hexdigest())]:
             key = f"{request.key_prefix}{relative}"
             existing = _existing_sha(s3, bucket, key)
             if existing == digest:
@@ -200,7 +199,7 @@ def publish(request: PublishRequest, aws: Aws, progress: Progress) -> PublishRes
         result.urls[region] = url
         result.links[region] = quick_create_link(region, url, bucket, bucket_region, request.key_prefix,
                                                  request.stack_name)
-        if any(relative == f"templates/{PORTFOLIO}.template.yaml" for relative, _, _ in files):
+        if any(relative == template_key(PORTFOLIO) for relative, _, _ in files):
             result.portfolio_links[region] = quick_create_link(
                 region, template_url(bucket, bucket_region, request.key_prefix, PORTFOLIO), bucket, bucket_region,
                 request.key_prefix, f"{request.stack_name}-portfolio", ProductVersion=request.version)

@@ -16,24 +16,21 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Output, Parameter, Ref, Sub, Template, iam, servicecatalog
 
-from . import __version__, catalog, launch_role
-from .config import BuildConfig
-from .naming import IAM_PATH
+from . import __version__, launch_role
+from .catalog import VERSION_PATTERN, ParamSpec
+from .naming import IAM_PATH, TEMPLATE_DIR
 from .policies import assume_role
+from .wiring import LOCATION_PARAMETERS as LOCATION, PUBLISHED
 
 FILE = "service-catalog.template.yaml"
 PRINCIPAL_PATTERN = r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:(role|group)/[\w+=,.@/-]+$"
-VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
-LOCATION = ("TemplateBucketName", "TemplateBucketRegion", "TemplateKeyPrefix")
 
 # What `gitlab-cfn publish` writes next to the build: the main template, its location
 # parameters defaulting to where it is published.
-PRODUCT_TEMPLATE_URL = ("https://${TemplateBucketName}.s3.${TemplateBucketRegion}.${AWS::URLSuffix}/"
-                     "${TemplateKeyPrefix}templates/${ProductTemplate}")
+PRODUCT_TEMPLATE_URL = PUBLISHED + TEMPLATE_DIR + "/${ProductTemplate}"
 
 
-def _parameters(t: Template, cfg: BuildConfig) -> None:
-    specs = catalog.parameters(cfg)
+def _parameters(t: Template, specs: dict[str, ParamSpec]) -> None:
     for name in LOCATION:
         t.add_parameter(Parameter(name, **specs[name].as_properties()))
     t.add_parameter(Parameter(
@@ -76,13 +73,14 @@ def _parameters(t: Template, cfg: BuildConfig) -> None:
     }})
 
 
-def build(cfg: BuildConfig, product_templates: dict[str, dict]) -> Template:
-    """The portfolio template; ``product_templates`` are the decoded templates of the
-    build (parent and tiers), from which the launch role is derived."""
+def build(specs: dict[str, ParamSpec], product_templates: dict[str, dict]) -> Template:
+    """The portfolio template; ``specs`` are the build's parameters (for the template
+    location), ``product_templates`` its decoded templates (parent and tiers), from
+    which the launch role is derived."""
     t = Template(Description="gitlab-cfn: GitLab on AWS as a Service Catalog product "
                              "(portfolio, product, access and launch role)")
     t.set_version("2010-09-09")
-    _parameters(t, cfg)
+    _parameters(t, specs)
 
     portfolio = t.add_resource(servicecatalog.Portfolio(
         "Portfolio", DisplayName=Ref("PortfolioName"), ProviderName=Ref("ProviderName"),

@@ -40,10 +40,12 @@ class WiringError(Exception):
     """The tiers do not fit together: a bug in the compiler, not in the user's input."""
 
 
+# Where the published templates are, from the location parameters (for Fn::Sub).
+PUBLISHED = "https://${TemplateBucketName}.s3.${TemplateBucketRegion}.${AWS::URLSuffix}/${TemplateKeyPrefix}"
+
+
 def template_url(tier: str) -> Sub:
-    return Sub(
-        "https://${TemplateBucketName}.s3.${TemplateBucketRegion}.${AWS::URLSuffix}/"
-        "${TemplateKeyPrefix}" + template_key(tier))
+    return Sub(PUBLISHED + template_key(tier))
 
 
 def _producers(tiers: list[Tier]) -> dict[str, Tier]:

@@ -342,7 +342,7 @@ class CloudFormationProduct(_Model, CloudFormationModel):
             support_email=props.get("SupportEmail"), support_url=props.get("SupportUrl"),
             product_type=props.get("ProductType", "CLOUD_FORMATION_TEMPLATE"), tags=_tags(props),
             provisioning_artifact_parameters=None)
-        created = [add_artifact(backend, product.id, artifact) for artifact in artifacts]
+        created = [add_artifact(backend, product.id, artifact, fetched=True) for artifact in artifacts]
         return cls(product.id, ProductName=props["Name"],
                    ProvisioningArtifactIds=",".join(a["Id"] for a in created),
                    ProvisioningArtifactNames=",".join(a["Name"] for a in created))

@@ -40,7 +40,8 @@ def new_id(prefix: str) -> str:
 def _state(backend: ServiceCatalogBackend) -> dict[str, Any]:
     """What this module keeps on a backend (one per account and region)."""
     if not hasattr(backend, "gitlab_cfn"):
-        backend.gitlab_cfn = {"artifacts": {}, "product_portfolios": {}, "principals": {}, "constraints": {}}
+        backend.gitlab_cfn = {"artifacts": {}, "artifact_tokens": {}, "product_portfolios": {}, "principals": {},
+                              "constraints": {}}
     return backend.gitlab_cfn
 
 
@@ -76,10 +77,11 @@ def fetch_template(account_id: str, url: str) -> None:
         raise InvalidParametersException(f"Failed to fetch the template at {url}: no such object.")
 
 
-def add_artifact(backend: ServiceCatalogBackend, product_id: str, parameters: dict) -> dict:
+def add_artifact(backend: ServiceCatalogBackend, product_id: str, parameters: dict, fetched: bool = False) -> dict:
+    """Record a version of a product; its template is fetched first unless the caller did."""
     info = parameters.get("Info") or {}
-    url = info.get("LoadTemplateFromURL")
-    fetch_template(backend.account_id, url)
+    if not fetched:
+        fetch_template(backend.account_id, info.get("LoadTemplateFromURL"))
     artifacts = _state(backend)["artifacts"].setdefault(product_id, [])
     name = parameters.get("Name") or f"v{len(artifacts) + 1}"
     if any(a["Name"] == name for a in artifacts):
@@ -95,6 +97,11 @@ def add_artifact(backend: ServiceCatalogBackend, product_id: str, parameters: di
 
 def _detail(artifact: dict) -> dict:
     return {k: artifact[k] for k in ("Id", "Name", "Description", "Type", "CreatedTime", "Active", "Guidance")}
+
+
+def _artifact_result(artifact: dict) -> ActionResult:
+    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"],
+                         "Status": "AVAILABLE"})
 
 
 def _summary(artifact: dict) -> dict:
@@ -122,24 +129,24 @@ def install_artifacts() -> None:
         result = original_create(self)
         detail = result.result["ProductViewDetail"]
         product_id = detail["ProductViewSummary"]["ProductId"]
-        artifact = add_artifact(self.servicecatalog_backend, product_id, parameters)
+        artifact = add_artifact(self.servicecatalog_backend, product_id, parameters, fetched=True)
         result.result["ProvisioningArtifactDetail"] = _detail(artifact)
         return result
 
-    def describe_product(self) -> ActionResult:
+    def product_and_artifacts(self):
         params = json.loads(self.body)
         backend = self.servicecatalog_backend
         product = backend.describe_product(None, params.get("Id"), params.get("Name"))
-        artifacts = _state(backend)["artifacts"].get(product.id, [])
+        return product, _state(backend)["artifacts"].get(product.id, [])
+
+    def describe_product(self) -> ActionResult:
+        product, artifacts = product_and_artifacts(self)
         return ActionResult({"ProductViewSummary": product.to_dict(),
                              "ProvisioningArtifacts": [_summary(a) for a in artifacts if a["Active"]],
                              "Budgets": [], "LaunchPaths": []})
 
     def describe_product_as_admin(self) -> ActionResult:
-        params = json.loads(self.body)
-        backend = self.servicecatalog_backend
-        product = backend.describe_product(None, params.get("Id"), params.get("Name"))
-        artifacts = _state(backend)["artifacts"].get(product.id, [])
+        product, artifacts = product_and_artifacts(self)
         return ActionResult({
             "ProductViewDetail": {"ProductViewSummary": product.to_dict(), "Status": "AVAILABLE",
                                   "ProductARN": product.arn, "CreatedTime": product.created_time},
@@ -152,15 +159,14 @@ def install_artifacts() -> None:
         backend = self.servicecatalog_backend
         _product(backend, params["ProductId"])
         token = params.get("IdempotencyToken")
-        seen = _state(backend).setdefault("artifact_tokens", {})
+        seen = _state(backend)["artifact_tokens"]
         if token and token in seen:
             artifact = _artifact(backend, params["ProductId"], seen[token])
         else:
             artifact = add_artifact(backend, params["ProductId"], params.get("Parameters") or {})
             if token:
                 seen[token] = artifact["Id"]
-        return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"],
-                             "Status": "AVAILABLE"})
+        return _artifact_result(artifact)
 
     def list_provisioning_artifacts(self) -> ActionResult:
         params = json.loads(self.body)
@@ -173,8 +179,7 @@ def install_artifacts() -> None:
         params = json.loads(self.body)
         artifact = _artifact(self.servicecatalog_backend, params["ProductId"],
                              params.get("ProvisioningArtifactId"), params.get("ProvisioningArtifactName"))
-        return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"],
-                             "Status": "AVAILABLE"})
+        return _artifact_result(artifact)
 
     def update_provisioning_artifact(self) -> ActionResult:
         params = json.loads(self.body)
@@ -184,8 +189,7 @@ def install_artifacts() -> None:
         for key in ("Name", "Description", "Active", "Guidance"):
             if key in params:
                 artifact[key] = params[key]
-        return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"],
-                             "Status": "AVAILABLE"})
+        return _artifact_result(artifact)
 
     def delete_provisioning_artifact(self) -> EmptyResult:
         params = json.loads(self.body)
@@ -348,21 +352,24 @@ def _constraint_detail(constraint: dict) -> dict:
     return {k: v for k, v in constraint.items() if k != "Parameters"}
 
 
+def _constraint_result(constraint: dict) -> ActionResult:
+    return ActionResult({"ConstraintDetail": _constraint_detail(constraint),
+                         "ConstraintParameters": constraint["Parameters"], "Status": "AVAILABLE"})
+
+
 def install_constraints() -> None:
     def create_constraint_action(self) -> ActionResult:
         params = json.loads(self.body)
         constraint = create_constraint(self.servicecatalog_backend, params["PortfolioId"], params["ProductId"],
                                        params["Type"], params["Parameters"], params.get("Description", ""))
-        return ActionResult({"ConstraintDetail": _constraint_detail(constraint),
-                             "ConstraintParameters": constraint["Parameters"], "Status": "AVAILABLE"})
+        return _constraint_result(constraint)
 
     def describe_constraint(self) -> ActionResult:
         params = json.loads(self.body)
         constraint = _state(self.servicecatalog_backend)["constraints"].get(params["Id"])
         if constraint is None:
             raise ResourceNotFoundException(f"Constraint {params['Id']} not found.")
-        return ActionResult({"ConstraintDetail": _constraint_detail(constraint),
-                             "ConstraintParameters": constraint["Parameters"], "Status": "AVAILABLE"})
+        return _constraint_result(constraint)
 
     def delete_constraint_action(self) -> EmptyResult:
         params = json.loads(self.body)

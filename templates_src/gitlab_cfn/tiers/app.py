@@ -30,7 +30,7 @@ from troposphere.policies import (
 from ..instances import from_template, launch_template
 from ..naming import tags
 from ..policies import grant, secret_read, secret_write
-from ..tier import Tier
+from ..tier import Tier, generated_secret
 from ..userdata import user_data
 from .storage import BUCKETS
 
@@ -111,15 +111,8 @@ def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
     password (generated), and gitlab-secrets.json and the SSH host keys, which
     the first server writes and every later one reads."""
     key_arn = tier.input("KmsKeyArn")
-    root = tier.keep(secretsmanager.Secret(
-        "RootPasswordSecret",
-        Description=Sub("GitLab initial root password of stack ${ParentStackName}"),
-        KmsKeyId=key_arn,
-        GenerateSecretString=secretsmanager.GenerateSecretString(
-            SecretStringTemplate='{"username": "root"}', GenerateStringKey="password",
-            PasswordLength=32, ExcludePunctuation=True),
-        Tags=tags("gitlab"),
-    ))
+    root = generated_secret(tier, "RootPasswordSecret", "initial root password", "gitlab",
+                            key="password", length=32, username="root")
     shared = {}
     for logical, what in (("RailsSecretsSecret", "gitlab-secrets.json"),
                           ("SshHostKeysSecret", "SSH host keys")):

@@ -19,7 +19,7 @@ from troposphere import GetAtt, Ref, Sub, iam, rds, secretsmanager
 
 from ..naming import IAM_PATH, tags
 from ..policies import assume_role, grant_secret_read, managed_policy_arn
-from ..tier import Tier
+from ..tier import Tier, generated_secret
 
 DESCRIPTION = "gitlab-cfn database: RDS PostgreSQL Multi-AZ DB instance and its secret."
 
@@ -36,19 +36,8 @@ def secret_value(secret, key: str) -> Sub:
 def build(tier: Tier) -> None:
     tier.stack_name()
     key_arn = tier.input("KmsKeyArn")
-    secret = tier.keep(secretsmanager.Secret(
-        "DatabaseSecret",
-        Description=Sub("GitLab PostgreSQL credentials of stack ${ParentStackName}"),
-        KmsKeyId=key_arn,
-        GenerateSecretString=secretsmanager.GenerateSecretString(
-            SecretStringTemplate=f'{{"username": "{DB_USER}"}}',
-            GenerateStringKey="password",
-            PasswordLength=40,
-            # Letters and digits only: safe in RDS, in gitlab.rb and in a URL.
-            ExcludePunctuation=True,
-        ),
-        Tags=tags("database"),
-    ))
+    secret = generated_secret(tier, "DatabaseSecret", "PostgreSQL credentials", "database",
+                              key="password", length=40, username=DB_USER)
     subnets = tier.add(rds.DBSubnetGroup(
         "DatabaseSubnetGroup",
         DBSubnetGroupDescription="GitLab database: private subnets",
