@@ -15,11 +15,12 @@ CHECKOV_STAMP := $(CHECKOV)/.installed-$(shell cat requirements-checkov.txt | sh
 STANDIN := .venv-standin
 STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sha256sum | cut -c1-12)
 
-.PHONY: build lint check test test-tools standin scanner e2e clean distclean help
+.PHONY: build lint check test test-tools standin scanner bench e2e clean distclean help
 
 help:
 	@echo "make build   create .venv and .venv-checkov, compile build/, lint and scan every template"
 	@echo "make test    install test dependencies and the local AWS stand-in, run the whole suite"
+	@echo "make bench   median whole-process timings of build (every config), lint and check"
 	@echo "make e2e     the taskcat matrix in real AWS regions (needs credentials; skipped without)"
 	@echo "make clean   remove build/ ; make distclean also removes .venv/"
 
@@ -73,6 +74,10 @@ standin: $(STANDIN_STAMP)
 
 test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) test-tools
 	$(BIN)/python -m pytest
+
+# Timings are a benchmark, not a test: a loaded machine must not fail CI.
+bench: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/python tests/bench.py
 
 # Real AWS, opt-in: skipped (and says so) without credentials. Not part of `make test`.
 e2e: $(STAMP) $(CHECKOV_STAMP)

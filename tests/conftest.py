@@ -7,8 +7,7 @@ import json
 
 import pytest
 import yaml
-
-from gitlab_cfn import compiler, config
+from gitlab_cfn.compile import compiler, config
 
 # Configs every structural test runs against: the guide's POC and the other shapes.
 VARIANTS = {
@@ -72,7 +71,7 @@ def standin():
 @pytest.fixture
 def local_aws(standin):
     """A clean stand-in account for one test, and clients pointed at it."""
-    from gitlab_cfn.aws import Aws
+    from gitlab_cfn.operate.aws import Aws
 
     standin.reset()
     return Aws(endpoint_url=standin.endpoint)

@@ -11,10 +11,9 @@ import threading
 import time
 
 import pytest
-
-from gitlab_cfn import bake
 from gitlab_cfn.errors import ConfigError
-from gitlab_cfn.progress import Progress
+from gitlab_cfn.operate import bake
+from gitlab_cfn.operate.progress import Progress
 from test_cli import EXE
 
 GITLAB_AMI = "ami-0a11ab5e1c0de1851"   # "GitLab EE 18.5.1" in the stand-in's image catalog

@@ -8,7 +8,6 @@ that must change nothing.
 import shutil
 import subprocess
 
-
 from support.fakes import FakeMachine
 from support.gitlab_rb import TEMPLATE, unknown_settings
 from test_userdata import rendered, sample

@@ -3,8 +3,7 @@ import json
 
 import pytest
 import yaml
-
-from gitlab_cfn import compiler, config
+from gitlab_cfn.compile import compiler, config
 from gitlab_cfn.errors import ConfigError
 
 TEN = ["main", "network", "security-groups", "storage", "database", "cache", "bastion", "gitaly", "app", "dns"]

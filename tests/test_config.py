@@ -1,6 +1,5 @@
 import pytest
-
-from gitlab_cfn import config
+from gitlab_cfn.compile import config
 from gitlab_cfn.errors import ConfigError
 
 BAD = [

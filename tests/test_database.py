@@ -1,8 +1,7 @@
 import pytest
-
-from gitlab_cfn import catalog, config
-from gitlab_cfn.errors import ConfigError
 from conftest import props, templates_for
+from gitlab_cfn.compile import catalog, config
+from gitlab_cfn.errors import ConfigError
 
 
 def db(t):

@@ -6,10 +6,14 @@ import subprocess
 
 import pytest
 import yaml
-
-from gitlab_cfn import compiler, config
-from gitlab_cfn.deploy import build_digest, check_params, first_failure, load_params
+from gitlab_cfn.compile import compiler, config
 from gitlab_cfn.errors import ConfigError
+from gitlab_cfn.operate.deploy import (
+    build_digest,
+    check_params,
+    first_failure,
+    load_params,
+)
 from test_cli import EXE
 
 ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -83,7 +87,7 @@ def test_bad_parameters_exit_2_before_anything_is_sent(build, tmp_path):
 def test_the_digest_changes_with_the_build(build, tmp_path):
     other = tmp_path / "b"
     compiler.write_build(config.from_dict({"az_count": 3}), other)
-    from gitlab_cfn.compiler import read_manifest
+    from gitlab_cfn.compile.compiler import read_manifest
 
     assert build_digest(read_manifest(build)) != build_digest(read_manifest(other))
     assert build_digest(read_manifest(build)) == build_digest(read_manifest(build))

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from gitlab_cfn import config
 from conftest import templates_for
+from gitlab_cfn.compile import config
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = re.compile(r"`(main|network|security-groups|storage|database|cache|bastion|gitaly|app|dns|service-catalog):([A-Z][A-Za-z0-9]+)`")

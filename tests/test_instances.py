@@ -1,9 +1,8 @@
 """Bastion and Gitaly tiers, and the launch templates every instance uses."""
 
 import pytest
-
-from gitlab_cfn import catalog
 from conftest import props, resources, templates_for
+from gitlab_cfn.compile import catalog
 
 
 def launch_templates(t):

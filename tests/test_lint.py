@@ -4,10 +4,10 @@ import json
 
 import pytest
 import yaml
-
-from gitlab_cfn import compiler, config, lint
-from gitlab_cfn.tier import suppress
 from conftest import VARIANTS
+from gitlab_cfn.compile import compiler, config
+from gitlab_cfn.compile.tier import suppress
+from gitlab_cfn.verify import lint
 
 
 @pytest.mark.parametrize("az_count", [2, 3])

@@ -3,8 +3,7 @@
 from pathlib import Path
 
 import pytest
-
-from gitlab_cfn import lint
+from gitlab_cfn.verify import lint
 
 FIXTURES = Path(__file__).parent / "data" / "lint_rules"
 RULES = sorted(p.name for p in FIXTURES.iterdir())

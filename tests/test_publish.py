@@ -8,13 +8,13 @@ import urllib.request
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
-
-from gitlab_cfn import __version__, compiler, config
-from gitlab_cfn.deploy import stack_states
+from gitlab_cfn import __version__
+from gitlab_cfn.compile import compiler, config
+from gitlab_cfn.compile.naming import TIERS, template_key
 from gitlab_cfn.errors import ConfigError
-from gitlab_cfn.naming import TIERS, template_key
-from gitlab_cfn.progress import Progress
-from gitlab_cfn.publish import PublishRequest, publish
+from gitlab_cfn.operate.deploy import stack_states
+from gitlab_cfn.operate.progress import Progress
+from gitlab_cfn.operate.publish import PublishRequest, publish
 from test_cli import EXE
 
 REGIONS = ["us-east-1", "eu-west-1"]

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from cfnlint.decode import decode_str
-
-from gitlab_cfn import compiler, config
-from gitlab_cfn.security.replacement import diff_builds, diff_templates
+from gitlab_cfn.compile import compiler, config
+from gitlab_cfn.verify.replacement import diff_builds, diff_templates
 from test_cli import EXE
 
 BASE_TEXT = (Path(__file__).parent / "data" / "diff" / "base.yaml").read_text()

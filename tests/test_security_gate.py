@@ -6,12 +6,12 @@ import time
 
 import pytest
 import yaml
-
-from gitlab_cfn import bake, compiler, config
-from gitlab_cfn.lint import lint_build
-from gitlab_cfn.security import checkov, iam
-from gitlab_cfn.security.gate import run_gate
 from conftest import VARIANTS
+from gitlab_cfn.compile import compiler, config
+from gitlab_cfn.operate import bake
+from gitlab_cfn.verify import checkov, iam
+from gitlab_cfn.verify.gate import run_gate
+from gitlab_cfn.verify.lint import lint_build
 from test_cli import EXE
 
 

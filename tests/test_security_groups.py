@@ -1,5 +1,4 @@
 import pytest
-
 from conftest import resources, templates_for
 
 ANY4, ANY6 = "0.0.0.0/0", "::/0"

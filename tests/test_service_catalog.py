@@ -17,17 +17,16 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 import yaml
-
 from conftest import VARIANTS, templates_for
-from gitlab_cfn import launch_role
-from gitlab_cfn.compiler import PORTFOLIO
-from gitlab_cfn.deploy import first_failure, stack_states
-from gitlab_cfn.naming import IAM_PATH
-from gitlab_cfn.progress import Progress
-from gitlab_cfn.publish import PublishRequest, publish
-from gitlab_cfn.security import iam
+from gitlab_cfn.compile import launch_role
+from gitlab_cfn.compile.compiler import PORTFOLIO
+from gitlab_cfn.compile.naming import IAM_PATH
+from gitlab_cfn.operate.deploy import first_failure, stack_states
+from gitlab_cfn.operate.progress import Progress
+from gitlab_cfn.operate.publish import PublishRequest, publish
+from gitlab_cfn.verify import iam
 from test_cli import EXE
-from test_publish import ENV, REGIONS, build, buckets  # noqa: F401 (build is a fixture)
+from test_publish import ENV, REGIONS, buckets, build  # noqa: F401 (build is a fixture)
 
 ROLE = "arn:aws:iam::123456789012:role/Developers"
 

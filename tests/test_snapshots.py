@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import templates_for
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

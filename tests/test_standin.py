@@ -9,7 +9,6 @@ import re
 import urllib.request
 
 import pytest
-
 from gitlab_cfn.standin import patches_source
 
 REGION = "eu-west-1"

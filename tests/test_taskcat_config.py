@@ -7,7 +7,6 @@ import jsonschema
 import taskcat
 import yaml
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,7 +46,7 @@ def test_the_matrix_covers_what_the_issue_asks():
 
 
 def test_every_test_gets_exactly_the_parameters_its_build_needs(tmp_path):
-    from gitlab_cfn import compiler, config
+    from gitlab_cfn.compile import compiler, config
 
     cfg = _config()
     for name, test in cfg["tests"].items():

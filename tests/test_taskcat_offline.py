@@ -14,9 +14,8 @@ from pathlib import Path
 
 import boto3
 import yaml
-
-from gitlab_cfn import compiler, config
-from gitlab_cfn.deploy import first_failure, stack_states
+from gitlab_cfn.compile import compiler, config
+from gitlab_cfn.operate.deploy import first_failure, stack_states
 
 ROOT = Path(__file__).resolve().parent.parent
 REGIONS = ["us-east-1", "eu-west-1"]

@@ -6,9 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from gitlab_cfn import userdata
 from conftest import props, resources, templates_for
+from gitlab_cfn.compile import userdata
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SECRET_VALUES = ["s3cr3tDbPassw0rd", "redisAuthT0ken", "gitalyT0ken", "shellT0ken", "r00tPassw0rd"]
@@ -138,7 +137,7 @@ def test_scripts_hold_no_cloudformation_syntax():
 
 
 def test_oversized_user_data_is_refused_at_build_time(monkeypatch):
-    from gitlab_cfn.userdata import UserDataError
+    from gitlab_cfn.compile.userdata import UserDataError
     from troposphere import Ref
 
     monkeypatch.setattr(userdata, "MAX_BYTES", len(userdata.body("gitaly")) + 100)

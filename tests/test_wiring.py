@@ -3,14 +3,13 @@
 import re
 
 import pytest
-
-from gitlab_cfn import catalog, config
-from gitlab_cfn.compiler import build_tiers
-from gitlab_cfn.constraints import violations
-from gitlab_cfn.naming import stack_id
-from gitlab_cfn.tier import Tier
-from gitlab_cfn.wiring import WiringError, build_parent
 from conftest import resources, templates_for
+from gitlab_cfn.compile import catalog, config
+from gitlab_cfn.compile.compiler import build_tiers
+from gitlab_cfn.compile.constraints import violations
+from gitlab_cfn.compile.naming import stack_id
+from gitlab_cfn.compile.tier import Tier
+from gitlab_cfn.compile.wiring import WiringError, build_parent
 
 AWS_TYPES = re.compile(r"^(List<)?AWS::")
 

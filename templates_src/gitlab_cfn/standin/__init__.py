@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import ConfigError, GitlabCfnError
+from gitlab_cfn.errors import ConfigError, GitlabCfnError
 
 REPO = Path(__file__).resolve().parents[3]
 VENV = Path(os.environ.get("GITLAB_CFN_STANDIN_VENV", REPO / ".venv-standin"))

@@ -329,7 +329,7 @@ class CloudFormationProduct(_Model, CloudFormationModel):
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
-        from .servicecatalog import add_artifact, fetch_template
+        from gitlab_cfn.standin.servicecatalog import add_artifact, fetch_template
 
         props = cloudformation_json.get("Properties", {})
         artifacts = props.get("ProvisioningArtifactParameters") or []
@@ -358,7 +358,7 @@ class PortfolioProductAssociation(_Model, CloudFormationModel):
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
-        from .servicecatalog import associate_product
+        from gitlab_cfn.standin.servicecatalog import associate_product
 
         props = cloudformation_json.get("Properties", {})
         associate_product(_catalog(account_id, region_name), props["PortfolioId"], props["ProductId"])
@@ -367,7 +367,7 @@ class PortfolioProductAssociation(_Model, CloudFormationModel):
         return model
 
     def delete(self, account_id: str, region_name: str) -> None:
-        from .servicecatalog import disassociate_product
+        from gitlab_cfn.standin.servicecatalog import disassociate_product
 
         disassociate_product(_catalog(account_id, region_name), *self.ids)
 
@@ -379,7 +379,7 @@ class PortfolioPrincipalAssociation(_Model, CloudFormationModel):
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
-        from .servicecatalog import associate_principal
+        from gitlab_cfn.standin.servicecatalog import associate_principal
 
         props = cloudformation_json.get("Properties", {})
         associate_principal(_catalog(account_id, region_name), props["PortfolioId"], props["PrincipalARN"],
@@ -389,7 +389,7 @@ class PortfolioPrincipalAssociation(_Model, CloudFormationModel):
         return model
 
     def delete(self, account_id: str, region_name: str) -> None:
-        from .servicecatalog import disassociate_principal
+        from gitlab_cfn.standin.servicecatalog import disassociate_principal
 
         disassociate_principal(_catalog(account_id, region_name), *self.ids)
 
@@ -401,7 +401,7 @@ class LaunchRoleConstraint(_Model, CloudFormationModel):
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
-        from .servicecatalog import create_constraint
+        from gitlab_cfn.standin.servicecatalog import create_constraint
 
         props = cloudformation_json.get("Properties", {})
         parameters = {k: props[k] for k in ("RoleArn", "LocalRoleName") if props.get(k)}
@@ -410,7 +410,7 @@ class LaunchRoleConstraint(_Model, CloudFormationModel):
         return cls(constraint["ConstraintId"])
 
     def delete(self, account_id: str, region_name: str) -> None:
-        from .servicecatalog import delete_constraint
+        from gitlab_cfn.standin.servicecatalog import delete_constraint
 
         delete_constraint(_catalog(account_id, region_name), self._physical_id)
 

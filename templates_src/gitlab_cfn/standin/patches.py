@@ -88,7 +88,7 @@ def patch(function: Callable[[], None]) -> Callable[[], None]:
 
 @patch
 def resource_models() -> None:
-    from . import models  # noqa: F401  (subclassing registers them)
+    from gitlab_cfn.standin import models  # noqa: F401  (subclassing registers them)
 
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()
@@ -613,21 +613,21 @@ def rds_deletion_protection() -> None:
 
 @patch
 def servicecatalog_provisioning_artifacts() -> None:
-    from .servicecatalog import install_artifacts
+    from gitlab_cfn.standin.servicecatalog import install_artifacts
 
     install_artifacts()
 
 
 @patch
 def servicecatalog_portfolio_associations() -> None:
-    from .servicecatalog import install_associations
+    from gitlab_cfn.standin.servicecatalog import install_associations
 
     install_associations()
 
 
 @patch
 def servicecatalog_constraints() -> None:
-    from .servicecatalog import install_constraints
+    from gitlab_cfn.standin.servicecatalog import install_constraints
 
     install_constraints()
 

@@ -6,7 +6,7 @@ Run by ``StandIn`` with the stand-in's own interpreter:
 
 import sys
 
-from .patches import apply_all
+from gitlab_cfn.standin.patches import apply_all
 
 
 def main(argv: list[str] | None = None) -> None:

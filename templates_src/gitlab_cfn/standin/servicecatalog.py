@@ -25,7 +25,10 @@ from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
-from moto.servicecatalog.exceptions import InvalidParametersException, ResourceNotFoundException
+from moto.servicecatalog.exceptions import (
+    InvalidParametersException,
+    ResourceNotFoundException,
+)
 from moto.servicecatalog.models import ServiceCatalogBackend
 from moto.servicecatalog.responses import ServiceCatalogResponse
 

@@ -1,0 +1,69 @@
+"""``gitlab-cfn``: the command line, one module per subcommand.
+
+Exit codes: 0 success, 1 a check failed (lint findings), 2 bad input (a config
+field, a missing file, a bad argument). Results go to standard output, progress
+and errors to standard error, errors as one line ``gitlab-cfn: error: ...``.
+
+Each subcommand module has ``register(sub)``, which adds its parser, and
+``run(args)``, which the parser's ``func`` default points at. The order of
+``SUBCOMMANDS`` is the order ``--help`` lists them in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gitlab_cfn import __version__
+from gitlab_cfn.cli import (
+    bake_ami,
+    build,
+    catalog,
+    check,
+    deploy,
+    destroy,
+    diff,
+    lint,
+    publish,
+    standin,
+)
+from gitlab_cfn.errors import GitlabCfnError
+
+SUBCOMMANDS = (build, lint, check, diff, deploy, destroy, publish, catalog, standin, bake_ami)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="gitlab-cfn",
+        description="Compile self-managed GitLab on AWS into nested CloudFormation templates.",
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in SUBCOMMANDS:
+        command.register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GitlabCfnError as exc:
+        print(f"gitlab-cfn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # AWS said no, or could not be reached: one line, not a traceback
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(exc, (BotoCoreError, ClientError)):
+            raise
+        print(f"gitlab-cfn: error: AWS: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gitlab-cfn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

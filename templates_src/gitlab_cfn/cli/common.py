@@ -1,0 +1,80 @@
+"""What the subcommands share: options, the AWS endpoint, the quiet note."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gitlab_cfn import __version__
+from gitlab_cfn.errors import ConfigError
+
+DEFAULT_BUILD = "build"
+
+
+def build_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--build", metavar="DIR", default=DEFAULT_BUILD,
+                        help=f"build folder (default: {DEFAULT_BUILD})")
+
+
+def location_options(parser: argparse.ArgumentParser, regions_help: str, version_help: str) -> None:
+    """Where a build is published: the same options for ``publish`` and ``catalog publish``."""
+    parser.add_argument("--bucket", required=True, help="bucket name (per region: <bucket>-<region>)")
+    parser.add_argument("--regions", metavar="R1,R2", required=True, help=regions_help)
+    parser.add_argument("--prefix", default="gitlab-cfn", help="key prefix (default: gitlab-cfn)")
+    parser.add_argument("--version", help=f"{version_help} (default: the package version, {__version__})")
+    parser.add_argument("--single-bucket", action="store_true", help="one bucket, in the first region, for all")
+
+
+def quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def aws_arguments(parser: argparse.ArgumentParser, local: bool = True) -> None:
+    parser.add_argument("--stack-name", required=True, help="CloudFormation stack name")
+    parser.add_argument("--region", required=True, help="AWS region")
+    if local:
+        parser.add_argument("--local", action="store_true",
+                            help="run against a local AWS stand-in started for this command")
+    parser.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint (for example a running stand-in)")
+    parser.add_argument("--poll-seconds", type=float, default=10, metavar="S", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
+
+
+def note(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+class Endpoint:
+    """--local starts the stand-in for the command's duration; --endpoint-url uses one."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.standin = None
+
+    def __enter__(self):
+        from gitlab_cfn.operate.aws import Aws
+
+        if getattr(self.args, "local", False):
+            if self.args.endpoint_url:
+                raise ConfigError("--local and --endpoint-url exclude each other")
+            from gitlab_cfn.standin import StandIn
+
+            self.standin = StandIn().start()
+            note(self.args, f"local AWS stand-in at {self.standin.endpoint} (stops when this command ends)")
+            return Aws(endpoint_url=self.standin.endpoint)
+        return Aws(endpoint_url=self.args.endpoint_url)
+
+    def __exit__(self, *exc):
+        if self.standin:
+            self.standin.stop()
+
+
+def publish_request(args: argparse.Namespace, **extra):
+    """The published location that ``publish`` writes and ``catalog publish`` reads."""
+    from gitlab_cfn.operate.publish import PublishRequest
+
+    return PublishRequest(
+        bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r], prefix=args.prefix,
+        version=args.version or __version__, single_bucket=args.single_bucket, **extra)

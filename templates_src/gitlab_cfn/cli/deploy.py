@@ -1,0 +1,52 @@
+"""``gitlab-cfn deploy``: upload the build and create or update the stack."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gitlab_cfn.cli.common import Endpoint, aws_arguments, build_option, note
+
+
+def run(args: argparse.Namespace) -> int:
+    from gitlab_cfn.operate import deploy, local
+    from gitlab_cfn.operate.progress import Progress
+
+    build = Path(args.build)
+    params = deploy.load_params(args.params)
+    request = deploy.DeployRequest(stack_name=args.stack_name, region=args.region, build_dir=build,
+                                   params=params, bucket=args.bucket, prefix=args.prefix,
+                                   allow_replace=set(args.allow_replace), poll=args.poll_seconds)
+    progress = Progress(quiet=args.quiet)
+    with Endpoint(args) as aws:
+        if args.local:
+            template, manifest = deploy._parent_template(build)
+            filled = local.fill(aws, args.region, template, params, manifest["config"]["az_count"])
+            for name, value in filled.items():
+                progress.done(f"local value {name} = {value}")
+            request.params = {**filled, **params}
+        result = deploy.deploy(request, aws, progress)
+    if args.json:
+        print(deploy.as_json(result))
+    else:
+        print(deploy.outputs_table(result.outputs))
+    note(args, f"stack {args.stack_name}: {result.status}")
+    return 0
+
+
+def register(sub) -> None:
+    deploy_p = sub.add_parser(
+        "deploy", help="upload the build and create or update the stack, showing progress",
+        description="Check the parameters against the template, upload the build to S3, create the "
+                    "stack (or update it through a change set, shown first and refused when it would "
+                    "replace a data resource), show progress, and print the outputs. On failure, name "
+                    "the first failing resource of the deepest failing nested stack and exit 1.")
+    aws_arguments(deploy_p)
+    deploy_p.add_argument("--params", metavar="FILE", help="parameter values: JSON or YAML mapping, or "
+                                                          "CloudFormation's ParameterKey/ParameterValue list")
+    deploy_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
+    deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/<build digest>/, new for every changed build)")
+    build_option(deploy_p)
+    deploy_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
+                          help="accept an update that replaces this data resource (repeatable)")
+    deploy_p.set_defaults(func=run)

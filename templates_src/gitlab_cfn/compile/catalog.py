@@ -1,0 +1,256 @@
+"""The parameters a person launching the stack fills in, defined once.
+
+Every user-facing parameter of every tier is described here: its type, its
+constraint, its default, and the label and group the CloudFormation console
+shows. A tier asks for a parameter by name; the parent template declares the
+same parameter from the same definition and passes it down. A parameter name
+that is not in this catalog can only be fed by another tier's output (see
+``wiring``), so nothing reaches a child template unconstrained.
+
+The instance types, engine versions and other allowed values come from
+``choices``, which the build config reads too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gitlab_cfn.compile.choices import (
+    BASTION_INSTANCE_TYPES,
+    CACHE_ENGINE_VERSIONS,
+    CACHE_NODE_TYPES,
+    DB_ENGINE_VERSIONS,
+    DB_INSTANCE_CLASSES,
+    GITLAB_INSTANCE_TYPES,
+)
+from gitlab_cfn.compile.config import BuildConfig
+
+UBUNTU_LTS_AMI_PARAMETER = (
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+)
+GITLAB_AMI_PARAMETER = "/gitlab-cfn/ami/gitlab"
+
+_OCTET = r"([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])"
+_IPV4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+CIDR_VPC_PATTERN = rf"^{_IPV4}/(1[6-9]|2[0-8])$"
+CIDR_ANY_PATTERN = rf"^{_IPV4}/([0-9]|[1-2][0-9]|3[0-2])$"
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+ACM_ARN_PATTERN = (
+    r"^arn:aws(-cn|-us-gov)?:acm:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
+    r"certificate/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+HOSTED_ZONE_PATTERN = r"^(Z[A-Z0-9]{1,31})?$"
+BUCKET_NAME_PATTERN = r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$"
+KEY_PREFIX_PATTERN = r"^([0-9A-Za-z!_.*'()-]+/)*$"
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
+# A published version: a key prefix folder, and a Service Catalog product version name.
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
+
+SSM_TYPE_PREFIX = "AWS::SSM::Parameter::Value<"
+
+# Console groups, in the order the console shows them.
+GROUPS = (
+    "Network",
+    "Access",
+    "GitLab application",
+    "Database (Amazon RDS for PostgreSQL)",
+    "Cache (Amazon ElastiCache for Redis)",
+    "Gitaly (Git repository storage)",
+    "Template location",
+)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One CloudFormation parameter, with the console metadata that goes with it."""
+
+    type: str
+    description: str
+    label: str
+    group: str
+    default: Any = None
+    allowed_values: tuple = ()
+    allowed_pattern: str | None = None
+    constraint: str | None = None
+    min_value: int | None = None
+    max_value: int | None = None
+
+    def for_child(self) -> ParamSpec:
+        """The same parameter as a nested template declares it.
+
+        The parent resolves an ``AWS::SSM::Parameter::Value<T>`` parameter once and
+        passes the value down, so the child declares the resolved type ``T``.
+        """
+        if self.type.startswith(SSM_TYPE_PREFIX):
+            return replace(self, type=self.type[len(SSM_TYPE_PREFIX):-1], default=None)
+        return self
+
+    def as_properties(self) -> dict:
+        """Keyword arguments for ``troposphere.Parameter``."""
+        props: dict[str, Any] = {"Type": self.type, "Description": self.description}
+        if self.default is not None:
+            props["Default"] = self.default
+        if self.allowed_values:
+            props["AllowedValues"] = list(self.allowed_values)
+        if self.allowed_pattern:
+            props["AllowedPattern"] = self.allowed_pattern
+        if self.constraint:
+            props["ConstraintDescription"] = self.constraint
+        if self.min_value is not None:
+            props["MinValue"] = self.min_value
+        if self.max_value is not None:
+            props["MaxValue"] = self.max_value
+        return props
+
+
+def _choice(label, group, description, values, default):
+    return ParamSpec(
+        type="String", description=description, label=label, group=group,
+        default=default, allowed_values=tuple(values),
+        constraint="must be one of the listed values")
+
+
+def _number(label, group, description, default, low, high):
+    return ParamSpec(
+        type="Number", description=description, label=label, group=group,
+        default=default, min_value=low, max_value=high,
+        constraint=f"must be a number from {low} to {high}")
+
+
+def _cidr(label, group, description, default=None, pattern=CIDR_VPC_PATTERN):
+    return ParamSpec(
+        type="String", description=description, label=label, group=group, default=default,
+        allowed_pattern=pattern,
+        constraint="must be an IPv4 CIDR block such as 10.0.0.0/24"
+        + (" (/16 to /28)" if pattern == CIDR_VPC_PATTERN else ""))
+
+
+def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
+    """Every user-facing parameter for this build, keyed by parameter name."""
+    net, acc, app, db, cache, gitaly, loc = GROUPS
+    specs: dict[str, ParamSpec] = {}
+
+    specs["AvailabilityZones"] = ParamSpec(
+        type="List<AWS::EC2::AvailabilityZone::Name>",
+        description=f"Exactly {cfg.az_count} Availability Zones of this region, one subnet pair each.",
+        label="Availability Zones", group=net)
+    specs["VpcCidr"] = _cidr("VPC CIDR", net, "IPv4 range of the VPC.", "10.0.0.0/16")
+    for i in range(1, cfg.az_count + 1):
+        # The guide's layout: public 10.0.0.0/24, private 10.0.1.0/24, then the next AZ.
+        specs[f"PublicSubnet{i}Cidr"] = _cidr(
+            f"Public subnet {i} CIDR", net, f"Public subnet in Availability Zone {i}.",
+            f"10.0.{2 * (i - 1)}.0/24")
+        specs[f"PrivateSubnet{i}Cidr"] = _cidr(
+            f"Private subnet {i} CIDR", net, f"Private subnet in Availability Zone {i}.",
+            f"10.0.{2 * (i - 1) + 1}.0/24")
+
+    specs["GitSshCIDR"] = _cidr(
+        "Git over SSH: allowed CIDR", acc,
+        "Addresses allowed to reach Git over SSH (port 22) through the load balancer. "
+        "No default: choose your office or VPN range.", pattern=CIDR_ANY_PATTERN)
+    if cfg.bastions:
+        specs["RemoteAccessCIDR"] = _cidr(
+            "Bastion SSH: allowed CIDR", acc,
+            "Addresses allowed to SSH into the bastion hosts. 0.0.0.0/0 is refused.",
+            pattern=CIDR_ANY_PATTERN)
+        specs["BastionInstanceType"] = _choice(
+            "Bastion instance type", acc, "EC2 instance type of the bastion hosts.",
+            BASTION_INSTANCE_TYPES, "t3.micro")
+        specs["BastionAmiId"] = ParamSpec(
+            type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            description="SSM parameter holding the bastion image (current Ubuntu LTS by default).",
+            label="Bastion AMI (SSM parameter)", group=acc, default=UBUNTU_LTS_AMI_PARAMETER)
+    if cfg.ssh_key_pair:
+        specs["KeyPairName"] = ParamSpec(
+            type="AWS::EC2::KeyPair::KeyName",
+            description="Existing EC2 key pair for SSH to the instances.",
+            label="EC2 key pair", group=acc)
+
+    specs["DomainName"] = ParamSpec(
+        type="String", description="Fully qualified domain name GitLab is served on, e.g. gitlab.example.com.",
+        label="GitLab domain name", group=app, allowed_pattern=DOMAIN_PATTERN,
+        constraint="must be a lower-case fully qualified domain name such as gitlab.example.com")
+    specs["CertificateArn"] = ParamSpec(
+        type="String", description="ARN of an issued ACM certificate for the domain, in this region.",
+        label="ACM certificate ARN", group=app, allowed_pattern=ACM_ARN_PATTERN,
+        constraint="must be an ACM certificate ARN: arn:aws:acm:REGION:ACCOUNT:certificate/UUID")
+    specs["HostedZoneId"] = ParamSpec(
+        type="String",
+        description="Route 53 hosted zone for the domain. Leave empty to manage DNS yourself.",
+        label="Route 53 hosted zone id (optional)", group=app, default="",
+        allowed_pattern=HOSTED_ZONE_PATTERN,
+        constraint="must be empty or a hosted zone id such as Z0123456789ABCDEFGHIJ")
+    if cfg.app.gitlab_ami == "ssm-parameter":
+        specs["GitLabAmiId"] = ParamSpec(
+            type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            description="SSM parameter holding the GitLab AMI id (written by gitlab-cfn bake-ami).",
+            label="GitLab AMI (SSM parameter)", group=app, default=GITLAB_AMI_PARAMETER)
+    else:
+        specs["GitLabAmiId"] = ParamSpec(
+            type="AWS::EC2::Image::Id", description="GitLab AMI id in this region.",
+            label="GitLab AMI id", group=app)
+    specs["AppInstanceType"] = _choice(
+        "GitLab instance type", app, "EC2 instance type of the GitLab application servers.",
+        GITLAB_INSTANCE_TYPES, cfg.app.instance_type)
+    specs["AppRootVolumeSize"] = _number(
+        "GitLab root volume (GiB)", app, "Encrypted gp3 root volume of each GitLab server.",
+        30, 20, 1024)
+
+    specs["DBInstanceClass"] = _choice(
+        "Instance class", db, "RDS instance class; burstable db.t* classes are not offered.",
+        DB_INSTANCE_CLASSES, cfg.database.instance_class)
+    specs["DBEngineVersion"] = _choice(
+        "PostgreSQL major version", db, "PostgreSQL major version supported by GitLab.",
+        DB_ENGINE_VERSIONS, DB_ENGINE_VERSIONS[-1])
+    if cfg.database.storage_type == "io1":
+        specs["DBAllocatedStorage"] = _number(
+            "Storage (GiB)", db, "Provisioned IOPS (io1) storage.", 100, 100, 65536)
+        specs["DBIops"] = _number(
+            "Provisioned IOPS", db, "io1 IOPS: between 1 and 50 times the storage size.",
+            1000, 1000, 256000)
+    else:
+        specs["DBAllocatedStorage"] = _number(
+            "Storage (GiB)", db, "General Purpose (gp3) storage.", 100, 20, 65536)
+    specs["DBBackupRetentionPeriod"] = _number(
+        "Backup retention (days)", db, "Days of automated backups kept.", 7, 7, 35)
+
+    specs["CacheNodeType"] = _choice(
+        "Node type", cache, "ElastiCache node type of the primary and replicas.",
+        CACHE_NODE_TYPES, cfg.cache.node_type)
+    specs["CacheEngineVersion"] = _choice(
+        "Redis version", cache, "Redis engine version (cluster mode stays disabled).",
+        CACHE_ENGINE_VERSIONS, CACHE_ENGINE_VERSIONS[-1])
+    specs["CacheSnapshotRetentionLimit"] = _number(
+        "Snapshot retention (days)", cache, "Days of daily Redis snapshots kept.", 7, 1, 35)
+
+    specs["GitalyInstanceType"] = _choice(
+        "Gitaly instance type", gitaly, "EC2 instance type of the Gitaly server.",
+        GITLAB_INSTANCE_TYPES, cfg.gitaly.instance_type)
+    if cfg.gitaly.volume_type == "io1":
+        specs["GitalyVolumeSize"] = _number(
+            "Data volume (GiB)", gitaly, "io1 volume holding the Git repositories.", 20, 20, 16384)
+        specs["GitalyVolumeIops"] = _number(
+            "Data volume IOPS", gitaly, "io1 IOPS: at most 50 per GiB of the volume.",
+            1000, 100, 64000)
+    else:
+        specs["GitalyVolumeSize"] = _number(
+            "Data volume (GiB)", gitaly, "gp3 volume holding the Git repositories.", 100, 20, 16384)
+        specs["GitalyVolumeIops"] = _number(
+            "Data volume IOPS", gitaly, "gp3 IOPS (GitLab recommends 8,000 read / 2,000 write).",
+            3000, 3000, 16000)
+
+    specs["TemplateBucketName"] = ParamSpec(
+        type="String", description="S3 bucket holding the published templates.",
+        label="Template bucket name", group=loc, allowed_pattern=BUCKET_NAME_PATTERN,
+        constraint="must be an S3 bucket name: lower-case letters, digits, dots and hyphens")
+    specs["TemplateKeyPrefix"] = ParamSpec(
+        type="String", description="Key prefix of the templates in the bucket, ending in '/' (may be empty).",
+        label="Template key prefix", group=loc, default="", allowed_pattern=KEY_PREFIX_PATTERN,
+        constraint="must be empty or end with '/', e.g. gitlab-cfn/0.1.0/")
+    specs["TemplateBucketRegion"] = ParamSpec(
+        type="String", description="Region of the template bucket.",
+        label="Template bucket region", group=loc, allowed_pattern=REGION_PATTERN,
+        constraint="must be a region name such as us-east-1")
+    return specs
+

@@ -1,0 +1,120 @@
+"""Security groups tier: the firewall of GitLab's guide, tightened.
+
+Groups: load balancer, GitLab application servers, database, cache, Gitaly and
+(when built) bastions. Each group starts with no outbound access; every
+allowed flow is written once by ``allow``, which adds the ingress rule on the
+target and, between two groups, the matching egress rule on the source. Every
+rule carries a description.
+
+- load balancer: 80/443 from anywhere (IPv4 and IPv6), 22 from ``GitSshCIDR``
+- application: 80 and 22 from the load balancer only; 22 from the bastions
+- database: 5432 from the application only; cache: 6379 from the application only
+- Gitaly: 8075 from the application only; 22 from the bastions
+- bastion: 22 from ``RemoteAccessCIDR`` (a Rule refuses 0.0.0.0/0)
+
+Exposes: ``<Group>SecurityGroupId`` for each group.
+"""
+
+from __future__ import annotations
+
+from troposphere import GetAtt, ec2
+
+from gitlab_cfn.compile.naming import tags
+from gitlab_cfn.compile.tier import Tier, scanner_skip
+
+DESCRIPTION = "gitlab-cfn security groups: load balancer, app, database, cache, Gitaly, bastion."
+
+ANYWHERE_V4 = "0.0.0.0/0"
+ANYWHERE_V6 = "::/0"
+# A rule that matches nothing: with it in place CloudFormation drops the
+# default allow-all egress rule (the AWS CDK does the same).
+NO_EGRESS = ec2.SecurityGroupRule(
+    IpProtocol="icmp", FromPort=252, ToPort=86, CidrIp="255.255.255.255/32",
+    Description="Disallow all traffic")
+
+PORTS = {"http": 80, "https": 443, "ssh": 22, "postgres": 5432, "redis": 6379, "gitaly": 8075}
+
+
+class Groups:
+    def __init__(self, tier: Tier, vpc_id):
+        self.tier = tier
+        self.vpc_id = vpc_id
+        self.groups: dict[str, ec2.SecurityGroup] = {}
+
+    def group(self, name: str, description: str) -> ec2.SecurityGroup:
+        sg = self.tier.add(ec2.SecurityGroup(
+            f"{name}SecurityGroup",
+            GroupDescription=description,
+            VpcId=self.vpc_id,
+            SecurityGroupEgress=[NO_EGRESS],
+            Tags=tags(name.lower()),
+        ))
+        self.groups[name] = sg
+        return sg
+
+    def allow(self, target: str, source, port: str, description: str) -> None:
+        """Allow TCP ``port`` into group ``target`` from a group name or a CIDR."""
+        number = PORTS[port]
+        rule = dict(IpProtocol="tcp", FromPort=number, ToPort=number, Description=description)
+        dest = GetAtt(self.groups[target], "GroupId")
+        if isinstance(source, str) and source in self.groups:
+            src = GetAtt(self.groups[source], "GroupId")
+            self.tier.add(ec2.SecurityGroupIngress(
+                f"{target}From{source}{port.capitalize()}",
+                GroupId=dest, SourceSecurityGroupId=src, **rule))
+            self.tier.add(ec2.SecurityGroupEgress(
+                f"{source}To{target}{port.capitalize()}",
+                GroupId=src, DestinationSecurityGroupId=dest, **rule))
+            return
+        key = "CidrIpv6" if source == ANYWHERE_V6 else "CidrIp"
+        suffix = {ANYWHERE_V4: "Anywhere", ANYWHERE_V6: "AnywhereIpv6"}.get(source, "Cidr")
+        ingress = self.tier.add(ec2.SecurityGroupIngress(
+            f"{target}From{suffix}{port.capitalize()}", GroupId=dest, **{key: source}, **rule))
+        if source in (ANYWHERE_V4, ANYWHERE_V6) and port == "http":
+            scanner_skip(ingress, "CKV_AWS_260", "public load balancer: GitLab is served to everyone on 80 as on 443")
+
+    def allow_out(self, source: str, port: str, description: str) -> None:
+        """Allow TCP ``port`` out of group ``source`` to any IPv4 address (through NAT)."""
+        number = PORTS[port]
+        self.tier.add(ec2.SecurityGroupEgress(
+            f"{source}ToInternet{port.capitalize()}",
+            GroupId=GetAtt(self.groups[source], "GroupId"),
+            IpProtocol="tcp", FromPort=number, ToPort=number, CidrIp=ANYWHERE_V4,
+            Description=description))
+
+
+def build(tier: Tier) -> None:
+    tier.stack_name()
+    g = Groups(tier, tier.input("VpcId"))
+    bastions = tier.cfg.bastions
+
+    g.group("LoadBalancer", "GitLab load balancer: HTTP/HTTPS from anywhere, Git over SSH from a trusted range")
+    g.group("App", "GitLab application servers: traffic from the load balancer only")
+    g.group("Database", "GitLab RDS PostgreSQL: from the application servers only")
+    g.group("Cache", "GitLab ElastiCache Redis: from the application servers only")
+    g.group("Gitaly", "GitLab Gitaly server: from the application servers only")
+    if bastions:
+        g.group("Bastion", "GitLab bastion hosts: SSH from the remote access range")
+
+    for port in ("http", "https"):
+        g.allow("LoadBalancer", ANYWHERE_V4, port, f"{port.upper()} to GitLab from anywhere (IPv4)")
+        g.allow("LoadBalancer", ANYWHERE_V6, port, f"{port.upper()} to GitLab from anywhere (IPv6)")
+    g.allow("LoadBalancer", tier.param("GitSshCIDR"), "ssh", "Git over SSH from the trusted range")
+
+    g.allow("App", "LoadBalancer", "http", "HTTP and TLS-terminated HTTPS from the load balancer")
+    g.allow("App", "LoadBalancer", "ssh", "Git over SSH forwarded by the load balancer")
+    g.allow("Database", "App", "postgres", "PostgreSQL from the GitLab application servers")
+    g.allow("Cache", "App", "redis", "Redis from the GitLab application servers")
+    g.allow("Gitaly", "App", "gitaly", "Gitaly RPC from the GitLab application servers")
+    for source in ("App", "Gitaly"):
+        g.allow_out(source, "https", "HTTPS to AWS APIs, package repositories and GitLab's URL")
+        g.allow_out(source, "http", "HTTP to package repositories")
+    if bastions:
+        g.allow("Bastion", tier.param("RemoteAccessCIDR"), "ssh", "Administrator SSH from the remote access range")
+        g.allow("App", "Bastion", "ssh", "Administrator SSH from the bastion hosts")
+        g.allow("Gitaly", "Bastion", "ssh", "Administrator SSH from the bastion hosts")
+        g.allow_out("Bastion", "https", "HTTPS to AWS APIs and package repositories")
+        g.allow_out("Bastion", "http", "HTTP to package repositories")
+
+    for name, sg in g.groups.items():
+        tier.output(f"{name}SecurityGroupId", GetAtt(sg, "GroupId"), f"{name} security group.")

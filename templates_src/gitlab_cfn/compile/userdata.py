@@ -1,0 +1,105 @@
+"""User data: a short preamble of exported values, then the boot scripts unchanged.
+
+The boot scripts in ``scripts/`` are real bash files with no CloudFormation
+syntax in them. An instance's user data is::
+
+    #!/bin/bash
+    export AWS_REGION='...'        <- the preamble: Fn::Sub over ${NAME} placeholders
+    ...
+    <scripts/lib/common.sh>        <- joined in as literal text, never through Fn::Sub
+    [<scripts/lib/install.sh>]
+    <scripts/<role>.sh>
+
+so a ``${VAR}`` in a script is bash's, not CloudFormation's. Secrets are never
+values here: the scripts read them from Secrets Manager at boot.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from troposphere import Base64, Join, Sub
+
+from gitlab_cfn.errors import GitlabCfnError
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
+# The files of each role's user data, in order: libraries, then the role script.
+ROLES = {
+    "gitlab-app": ("lib/common.sh", "gitlab-app.sh"),
+    "gitaly": ("lib/common.sh", "gitaly.sh"),
+    "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
+    "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
+}
+# EC2 refuses user data over 16 KB (before base64).
+MAX_BYTES = 16 * 1024
+# Longest value each kind of variable can take, for the build-time size check.
+# A literal string counts at its own length.
+MAX_LENGTHS = (
+    ("CFN_STACK", 128),       # CloudFormation stack names
+    ("GITLAB_DOMAIN", 253),   # a DNS name
+    ("BUCKET_", 63),          # S3 bucket names
+    ("_ARN", 112),            # secret ARNs: partition, region, account, generated name
+    ("_HOST", 120),           # RDS and ElastiCache endpoints
+    ("_CIDR", 18),
+    ("_PORT", 5),
+    ("AWS_REGION", 16),
+    ("ADDRESS", 32),          # tcp://<private IPv4>:8075
+    ("_ID", 32),              # volume ids
+    ("_NAME", 64),
+)
+NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class UserDataError(GitlabCfnError):
+    pass
+
+
+def body(role: str) -> str:
+    """The libraries and the role script, exactly as they are in ``scripts/``."""
+    try:
+        parts = [(SCRIPTS_DIR / name).read_text() for name in ROLES[role]]
+    except FileNotFoundError as exc:
+        raise UserDataError(f"boot script missing: {exc.filename} (is the package installed from its checkout?)") from None
+    return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
+
+
+def preamble(role: str, names: list[str]) -> str:
+    """The preamble with ``${NAME}`` placeholders, in a stable order."""
+    for name in names:
+        if not NAME.match(name):
+            raise UserDataError(f"user data variable {name!r} must be UPPER_SNAKE_CASE")
+    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role}): values from CloudFormation, then the boot script."]
+    lines += [f"export {name}='${{{name}}}'" for name in sorted(names)]
+    return "\n".join(lines) + "\n"
+
+
+def render(role: str, values: dict[str, str]) -> str:
+    """The exact text an instance receives, for given values (tests, previews)."""
+    text = preamble(role, list(values))
+    for name, value in values.items():
+        if "'" in value or "\n" in value:
+            raise UserDataError(f"{name}: a user data value cannot hold quotes or newlines")
+        text = text.replace(f"${{{name}}}", value)
+    return text + body(role)
+
+
+def user_data(role: str, values: dict[str, Any]) -> Base64:
+    """``Fn::Base64`` of the preamble (``Fn::Sub``) joined with the script body (literal)."""
+    head = preamble(role, list(values))
+    text = body(role)
+    worst = len(head.encode()) + len(text.encode()) + sum(
+        _max_length(name, value) for name, value in values.items())
+    if worst > MAX_BYTES:
+        raise UserDataError(f"user data of {role} may reach {worst} bytes; EC2 allows {MAX_BYTES}")
+    return Base64(Join("", [Sub(head, **values), text]))
+
+
+def _max_length(name: str, value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    for pattern, length in MAX_LENGTHS:
+        if pattern in name:
+            return length
+    raise UserDataError(f"user data variable {name}: no maximum length known for its value")

@@ -1,0 +1,489 @@
+"""Deploying a build: the same code path against AWS and against the local stand-in.
+
+1. Check the parameter values against the parent template's own constraints
+   (types, patterns, allowed values, lengths, evaluable Rules) and report every
+   violation before anything is sent.
+2. Upload the build to S3 with the key layout the parent's TemplateURLs compute.
+3. Create the stack from its TemplateURL, or update it through a change set that
+   is shown first and refused when it would replace a resource holding data.
+4. Show the parent's and every nested stack's progress while waiting; on failure
+   name the first failing resource of the deepest failing nested stack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitlab_cfn import __version__
+from gitlab_cfn.compile.compiler import product_entries, read_manifest
+from gitlab_cfn.compile.constraints import violations
+from gitlab_cfn.compile.naming import template_url
+from gitlab_cfn.errors import CheckFailed, ConfigError
+from gitlab_cfn.operate.aws import Aws
+from gitlab_cfn.operate.progress import Progress
+from gitlab_cfn.verify.replacement import holds_data
+
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+LOCATION = ("TemplateBucketName", "TemplateKeyPrefix", "TemplateBucketRegion")
+TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "IMPORT_COMPLETE"}
+TERMINAL_FAILED = {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED",
+                   "UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED"}
+FAILED_EVENT = re.compile(r"(CREATE|UPDATE|DELETE)_FAILED")
+EMBEDDED = re.compile(r"Embedded stack (arn:aws[\w-]*:cloudformation:[^ ]+) was not successfully")
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+def load_params(path: str | Path | None) -> dict[str, str]:
+    """A parameter file: {"Key": "value"}, or CloudFormation's [{"ParameterKey", "ParameterValue"}]."""
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--params: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"--params: {path} is neither JSON nor YAML") from None
+    if isinstance(data, list):
+        try:
+            return {str(p["ParameterKey"]): _text(p["ParameterValue"]) for p in data}
+        except (TypeError, KeyError):
+            raise ConfigError("--params: a list must hold {ParameterKey, ParameterValue} items") from None
+    if isinstance(data, dict):
+        return {str(k): _text(v) for k, v in data.items()}
+    raise ConfigError(f"--params: {path} must be a mapping of parameter names to values")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _rule_value(node: Any, params: dict[str, str]) -> Any:
+    if isinstance(node, dict) and len(node) == 1:
+        (fn, args), = node.items()
+        if fn == "Ref":
+            return params.get(args)
+        if fn == "Fn::Equals":
+            a, b = (_rule_value(x, params) for x in args)
+            return None if a is None or b is None else a == b
+        if fn == "Fn::Not":
+            inner = _rule_value(args[0] if isinstance(args, list) else args, params)
+            return None if inner is None else not inner
+        if fn in ("Fn::And", "Fn::Or"):
+            values = [_rule_value(x, params) for x in args]
+            if None in values:
+                return None
+            return all(values) if fn == "Fn::And" else any(values)
+        if fn == "Fn::Contains":
+            items, item = args
+            items = [_rule_value(i, params) for i in items]
+            item = _rule_value(item, params)
+            return None if item is None or None in items else item in items
+        return None
+    return node
+
+
+def check_params(template: dict, params: dict[str, str], az_count: int | None = None) -> list[str]:
+    """Every way the values break the parent template's constraints; empty when they fit."""
+    definitions = template.get("Parameters", {})
+    problems = [f"{name}: not a parameter of this template (allowed: {', '.join(sorted(definitions))})"
+                for name in params if name not in definitions]
+    values = {}
+    for name, definition in definitions.items():
+        if name in params:
+            value = params[name]
+        elif "Default" in definition:
+            value = str(definition["Default"])
+        else:
+            problems.append(f"{name}: required, no value given ({definition.get('Description', '')})")
+            continue
+        values[name] = value
+        problems += violations(name, definition, value)
+        if definition.get("Type") == "List<AWS::EC2::AvailabilityZone::Name>":
+            zones = [z.strip() for z in value.split(",") if z.strip()]
+            bad = [z for z in zones if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]", z)]
+            if bad:
+                problems.append(f"{name}: not Availability Zone names: {', '.join(bad)}")
+            if az_count and len(zones) != az_count:
+                problems.append(f"{name}: exactly {az_count} Availability Zones are needed (got {len(zones)})")
+            if len(set(zones)) != len(zones):
+                problems.append(f"{name}: each Availability Zone may be given once")
+    for rule_name, rule in (template.get("Rules") or {}).items():
+        for assertion in rule.get("Assertions", []):
+            if _rule_value(assertion["Assert"], values) is False:
+                problems.append(f"{rule_name}: {assertion.get('AssertDescription', 'rule not satisfied')}")
+    return problems
+
+
+# -- upload -------------------------------------------------------------------------------------
+
+def ensure_bucket(s3, bucket: str, region: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("403", "AccessDenied"):
+            raise ConfigError(f"--bucket: no access to bucket {bucket}") from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+
+
+def upload_build(s3, build_dir: Path, bucket: str, prefix: str) -> list[str]:
+    """Upload the GitLab stack's templates under ``<prefix>templates/``; return the keys."""
+    manifest = read_manifest(build_dir)
+    keys = []
+    for entry in product_entries(manifest).values():
+        key = f"{prefix}{entry['path']}"
+        s3.put_object(Bucket=bucket, Key=key, Body=(build_dir / entry["path"]).read_bytes(),
+                      ContentType="application/x-yaml")
+        keys.append(key)
+    return keys
+
+
+def build_digest(manifest: dict) -> str:
+    """12 hex digits that change whenever any template of the build changes."""
+    import hashlib
+
+    joined = "".join(f"{name}:{e['sha256']}" for name, e in sorted(product_entries(manifest).items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:12]
+
+
+# -- watching -----------------------------------------------------------------------------------
+
+@dataclass
+class StackState:
+    name: str
+    status: str
+    complete: int
+    total: int
+
+    def line(self) -> str:
+        return f"{self.name:<48} {self.status:<28} {self.complete}/{self.total} resources"
+
+
+def _stack_state(cfn, stack_id: str) -> tuple[StackState, list[str]]:
+    stack = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+    try:
+        resources = cfn.list_stack_resources(StackName=stack_id)["StackResourceSummaries"]
+    except Exception:  # a stack being created may not list resources yet
+        resources = []
+    done = sum(1 for r in resources if r.get("ResourceStatus", "").endswith("_COMPLETE"))
+    children = [r["PhysicalResourceId"] for r in resources
+                if r["ResourceType"] == "AWS::CloudFormation::Stack" and r.get("PhysicalResourceId")]
+    return StackState(stack["StackName"], stack["StackStatus"], done, len(resources)), children
+
+
+def stack_states(cfn, stack_id: str) -> list[StackState]:
+    states, queue = [], [stack_id]
+    while queue:
+        current = queue.pop(0)
+        try:
+            state, children = _stack_state(cfn, current)
+        except Exception:
+            continue
+        states.append(state)
+        queue += children
+    return states
+
+
+class Watcher:
+    """Redraws every stack's status on a terminal; prints a line per change otherwise."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.shown: dict[str, str] = {}
+        self.drawn = 0
+
+    def show(self, states: list[StackState]) -> None:
+        if self.progress.quiet:
+            return
+        stream = self.progress.stream
+        if self.progress.live:
+            if self.drawn:
+                stream.write(f"\x1b[{self.drawn}F\x1b[J")
+            for state in states:
+                stream.write(state.line() + "\n")
+            self.drawn = len(states)
+            stream.flush()
+            return
+        for state in states:
+            line = state.line()
+            if self.shown.get(state.name) != line:
+                self.progress.done(line)
+                self.shown[state.name] = line
+
+
+def wait(cfn, stack_id: str, progress: Progress, poll: float, timeout: float) -> str:
+    watcher = Watcher(progress)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = stack_states(cfn, stack_id)
+        watcher.show(states)
+        status = states[0].status if states else "UNKNOWN"
+        if status in TERMINAL_OK or status in TERMINAL_FAILED:
+            return status
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"stack {stack_id} still {status} after {timeout / 60:.0f} minutes")
+        time.sleep(poll)
+
+
+@dataclass
+class Failure:
+    stack: str
+    logical_id: str
+    resource_type: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.logical_id} ({self.resource_type}) in stack {self.stack}: {self.reason}"
+
+
+def first_failure(cfn, stack_id: str) -> Failure | None:
+    """The first failing resource, following failed nested stacks down to the deepest one."""
+    seen = set()
+    failure = None
+    while stack_id and stack_id not in seen:
+        seen.add(stack_id)
+        events = cfn.describe_stack_events(StackName=stack_id)["StackEvents"]
+        events = sorted(enumerate(events), key=lambda p: (p[1].get("Timestamp"), -p[0]))
+        stack_name = next((e["StackName"] for _, e in events), stack_id)
+        candidates = [e for _, e in events if FAILED_EVENT.fullmatch(e.get("ResourceStatus", ""))
+                      and e.get("LogicalResourceId") != e.get("StackName")
+                      and "cancelled" not in (e.get("ResourceStatusReason") or "")]
+        if not candidates:
+            break
+        event = candidates[0]
+        failure = Failure(stack_name, event["LogicalResourceId"], event.get("ResourceType", ""),
+                          event.get("ResourceStatusReason") or "")
+        nested = EMBEDDED.search(failure.reason)
+        if event.get("ResourceType") == "AWS::CloudFormation::Stack":
+            stack_id = nested.group(1) if nested else event.get("PhysicalResourceId")
+        else:
+            break
+    return failure
+
+
+# -- deploy -------------------------------------------------------------------------------------
+
+@dataclass
+class DeployRequest:
+    stack_name: str
+    region: str
+    build_dir: Path = Path("build")
+    params: dict[str, str] = field(default_factory=dict)
+    bucket: str | None = None
+    prefix: str | None = None
+    allow_replace: set[str] = field(default_factory=set)
+    poll: float = 10.0
+    timeout: float = 120 * 60
+
+
+@dataclass
+class DeployResult:
+    stack_id: str
+    status: str
+    outputs: dict[str, str]
+    changes: list[dict] = field(default_factory=list)
+
+
+def _parent_template(build_dir: Path) -> tuple[dict, dict]:
+    manifest = read_manifest(build_dir)
+    path = build_dir / manifest["templates"]["main"]["path"]
+    return yaml.safe_load(path.read_text()), manifest
+
+
+def _existing(cfn, name: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return cfn.describe_stacks(StackName=name)["Stacks"][0]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+
+
+def _show_changes(cfn, change_set_id: str, progress: Progress) -> list[dict]:
+    changes = []
+    token = None
+    while True:
+        kwargs = {"ChangeSetName": change_set_id}
+        if token:
+            kwargs["NextToken"] = token
+        page = cfn.describe_change_set(**kwargs)
+        for change in page.get("Changes", []):
+            rc = change.get("ResourceChange", {})
+            changes.append({"action": rc.get("Action"), "logical_id": rc.get("LogicalResourceId"),
+                            "type": rc.get("ResourceType"), "replacement": rc.get("Replacement", "False")})
+        token = page.get("NextToken")
+        if not token:
+            break
+    for c in changes:
+        progress.done(f"change: {c['action']:<8} {c['logical_id']} ({c['type']}) replacement={c['replacement']}")
+    return changes
+
+
+def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult:
+    template, manifest = _parent_template(request.build_dir)
+    # A changed build gets a new prefix: CloudFormation updates nested stacks only
+    # when their TemplateURL (or parameters) change, not when the object behind
+    # an unchanged URL does.
+    prefix = request.prefix if request.prefix is not None else \
+        f"gitlab-cfn/{request.stack_name}/{build_digest(manifest)}/"
+    location = {"TemplateBucketName": request.bucket or "gitlab-cfn-bucket", "TemplateKeyPrefix": prefix,
+                "TemplateBucketRegion": request.region}
+    # Checked before anything is sent to AWS; every violation is reported.
+    problems = check_params(template, {**request.params, **location}, manifest.get("config", {}).get("az_count"))
+    if problems:
+        raise ConfigError(f"{len(problems)} parameter problem{'s' if len(problems) > 1 else ''}:\n  "
+                          + "\n  ".join(problems))
+    bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
+    params = {**request.params, **location, "TemplateBucketName": bucket}
+
+    cfn = aws.client("cloudformation", request.region)
+    existing = _existing(cfn, request.stack_name)
+    if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
+        raise ConfigError(f"--stack-name: {request.stack_name} failed to create and was rolled back; "
+                          "destroy it before deploying again")
+    if existing:
+        guard(cfn, existing["StackId"], request, progress)
+
+    s3 = aws.client("s3", request.region)
+    ensure_bucket(s3, bucket, request.region)
+    keys = upload_build(s3, request.build_dir, bucket, prefix)
+    progress.done(f"uploaded {len(keys)} templates to s3://{bucket}/{prefix}templates/")
+
+    url = template_url(bucket, request.region, prefix)
+    parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(params.items())]
+    tags = [{"Key": "gitlab-cfn:version", "Value": __version__}]
+    changes: list[dict] = []
+    if existing is None:
+        stack_id = cfn.create_stack(StackName=request.stack_name, TemplateURL=url, Parameters=parameters,
+                                    Capabilities=CAPABILITIES, OnFailure="ROLLBACK", Tags=tags)["StackId"]
+        progress.done(f"creating stack {request.stack_name}")
+    else:
+        stack_id = existing["StackId"]
+        name = f"gitlab-cfn-{int(time.time())}"
+        change_set = cfn.create_change_set(StackName=request.stack_name, ChangeSetName=name, TemplateURL=url,
+                                           Parameters=parameters, Capabilities=CAPABILITIES,
+                                           ChangeSetType="UPDATE", IncludeNestedStacks=True, Tags=tags)["Id"]
+        status, reason = _wait_change_set(cfn, change_set, request.poll)
+        if status != "CREATE_COMPLETE":
+            cfn.delete_change_set(ChangeSetName=change_set)
+            if "didn't contain changes" in reason or "No updates" in reason:
+                progress.done(f"stack {request.stack_name}: no changes")
+                return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
+            raise CheckFailed(f"change set for {request.stack_name} failed: {reason}")
+        changes = _show_changes(cfn, change_set, progress)
+        if not changes:
+            cfn.delete_change_set(ChangeSetName=change_set)
+            progress.done(f"stack {request.stack_name}: no changes")
+            return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
+        blocking = [c for c in changes if c["replacement"] in ("True", "Conditional")
+                    and holds_data(c["logical_id"], c["type"] or "")
+                    and not any(a.split(":")[-1] == c["logical_id"] for a in request.allow_replace)]
+        if blocking:
+            cfn.delete_change_set(ChangeSetName=change_set)
+            named = ", ".join(f"{c['logical_id']} ({c['type']}, replacement {c['replacement']})" for c in blocking)
+            raise CheckFailed(f"the update would replace resources that hold data: {named}; nothing was "
+                              "changed; allow them with --allow-replace LOGICAL_ID")
+        cfn.execute_change_set(ChangeSetName=change_set)
+        progress.done(f"updating stack {request.stack_name} ({len(changes)} changes)")
+
+    status = wait(cfn, stack_id, progress, request.poll, request.timeout)
+    if status not in TERMINAL_OK:
+        failure = first_failure(cfn, stack_id)
+        raise CheckFailed(f"stack {request.stack_name} is {status}: "
+                          + (str(failure) if failure else "no failing resource was reported"))
+    return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+
+
+def deployed_templates(cfn, stack_id: str) -> dict[str, dict]:
+    """The templates a deployed stack runs, keyed by tier (``main`` is the parent)."""
+    from gitlab_cfn.compile.naming import MAIN, TIERS
+    from gitlab_cfn.compile.naming import stack_id as tier_stack_id
+
+    by_logical = {tier_stack_id(t): t for t in TIERS}
+    found = {}
+    queue = [(MAIN, stack_id)]
+    while queue:
+        tier, sid = queue.pop(0)
+        body = cfn.get_template(StackName=sid)["TemplateBody"]
+        found[tier] = body if isinstance(body, dict) else yaml.safe_load(body)
+        for r in cfn.list_stack_resources(StackName=sid)["StackResourceSummaries"]:
+            if r["ResourceType"] == "AWS::CloudFormation::Stack" and r["LogicalResourceId"] in by_logical:
+                queue.append((by_logical[r["LogicalResourceId"]], r["PhysicalResourceId"]))
+    return found
+
+
+def guard(cfn, stack_id: str, request: DeployRequest, progress: Progress) -> None:
+    """Refuse an update that would replace or delete data, before anything changes.
+
+    Compares the templates the stack runs with the build (the replacement guard of
+    ``gitlab-cfn diff``): this sees into nested stacks on AWS and on the stand-in alike.
+    """
+    from gitlab_cfn.verify.replacement import diff_loaded
+
+    manifest = read_manifest(request.build_dir)
+    new = {tier: yaml.safe_load((request.build_dir / e["path"]).read_text())
+           for tier, e in product_entries(manifest).items()}
+    changes = diff_loaded(deployed_templates(cfn, stack_id), new, request.allow_replace, request.region)
+    for change in changes:
+        progress.done(f"{change.template}: {change}")
+    blocking = [c for c in changes if c.blocking]
+    if blocking:
+        named = "; ".join(f"{c.name} would be {'deleted' if c.action == 'delete' else 'replaced'} "
+                          f"({', '.join(c.reasons)})" for c in blocking)
+        raise CheckFailed(f"the update would lose data: {named}; nothing was changed; "
+                          "allow it with --allow-replace TIER:LOGICAL_ID")
+
+
+def _wait_change_set(cfn, change_set: str, poll: float) -> tuple[str, str]:
+    for _ in range(360):
+        described = cfn.describe_change_set(ChangeSetName=change_set)
+        status = described["Status"]
+        if status in ("CREATE_COMPLETE", "FAILED"):
+            return status, described.get("StatusReason", "")
+        time.sleep(min(poll, 5))
+    return "TIMEOUT", "the change set was not ready after 30 minutes"
+
+
+def _outputs(cfn, stack_id: str) -> dict[str, str]:
+    stack = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _account(aws: Aws, region: str) -> str:
+    return aws.client("sts", region).get_caller_identity()["Account"]
+
+
+def outputs_table(outputs: dict[str, str]) -> str:
+    width = max((len(k) for k in outputs), default=0)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in sorted(outputs.items()))
+
+
+def as_json(result: DeployResult) -> str:
+    return json.dumps({"stack_id": result.stack_id, "status": result.status, "outputs": result.outputs,
+                       "changes": result.changes}, indent=2, sort_keys=True)

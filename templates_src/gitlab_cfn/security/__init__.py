@@ -1,1 +1,0 @@
-"""The security gate run by ``gitlab-cfn check``: checkov, and IAM policy analysis."""

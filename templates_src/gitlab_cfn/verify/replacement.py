@@ -1,0 +1,239 @@
+"""The replacement guard: what an update from one build to another would replace or delete.
+
+For every template of two builds it lists the resources an update would
+
+- **delete**: the logical id is gone (or its whole nested template is);
+- **replace**: the type changed, or a property that the CloudFormation registry
+  schema marks create-only (``createOnlyProperties``) changed;
+- **may replace**: a conditionally create-only property changed
+  (``conditionalCreateOnlyProperties``: replaced or not depending on the value);
+- **replace in cascade**: a create-only property refers to a resource that is
+  replaced (its id changes), to a launch template that changes (its
+  ``LatestVersionNumber`` changes), or to a parameter fed by such a resource
+  through another nested stack's output.
+
+The schemas come with cfn-lint, so this runs offline. Resources that hold data
+(``holds_data``) are marked; replacing or deleting one fails the check unless it
+is allowed by name, and doing so without a Retain or Snapshot policy is data loss.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode_str
+
+from gitlab_cfn.compile.compiler import read_manifest
+from gitlab_cfn.verify.lint_rules.StatefulResourcesKept import STATEFUL
+
+KEEP = ("Retain", "Snapshot")
+# Instances whose replacement takes data offline (the Gitaly server's volume moves).
+DATA_INSTANCES = {"GitalyInstance"}
+# Attributes whose value changes whenever their resource is modified, not only replaced.
+VOLATILE = {"LatestVersionNumber", "DefaultVersionNumber"}
+DELETE, REPLACE, MAY_REPLACE = "delete", "replace", "may replace"
+
+
+@dataclass
+class Change:
+    template: str
+    logical_id: str
+    type: str
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    holds_data: bool = False
+    data_loss: bool = False
+    allowed: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.template}:{self.logical_id}"
+
+    @property
+    def blocking(self) -> bool:
+        return self.holds_data and not self.allowed
+
+    def __str__(self) -> str:
+        marks = []
+        if self.holds_data:
+            marks.append("holds data")
+        if self.data_loss:
+            marks.append("DATA LOSS: no Retain or Snapshot policy")
+        if self.allowed:
+            marks.append("allowed")
+        mark = f" [{', '.join(marks)}]" if marks else ""
+        return f"{self.action.upper():12} {self.logical_id} ({self.type}){mark}: {'; '.join(self.reasons)}"
+
+
+def holds_data(logical_id: str, resource_type: str) -> bool:
+    return resource_type in STATEFUL or (resource_type == "AWS::EC2::Instance" and logical_id in DATA_INSTANCES)
+
+
+def _schema_lists(resource_type: str, region: str) -> tuple[list[str], list[str]]:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    try:
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    except Exception:  # a type the schemas do not know: nothing is known to be create-only
+        return [], []
+    return schema.get("createOnlyProperties", []), schema.get("conditionalCreateOnlyProperties", [])
+
+
+def _at(properties: dict, pointer: str) -> Any:
+    value: Any = properties
+    for part in pointer.removeprefix("/properties/").split("/"):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def references(value: Any) -> set[tuple[str, str | None]]:
+    """(name, attribute or None) of every Ref, GetAtt and ${} in a value."""
+    found: set[tuple[str, str | None]] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            found.add((value["Ref"], None))
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            name, attr = target if isinstance(target, list) else str(target).split(".", 1)
+            found.add((name, attr))
+        if "Fn::Sub" in value:
+            args = value["Fn::Sub"]
+            text = args[0] if isinstance(args, list) else args
+            local = set(args[1]) if isinstance(args, list) and len(args) > 1 else set()
+            for var in re.findall(r"\$\{([^}!]+)\}", str(text)):
+                name, _, attr = var.partition(".")
+                if name not in local:
+                    found.add((name, attr or None))
+        for v in value.values():
+            found |= references(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= references(v)
+    return found
+
+
+def _load(build_dir: Path) -> dict[str, dict]:
+    manifest = read_manifest(build_dir)
+    out = {}
+    for tier, entry in manifest["templates"].items():
+        template, _ = decode_str((build_dir / entry["path"]).read_text())
+        out[tier] = template or {}
+    return out
+
+
+def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = frozenset(),
+                   region: str = "us-east-1") -> tuple[list[Change], set[str]]:
+    """The changes to one template, and the names of its outputs whose values change."""
+    old_res, new_res = old.get("Resources") or {}, new.get("Resources") or {}
+    changes: dict[str, Change] = {}
+
+    def add(logical_id: str, resource_type: str, action: str, reason: str) -> None:
+        change = changes.get(logical_id)
+        if change is None:
+            changes[logical_id] = Change(name, logical_id, resource_type, action, [reason],
+                                         holds_data(logical_id, resource_type))
+            return
+        if reason not in change.reasons:
+            change.reasons.append(reason)
+        if change.action == MAY_REPLACE and action == REPLACE:
+            change.action = REPLACE
+
+    for logical_id, resource in old_res.items():
+        if logical_id not in new_res:
+            reason = "logical id gone" if new_res else "its nested template is gone"
+            add(logical_id, resource["Type"], DELETE, reason)
+        elif new_res[logical_id]["Type"] != resource["Type"]:
+            add(logical_id, resource["Type"], REPLACE, f"type changed to {new_res[logical_id]['Type']}")
+
+    modified = {lid for lid in new_res if lid in old_res
+                and _canonical(old_res[lid].get("Properties")) != _canonical(new_res[lid].get("Properties"))}
+
+    # Direct changes, then cascades until nothing more is replaced.
+    while True:
+        before = ({lid: c.action for lid, c in changes.items()}, len(modified))
+        replaced = {lid for lid, c in changes.items() if c.action in (REPLACE, DELETE)}
+        # A resource that refers to something whose value changes is itself
+        # modified, even when its text is not: a launch template naming a
+        # replaced instance profile gets a new version.
+        for logical_id, resource in new_res.items():
+            if logical_id in old_res and any(
+                    ref in replaced or (attr in VOLATILE and ref in modified) or (attr is None and ref in changed_inputs)
+                    for ref, attr in references(resource.get("Properties"))):
+                modified.add(logical_id)
+        for logical_id, resource in new_res.items():
+            if logical_id not in old_res or old_res[logical_id]["Type"] != resource["Type"]:
+                continue
+            old_props, new_props = old_res[logical_id].get("Properties") or {}, resource.get("Properties") or {}
+            create_only, conditional = _schema_lists(resource["Type"], region)
+            for pointers, action in ((create_only, REPLACE), (conditional, MAY_REPLACE)):
+                for pointer in pointers:
+                    prop = pointer.removeprefix("/properties/")
+                    old_value, new_value = _at(old_props, pointer), _at(new_props, pointer)
+                    if _canonical(old_value) != _canonical(new_value):
+                        add(logical_id, resource["Type"], action, f"{prop} changed (create-only)"
+                            if action == REPLACE else f"{prop} changed (create-only for some values)")
+                        continue
+                    for ref, attr in sorted(references(new_value), key=str):
+                        if ref in replaced:
+                            add(logical_id, resource["Type"], action, f"{prop} refers to {ref}, which is replaced")
+                        elif attr in VOLATILE and ref in modified:
+                            add(logical_id, resource["Type"], action, f"{prop} refers to {ref}.{attr}, which changes")
+                        elif attr is None and ref in changed_inputs:
+                            add(logical_id, resource["Type"], action,
+                                f"{prop} refers to parameter {ref}, whose source is replaced")
+        if ({lid: c.action for lid, c in changes.items()}, len(modified)) == before:
+            break
+
+    replaced = {lid for lid, c in changes.items() if c.action in (REPLACE, DELETE)}
+    changed_outputs = set()
+    for output, spec in (new.get("Outputs") or {}).items():
+        for ref, attr in references(spec.get("Value")):
+            if ref in replaced or (attr is None and ref in changed_inputs) or (attr in VOLATILE and ref in modified):
+                changed_outputs.add(output)
+
+    for change in changes.values():
+        if not change.holds_data:
+            continue
+        if change.action == DELETE:
+            policy = old_res[change.logical_id].get("DeletionPolicy")
+        else:
+            policy = new_res[change.logical_id].get("UpdateReplacePolicy")
+        change.data_loss = policy not in KEEP
+    return sorted(changes.values(), key=lambda c: c.logical_id), changed_outputs
+
+
+def diff_builds(old_dir: str | Path, new_dir: str | Path, allow: set[str] = frozenset(),
+                region: str = "us-east-1") -> list[Change]:
+    """Every replacement and deletion an update from ``old_dir`` to ``new_dir`` causes."""
+    return diff_loaded(_load(Path(old_dir)), _load(Path(new_dir)), allow, region)
+
+
+def diff_loaded(old: dict[str, dict], new: dict[str, dict], allow: set[str] = frozenset(),
+                region: str = "us-east-1") -> list[Change]:
+    """The same, for templates already loaded, keyed by tier (``main`` is the parent)."""
+    tiers = list(dict.fromkeys([*old, *new]))
+    changed_inputs: set[str] = set()
+    while True:
+        changes, outputs = [], set()
+        for tier in tiers:
+            tier_changes, tier_outputs = diff_templates(tier, old.get(tier, {}), new.get(tier, {}),
+                                                        changed_inputs, region)
+            changes += tier_changes
+            outputs |= tier_outputs
+        # A child parameter is fed by the output of the same name (see wiring).
+        if outputs <= changed_inputs:
+            break
+        changed_inputs |= outputs
+    for change in changes:
+        change.allowed = change.name in allow or change.logical_id in allow
+    return changes
