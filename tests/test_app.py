@@ -37,12 +37,62 @@ def test_gitlab_ami_from_ssm_or_image_id():
 def test_auto_scaling_group_follows_the_guide(default):
     asg = default["app"]["Resources"]["AppAutoScalingGroup"]
     p = asg["Properties"]
-    assert (p["MinSize"], p["DesiredCapacity"], p["MaxSize"]) == ("2", "2", "4")
+    assert (p["MinSize"], p["MaxSize"]) == ("2", "4")
     assert p["VPCZoneIdentifier"] == {"Ref": "PrivateSubnetIds"}
-    assert p["HealthCheckType"] == "ELB" and p["HealthCheckGracePeriod"] == 300
+    assert p["HealthCheckType"] == "ELB"
     assert p["LoadBalancerNames"] == [{"Ref": "LoadBalancer"}]
     rolling = asg["UpdatePolicy"]["AutoScalingRollingUpdate"]
     assert rolling["MaxBatchSize"] == 1 and rolling["MinInstancesInService"] == 1
+
+
+def test_a_stack_update_never_resets_a_scaled_out_group(default):
+    """No DesiredCapacity: the group starts at MinSize and an update leaves its capacity alone."""
+    asg = default["app"]["Resources"]["AppAutoScalingGroup"]
+    assert "DesiredCapacity" not in asg["Properties"]
+    assert asg["CreationPolicy"]["ResourceSignal"]["Count"] == int(asg["Properties"]["MinSize"])
+    one = templates_for({"app": {"min_size": 1, "max_size": 3}})["app"]["Resources"]["AppAutoScalingGroup"]
+    assert one["CreationPolicy"]["ResourceSignal"]["Count"] == 1
+    assert one["UpdatePolicy"]["AutoScalingRollingUpdate"]["MinInstancesInService"] == 0
+
+
+def _seconds(duration):
+    import re
+
+    h, m, s = (int(g or 0) for g in re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", duration).groups())
+    return h * 3600 + m * 60 + s
+
+
+def test_grace_period_covers_the_boot_budget(default):
+    from gitlab_cfn.compile.tiers import app
+
+    asg = default["app"]["Resources"]["AppAutoScalingGroup"]
+    grace = asg["Properties"]["HealthCheckGracePeriod"]
+    assert grace == app.HEALTH_CHECK_GRACE_SECONDS >= app.BOOT_BUDGET_MINUTES * 60
+    assert grace >= _seconds(asg["CreationPolicy"]["ResourceSignal"]["Timeout"])
+    assert grace >= _seconds(asg["UpdatePolicy"]["AutoScalingRollingUpdate"]["PauseTime"])
+
+
+def test_servers_start_after_the_grants_they_boot_with(default):
+    app = default["app"]["Resources"]
+    asg = app["AppAutoScalingGroup"]
+    assert sorted(asg["DependsOn"]) == ["AppBootRead", "AppSecretsRead", "AppSecretsWrite"]
+    for grant in asg["DependsOn"]:
+        assert app[grant]["Type"] == "AWS::IAM::Policy"
+        assert app[grant]["Properties"]["Roles"] == [{"Ref": "InstanceRoleName"}]
+    gitaly = default["gitaly"]["Resources"]
+    assert sorted(gitaly["GitalyInstance"]["DependsOn"]) == ["GitalyBootRead", "GitalyTokenSecretRead"]
+    for host in ("A", "B"):
+        assert default["bastion"]["Resources"][f"Bastion{host}"]["DependsOn"] == ["BastionBootRead"]
+
+
+def test_root_volume_at_least_the_image(default):
+    from gitlab_cfn.compile.images import IMAGE_ROOT_GIB
+
+    param = default["main"]["Parameters"]["AppRootVolumeSize"]
+    assert param["MinValue"] == param["Default"] == IMAGE_ROOT_GIB == 30
+    data = props(default["app"], "AppLaunchTemplate")["LaunchTemplateData"]
+    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == {"Ref": "AppRootVolumeSize"}
+    assert default["app"]["Parameters"]["AppRootVolumeSize"]["MinValue"] == IMAGE_ROOT_GIB
 
 
 def _scaling(t):

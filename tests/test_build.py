@@ -72,5 +72,5 @@ def test_no_secret_is_a_parameter_and_no_timestamp_is_written(tmp_path):
             if name.endswith("SecretArn"):
                 continue  # where a secret is, never what it holds
             assert not any(word in name.lower() for word in ("password", "token", "secret")), (path.name, name)
-    text = "".join(p.read_text() for p in (tmp_path / "b").rglob("*") if p.is_file())
+    text = "".join(p.read_text() for p in (tmp_path / "b").rglob("*") if p.is_file() and p.suffix != ".gz")
     assert "2026-" not in text and "T00:" not in text

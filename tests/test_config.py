@@ -19,8 +19,9 @@ BAD = [
     ({"gitaly": {"volume_type": "standard"}}, "gitaly.volume_type: must be one of io1, gp3 (got 'standard')"),
     ({"gitaly": {"instance_type": "t3.large"}}, "gitaly.instance_type: must be one of c5.xlarge"),
     ({"app": {"instance_type": "m4.xlarge"}}, "app.instance_type: must be one of c5.xlarge"),
-    ({"app": {"min_size": 3, "max_size": 2}}, "app: min_size <= desired_capacity <= max_size must hold (got 3, 2, 2)"),
-    ({"app": {"desired_capacity": 5}}, "app: min_size <= desired_capacity <= max_size must hold (got 2, 5, 4)"),
+    ({"app": {"min_size": 3, "max_size": 2}}, "app: min_size <= max_size must hold (got 3 and 2)"),
+    # No desired capacity: a stack update must never reset a scaled-out group.
+    ({"app": {"desired_capacity": 2}}, "app.desired_capacity: unknown key (allowed: instance_type, min_size, max_size"),
     ({"app": {"scale_in_cpu": 70}}, "app.scale_in_cpu: must be lower than app.scale_out_cpu (got 70 and 60)"),
     ({"app": {"max_size": 21}}, "app.max_size: must be a whole number from 1 to 20 (got 21)"),
     ({"app": {"gitlab_ami": "ami-123"}}, "app.gitlab_ami: must be one of ssm-parameter, image-id (got 'ami-123')"),
@@ -41,7 +42,7 @@ def test_defaults_are_the_guides_poc():
     cfg = config.from_dict(None)
     assert cfg == config.BuildConfig()
     assert (cfg.az_count, cfg.nat_gateways, cfg.bastions) == (2, "per-az", True)
-    assert (cfg.app.min_size, cfg.app.desired_capacity, cfg.app.max_size) == (2, 2, 4)
+    assert (cfg.app.min_size, cfg.app.max_size) == (2, 4)
     assert (cfg.app.scale_out_cpu, cfg.app.scale_in_cpu) == (60, 45)
     assert cfg.cache.node_type == "cache.t3.medium"
     assert (cfg.app.instance_type, cfg.gitaly.instance_type) == ("c5.xlarge", "c5.xlarge")

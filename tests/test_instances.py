@@ -27,14 +27,18 @@ def test_instances_launch_only_from_launch_templates(variant):
     for template in t.values():
         for name, inst in resources(template, "AWS::EC2::Instance").items():
             assert set(inst["Properties"]) <= {"LaunchTemplate", "SubnetId", "NetworkInterfaces", "Volumes",
-                                               "UserData", "Tags"}, name
+                                               "UserData", "Tags", "ImageId", "InstanceType",
+                                               "IamInstanceProfile", "SecurityGroupIds"}, name
             assert "LaunchTemplate" in inst["Properties"], name
 
 
 def test_key_pair_only_when_asked():
     with_key = templates_for({})
     without = templates_for({"ssh_key_pair": False})
-    assert all(data["KeyName"] == {"Ref": "KeyPairName"} for *_, data in launch_templates(with_key))
+    # Never on the Gitaly server: a new key pair would replace it (KeyName is create-only).
+    assert all(data["KeyName"] == {"Ref": "KeyPairName"} for tier, _, data in launch_templates(with_key)
+               if tier != "gitaly")
+    assert "KeyPairName" not in with_key["gitaly"]["Parameters"]
     assert all("KeyName" not in data for *_, data in launch_templates(without))
     assert "KeyPairName" not in without["main"]["Parameters"]
     assert with_key["main"]["Parameters"]["KeyPairName"]["Type"] == "AWS::EC2::KeyPair::KeyName"
@@ -64,11 +68,83 @@ def test_bastions_can_be_left_out():
 
 def test_gitaly_server_in_the_first_private_subnet(default):
     gitaly = default["gitaly"]
-    assert props(gitaly, "GitalyInstance")["SubnetId"] == {"Ref": "PrivateSubnet1Id"}
-    data = props(gitaly, "GitalyLaunchTemplate")["LaunchTemplateData"]
-    assert data["InstanceType"] == {"Ref": "GitalyInstanceType"}
-    assert data["SecurityGroupIds"] == [{"Ref": "GitalySecurityGroupId"}]
+    instance = props(gitaly, "GitalyInstance")
+    assert instance["SubnetId"] == {"Ref": "PrivateSubnet1Id"}
+    assert instance["InstanceType"] == {"Ref": "GitalyInstanceType"}
+    assert instance["SecurityGroupIds"] == [{"Ref": "GitalySecurityGroupId"}]
+    assert instance["IamInstanceProfile"] == {"Ref": "GitalyInstanceProfile"}
     assert default["main"]["Parameters"]["GitalyInstanceType"]["Default"] == "c5.xlarge"
+
+
+def _create_only(resource_type):
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource_type).schema
+    return {p.removeprefix("/properties/") for p in schema["createOnlyProperties"]}
+
+
+def test_gitaly_is_never_replaced_by_an_upgrade(variant):
+    """What an upgrade or a settings change can touch is never a create-only property of the
+    Gitaly server (per the registry schema shipped with cfn-lint), and its launch template holds
+    nothing that can change, so its version stays the same."""
+    _, _, t = variant
+    gitaly, main = t["gitaly"], t["main"]
+    create_only = _create_only("AWS::EC2::Instance")
+    assert {"ImageId", "KeyName", "LaunchTemplate", "SubnetId"} <= create_only
+    instance = props(gitaly, "GitalyInstance")
+    assert instance["ImageId"] == {"Ref": "GitalyAmiId"}
+    assert main["Parameters"]["GitalyAmiId"]["Type"] == "AWS::EC2::Image::Id"   # pinned, not SSM-typed
+    assert "Default" not in main["Parameters"]["GitalyAmiId"]
+    assert "pinned" in main["Parameters"]["GitalyAmiId"]["Description"]
+    # Used by the Gitaly tier only.
+    users = [tier for tier, template in t.items() if tier != "main" and "GitalyAmiId" in template.get("Parameters", {})]
+    assert users == ["gitaly"]
+    assert "GitLabAmiId" not in gitaly["Parameters"] and "KeyPairName" not in gitaly["Parameters"]
+    # The launch template holds only constants: no Ref, no Sub over a parameter but the stack's name.
+    data = props(gitaly, "GitalyLaunchTemplate")["LaunchTemplateData"]
+    assert set(data) == {"BlockDeviceMappings", "MetadataOptions", "Monitoring", "TagSpecifications"}
+    assert "Ref" not in str(data).replace("'Ref': 'ParentStackName'", "")
+
+
+def test_gitaly_user_data_does_not_name_the_bundle(default):
+    """The user data of the Gitaly server never changes with a new build (a change would stop
+    and start it without running it again): it names the SSM parameter that does."""
+    instance = props(default["gitaly"], "GitalyInstance")
+    _, variables = instance["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"]
+    assert variables["BUNDLE_PARAMETER"] == {"Ref": "GitalyBootBundleParameter"}
+    assert not [n for n in variables if n.startswith("BUNDLE_") and n != "BUNDLE_PARAMETER"]
+    parameter = default["gitaly"]["Resources"]["GitalyBootBundleParameter"]
+    assert parameter["Type"] == "AWS::SSM::Parameter" and parameter["Properties"]["Type"] == "String"
+    assert parameter["Properties"]["Name"] == {"Fn::Sub": "/gitlab-cfn/${ParentStackName}/gitaly/boot-bundle"}
+    assert default["main"]["Outputs"]["GitalyBootBundleParameterName"]["Value"] == {
+        "Fn::GetAtt": ["GitalyStack", "Outputs.GitalyBootBundleParameterName"]}
+
+
+def test_gitaly_reads_exactly_its_bundle_and_its_parameter(default):
+    grant = props(default["gitaly"], "GitalyBootRead")
+    assert grant["Roles"] == [{"Ref": "GitalyRole"}]
+    read, location = grant["PolicyDocument"]["Statement"]
+    assert read["Action"] == ["s3:GetObject"]
+    assert read["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${TemplateBucketName}/"
+                                            "${TemplateKeyPrefix}scripts/boot-*"}]
+    assert location["Action"] == ["ssm:GetParameter"]
+    assert location["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                                                "parameter/gitlab-cfn/${ParentStackName}/gitaly/boot-bundle"}]
+    for tier, logical, role in (("app", "AppBootRead", {"Ref": "InstanceRoleName"}),
+                                ("bastion", "BastionBootRead", {"Ref": "BastionRole"})):
+        p = props(default[tier], logical)
+        assert p["Roles"] == [role]
+        (statement,) = p["PolicyDocument"]["Statement"]
+        assert statement["Action"] == ["s3:GetObject"] and statement["Resource"] == read["Resource"]
+
+
+def test_every_gitlab_server_root_is_at_least_the_image(variant):
+    from gitlab_cfn.compile.images import IMAGE_ROOT_GIB
+
+    _, _, t = variant
+    (root,) = props(t["gitaly"], "GitalyLaunchTemplate")["LaunchTemplateData"]["BlockDeviceMappings"]
+    assert root["Ebs"]["VolumeSize"] == IMAGE_ROOT_GIB
+    assert t["main"]["Parameters"]["AppRootVolumeSize"]["MinValue"] == IMAGE_ROOT_GIB
 
 
 def test_gitaly_data_volume_follows_the_guide_and_is_kept(default):

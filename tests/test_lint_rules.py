@@ -22,6 +22,17 @@ EXPECTED = {
               "Database.MasterUserPassword must be a {{resolve:secretsmanager:...}} reference",
               "Secret: SecretString holds a value in the template"],
     "E9007": ["Database: DeletionProtection must be true"],
+    "E9008": ["AppTemplate: root volume /dev/sda1 must be at least the GitLab image's 30 GiB (got parameter "
+              "AppRootVolumeSize with MinValue 20)",
+              "GitalyTemplate: root volume /dev/sda1 must be at least the GitLab image's 30 GiB (got 20 GiB)"],
+    "E9009": ["Group: HealthCheckGracePeriod 300 s is shorter than its CreationPolicy signal timeout PT60M (3600 s)",
+              "Group: HealthCheckGracePeriod 300 s is shorter than its rolling update PauseTime PT1H30M (5400 s)",
+              "NoGrace: HealthCheckGracePeriod 0 s is shorter than its CreationPolicy signal timeout PT15M"],
+    "E9010": ["Gitaly holds data and its LaunchTemplate (version of Template) hangs on parameter GitLabAmiId, "
+              "an SSM-typed parameter, resolved again on every update",
+              "Gitaly holds data and its KeyName hangs on parameter KeyPairName, shared in the parent stack "
+              "(also passed to app, bastion)",
+              "Gitaly holds data and its SubnetId hangs on parameter SubnetId, also used by Neighbour"],
 }
 
 

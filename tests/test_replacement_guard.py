@@ -135,10 +135,21 @@ def test_growing_to_three_zones_replaces_nothing(tmp_path):
 
 
 def test_a_launch_template_change_replaces_the_gitaly_server_in_cascade(tmp_path):
-    old, new = _builds(tmp_path, {}, {"ssh_key_pair": False})
+    old, new = _builds(tmp_path, {}, {})
+    path = new / "templates" / "gitaly.template.yaml"
+    template = yaml.safe_load(path.read_text())
+    template["Resources"]["GitalyLaunchTemplate"]["Properties"]["LaunchTemplateData"]["Monitoring"]["Enabled"] = True
+    path.write_text(yaml.safe_dump(template))
     gitaly = [c for c in diff_builds(old, new) if c.logical_id == "GitalyInstance"]
     assert gitaly and gitaly[0].holds_data
     assert "LaunchTemplate refers to GitalyLaunchTemplate.LatestVersionNumber, which changes" in gitaly[0].reasons
+
+
+def test_a_key_pair_change_never_replaces_the_gitaly_server(tmp_path):
+    """The key pair is shared with the other servers; the Gitaly server does not take it."""
+    old, new = _builds(tmp_path, {}, {"ssh_key_pair": False})
+    changes = diff_builds(old, new)
+    assert changes and not [c for c in changes if c.logical_id == "GitalyInstance"]
 
 
 def test_diff_command_fails_on_data_and_passes_when_allowed(tmp_path):

@@ -1,4 +1,5 @@
-"""User data as instances receive it: preamble + scripts, checked with bash -n, shellcheck, size."""
+"""User data as instances receive it: preamble + bootstrap, and the scripts of the boot
+bundle as the bootstrap runs them, checked with bash -n, shellcheck, size."""
 
 import re
 import shutil
@@ -34,6 +35,12 @@ def sample(name: str) -> str:
         "GITLAB_VERSION": "18.5.1",
         "GITLAB_EDITION": "ee",
         "BAKE_SOURCE": "gitlab-ami",
+        "BOOT_ROLE": "gitlab-app",
+        "BUNDLE_BUCKET": "gitlab-cfn-ap-southeast-2-123456789012",
+        "BUNDLE_KEY": "gitlab-cfn/gitlab-production/0a1b2c3d4e5f/scripts/boot-" + "0" * 64 + ".tar.gz",
+        "BUNDLE_REGION": "ap-southeast-2",
+        "BUNDLE_SHA256": "0" * 64,
+        "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-production/gitaly/boot-bundle",
     }[name]
 
 
@@ -71,26 +78,50 @@ def test_every_instance_role_has_user_data():
 
 
 @pytest.mark.parametrize("role", ROLES_IN_TEMPLATES)
-def test_body_is_the_scripts_unchanged_and_never_through_sub(role):
+def test_user_data_is_the_bootstrap_unchanged_and_never_through_sub(role):
     for _, variables, literal, head in template_user_data(templates_for({}))[role]:
-        assert literal == userdata.body(role)
-        assert literal == "".join((SCRIPTS / f).read_text() for f in userdata.ROLES[role])
+        assert literal == userdata.script(role) == (SCRIPTS / "bootstrap.sh").read_text()
         assert head.count("\n") == len(variables) + 2  # shebang, comment, one export per value
+        assert variables["BOOT_ROLE"] == role
+
+
+def _required(script: str, function: str = "require_env") -> set[str]:
+    required = set()
+    for call in re.findall(function + r" ((?:[A-Z_0-9]+ ?|\\\n\s*)+)", script):
+        required |= set(re.findall(r"[A-Z][A-Z0-9_]+", call))
+    return required
 
 
 @pytest.mark.parametrize("role", ROLES_IN_TEMPLATES)
-def test_preamble_exports_exactly_what_the_script_requires(role):
+def test_preamble_exports_exactly_what_the_bootstrap_and_the_script_require(role):
     _, variables, _, _ = template_user_data(templates_for({}))[role][0]
     script = (SCRIPTS / userdata.ROLES[role][-1]).read_text()
-    required = set()
-    for call in re.findall(r"require_env ((?:[A-Z_]+ ?|\\\n\s*)+)", script):
-        required |= set(re.findall(r"[A-Z][A-Z0-9_]+", call))
+    required = _required(script)
     if "BUCKET_KINDS" in script:
         kinds = re.search(r"BUCKET_KINDS=\(([^)]*)\)", script).group(1).split()
         required |= {f"BUCKET_{k.upper()}" for k in kinds}
     assert required, role
     assert required - {"CFN_RESOURCE"} <= set(variables), required - set(variables)
     assert "CFN_RESOURCE" in variables
+    # The bootstrap's own needs: the bundle's location, given directly or through SSM.
+    bootstrap = (SCRIPTS / "bootstrap.sh").read_text()
+    needs = _required(bootstrap, "boot_require")
+    location = {"BUNDLE_BUCKET", "BUNDLE_KEY", "BUNDLE_REGION", "BUNDLE_SHA256"}
+    assert location <= needs and {"AWS_REGION", "CFN_STACK", "BOOT_ROLE"} <= needs
+    given = set(variables)
+    if role == "gitaly":
+        assert "BUNDLE_PARAMETER" in given and not location & given
+    else:
+        assert location <= given and "BUNDLE_PARAMETER" not in given
+    assert needs - location <= given
+
+
+def _shellcheck_clean(path):
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: `make test` installs it from Debian's packages"
+    result = subprocess.run([shellcheck, "-s", "bash", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize("role", ROLES_IN_TEMPLATES + ["bake"])
@@ -101,12 +132,35 @@ def test_rendered_user_data_parses_is_shellcheck_clean_and_fits(tmp_path, role):
         text = rendered(role)
     path = tmp_path / f"{role}.sh"
     path.write_text(text)
-    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is missing: `make test` installs it from Debian's packages"
-    result = subprocess.run([shellcheck, "-s", "bash", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+    _shellcheck_clean(path)
     assert len(text.encode()) < userdata.MAX_BYTES
+
+
+@pytest.mark.parametrize("role", ROLES_IN_TEMPLATES)
+def test_bundled_scripts_as_run_are_shellcheck_clean(tmp_path, role):
+    """What the bootstrap runs: the role's script of the bundle, with the preamble's
+    variables exported (checked here as one file: the preamble, then the script)."""
+    _, variables, _, _ = template_user_data(templates_for({}))[role][0]
+    values = {n: v if isinstance(v, str) else sample(n) for n, v in variables.items()}
+    path = tmp_path / f"{role}.sh"
+    text = userdata.render(role, values)
+    head = text[:-len(userdata.script(role))]
+    assert head.startswith("#!/bin/bash\n") and "${" not in head
+    path.write_text(head + userdata.body(role))
+    _shellcheck_clean(path)
+
+
+def test_worst_case_user_data_fits_with_room_to_grow():
+    """The bootstrap is the same for every role: the worst case is the preamble (every value
+    at its longest) and the bootstrap, whatever the boot scripts grow to (they are in the bundle)."""
+    t = templates_for({})
+    sizes = {role: userdata.worst_size(role, entries[0][1]) for role, entries in template_user_data(t).items()}
+    print("worst-case user data:", sizes)
+    assert max(sizes.values()) < userdata.MAX_BYTES * 2 // 3, sizes
+    for role, size in sizes.items():
+        assert size < len(userdata.script(role).encode()) + 5000, role   # the preamble stays small
+        # What no longer counts: the role's scripts.
+        assert userdata.script(role) != userdata.body(role)
 
 
 def test_shellcheck_gate_can_fail(tmp_path):
@@ -140,7 +194,7 @@ def test_oversized_user_data_is_refused_at_build_time(monkeypatch):
     from gitlab_cfn.compile.userdata import UserDataError
     from troposphere import Ref
 
-    monkeypatch.setattr(userdata, "MAX_BYTES", len(userdata.body("gitaly")) + 100)
+    monkeypatch.setattr(userdata, "MAX_BYTES", len(userdata.script("gitaly")) + 100)
     with pytest.raises(UserDataError, match="user data of gitaly may reach .* bytes"):
         userdata.user_data("gitaly", {"AWS_REGION": Ref("AWS::Region"), "DB_SECRET_ARN": Ref("X")})
 
@@ -148,7 +202,9 @@ def test_oversized_user_data_is_refused_at_build_time(monkeypatch):
 def test_instances_wait_for_their_boot_signal():
     t = templates_for({})
     asg = t["app"]["Resources"]["AppAutoScalingGroup"]
+    # As many signals as servers the group starts with: its MinSize (no DesiredCapacity).
     assert asg["CreationPolicy"]["ResourceSignal"] == {"Count": 2, "Timeout": "PT60M"}
+    assert asg["Properties"]["MinSize"] == "2" and "DesiredCapacity" not in asg["Properties"]
     assert asg["CreationPolicy"]["AutoScalingCreationPolicy"] == {"MinSuccessfulInstancesPercent": 100}
     rolling = asg["UpdatePolicy"]["AutoScalingRollingUpdate"]
     assert rolling["WaitOnResourceSignals"] is True and rolling["PauseTime"] == "PT45M"

@@ -25,6 +25,7 @@ from gitlab_cfn.compile.choices import (
     GITLAB_INSTANCE_TYPES,
 )
 from gitlab_cfn.compile.config import BuildConfig
+from gitlab_cfn.compile.images import IMAGE_ROOT_GIB
 
 UBUNTU_LTS_AMI_PARAMETER = (
     "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -43,6 +44,8 @@ ACM_ARN_PATTERN = (
 HOSTED_ZONE_PATTERN = r"^(Z[A-Z0-9]{1,31})?$"
 BUCKET_NAME_PATTERN = r"^[0-9a-z][0-9a-z.-]{1,61}[0-9a-z]$"
 KEY_PREFIX_PATTERN = r"^([0-9A-Za-z!_.*'()-]+/)*$"
+# Bounds the boot bundle's key in the servers' user data (see userdata.MAX_LENGTHS).
+KEY_PREFIX_MAX_LENGTH = 256
 REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 # A published version: a key prefix folder, and a Service Catalog product version name.
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
@@ -75,6 +78,7 @@ class ParamSpec:
     constraint: str | None = None
     min_value: int | None = None
     max_value: int | None = None
+    max_length: int | None = None
 
     def for_child(self) -> ParamSpec:
         """The same parameter as a nested template declares it.
@@ -101,6 +105,8 @@ class ParamSpec:
             props["MinValue"] = self.min_value
         if self.max_value is not None:
             props["MaxValue"] = self.max_value
+        if self.max_length is not None:
+            props["MaxLength"] = self.max_length
         return props
 
 
@@ -194,8 +200,9 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
         "GitLab instance type", app, "EC2 instance type of the GitLab application servers.",
         GITLAB_INSTANCE_TYPES, cfg.app.instance_type)
     specs["AppRootVolumeSize"] = _number(
-        "GitLab root volume (GiB)", app, "Encrypted gp3 root volume of each GitLab server.",
-        30, 20, 1024)
+        "GitLab root volume (GiB)", app,
+        f"Encrypted gp3 root volume of each GitLab server; at least the image's {IMAGE_ROOT_GIB} GiB.",
+        IMAGE_ROOT_GIB, IMAGE_ROOT_GIB, 1024)
 
     specs["DBInstanceClass"] = _choice(
         "Instance class", db, "RDS instance class; burstable db.t* classes are not offered.",
@@ -224,6 +231,12 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
     specs["CacheSnapshotRetentionLimit"] = _number(
         "Snapshot retention (days)", cache, "Days of daily Redis snapshots kept.", 7, 1, 35)
 
+    specs["GitalyAmiId"] = ParamSpec(
+        type="AWS::EC2::Image::Id",
+        description=("Image of the Gitaly server, pinned: set once when the stack is created (gitlab-cfn "
+                     "deploy takes the GitLab image then) and kept on every update. GitLab on Gitaly is "
+                     "upgraded in place; a new value here replaces the repository server."),
+        label="Gitaly AMI id (pinned; upgraded in place)", group=gitaly)
     specs["GitalyInstanceType"] = _choice(
         "Gitaly instance type", gitaly, "EC2 instance type of the Gitaly server.",
         GITLAB_INSTANCE_TYPES, cfg.gitaly.instance_type)
@@ -247,7 +260,8 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
     specs["TemplateKeyPrefix"] = ParamSpec(
         type="String", description="Key prefix of the templates in the bucket, ending in '/' (may be empty).",
         label="Template key prefix", group=loc, default="", allowed_pattern=KEY_PREFIX_PATTERN,
-        constraint="must be empty or end with '/', e.g. gitlab-cfn/0.1.0/")
+        max_length=KEY_PREFIX_MAX_LENGTH,
+        constraint=f"must be empty or end with '/', e.g. gitlab-cfn/0.1.0/ (at most {KEY_PREFIX_MAX_LENGTH} characters)")
     specs["TemplateBucketRegion"] = ParamSpec(
         type="String", description="Region of the template bucket.",
         label="Template bucket region", group=loc, allowed_pattern=REGION_PATTERN,

@@ -2,9 +2,14 @@
 
 ``compile_templates`` is pure: config in, ``{file name: YAML text}`` out, the same
 bytes for the same config (keys sorted, no timestamps). ``write_build`` writes
-them with ``manifest.json`` into a temporary folder next to the output folder and
-swaps it in only when everything is written, so a failed build leaves the
-previous one untouched.
+them, the boot bundle (``scripts/boot-<sha256>.tar.gz``, see ``bundle``) and
+``manifest.json`` into a temporary folder next to the output folder and swaps it
+in only when everything is written, so a failed build leaves the previous one
+untouched.
+
+The manifest lists the templates under ``templates`` and every other file that
+is published and deployed with them under ``files`` (path, sha256, size):
+``stack_files`` is what goes next to the templates.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from gitlab_cfn import __version__
-from gitlab_cfn.compile import catalog, service_catalog
+from gitlab_cfn.compile import bundle, catalog, service_catalog
 from gitlab_cfn.compile.config import BuildConfig
 from gitlab_cfn.compile.naming import MAIN, TEMPLATE_DIR, TIERS, template_file
 from gitlab_cfn.compile.tier import Tier
@@ -104,13 +109,21 @@ def make_manifest(cfg: BuildConfig, data: dict[str, dict], texts: dict[str, str]
         entries[tier] = asdict(manifest_entry(f"{TEMPLATE_DIR}/{name}", data[name], text))
     from gitlab_cfn.compile.launch_role import schema_source
 
+    built = bundle.build()
+    files = {"boot-bundle": {"path": built.key, "sha256": built.sha256, "size": built.size}}
     return {"gitlab_cfn_version": __version__, "config": asdict(cfg), "templates": entries,
-            "launch_role_actions_from": schema_source()}
+            "files": files, "launch_role_actions_from": schema_source()}
 
 
 def product_entries(manifest: dict) -> dict[str, dict]:
     """The manifest's entries of the GitLab stack: the parent and its tiers."""
     return {name: e for name, e in manifest["templates"].items() if name != PORTFOLIO}
+
+
+def stack_files(manifest: dict) -> list[dict]:
+    """Every file of the build that is not a template and goes next to the templates
+    (the boot bundle): each ``{path, sha256, size}``."""
+    return list(manifest.get("files", {}).values())
 
 
 def _check_out_dir(out: Path) -> None:
@@ -137,6 +150,9 @@ def write_build(cfg: BuildConfig, out: str | Path) -> dict:
         (staging / TEMPLATE_DIR).mkdir()
         for name, text in templates.items():
             (staging / TEMPLATE_DIR / name).write_text(text, encoding="utf-8")
+        built = bundle.build()
+        (staging / built.key).parent.mkdir(parents=True)
+        (staging / built.key).write_bytes(built.data)
         (staging / MANIFEST).write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.chmod(staging, 0o755)

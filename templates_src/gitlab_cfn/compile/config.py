@@ -81,8 +81,10 @@ class GitalyConfig:
 class AppConfig:
     instance_type: str = _setting(
         "c5.xlarge", _one_of(choices.GITLAB_INSTANCE_TYPES), "default GitLab instance type")
-    min_size: int = _setting(2, _int_between(1, 20), "Auto Scaling group minimum size")
-    desired_capacity: int = _setting(2, _int_between(1, 20), "Auto Scaling group desired size")
+    min_size: int = _setting(
+        2, _int_between(1, 20),
+        "Auto Scaling group minimum size: the servers a new stack starts with (no desired capacity "
+        "is set, so a stack update never undoes a scale-out)")
     max_size: int = _setting(4, _int_between(1, 20), "Auto Scaling group maximum size")
     scale_out_cpu: int = _setting(
         60, _int_between(10, 95), "average CPU % above which one instance is added")
@@ -108,10 +110,10 @@ class BuildConfig:
 
     def __post_init__(self):
         app = self.app
-        if not app.min_size <= app.desired_capacity <= app.max_size:
+        if not app.min_size <= app.max_size:
             raise ConfigError(
-                "app: min_size <= desired_capacity <= max_size must hold "
-                f"(got {app.min_size}, {app.desired_capacity}, {app.max_size})")
+                "app: min_size <= max_size must hold "
+                f"(got {app.min_size} and {app.max_size})")
         if app.scale_in_cpu >= app.scale_out_cpu:
             raise ConfigError(
                 "app.scale_in_cpu: must be lower than app.scale_out_cpu "

@@ -8,7 +8,7 @@ is also the one place that says who may read it.
 
 from __future__ import annotations
 
-from awacs import kms, s3, secretsmanager
+from awacs import kms, s3, secretsmanager, ssm
 from awacs.aws import (
     Allow,
     Bool,
@@ -189,6 +189,17 @@ def secret_write(secret_arns: list) -> PolicyDocument:
     return _on_secrets("WriteStackSecrets", [secretsmanager.PutSecretValue], secret_arns)
 
 
+def boot_read(bundle_objects_arn, parameter_arns: list | None = None) -> PolicyDocument:
+    """What a server reads to boot: the boot bundles (``s3:GetObject`` on exactly
+    ``<bucket>/<prefix>scripts/boot-*``), and the SSM parameters naming the one to run."""
+    statements = [Statement(Sid="ReadBootBundle", Effect=Allow, Action=[s3.GetObject],
+                            Resource=[bundle_objects_arn])]
+    if parameter_arns:
+        statements.append(Statement(Sid="ReadBootBundleLocation", Effect=Allow, Action=[ssm.GetParameter],
+                                    Resource=list(parameter_arns)))
+    return PolicyDocument(Version=VERSION, Statement=statements)
+
+
 def grant(logical_id: str, document: PolicyDocument, role_names: list) -> iam.PolicyType:
     """An inline ``AWS::IAM::Policy`` attaching ``document`` to the given roles."""
     return iam.PolicyType(
@@ -205,6 +216,7 @@ def grant_secret_read(logical_id: str, secret: AWSObject, role_names: list) -> i
 
 __all__ = [
     "assume_role",
+    "boot_read",
     "gitlab_object_storage",
     "grant",
     "grant_secret_read",

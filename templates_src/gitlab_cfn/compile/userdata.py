@@ -1,17 +1,20 @@
-"""User data: a short preamble of exported values, then the boot scripts unchanged.
+"""User data: a short preamble of exported values, then a script joined in unchanged.
 
 The boot scripts in ``scripts/`` are real bash files with no CloudFormation
-syntax in them. An instance's user data is::
+syntax in them. The servers of the stack (``BOOTSTRAPPED``) receive::
 
     #!/bin/bash
     export AWS_REGION='...'        <- the preamble: Fn::Sub over ${NAME} placeholders
+    export BOOT_ROLE='gitaly'         (the role, and where the boot bundle is)
     ...
-    <scripts/lib/common.sh>        <- joined in as literal text, never through Fn::Sub
-    [<scripts/lib/install.sh>]
-    <scripts/<role>.sh>
+    <scripts/bootstrap.sh>         <- joined in as literal text, never through Fn::Sub
 
-so a ``${VAR}`` in a script is bash's, not CloudFormation's. Secrets are never
-values here: the scripts read them from Secrets Manager at boot.
+and the bootstrap fetches the boot bundle (``bundle``), whose ``<role>.sh`` is
+``body(role)``: ``scripts/lib/common.sh``, ``[scripts/lib/install.sh]``,
+``scripts/<role>.sh`` joined, run with the preamble's variables exported. The
+AMI builder, which runs outside a stack, gets the preamble and ``body("bake")``
+directly. A ``${VAR}`` in a script is bash's, not CloudFormation's. Secrets are
+never values here: the scripts read them from Secrets Manager at boot.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from troposphere import Base64, Join, Sub
 
+from gitlab_cfn.compile.catalog import KEY_PREFIX_MAX_LENGTH
 from gitlab_cfn.errors import GitlabCfnError
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
@@ -32,6 +36,9 @@ ROLES = {
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
+# The roles whose user data is the bootstrap, and whose scripts are in the boot bundle.
+BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app")
+BOOTSTRAP = "bootstrap.sh"
 # EC2 refuses user data over 16 KB (before base64).
 MAX_BYTES = 16 * 1024
 # Longest value each kind of variable can take, for the build-time size check.
@@ -45,6 +52,10 @@ MAX_LENGTHS = (
     ("_CIDR", 18),
     ("_PORT", 5),
     ("AWS_REGION", 16),
+    ("BUNDLE_REGION", 16),
+    ("BUNDLE_BUCKET", 63),
+    ("BUNDLE_KEY", KEY_PREFIX_MAX_LENGTH + len("scripts/boot-.tar.gz") + 64),
+    ("BUNDLE_PARAMETER", 32 + 128),                           # /gitlab-cfn/<stack name>/...
     ("ADDRESS", 32),          # tcp://<private IPv4>:8075
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
@@ -65,35 +76,57 @@ def body(role: str) -> str:
     return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
 
 
+def script(role: str) -> str:
+    """What follows the preamble in the user data of ``role``."""
+    if role not in BOOTSTRAPPED:
+        return body(role)
+    try:
+        return (SCRIPTS_DIR / BOOTSTRAP).read_text()
+    except FileNotFoundError as exc:
+        raise UserDataError(f"boot script missing: {exc.filename} (is the package installed from its checkout?)") from None
+
+
 def preamble(role: str, names: list[str]) -> str:
     """The preamble with ``${NAME}`` placeholders, in a stable order."""
     for name in names:
         if not NAME.match(name):
             raise UserDataError(f"user data variable {name!r} must be UPPER_SNAKE_CASE")
-    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role}): values from CloudFormation, then the boot script."]
+    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role}): values from CloudFormation, then the "
+             + ("bootstrap." if role in BOOTSTRAPPED else "boot script.")]
     lines += [f"export {name}='${{{name}}}'" for name in sorted(names)]
     return "\n".join(lines) + "\n"
 
 
 def render(role: str, values: dict[str, str]) -> str:
     """The exact text an instance receives, for given values (tests, previews)."""
+    values = with_role(role, values)
     text = preamble(role, list(values))
     for name, value in values.items():
         if "'" in value or "\n" in value:
             raise UserDataError(f"{name}: a user data value cannot hold quotes or newlines")
         text = text.replace(f"${{{name}}}", value)
-    return text + body(role)
+    return text + script(role)
+
+
+def with_role(role: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The values, and ``BOOT_ROLE`` for a role that boots through the bootstrap."""
+    return {**values, "BOOT_ROLE": role} if role in BOOTSTRAPPED else dict(values)
+
+
+def worst_size(role: str, values: dict[str, Any]) -> int:
+    """The longest user data ``role`` can receive: every value at its longest."""
+    values = with_role(role, values)
+    return len(preamble(role, list(values)).encode()) + len(script(role).encode()) + sum(
+        _max_length(name, value) for name, value in values.items())
 
 
 def user_data(role: str, values: dict[str, Any]) -> Base64:
-    """``Fn::Base64`` of the preamble (``Fn::Sub``) joined with the script body (literal)."""
-    head = preamble(role, list(values))
-    text = body(role)
-    worst = len(head.encode()) + len(text.encode()) + sum(
-        _max_length(name, value) for name, value in values.items())
+    """``Fn::Base64`` of the preamble (``Fn::Sub``) joined with the script (literal)."""
+    worst = worst_size(role, values)
     if worst > MAX_BYTES:
         raise UserDataError(f"user data of {role} may reach {worst} bytes; EC2 allows {MAX_BYTES}")
-    return Base64(Join("", [Sub(head, **values), text]))
+    values = with_role(role, values)
+    return Base64(Join("", [Sub(preamble(role, list(values)), **values), script(role)]))
 
 
 def _max_length(name: str, value: Any) -> int:

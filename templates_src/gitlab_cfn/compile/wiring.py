@@ -28,7 +28,7 @@ from troposphere import (
     cloudformation,
 )
 
-from gitlab_cfn.compile.catalog import GROUPS, ParamSpec
+from gitlab_cfn.compile.catalog import GROUPS, SSM_TYPE_PREFIX, ParamSpec
 from gitlab_cfn.compile.config import BuildConfig
 from gitlab_cfn.compile.naming import PARENT_STACK_NAME, stack_id, template_key
 from gitlab_cfn.compile.tier import Tier
@@ -86,6 +86,26 @@ def _interface(specs: dict[str, ParamSpec], declared: list[str]) -> dict:
     return {"AWS::CloudFormation::Interface": {"ParameterGroups": groups, "ParameterLabels": labels}}
 
 
+def _mark_shared_parameters(tiers: list[Tier], specs: dict[str, ParamSpec], feeds: dict[str, list[str]]) -> None:
+    """Tell each child which of its parameters change for other reasons than its own:
+    SSM-typed in the parent (resolved again on every update) or passed to several
+    stacks. A child template alone cannot see this; lint rule E9010 reads it to refuse
+    a server holding data that such a parameter would replace."""
+    for tier in tiers:
+        shared = {}
+        for name in tier.user_params:
+            reasons = []
+            if specs[name].type.startswith(SSM_TYPE_PREFIX):
+                reasons.append(f"SSM-typed: {specs[name].type}")
+            others = [t for t in feeds.get(name, []) if t != tier.name]
+            if others:
+                reasons.append(f"also passed to {', '.join(others)}")
+            if reasons:
+                shared[name] = "; ".join(reasons)
+        if shared:
+            tier.template.set_metadata({"gitlab-cfn": {"shared-parameters": shared}})
+
+
 def build_parent(cfg: BuildConfig, tiers: list[Tier], specs: dict[str, ParamSpec]) -> Template:
     parent = Template(Description=(
         "gitlab-cfn: self-managed GitLab on AWS (VPC, load balancer, RDS PostgreSQL, "
@@ -103,6 +123,7 @@ def build_parent(cfg: BuildConfig, tiers: list[Tier], specs: dict[str, ParamSpec
         declare(name)
 
     stacks = {}
+    feeds: dict[str, list[str]] = {}   # parent parameter -> the tiers it is passed to
     for tier in tiers:
         values = {}
         for name, child_param in tier.template.parameters.items():
@@ -117,6 +138,7 @@ def build_parent(cfg: BuildConfig, tiers: list[Tier], specs: dict[str, ParamSpec
                 values[name] = GetAtt(stack_id(source.name), f"Outputs.{name}")
             elif name in specs:
                 declare(name)
+                feeds.setdefault(name, []).append(tier.name)
                 ref = Ref(name)
                 values[name] = Join(",", ref) if specs[name].type.startswith("List<") else ref
             else:
@@ -133,6 +155,7 @@ def build_parent(cfg: BuildConfig, tiers: list[Tier], specs: dict[str, ParamSpec
             stack.Condition = condition
         stacks[tier.name] = parent.add_resource(stack)
 
+    _mark_shared_parameters(tiers, specs, feeds)
     order = {name: i for i, name in enumerate(specs)}
     for name in sorted(declared, key=lambda n: order[n]):
         parent.add_parameter(Parameter(name, **specs[name].as_properties()))

@@ -37,6 +37,7 @@ from awacs.ec2 import CreateTags
 from botocore.exceptions import ClientError
 
 from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
+from gitlab_cfn.compile.images import IMAGE_ROOT_GIB
 from gitlab_cfn.compile.policies import assume_role
 from gitlab_cfn.compile.userdata import render
 from gitlab_cfn.errors import ConfigError, GitlabCfnError
@@ -170,7 +171,7 @@ def _launch(ec2, request: BakeRequest, image: str, profile: str, progress: Progr
         IamInstanceProfile={"Name": profile},
         MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
-                              "Ebs": {"VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True}}],
+                              "Ebs": {"VolumeSize": IMAGE_ROOT_GIB, "VolumeType": "gp3", "Encrypted": True}}],
         TagSpecifications=[{"ResourceType": "instance", "Tags": [
             {"Key": "Name", "Value": f"gitlab-cfn AMI builder {request.gitlab_version}"},
             {"Key": ROLE_TAG, "Value": BUILDER_ROLE}]}],

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from gitlab_cfn import __version__
-from gitlab_cfn.compile.compiler import product_entries, read_manifest
+from gitlab_cfn.compile.compiler import product_entries, read_manifest, stack_files
 from gitlab_cfn.compile.constraints import violations
 from gitlab_cfn.compile.naming import template_url
 from gitlab_cfn.errors import CheckFailed, ConfigError
@@ -151,13 +151,14 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
 
 
 def upload_build(s3, build_dir: Path, bucket: str, prefix: str) -> list[str]:
-    """Upload the GitLab stack's templates under ``<prefix>templates/``; return the keys."""
+    """Upload the GitLab stack's templates under ``<prefix>templates/`` and the files that
+    go with them (the boot bundle, ``<prefix>scripts/``); return the keys."""
     manifest = read_manifest(build_dir)
     keys = []
-    for entry in product_entries(manifest).values():
+    for entry in [*product_entries(manifest).values(), *stack_files(manifest)]:
         key = f"{prefix}{entry['path']}"
         s3.put_object(Bucket=bucket, Key=key, Body=(build_dir / entry["path"]).read_bytes(),
-                      ContentType="application/x-yaml")
+                      ContentType="application/gzip" if key.endswith(".gz") else "application/x-yaml")
         keys.append(key)
     return keys
 

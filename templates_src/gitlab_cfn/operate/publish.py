@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from gitlab_cfn import __version__
 from gitlab_cfn.compile.catalog import REGION_PATTERN, VERSION_PATTERN
-from gitlab_cfn.compile.compiler import MANIFEST, PORTFOLIO, read_manifest
+from gitlab_cfn.compile.compiler import MANIFEST, PORTFOLIO, read_manifest, stack_files
 from gitlab_cfn.compile.naming import MAIN, template_key, template_url
 from gitlab_cfn.errors import ConfigError
 from gitlab_cfn.operate.aws import Aws
@@ -41,7 +41,8 @@ PREFIX = re.compile(r"^([0-9A-Za-z!_.*'()-]+(/[0-9A-Za-z!_.*'()-]+)*)?$")
 # The main template with the location defaults filled in, per bucket (see product_template).
 PRODUCT = "product"
 PRODUCT_TEMPLATE = template_key(PRODUCT)
-CONTENT_TYPES = {".yaml": "application/x-yaml", ".json": "application/json", ".md": "text/markdown"}
+CONTENT_TYPES = {".yaml": "application/x-yaml", ".json": "application/json", ".md": "text/markdown",
+                 ".gz": "application/gzip"}
 
 
 @dataclass
@@ -94,7 +95,7 @@ def build_files(build_dir: Path) -> list[tuple[str, bytes, str]]:
     manifest = read_manifest(build_dir)
     files = []
     stale = []
-    for entry in manifest["templates"].values():
+    for entry in [*manifest["templates"].values(), *stack_files(manifest)]:
         path = build_dir / entry["path"]
         if not path.is_file():
             stale.append(f"{entry['path']} is missing")

@@ -5,7 +5,9 @@ templates are tested in, together with the project's own rules (E9xxx, in
 ``gitlab_cfn/verify/lint_rules/``, one rule per file). A finding is silenced only by a resource's
 ``cfn-lint`` metadata, and then only if the same resource explains why under
 ``gitlab-cfn: suppressions`` (``tier.suppress`` writes both); a suppression
-without a reason is itself reported as finding ``GLC001``.
+without a reason is itself reported as finding ``GLC001``. A file the manifest
+lists besides the templates (the boot bundle) that is missing or whose sha256
+differs is finding ``GLC002``.
 
 Templates are linted in parallel, one process per core, because cfn-lint's
 work is CPU-bound.
@@ -18,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitlab_cfn.compile.compiler import read_manifest
+from gitlab_cfn.compile.compiler import read_manifest, stack_files
 
 RULES_DIR = Path(__file__).with_name("lint_rules")
 
@@ -106,10 +108,25 @@ def lint_build(build_dir: str | Path, regions: tuple[str, ...] = REGIONS,
         (str(build_dir / entry["path"]), entry["path"], tuple(regions))
         for entry in manifest["templates"].values()
     ]
+    files = _stale_files(build_dir, manifest)
     jobs = jobs or min(len(work), os.cpu_count() or 1)
     if jobs <= 1:
         results = [_lint_file(w) for w in work]
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_lint_file, work))
-    return sorted(f for result in results for f in result), len(work)
+    return sorted([*files, *(f for result in results for f in result)]), len(work)
+
+
+def _stale_files(build_dir: Path, manifest: dict) -> list[Finding]:
+    import hashlib
+
+    findings = []
+    for entry in stack_files(manifest):
+        path = build_dir / entry["path"]
+        if not path.is_file():
+            findings.append(Finding(entry["path"], 1, 1, "GLC002", "error", "listed in the manifest but missing"))
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            findings.append(Finding(entry["path"], 1, 1, "GLC002", "error",
+                                    "changed since it was built: its sha256 differs from the manifest's"))
+    return findings

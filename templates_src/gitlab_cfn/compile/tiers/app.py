@@ -11,6 +11,11 @@ max 4, ELB health checks, 300 s grace) with a rolling update policy, scaling
 out by one instance above ``scale_out_cpu`` % average CPU and in by one below
 ``scale_in_cpu`` % (guide: 60 and 45) through two alarms and two policies.
 
+Departures from the guide: the health-check grace period is the boot budget
+(``BOOT_BUDGET_MINUTES``), not 300 s, so that no server is killed while it
+boots; the group sets no ``DesiredCapacity``, so that a stack update never
+resets the capacity scaling gave it (it starts at ``MinSize``).
+
 Exposes: ``GitLabUrl``, ``LoadBalancerDNSName``, ``LoadBalancerHostedZoneId``,
 ``AutoScalingGroupName``.
 """
@@ -27,18 +32,46 @@ from troposphere.policies import (
     UpdatePolicy,
 )
 
-from gitlab_cfn.compile.instances import from_template, launch_template
+from gitlab_cfn.compile.instances import (
+    bundle_location,
+    bundle_objects_arn,
+    from_template,
+    launch_template,
+)
 from gitlab_cfn.compile.naming import tags
-from gitlab_cfn.compile.policies import grant, secret_read, secret_write
+from gitlab_cfn.compile.policies import boot_read, grant, secret_read, secret_write
 from gitlab_cfn.compile.tier import Tier, generated_secret
 from gitlab_cfn.compile.tiers.storage import BUCKETS
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn app: Classic Load Balancer, GitLab launch template, Auto Scaling group."
 
-# The first servers load the schema one after the other, under a database lock.
-CREATE_TIMEOUT = "PT60M"
-UPDATE_TIMEOUT = "PT45M"
+# The boot budget: how long one GitLab server may take from launch to its signal.
+# The first servers of a new stack boot one after the other under the bootstrap
+# lock (a PostgreSQL advisory lock), so the last of them waits for the others:
+#   bootstrap (download, check, unpack)                   ~1 min
+#   gitlab.rb, sshd, database reachable (RDS may still     ~5 min
+#     be finishing its first backup)
+#   waiting for the lock: the locked phase of each server  ~15 min each
+#     before it (reconfigure ~5-8 min, gitlab:db:configure:
+#     the schema load and seed on the first server ~8-10 min,
+#     migrations on later ones, restart ~1 min)
+#   its own locked phase                                   ~15 min
+#   GitLab answering /-/readiness                          ~2 min
+# For the guide's two servers that is about 40 minutes at worst; 60 leaves room
+# for a slower region or a third server. A rolling update starts one server at a
+# time, so it waits for no lock holder but one at most: 45 minutes.
+BOOT_BUDGET_MINUTES = 60
+UPDATE_BUDGET_MINUTES = 45
+CREATE_TIMEOUT = f"PT{BOOT_BUDGET_MINUTES}M"
+UPDATE_TIMEOUT = f"PT{UPDATE_BUDGET_MINUTES}M"
+# ELB health checks start counting only after the grace period: it covers the whole
+# boot budget, so that a server still within its signal timeout is never replaced
+# as unhealthy (lint rule E9009), during creation as during a scale-out. A launch
+# lifecycle hook would end the wait at the signal instead, but needs the boot script
+# to complete the hook and one more permission; the grace period needs neither.
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/health-check-grace-period.html
+HEALTH_CHECK_GRACE_SECONDS = max(BOOT_BUDGET_MINUTES, UPDATE_BUDGET_MINUTES) * 60
 HEALTH_CHECK = "HTTP:80/-/readiness"
 TLS_POLICY = "ELBSecurityPolicy-TLS-1-2-2017-01"
 COOLDOWN = 300
@@ -130,6 +163,12 @@ def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
     return {"RootPasswordSecret": root, **shared}
 
 
+# The grants of this tier a server uses while it boots: the group depends on them, so
+# that they exist before the first server asks (IAM is still eventually consistent:
+# the boot scripts retry AccessDenied).
+BOOT_GRANTS = ("AppSecretsRead", "AppSecretsWrite", "AppBootRead")
+
+
 def boot_values(tier: Tier, secrets: dict) -> dict:
     """What the boot script (scripts/gitlab-app.sh) is told through its preamble."""
     values = {
@@ -154,7 +193,7 @@ def boot_values(tier: Tier, secrets: dict) -> dict:
     }
     for logical, kind in BUCKETS.items():
         values[bucket_variable(kind)] = tier.input(f"{logical}BucketName")
-    return values
+    return {**values, **bundle_location(tier)}
 
 
 def bucket_variable(kind: str) -> str:
@@ -167,6 +206,7 @@ def build(tier: Tier) -> None:
     app = tier.cfg.app
     lb = load_balancer(tier)
     secrets = app_secrets(tier)
+    tier.add(grant("AppBootRead", boot_read(bundle_objects_arn(tier)), [tier.input("InstanceRoleName")]))
     template = launch_template(
         tier, "AppLaunchTemplate",
         name="gitlab",
@@ -182,29 +222,35 @@ def build(tier: Tier) -> None:
         "AppAutoScalingGroup",
         VPCZoneIdentifier=tier.input("PrivateSubnetIds"),
         LaunchTemplate=autoscaling.LaunchTemplateSpecification(**from_template(template)),
+        # No DesiredCapacity: with one in the template, every stack update that touches
+        # the group sets its capacity back to it, undoing a scale-out; without it the
+        # group starts at MinSize (the default of DesiredCapacity, see
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-autoscaling-autoscalinggroup.html)
+        # and keeps what scaling gave it (the AWS CDK's fix for the same reset:
+        # https://github.com/aws/aws-cdk/pull/5507).
         MinSize=str(app.min_size),
-        DesiredCapacity=str(app.desired_capacity),
         MaxSize=str(app.max_size),
         LoadBalancerNames=[Ref(lb)],
         HealthCheckType="ELB",
-        HealthCheckGracePeriod=300,
+        HealthCheckGracePeriod=HEALTH_CHECK_GRACE_SECONDS,
         MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
         Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "gitlab"]), True)),
         # Every server's boot script signals its exit status: a configuration
         # that does not come up fails the stack instead of leaving bad servers.
         CreationPolicy=CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=app.desired_capacity, Timeout=CREATE_TIMEOUT),
+            ResourceSignal=ResourceSignal(Count=app.min_size, Timeout=CREATE_TIMEOUT),
             AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
         ),
         UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
             MaxBatchSize=1,
             # Keep serving while one server at a time is replaced.
-            MinInstancesInService=max(app.min_size - 1, 1) if app.desired_capacity > 1 else 0,
+            MinInstancesInService=max(app.min_size - 1, 1) if app.min_size > 1 else 0,
             WaitOnResourceSignals=True,
             PauseTime=UPDATE_TIMEOUT,
             SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
                               "AlarmNotification", "ScheduledActions"],
         )),
+        DependsOn=list(BOOT_GRANTS),
     ))
     scaling(tier, group)
 

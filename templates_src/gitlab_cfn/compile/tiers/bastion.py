@@ -17,9 +17,16 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, ec2, iam
 
-from gitlab_cfn.compile.instances import from_template, launch_template, signal_policy
+from gitlab_cfn.compile.instances import (
+    UBUNTU_ROOT_GIB,
+    bundle_location,
+    bundle_objects_arn,
+    from_template,
+    launch_template,
+    signal_policy,
+)
 from gitlab_cfn.compile.naming import IAM_PATH, per_az, tags
-from gitlab_cfn.compile.policies import assume_role, managed_policy_arn
+from gitlab_cfn.compile.policies import assume_role, boot_read, grant, managed_policy_arn
 from gitlab_cfn.compile.tier import Tier, scanner_skip
 from gitlab_cfn.compile.userdata import user_data
 
@@ -45,8 +52,9 @@ def build(tier: Tier) -> None:
         image_id=tier.param("BastionAmiId"),
         instance_type=tier.param("BastionInstanceType"),
         profile_arn=GetAtt(profile, "Arn"),
-        root_size=8,
+        root_size=UBUNTU_ROOT_GIB,
     )
+    tier.add(grant("BastionBootRead", boot_read(bundle_objects_arn(tier)), [Ref(role)]))
     group = tier.input("BastionSecurityGroupId")
     for index, host in enumerate(HOSTS, start=1):
         instance = tier.add(ec2.Instance(
@@ -62,8 +70,10 @@ def build(tier: Tier) -> None:
                 "AWS_REGION": Ref("AWS::Region"),
                 "CFN_STACK": Ref("AWS::StackName"),
                 "CFN_RESOURCE": f"Bastion{host}",
+                **bundle_location(tier),
             }),
             CreationPolicy=signal_policy(1, "PT15M"),
+            DependsOn=["BastionBootRead"],
             Tags=tags(f"bastion-{host.lower()}"),
         ))
         scanner_skip(instance, "CKV_AWS_88",

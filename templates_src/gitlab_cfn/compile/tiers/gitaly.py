@@ -14,6 +14,29 @@ The volume is attached through the instance's ``Volumes`` so that it is there
 when the boot script runs: a separate VolumeAttachment would wait for the
 instance, and the instance waits for its boot script's signal.
 
+The server is never replaced by an upgrade or a change of settings: CloudFormation
+would create the replacement while the data volume is still attached to the old
+server, and the update would fail. Create-only properties of AWS::EC2::Instance
+(the registry schema shipped with cfn-lint: ``ImageId``, ``KeyName``,
+``LaunchTemplate``, ``SubnetId``, ``AvailabilityZone``, ``NetworkInterfaces``...)
+therefore come from values that change only on purpose:
+
+- the image from ``GitalyAmiId``, a plain image id used by this server only and
+  pinned at creation (not the SSM-typed ``GitLabAmiId``, which CloudFormation
+  resolves again on every update); GitLab on Gitaly is upgraded in place;
+- no key pair (``KeyPairName`` is shared with the other servers; Gitaly is
+  administered through Session Manager);
+- a launch template that holds only what never changes (metadata options, the
+  root volume, tags), so that its version stays 1;
+- type, instance profile and security group set on the instance itself, where
+  CloudFormation changes them without replacing it;
+- user data that never changes (changing it stops and starts the server and is
+  not run again): the bootstrap finds the boot bundle through the SSM parameter
+  ``GitalyBootBundleParameter``, which the stack updates with every build.
+
+Lint rule E9010 refuses a stateful server whose create-only properties hang on an
+SSM-typed or shared parameter.
+
 Seam for Gitaly Cluster: consumers only see ``GitalyAddress`` and
 ``GitalyTokenSecretArn``. A Praefect cluster (three Gitaly nodes, three
 Praefect nodes, its PostgreSQL and an internal load balancer) replaces
@@ -21,17 +44,27 @@ Praefect nodes, its PostgreSQL and an internal load balancer) replaces
 outputs; nothing outside this tier changes.
 
 Exposes: ``GitalyAddress``, ``GitalyPrivateIp``, ``GitalyInstanceId``,
-``GitalyTokenSecretArn``, ``GitLabShellSecretArn``.
+``GitalyTokenSecretArn``, ``GitLabShellSecretArn``, ``GitalyBootBundleParameterName``.
 """
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
+import json
 
-from gitlab_cfn.compile.instances import from_template, launch_template, signal_policy
+from troposphere import GetAtt, Ref, Select, Sub, ec2, iam, ssm
+
+from gitlab_cfn.compile import bundle
+from gitlab_cfn.compile.instances import (
+    IMAGE_ROOT_GIB,
+    bundle_objects_arn,
+    from_template,
+    launch_template,
+    signal_policy,
+)
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
     assume_role,
+    boot_read,
     grant,
     kms_use,
     managed_policy_arn,
@@ -45,18 +78,38 @@ DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token.
 GITALY_PORT = 8075
 DATA_DEVICE = "/dev/sdf"
 BOOT_TIMEOUT = "PT30M"
+# Name of the SSM parameter holding the boot bundle's location, per parent stack.
+BUNDLE_PARAMETER_NAME = "/gitlab-cfn/${ParentStackName}/gitaly/boot-bundle"
+# The grants the server reads with while it boots: it depends on them.
+BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead")
 
 
-def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict) -> ec2.Instance:
+def bundle_parameter(tier: Tier) -> ssm.Parameter:
+    """The boot bundle's location for the Gitaly server, as JSON: a new build changes
+    this value (an in-place update of the parameter), never the server's user data."""
+    built = bundle.build()
+    location = json.dumps({"bucket": "${TemplateBucketName}", "key": "${TemplateKeyPrefix}" + built.key,
+                           "region": "${TemplateBucketRegion}", "sha256": built.sha256}, sort_keys=True)
+    for name in ("TemplateBucketName", "TemplateKeyPrefix", "TemplateBucketRegion"):
+        tier.param(name)
+    tier.stack_name()
+    return tier.add(ssm.Parameter(
+        "GitalyBootBundleParameter",
+        Name=Sub(BUNDLE_PARAMETER_NAME),
+        Type="String",
+        Value=Sub(location),
+        Description="Boot bundle of the Gitaly server: where it is and its sha256 (gitlab-cfn).",
+    ))
+
+
+def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter: ssm.Parameter) -> ec2.Instance:
     """One Gitaly server and its repository volume."""
+    # Only what never changes: a new version of it would replace the server.
     template = launch_template(
         tier, "GitalyLaunchTemplate",
         name="gitaly",
-        image_id=tier.param("GitLabAmiId"),
-        instance_type=tier.param("GitalyInstanceType"),
-        profile_arn=GetAtt(profile, "Arn"),
-        security_group_ids=[tier.input("GitalySecurityGroupId")],
-        root_size=20,
+        root_size=IMAGE_ROOT_GIB,
+        key_pair=False,
     )
     io1 = tier.cfg.gitaly.volume_type == "io1"
     volume = tier.keep(ec2.Volume(
@@ -73,6 +126,12 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict) -> ec2.Instan
     return tier.add(ec2.Instance(
         "GitalyInstance",
         LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
+        # Pinned, used by this server only (ImageId is create-only).
+        ImageId=tier.param("GitalyAmiId"),
+        # Updated in place (stop and start; no interruption for the groups and profile).
+        InstanceType=tier.param("GitalyInstanceType"),
+        IamInstanceProfile=Ref(profile),
+        SecurityGroupIds=[tier.input("GitalySecurityGroupId")],
         SubnetId=subnet_id,
         Volumes=[ec2.MountPoint(Device=DATA_DEVICE, VolumeId=Ref(volume))],
         UserData=user_data("gitaly", {
@@ -83,8 +142,10 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict) -> ec2.Instan
             "GITALY_SECRET_ARN": Ref(secrets["token"]),
             "SHELL_SECRET_ARN": Ref(secrets["shell"]),
             "DATA_VOLUME_ID": Ref(volume),
+            "BUNDLE_PARAMETER": Ref(parameter),
         }),
         CreationPolicy=signal_policy(1, BOOT_TIMEOUT),
+        DependsOn=list(BOOT_GRANTS),
         Tags=tags("gitaly"),
     ))
 
@@ -111,10 +172,14 @@ def build(tier: Tier) -> None:
     tier.add(grant(
         "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)]),
         [Ref(role), tier.input("InstanceRoleName")]))
+    parameter = bundle_parameter(tier)
+    tier.add(grant("GitalyBootRead", boot_read(bundle_objects_arn(tier), [Sub(
+        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + BUNDLE_PARAMETER_NAME)]),
+        [Ref(role)]))
 
     azs = tier.param("AvailabilityZones")
     instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs),
-                           {"token": token, "shell": shell})
+                           {"token": token, "shell": shell}, parameter)
     address = GetAtt(instance, "PrivateIp")
     tier.output("GitalyAddress", Sub(f"tcp://${{Ip}}:{GITALY_PORT}", Ip=address),
                 "Gitaly address for GitLab's repository storage.", public=True)
@@ -123,3 +188,6 @@ def build(tier: Tier) -> None:
     tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
                 public=True)
     tier.output("GitLabShellSecretArn", Ref(shell), "Secret of Gitaly's calls back into GitLab.")
+    tier.output("GitalyBootBundleParameterName", Ref(parameter),
+                "SSM parameter naming the Gitaly server's boot bundle (for an in-place upgrade through "
+                "SSM Run Command).", public=True)

@@ -42,3 +42,21 @@ def is_dynamic_secret_reference(value: Any) -> bool:
         elif fn == "Fn::Join" and isinstance(args, list) and len(args) == 2:
             text = "".join(p for p in args[1] if isinstance(p, str))
     return isinstance(text, str) and text.startswith("{{resolve:secretsmanager:")
+
+
+def ref_name(value: Any) -> str | None:
+    """The name in ``{"Ref": name}``; None for anything else."""
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("Ref"), str):
+        return value["Ref"]
+    return None
+
+
+def duration_seconds(value: Any) -> int | None:
+    """Seconds of an ISO 8601 duration such as PT1H30M (CreationPolicy, PauseTime); None if not one."""
+    import re
+
+    match = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", value) if isinstance(value, str) else None
+    if not match or not any(match.groups()):
+        return None
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds

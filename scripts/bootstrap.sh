@@ -1,0 +1,155 @@
+# shellcheck shell=bash
+# gitlab-cfn bootstrap: the whole of an instance's user data after the preamble.
+#
+# Fetches the boot bundle (scripts/boot-<sha256>.tar.gz, published next to the
+# templates) through the instance role with the AWS CLI, checks its sha256,
+# unpacks it under /opt/gitlab-cfn/boot/<sha256>/ and runs the role's script,
+# <role>.sh, in place of itself. Until then a failure is signalled to
+# CloudFormation here, so that the stack fails at once instead of at the
+# signal timeout; from then on the role script's own EXIT trap signals.
+#
+# Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE BOOT_ROLE, and
+# where the bundle is: either BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION
+# BUNDLE_SHA256, or BUNDLE_PARAMETER, an SSM parameter of the stack holding
+# {"bucket", "key", "region", "sha256"} (a server whose user data must never
+# change reads it there). GITLAB_CFN_ROOT prefixes every path (tests).
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+ROOT_PREFIX="${GITLAB_CFN_ROOT:-}"
+BOOT_DIR="$ROOT_PREFIX/opt/gitlab-cfn/boot"
+# Appended, so that what is already on PATH comes first.
+export PATH="$PATH:/opt/aws/bin:/snap/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+boot_log() {
+  printf '%s gitlab-cfn[bootstrap]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
+}
+
+boot_die() {
+  boot_log "error: $*"
+  exit 1
+}
+
+# boot_retry ATTEMPTS DELAY COMMAND...: run COMMAND until it succeeds.
+boot_retry() {
+  local attempts=$1 delay=$2 n=1
+  shift 2
+  until "$@"; do
+    if ((n >= attempts)); then
+      return 1
+    fi
+    boot_log "retrying in ${delay}s ($n/$attempts): $1"
+    n=$((n + 1))
+    sleep "$delay"
+  done
+}
+
+# EXIT trap until the role script runs: whatever ended the bootstrap is a failure.
+boot_signal_failure() {
+  local status=$?
+  trap - EXIT
+  ((status != 0)) || status=1
+  boot_log "bootstrap failed (exit code $status): signalling ${CFN_RESOURCE:-nothing}"
+  if [[ -n "${CFN_RESOURCE:-}" ]]; then
+    if command -v cfn-signal >/dev/null; then
+      boot_retry 5 10 cfn-signal --exit-code "$status" --stack "$CFN_STACK" \
+        --resource "$CFN_RESOURCE" --region "$AWS_REGION" || boot_log "cfn-signal failed"
+    else
+      boot_log "cfn-signal is not installed: CloudFormation sees the failure at the signal timeout"
+    fi
+  fi
+  exit "$status"
+}
+
+boot_require() {
+  local name
+  for name in "$@"; do
+    [[ -n "${!name:-}" ]] || boot_die "$name is not set by the user data preamble"
+  done
+}
+
+# A stock image (the bastions' Ubuntu) has neither tool; the GitLab image has both.
+boot_install_tools() {
+  if ! command -v cfn-signal >/dev/null; then
+    boot_log "installing the CloudFormation helper scripts"
+    boot_retry 5 10 apt-get update -q
+    DEBIAN_FRONTEND=noninteractive boot_retry 5 10 apt-get install -y -q python3-venv
+    python3 -m venv "$ROOT_PREFIX/opt/aws/cfn-bootstrap"
+    boot_retry 5 10 "$ROOT_PREFIX/opt/aws/cfn-bootstrap/bin/pip" install -q \
+      "https://s3.amazonaws.com/cloudformation-examples/aws-cfn-bootstrap-py3-latest.tar.gz"
+    mkdir -p "$ROOT_PREFIX/opt/aws/bin"
+    ln -sf "$ROOT_PREFIX"/opt/aws/cfn-bootstrap/bin/cfn-* "$ROOT_PREFIX/opt/aws/bin/"
+  fi
+  if ! command -v aws >/dev/null; then
+    boot_log "installing the AWS CLI"
+    boot_retry 5 10 snap install aws-cli --classic
+  fi
+}
+
+# BUNDLE_PARAMETER -> BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION BUNDLE_SHA256.
+boot_read_location() {
+  local json fields
+  json=$(boot_retry 12 10 aws ssm get-parameter --region "$AWS_REGION" \
+    --name "$BUNDLE_PARAMETER" --query Parameter.Value --output text) ||
+    boot_die "cannot read the boot bundle's location from SSM parameter $BUNDLE_PARAMETER"
+  fields=$(printf '%s' "$json" | python3 -c '
+import json, sys
+value = json.load(sys.stdin)
+print("\t".join(str(value.get(k, "")) for k in ("bucket", "key", "region", "sha256")))' 2>/dev/null) ||
+    boot_die "SSM parameter $BUNDLE_PARAMETER does not hold the bundle's location as JSON"
+  IFS=$'\t' read -r BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION BUNDLE_SHA256 <<<"$fields"
+}
+
+boot_check_location() {
+  boot_require BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION BUNDLE_SHA256
+  [[ "$BUNDLE_SHA256" =~ ^[0-9a-f]{64}$ ]] || boot_die "BUNDLE_SHA256 is not a sha256 (got '$BUNDLE_SHA256')"
+  [[ "$BUNDLE_KEY" == *"scripts/boot-$BUNDLE_SHA256.tar.gz" ]] ||
+    boot_die "BUNDLE_KEY $BUNDLE_KEY does not name the bundle $BUNDLE_SHA256"
+}
+
+# boot_fetch FILE: the bundle, downloaded and checked against its sha256.
+boot_fetch() {
+  local file=$1 actual
+  boot_log "downloading s3://$BUNDLE_BUCKET/$BUNDLE_KEY ($BUNDLE_REGION)"
+  boot_retry 12 10 aws s3api get-object --region "$BUNDLE_REGION" --bucket "$BUNDLE_BUCKET" \
+    --key "$BUNDLE_KEY" "$file" >/dev/null ||
+    boot_die "cannot download s3://$BUNDLE_BUCKET/$BUNDLE_KEY"
+  actual=$(sha256sum "$file" | cut -d ' ' -f 1)
+  [[ "$actual" == "$BUNDLE_SHA256" ]] ||
+    boot_die "boot bundle s3://$BUNDLE_BUCKET/$BUNDLE_KEY has sha256 $actual, expected $BUNDLE_SHA256: not running it"
+}
+
+# boot_unpack FILE: unpacks into BOOT_UNPACKED, the bundle's folder, complete or not at all.
+boot_unpack() {
+  local file=$1 target="$BOOT_DIR/$BUNDLE_SHA256" staging
+  mkdir -p "$BOOT_DIR"
+  chmod 700 "$BOOT_DIR"
+  staging=$(mktemp -d "$BOOT_DIR/.unpack.XXXXXX")
+  tar -xzf "$file" -C "$staging" --no-same-owner --no-same-permissions
+  [[ -f "$staging/$BOOT_ROLE.sh" ]] || boot_die "the boot bundle holds no $BOOT_ROLE.sh"
+  rm -rf "$target"
+  mv "$staging" "$target"
+  BOOT_UNPACKED=$target
+}
+
+boot_main() {
+  trap boot_signal_failure EXIT
+  boot_require AWS_REGION CFN_STACK BOOT_ROLE
+  boot_install_tools
+  if [[ -n "${BUNDLE_PARAMETER:-}" ]]; then
+    boot_read_location
+  fi
+  boot_check_location
+  local file
+  mkdir -p "$BOOT_DIR"
+  file=$(mktemp "$BOOT_DIR/.bundle.XXXXXX")
+  boot_fetch "$file"
+  boot_unpack "$file"
+  rm -f "$file"
+  boot_log "running $BOOT_ROLE.sh of bundle $BUNDLE_SHA256"
+  trap - EXIT
+  exec bash "$BOOT_UNPACKED/$BOOT_ROLE.sh"
+}
+
+boot_main "$@"
