@@ -46,8 +46,8 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["key_prefix"] == f"gitlab-cfn/{__version__}/"
-    # 11 templates, the manifest and the product template, per region
-    assert len(result["uploaded"]) == 2 * 13 and result["skipped"] == []
+    # 11 templates, the boot bundle, the manifest and the product template, per region
+    assert len(result["uploaded"]) == 2 * 14 and result["skipped"] == []
     for region in REGIONS:
         s3 = local_aws.client("s3", region)
         for tier in ["main", *[t for t in TIERS], "service-catalog"]:
@@ -56,11 +56,15 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
             assert head["ContentType"] == "application/x-yaml"
             assert len(head["Metadata"]["sha256"]) == 64
         s3.head_object(Bucket=f"gl-releases-{region}", Key=f"gitlab-cfn/{__version__}/manifest.json")
+        # The boot bundle, beside templates/ where the servers look for it.
+        (bundle,) = json.loads((build / "manifest.json").read_text())["files"].values()
+        head = s3.head_object(Bucket=f"gl-releases-{region}", Key=f"gitlab-cfn/{__version__}/{bundle['path']}")
+        assert head["ContentType"] == "application/gzip" and head["Metadata"]["sha256"] == bundle["sha256"]
 
     again = run_publish(standin, build)
     assert again.returncode == 0
     assert json.loads(again.stdout)["uploaded"] == []
-    assert len(json.loads(again.stdout)["skipped"]) == 26
+    assert len(json.loads(again.stdout)["skipped"]) == 2 * 14
     assert (build / "launch.md").read_text().count("[Launch Stack](") == 2
 
 
@@ -134,7 +138,8 @@ def test_links_parse_and_the_parent_deploys_from_the_published_url(local_aws, st
             "TemplateBucketRegion": fragment["param_TemplateBucketRegion"][0],
             "TemplateKeyPrefix": fragment["param_TemplateKeyPrefix"][0],
             "AvailabilityZones": f"{region}a,{region}b", "DomainName": "gitlab.example.test", "CertificateArn": cert,
-            "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops"}
+            "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops",
+            "GitalyAmiId": "ami-0a11ab5e1c0de1851"}
         cfn = local_aws.client("cloudformation", region)
         stack_id = cfn.create_stack(StackName="launched", TemplateURL=url, Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
                                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])["StackId"]

@@ -235,7 +235,8 @@ def test_the_portfolio_deploys_from_its_link_and_catalog_publish_adds_versions(l
     local_aws.client("ssm", region).put_parameter(Name="/gitlab-cfn/ami/gitlab", Value="ami-0a11ab5e1c0de1851",
                                                   Type="String")
     launch = {"AvailabilityZones": f"{region}a,{region}b", "DomainName": "gitlab.example.test", "CertificateArn": cert,
-              "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops"}
+              "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops",
+              "GitalyAmiId": "ami-0a11ab5e1c0de1851"}
     cfn = local_aws.client("cloudformation", region)
     stack_id = cfn.create_stack(
         StackName="SC-123456789012-pp-abcdefghijklm", Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],

@@ -61,3 +61,24 @@ def test_every_test_gets_exactly_the_parameters_its_build_needs(tmp_path):
         assert required <= set(given), (name, required - set(given))
         assert set(test.get("parameters", {})) <= set(main), name
         assert given["TemplateKeyPrefix"] == f"$[taskcat_project_name]/{folder}/", name
+
+
+def test_the_servers_find_their_boot_bundle_where_taskcat_uploads_it(tmp_path):
+    """taskcat uploads the project folder under <project name>/; the templates look for the
+    bundle at <TemplateKeyPrefix>scripts/boot-<sha256>.tar.gz: the same object."""
+    from gitlab_cfn.compile import compiler, config
+
+    cfg = _config()
+    project = cfg["project"]["name"]
+    for name, test in cfg["tests"].items():
+        folder = test["template"].split("/")[0]
+        manifest = compiler.write_build(
+            config.load(ROOT / VARIANTS[folder]) if VARIANTS[folder] else config.BuildConfig(), tmp_path / folder)
+        (entry,) = manifest["files"].values()
+        assert (tmp_path / folder / entry["path"]).is_file()
+        uploaded = f"{project}/{folder}/{entry['path']}"
+        prefix = {**cfg["project"]["parameters"], **test.get("parameters", {})}["TemplateKeyPrefix"]
+        looked_up = prefix.replace("$[taskcat_project_name]", project) + entry["path"]
+        assert looked_up == uploaded, name
+        app = (tmp_path / folder / "templates" / "app.template.yaml").read_text()
+        assert entry["sha256"] in app and "${TemplateKeyPrefix}" + entry["path"] in app

@@ -63,10 +63,23 @@ def template_user_data(templates):
 ROLES_IN_TEMPLATES = ["bastion", "gitaly", "gitlab-app"]
 
 
-def rendered(role):
+def _values(role):
     _, variables, _, _ = template_user_data(templates_for({}))[role][0]
-    return userdata.render(role, {name: value if isinstance(value, str) else sample(name)
-                                  for name, value in variables.items()})
+    return {name: value if isinstance(value, str) else sample(name) for name, value in variables.items()}
+
+
+def rendered_user_data(role):
+    """The user data an instance of ``role`` receives: the preamble, then the bootstrap."""
+    return userdata.render(role, _values(role))
+
+
+def rendered(role):
+    """What the server finally runs: the role's script of the boot bundle with the preamble's
+    variables exported (here as one file: the preamble, then the script)."""
+    text = rendered_user_data(role)
+    head = text[:-len(userdata.script(role))]
+    assert head.startswith("#!/bin/bash\n") and "${" not in head
+    return head + userdata.body(role)
 
 
 def test_every_instance_role_has_user_data():
@@ -129,7 +142,7 @@ def test_rendered_user_data_parses_is_shellcheck_clean_and_fits(tmp_path, role):
     if role == "bake":
         text = userdata.render("bake", {n: sample(n) for n in ("AWS_REGION", "GITLAB_VERSION", "GITLAB_EDITION", "BAKE_SOURCE")})
     else:
-        text = rendered(role)
+        text = rendered_user_data(role)
     path = tmp_path / f"{role}.sh"
     path.write_text(text)
     _shellcheck_clean(path)
@@ -140,13 +153,8 @@ def test_rendered_user_data_parses_is_shellcheck_clean_and_fits(tmp_path, role):
 def test_bundled_scripts_as_run_are_shellcheck_clean(tmp_path, role):
     """What the bootstrap runs: the role's script of the bundle, with the preamble's
     variables exported (checked here as one file: the preamble, then the script)."""
-    _, variables, _, _ = template_user_data(templates_for({}))[role][0]
-    values = {n: v if isinstance(v, str) else sample(n) for n, v in variables.items()}
     path = tmp_path / f"{role}.sh"
-    text = userdata.render(role, values)
-    head = text[:-len(userdata.script(role))]
-    assert head.startswith("#!/bin/bash\n") and "${" not in head
-    path.write_text(head + userdata.body(role))
+    path.write_text(rendered(role))
     _shellcheck_clean(path)
 
 
@@ -165,7 +173,7 @@ def test_worst_case_user_data_fits_with_room_to_grow():
 
 def test_shellcheck_gate_can_fail(tmp_path):
     path = tmp_path / "bad.sh"
-    path.write_text(rendered("bastion") + "\nrm -rf $UNQUOTED/*\n")
+    path.write_text(rendered_user_data("bastion") + "\nrm -rf $UNQUOTED/*\n")
     result = subprocess.run([shutil.which("shellcheck") or "shellcheck", "-s", "bash", str(path)],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "SC2086" in result.stdout
@@ -179,8 +187,8 @@ def test_no_secret_or_dynamic_reference_reaches_user_data(variant):
             assert "resolve:secretsmanager" not in text, role
             assert not [n for n in variables if re.search("PASSWORD|TOKEN|SECRET", n) and not n.endswith("_ARN")], role
     for role in ROLES_IN_TEMPLATES:
-        text = rendered(role)
-        assert not [s for s in SECRET_VALUES if s in text]
+        for text in (rendered_user_data(role), rendered(role)):
+            assert not [s for s in SECRET_VALUES if s in text]
 
 
 def test_scripts_hold_no_cloudformation_syntax():
