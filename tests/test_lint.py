@@ -82,3 +82,35 @@ def test_lint_without_a_build_is_bad_input(tmp_path):
         lint.lint_build(tmp_path / "nothing")
     (tmp_path / "manifest.json").write_text(json.dumps({"templates": {}}))
     assert lint.lint_build(tmp_path) == ([], 0)
+
+
+def test_a_changed_or_missing_boot_bundle_fails_the_gate(tmp_path):
+    manifest = compiler.write_build(config.BuildConfig(), tmp_path)
+    (entry,) = compiler.stack_files(manifest)
+    path = tmp_path / entry["path"]
+    path.write_bytes(path.read_bytes() + b"\0")
+    findings, _ = lint.lint_build(tmp_path, regions=("us-east-1",))
+    assert [(f.path, f.rule, f.message) for f in findings] == [
+        (entry["path"], "GLC002", "changed since it was built: its sha256 differs from the manifest's")]
+    path.unlink()
+    findings, _ = lint.lint_build(tmp_path, regions=("us-east-1",))
+    assert [(f.rule, f.message) for f in findings] == [("GLC002", "listed in the manifest but missing")]
+
+
+def test_gitaly_on_the_shared_gitlab_image_fails_the_gate(monkeypatch):
+    """The design that replaced the Gitaly server with its volume attached on an upgrade (its
+    image from the SSM-typed GitLabAmiId, shared with the app) is caught in the real build."""
+    from gitlab_cfn.compile.tier import Tier
+
+    original = Tier.param
+
+    def shared_image(self, name):
+        return original(self, "GitLabAmiId" if (self.name, name) == ("gitaly", "GitalyAmiId") else name)
+
+    monkeypatch.setattr(Tier, "param", shared_image)
+    texts = compiler.compile_templates(config.BuildConfig())
+    findings = [f for f in lint.lint_text("gitaly", texts["gitaly.template.yaml"], ("us-east-1",)) if f.rule == "E9010"]
+    assert [f.message for f in findings] == [
+        "GitalyInstance holds data and its ImageId hangs on parameter GitLabAmiId, shared in the parent stack "
+        "(SSM-typed: AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>; also passed to app): a new value would "
+        "replace the server with its data volume attached; give it a parameter of its own, pinned"]

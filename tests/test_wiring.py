@@ -157,3 +157,17 @@ def test_a_parameter_outside_the_catalog_cannot_be_declared():
     cfg, _, specs = _tiers()
     with pytest.raises(KeyError, match="not in the catalog"):
         Tier(name="x", cfg=cfg, specs=specs).param("MasterUserPassword")
+
+
+def test_children_are_told_which_parameters_change_for_other_reasons(default):
+    """What a nested template alone cannot see, for lint rule E9010: which of its parameters
+    are SSM-typed in the parent or passed to other stacks too."""
+    shared = {tier: (t.get("Metadata") or {}).get("gitlab-cfn", {}).get("shared-parameters", {})
+              for tier, t in default.items() if tier != "main"}
+    assert shared["app"]["GitLabAmiId"] == ("SSM-typed: AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>")
+    assert shared["app"]["KeyPairName"] == "also passed to bastion"
+    assert "GitalyAmiId" not in shared["gitaly"] and "GitalyInstanceType" not in shared["gitaly"]
+    assert shared["gitaly"]["DomainName"].startswith("also passed to ")
+    for tier, names in shared.items():
+        for name in names:
+            assert name in default[tier]["Parameters"], (tier, name)
