@@ -104,3 +104,16 @@ def test_a_changed_script_rolls_the_app_servers_and_leaves_gitaly_alone(changed_
 def test_no_secret_reaches_the_bundle():
     text = "".join(_read(bundle.build().data).values())
     assert "resolve:secretsmanager" not in text
+
+
+def test_deploy_uploads_the_bundle_where_the_templates_look(tmp_path, local_aws):
+    from gitlab_cfn.operate.deploy import upload_build
+
+    manifest = compiler.write_build(config.BuildConfig(), tmp_path / "build")
+    s3 = local_aws.client("s3", "us-east-1")
+    s3.create_bucket(Bucket="templates")
+    keys = upload_build(s3, tmp_path / "build", "templates", "gitlab-cfn/gl/abc/")
+    assert len(keys) == 10 and all("/templates/" in k for k in keys)
+    (entry,) = compiler.stack_files(manifest)
+    body = s3.get_object(Bucket="templates", Key=f"gitlab-cfn/gl/abc/{entry['path']}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == entry["sha256"]

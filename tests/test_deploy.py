@@ -34,7 +34,7 @@ GOOD = {
     "AvailabilityZones": "eu-west-1a,eu-west-1b", "DomainName": "gitlab.example.test",
     "CertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666",
     "GitSshCIDR": "203.0.113.0/24", "RemoteAccessCIDR": "198.51.100.0/24", "KeyPairName": "ops",
-    "TemplateBucketName": "templates", "TemplateBucketRegion": "eu-west-1",
+    "TemplateBucketName": "templates", "TemplateBucketRegion": "eu-west-1", "GitalyAmiId": "ami-0a11ab5e1c0de1851",
 }
 
 

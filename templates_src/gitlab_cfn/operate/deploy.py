@@ -151,14 +151,17 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
 
 
 def upload_build(s3, build_dir: Path, bucket: str, prefix: str) -> list[str]:
-    """Upload the GitLab stack's templates under ``<prefix>templates/`` and the files that
-    go with them (the boot bundle, ``<prefix>scripts/``); return the keys."""
+    """Upload the GitLab stack's templates under ``<prefix>templates/``, and the files that
+    go with them (the boot bundle, under ``<prefix>scripts/``); return the templates' keys."""
     manifest = read_manifest(build_dir)
+    for entry in stack_files(manifest):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{entry['path']}", Body=(build_dir / entry["path"]).read_bytes(),
+                      ContentType="application/gzip")
     keys = []
-    for entry in [*product_entries(manifest).values(), *stack_files(manifest)]:
+    for entry in product_entries(manifest).values():
         key = f"{prefix}{entry['path']}"
         s3.put_object(Bucket=bucket, Key=key, Body=(build_dir / entry["path"]).read_bytes(),
-                      ContentType="application/gzip" if key.endswith(".gz") else "application/x-yaml")
+                      ContentType="application/x-yaml")
         keys.append(key)
     return keys
 
