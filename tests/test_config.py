@@ -21,7 +21,7 @@ BAD = [
     ({"app": {"instance_type": "m4.xlarge"}}, "app.instance_type: must be one of c5.xlarge"),
     ({"app": {"min_size": 3, "max_size": 2}}, "app: min_size <= max_size must hold (got 3 and 2)"),
     # No desired capacity: a stack update must never reset a scaled-out group.
-    ({"app": {"desired_capacity": 2}}, "app.desired_capacity: unknown key (allowed: instance_type, min_size, max_size"),
+    ({"app": {"desired_capacity": 2}}, "app.desired_capacity: no longer a setting: the group starts at app.min_size"),
     ({"app": {"scale_in_cpu": 70}}, "app.scale_in_cpu: must be lower than app.scale_out_cpu (got 70 and 60)"),
     ({"app": {"max_size": 21}}, "app.max_size: must be a whole number from 1 to 20 (got 21)"),
     ({"app": {"gitlab_ami": "ami-123"}}, "app.gitlab_ami: must be one of ssm-parameter, image-id (got 'ami-123')"),

@@ -128,6 +128,8 @@ def _build(cls, data: Any, path: str):
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else str(key)
+            if where in _REMOVED:
+                raise ConfigError(f"{where}: no longer a setting: {_REMOVED[where]}")
             raise ConfigError(f"{where}: unknown key (allowed: {', '.join(fields)})")
     values = {}
     for name, f in fields.items():
@@ -142,6 +144,12 @@ def _build(cls, data: Any, path: str):
             values[name] = value
     return cls(**values)
 
+
+# Settings that were removed, and why, for a clear answer to an old config.
+_REMOVED = {
+    "app.desired_capacity": "the group starts at app.min_size and keeps the capacity scaling gives it "
+                            "(a desired capacity in the template would be restored by every stack update)",
+}
 
 _NESTED = {
     "database": DatabaseConfig,
