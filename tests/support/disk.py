@@ -320,16 +320,20 @@ def curl(args: list[str], state: Path) -> int:
         sys.stderr.write(f"curl (fake): {message}\n")
         return code
 
-    if "-fsS" not in args and "-fsSL" not in args:
+    urls = [a for a in args if a.startswith(("http://", "https://"))]
+    if len(urls) != 1:
+        return fail(f"one URL expected: {args!r}")
+    url = urls[0]
+    flags = [a for a in args if a != url]
+    if not {"-fsS", "-fsSL"} & set(flags):
         return fail(f"call without -f (errors must fail): {args!r}")
-    url = args[-1]
     if url == f"{IMDS}/api/token":
-        if args[:-1] != ["-fsS", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 300"]:
+        if flags != ["-fsS", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 300"]:
             return fail(f"token request {args!r}")
         print("TOKEN-abc", end="")
         return 0
     if url.startswith(f"{IMDS}/meta-data/"):
-        if args[:-1] != ["-fsS", "-H", "X-aws-ec2-metadata-token: TOKEN-abc"]:
+        if flags != ["-fsS", "-H", "X-aws-ec2-metadata-token: TOKEN-abc"]:
             return fail("metadata without the IMDSv2 token (the launch templates require tokens)", 22)
         item = url[len(f"{IMDS}/meta-data/"):]
         values = {"instance-id": INSTANCE_ID}
@@ -354,6 +358,12 @@ def apt_get(args: list[str], state: Path) -> int:
         return code
 
     if args == ["update", "-q"]:
+        for edition in ("ee", "ce"):
+            listing = Path(f"/etc/apt/sources.list.d/gitlab_gitlab-{edition}.list")
+            if listing.exists() and "signed-by=" in listing.read_text():
+                problem = gitlab_repository_problem(edition)
+                if problem:
+                    return fail(f"GitLab's repository: {problem}")
         return 0
     if args[:3] != ["install", "-y", "-q"] or len(args) < 4:
         return fail(f"unexpected call {args!r}")
