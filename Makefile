@@ -66,6 +66,9 @@ test-tools:
 	if [ -n "$$missing" ]; then \
 	  echo "installing $$missing from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  case " $$missing " in *" cloud-init "*) \
+	    echo "cloud-init is installed for its 'clean' command only: disabled at boot (/etc/cloud/cloud-init.disabled)"; \
+	    $(SUDO) touch /etc/cloud/cloud-init.disabled;; esac; \
 	fi
 
 # The local AWS stand-in (moto's server) in its own virtual environment.

@@ -266,3 +266,10 @@ def test_the_builders_supported_minors_are_versions_py():
                             "show", str(library / "common.sh"), str(library / "install.sh")],
                            capture_output=True, text=True, check=True)
     assert shown.stdout.split() == [f"{a}.{b}" for a, b in versions.SUPPORTED_MINORS]
+
+
+def test_the_builders_program_is_shellcheck_clean(tmp_path):
+    path = tmp_path / "bake.sh"
+    path.write_text(userdata.body("bake"))
+    result = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
