@@ -210,6 +210,21 @@ def test_an_ubuntu_source_gets_the_package_from_gitlabs_signed_repository(tmp_pa
     assert (m.state / "tags.log").read_text() == "Key=gitlab-cfn:bake,Value=success\n"
 
 
+@pytest.mark.parametrize("line, leftover", [
+    ('rm -f "$ROOT"/etc/ssh/ssh_host_*', "/etc/ssh/ssh_host_ed25519_key"),
+    ('rm -rf "$ROOT/var/opt/gitlab" "$ROOT/var/log/gitlab"', "/var/opt/gitlab/postgresql/data/PG_VERSION"),
+    ('find "$ROOT/etc/gitlab" -mindepth 1 -delete', "/etc/gitlab/gitlab-secrets.json"),
+    ('rm -f "$ROOT"/opt/gitlab/embedded/nodes/*.json', "/opt/gitlab/embedded/nodes/ip-172-31-5-6.ap-southeast-2.compute.internal.json"),
+])
+def test_each_removal_is_needed_a_leftover_fails_the_check(tmp_path, signing_key, line, leftover):
+    program = userdata.body("bake")
+    assert program.count(line) == 1
+    m = builder(tmp_path, signing_key)
+    result = m.boot(program.replace(line, ":"), ENV, path=PROGRAM_PATH)
+    assert result.returncode == 0, result.stderr
+    assert leftover in leftovers(m)
+
+
 # -- refusals -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", ["18.10.9", "19.4.0", "17.11.3"])

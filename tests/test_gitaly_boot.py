@@ -177,6 +177,24 @@ def test_ambiguous_signatures_are_never_formatted(machine, tmp_path):
     assert digest(image) == before
 
 
+def test_a_stale_fstab_line_for_the_data_folder_is_replaced_not_duplicated(machine, tmp_path):
+    stale = f"UUID=00000000-1111-2222-3333-444444444444 {DATA_DIR} ext4 defaults,nofail,noatime 0 2"
+    machine.write("/etc/fstab", FSTAB + stale + "\n")
+    image = sparse_image(tmp_path / "volume.img")
+    machine.attach(image, DISK_LINK)
+    result = machine.boot(program(), ENV)
+    assert result.returncode == 0, result.stderr
+    assert fstab_lines(machine) == FSTAB.splitlines() + [
+        f"UUID={uuid_of(image)} {DATA_DIR} ext4 defaults,nofail,noatime 0 2"]
+
+
+def test_another_filesystem_mounted_on_the_data_folder_fails_the_boot(machine, tmp_path):
+    machine.attach(sparse_image(tmp_path / "volume.img"), DISK_LINK)
+    result = machine.boot(program(), ENV, before=f"mkdir -p {DATA_DIR} && mount -t tmpfs tmpfs {DATA_DIR}")
+    assert_failed(machine, result, f"{DATA_DIR} holds filesystem unknown, not the data volume's")
+    assert machine.calls("gitlab-ctl") == []
+
+
 # -- the device comes late, or never ------------------------------------------------------------------
 
 def test_the_boot_waits_for_a_volume_that_appears_late(machine, tmp_path):
