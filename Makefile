@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb.
-TEST_TOOLS := shellcheck ruby
+# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb;
+# for the Gitaly volume and the image builder (tests/support/disk.py): sfdisk, cloud-init,
+# gpg, ip. COMMAND or COMMAND:PACKAGE when the package is named otherwise.
+TEST_TOOLS := shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHECKOV := .venv-checkov
@@ -60,10 +62,13 @@ check: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/gitlab-cfn check
 
 test-tools:
-	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $$missing from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  case " $$missing " in *" cloud-init "*) \
+	    echo "cloud-init is installed for its 'clean' command only: disabled at boot (/etc/cloud/cloud-init.disabled)"; \
+	    $(SUDO) touch /etc/cloud/cloud-init.disabled;; esac; \
 	fi
 
 # The local AWS stand-in (moto's server) in its own virtual environment.

@@ -1,10 +1,14 @@
 # shellcheck shell=bash
 # AMI builder: prepares an instance to become the GitLab AMI.
 #
-# Installs the AWS CLI and the CloudFormation helper scripts (the boot scripts
-# need both); on a plain Ubuntu source also the GitLab package at the chosen
-# version. Then tags its own instance gitlab-cfn:bake=success (or =failed),
-# which is what `gitlab-cfn bake-ami` waits for before creating the image.
+# Refuses a GitLab version gitlab-cfn does not support; installs the AWS CLI
+# and the CloudFormation helper scripts (the boot scripts need both);
+# configures GitLab's signed apt repository (for in-place upgrades later); on
+# a plain Ubuntu source also installs the GitLab package at the chosen
+# version. Then removes everything GitLab's image and this builder's first
+# boot leave behind, so that every server configures itself from scratch, and
+# tags its own instance gitlab-cfn:bake=success (or =failed), which is what
+# `gitlab-cfn bake-ami` waits for before creating the image.
 #
 # Expects from the preamble: AWS_REGION GITLAB_VERSION GITLAB_EDITION BAKE_SOURCE.
 
@@ -32,31 +36,67 @@ install_aws_cli() {
 }
 
 install_gitlab_package() {
-  local package="gitlab-${GITLAB_EDITION}"
-  retry 5 10 curl -fsSL -o "$STATE_DIR/gitlab-repo.sh" \
-    "https://packages.gitlab.com/install/repositories/gitlab/${package}/script.deb.sh"
-  bash "$STATE_DIR/gitlab-repo.sh"
-  # No EXTERNAL_URL: the package installs without configuring; boot does that.
+  # No EXTERNAL_URL: the package installs without configuring; boot does that
+  # (omnibus-gitlab files/gitlab-ctl-commands/upgrade.rb, external_url_unset?).
   DEBIAN_FRONTEND=noninteractive retry 5 10 apt-get install -y -q \
-    "${package}=${GITLAB_VERSION}-${GITLAB_EDITION}.0"
+    "gitlab-${GITLAB_EDITION}=${GITLAB_VERSION}-${GITLAB_EDITION}.0"
+}
+
+# forget_first_boot: what GitLab's image and a first boot leave behind. Paths
+# are those of omnibus-gitlab 19.3.0+ee.0; a server's own reconfigure makes
+# every one of them again from its own gitlab.rb.
+forget_first_boot() {
+  # GitLab's image runs this on each new instance, before the user data: it
+  # sets external_url to the instance's public name, the root password to the
+  # instance id, and reconfigures with the bundled PostgreSQL
+  # (support/packer/ami-startup-script.sh, installed by update-script-ee.sh).
+  rm -f "$ROOT/var/lib/cloud/scripts/per-instance/gitlab"
+  # Stop what that reconfigure started: runit services under /opt/gitlab/service
+  # (package/attributes/default.rb, runit service_dir and sv_dir).
+  if compgen -G "$ROOT/opt/gitlab/service/*" >/dev/null; then
+    gitlab-ctl stop || log "warning: gitlab-ctl stop failed; removing the services anyway"
+  fi
+  rm -rf "$ROOT"/opt/gitlab/service/* "$ROOT"/opt/gitlab/sv/*
+  # Chef's node state, named after this builder (gitlab-ctl-commands/lib/gitlab_ctl/util.rb).
+  rm -f "$ROOT"/opt/gitlab/embedded/nodes/*.json
+  # The local database and Redis, Gitaly's and Rails' secrets, the bootstrapped
+  # marker (package/recipes/default.rb creates /var/opt/gitlab again).
+  rm -rf "$ROOT/var/opt/gitlab" "$ROOT/var/log/gitlab"
+  # gitlab.rb with the builder's external_url, gitlab-secrets.json,
+  # initial_root_password, generated certificates.
+  if [[ -d "$ROOT/etc/gitlab" ]]; then
+    find "$ROOT/etc/gitlab" -mindepth 1 -delete
+  fi
+  # The builder's identity: SSH host keys (cloud-init makes new ones on each
+  # new instance), logins, shell histories, this script's own state.
+  rm -f "$ROOT"/etc/ssh/ssh_host_*
+  rm -f "$ROOT/root/.ssh/authorized_keys" "$ROOT"/home/*/.ssh/authorized_keys
+  rm -f "$ROOT"/root/.*_history "$ROOT"/home/*/.*_history
+  rm -rf "$STATE_DIR"
+  # cloud-init's record of this instance and its logs; a new machine-id at next boot.
+  cloud-init clean --logs --machine-id
+  log "removed the first boot's state: GitLab data, secrets, host keys, cloud-init instance state"
 }
 
 main() {
-  require_env AWS_REGION GITLAB_VERSION GITLAB_EDITION BAKE_SOURCE
-  mkdir -p "$STATE_DIR"
   trap report EXIT
+  require_env AWS_REGION GITLAB_VERSION GITLAB_EDITION BAKE_SOURCE
+  check_supported_gitlab "$GITLAB_VERSION"
+  mkdir -p "$STATE_DIR"
   retry 5 10 apt-get update -q
   install_aws_cli
   install_cfn_bootstrap
+  configure_gitlab_repository "$GITLAB_EDITION"
   if [[ "$BAKE_SOURCE" == ubuntu ]]; then
     install_gitlab_package
   fi
-  local installed
-  installed=$(dpkg-query -W -f '${Version}' "gitlab-${GITLAB_EDITION}")
-  [[ "$installed" == "${GITLAB_VERSION}"* ]] ||
-    die "gitlab-${GITLAB_EDITION} $installed is installed, not $GITLAB_VERSION"
-  # The image must not carry this builder's state into every server.
-  rm -f "$ROOT/etc/gitlab/initial_root_password"
+  local installed expected="${GITLAB_VERSION}-${GITLAB_EDITION}.0"
+  installed=$(dpkg-query -W -f '${Version}' "gitlab-${GITLAB_EDITION}") ||
+    die "gitlab-${GITLAB_EDITION} is not installed"
+  [[ "$installed" == "$expected" ]] ||
+    die "gitlab-${GITLAB_EDITION} $installed is installed, not $expected"
+  check_supported_gitlab "${installed%%-*}"
+  forget_first_boot
   log "GitLab $installed is ready to be imaged"
 }
 

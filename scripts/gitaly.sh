@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # Gitaly server: the repository data volume and the Gitaly role of the GitLab package.
 #
-# Finds the data volume by its volume id, formats it only when it has no
-# filesystem (never reformats data), mounts it by UUID on the repositories
-# path, writes /etc/gitlab/gitlab.rb for a Gitaly-only server listening on
-# 8075 with its auth token, and reconfigures.
+# Finds the data volume by its volume id, formats it only when neither blkid
+# nor wipefs finds any signature on it (never formats a volume that holds a
+# filesystem, a partition table or anything unrecognised), mounts it by UUID
+# on the repositories path, writes /etc/gitlab/gitlab.rb for a Gitaly-only
+# server listening on 8075 with its auth token, reconfigures, and succeeds
+# only once Gitaly accepts connections on its port.
 #
 # Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE GITLAB_DOMAIN
 # GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID.
@@ -12,6 +14,9 @@
 ROLE=gitaly
 DATA_DIR=/var/opt/gitlab/git-data
 GITALY_PORT=8075
+# How long to wait for the volume to appear and for Gitaly to listen (seconds).
+VOLUME_WAIT=${GITALY_VOLUME_WAIT:-300}
+READY_TIMEOUT=${GITALY_READY_TIMEOUT:-300}
 
 # The NVMe device of an EBS volume carries the volume id (without its dash)
 # as serial number; older instance types show it under its xvd name.
@@ -20,7 +25,7 @@ find_data_device() {
   for candidate in \
     "$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${id}" \
     "$ROOT/dev/xvdf" "$ROOT/dev/sdf"; do
-    if [[ -b "$candidate" || -f "$candidate" ]]; then
+    if [[ -b "$candidate" ]]; then
       printf '%s' "$candidate"
       return 0
     fi
@@ -28,27 +33,88 @@ find_data_device() {
   return 1
 }
 
+# wait_for_data_device: the device path once the volume is attached.
+wait_for_data_device() {
+  local deadline=$((SECONDS + VOLUME_WAIT)) device
+  until device=$(find_data_device); do
+    ((SECONDS < deadline)) || die "data volume $DATA_VOLUME_ID never appeared (waited ${VOLUME_WAIT}s)"
+    sleep 1
+  done
+  printf '%s' "$device"
+}
+
+# probe_volume DEVICE: sets VOLUME_TYPE and VOLUME_UUID ("" and "" when the
+# volume is blank); dies on anything that is neither blank nor one filesystem.
+#
+# blkid's exit status (util-linux 2.38, blkid(8) "EXIT STATUS",
+# misc-utils/blkid.8.adoc): 0 something was identified, 2 nothing could be
+# identified, 4 usage or other error, 8 ambivalent result of the low-level
+# probe (-p), that is several colliding signatures.
+probe_volume() {
+  local device=$1 probe status=0 signatures pttype
+  probe=$(blkid -p -o export "$device") || status=$?
+  # wipefs lists every signature it knows, partition tables included (-n: no writes).
+  signatures=$(wipefs -n -i -O TYPE,OFFSET "$device") ||
+    die "wipefs cannot read data volume $DATA_VOLUME_ID ($device)"
+  signatures=$(printf '%s' "$signatures" | tr -s ' \n' ' ' | sed 's/ $//')
+  case $status in
+    2)
+      [[ -z "$signatures" ]] ||
+        die "data volume $DATA_VOLUME_ID: blkid finds nothing but wipefs finds signatures ($signatures); not formatting it"
+      VOLUME_TYPE='' VOLUME_UUID=''
+      return 0
+      ;;
+    8) die "data volume $DATA_VOLUME_ID holds ambiguous signatures ($signatures); not formatting it" ;;
+    0) ;;
+    *) die "blkid cannot probe data volume $DATA_VOLUME_ID ($device): exit status $status" ;;
+  esac
+  VOLUME_TYPE=$(printf '%s\n' "$probe" | sed -n 's/^TYPE=//p')
+  VOLUME_UUID=$(printf '%s\n' "$probe" | sed -n 's/^UUID=//p')
+  pttype=$(printf '%s\n' "$probe" | sed -n 's/^PTTYPE=//p')
+  if [[ -n "$pttype" ]]; then
+    die "data volume $DATA_VOLUME_ID holds a $pttype partition table${VOLUME_TYPE:+ and a $VOLUME_TYPE filesystem}; gitlab-cfn uses the whole volume as one ext4 filesystem and formats only blank volumes"
+  fi
+  case $VOLUME_TYPE in
+    ext4 | xfs) ;;
+    '') die "data volume $DATA_VOLUME_ID holds signatures but no filesystem ($signatures); not formatting it" ;;
+    *) die "data volume $DATA_VOLUME_ID holds $VOLUME_TYPE, which is not a filesystem gitlab-cfn mounts (ext4, xfs)" ;;
+  esac
+  [[ -n "$VOLUME_UUID" ]] || die "data volume $DATA_VOLUME_ID: its $VOLUME_TYPE filesystem has no UUID"
+}
+
+# write_fstab_entry UUID TYPE: one line mounting the volume by UUID on DATA_DIR
+# (a line for DATA_DIR naming another filesystem is replaced).
+write_fstab_entry() {
+  local uuid=$1 type=$2 fstab="$ROOT/etc/fstab" line
+  # nofail: a reboot without the volume still reaches Session Manager.
+  line="UUID=$uuid $DATA_DIR $type defaults,nofail,noatime 0 2"
+  touch "$fstab"
+  if grep -qxF "$line" "$fstab"; then
+    return 0
+  fi
+  { awk -v dir="$DATA_DIR" '$2 != dir' "$fstab"; printf '%s\n' "$line"; } | install_file 0644 "$fstab"
+}
+
 prepare_data_volume() {
-  local device fstype uuid
-  device=$(retry 60 5 find_data_device) || die "data volume $DATA_VOLUME_ID never appeared"
-  fstype=$(blkid -o value -s TYPE "$device" || true)
-  if [[ -z "$fstype" ]]; then
-    log "data volume $DATA_VOLUME_ID has no filesystem: formatting it"
+  local device mounted
+  device=$(wait_for_data_device)
+  probe_volume "$device"
+  if [[ -z "$VOLUME_TYPE" ]]; then
+    log "data volume $DATA_VOLUME_ID is blank (no signature, no partition table): formatting it"
     mkfs.ext4 -q -L gitaly-data "$device"
+    probe_volume "$device"
   else
-    log "data volume $DATA_VOLUME_ID already holds $fstype: keeping its data"
+    log "data volume $DATA_VOLUME_ID holds $VOLUME_TYPE $VOLUME_UUID: keeping its data"
   fi
-  uuid=$(blkid -o value -s UUID "$device")
-  [[ -n "$uuid" ]] || die "data volume $DATA_VOLUME_ID has no filesystem UUID"
+  write_fstab_entry "$VOLUME_UUID" "$VOLUME_TYPE"
   mkdir -p "$ROOT$DATA_DIR"
-  touch "$ROOT/etc/fstab"
-  if ! grep -q "^UUID=$uuid " "$ROOT/etc/fstab"; then
-    printf 'UUID=%s %s ext4 defaults,nofail,noatime 0 2\n' "$uuid" "$DATA_DIR" >>"$ROOT/etc/fstab"
-    log "added $DATA_DIR to fstab"
-  fi
   if ! mountpoint -q "$ROOT$DATA_DIR"; then
     mount "$ROOT$DATA_DIR"
   fi
+  mounted=$(findmnt -n -o UUID --mountpoint "$ROOT$DATA_DIR" || true)
+  [[ "$mounted" == "$VOLUME_UUID" ]] ||
+    die "$DATA_DIR holds filesystem ${mounted:-unknown}, not the data volume's $VOLUME_UUID"
+  log "data volume $DATA_VOLUME_ID mounted on $DATA_DIR"
 }
 
 render_gitlab_rb() {
@@ -79,6 +145,21 @@ gitaly['configuration'] = {
 RUBY
 }
 
+# wait_for_gitaly: succeeds once something accepts TCP connections on
+# GITALY_PORT. `gitaly check` is no help here: it tests Gitaly's calls back
+# into GitLab, which need the application servers (GitLab docs,
+# administration/gitaly/configure_gitaly.md).
+wait_for_gitaly() {
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$GITALY_PORT") 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "gitlab-ctl status gitaly: $(gitlab-ctl status gitaly 2>&1 || true)"
+      die "Gitaly does not accept connections on port $GITALY_PORT after ${READY_TIMEOUT}s (see /var/log/gitlab/gitaly/current)"
+    fi
+    sleep 1
+  done
+}
+
 main() {
   start_boot
   require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID
@@ -88,8 +169,8 @@ main() {
   prepare_data_volume
   render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
   gitlab-ctl reconfigure
-  retry 30 5 gitlab-ctl status gitaly >/dev/null || die "gitaly is not running"
-  log "Gitaly listens on $GITALY_PORT"
+  wait_for_gitaly
+  log "Gitaly accepts connections on port $GITALY_PORT"
 }
 
 main "$@"

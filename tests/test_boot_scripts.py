@@ -161,59 +161,7 @@ def test_a_failed_reconfigure_fails_the_boot(tmp_path):
     assert "gitlab-rake gitlab:db:configure [GITLAB_ROOT_PASSWORD set]" not in m.calls()
 
 
-# -- Gitaly -----------------------------------------------------------------------------------
-
-DISK = "nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
-
-
-def test_gitaly_formats_an_empty_volume_once_and_mounts_it_by_uuid(tmp_path):
-    m = machine(tmp_path)
-    m.add_disk(DISK)
-    result = m.run(rendered("gitaly"))
-    assert result.returncode == 0, result.stderr
-    assert len(m.calls_to("mkfs.ext4")) == 1
-    fstab = m.file("etc/fstab").splitlines()
-    assert len(fstab) == 1 and fstab[0].startswith("UUID=3f1c2b9e-") and " /var/opt/gitlab/git-data ext4 " in fstab[0]
-    assert m.calls_to("mount") == [[str(m.root / "var/opt/gitlab/git-data")]]
-    rb = m.root / "etc/gitlab/gitlab.rb"
-    assert ruby_syntax_ok(rb) and unknown_settings(rb.read_text()) == []
-    assert "listen_addr: '0.0.0.0:8075'" in rb.read_text()
-    assert "auth: { token: 'gitalyT0ken' }" in rb.read_text()
-    assert "gitaly['gitlab_secret'] = 'shellT0ken'" in rb.read_text()
-    assert m.calls_to("cfn-signal")[0][:6] == ["--exit-code", "0", "--stack", sample("CFN_STACK"), "--resource", "GitalyInstance"]
-
-    # Second boot: nothing is formatted, fstab keeps one line, gitlab.rb is untouched.
-    m.clear_calls()
-    before = rb.read_bytes()
-    assert m.run(rendered("gitaly")).returncode == 0
-    assert m.calls_to("mkfs.ext4") == []
-    assert m.calls_to("mount") == []
-    assert len(m.file("etc/fstab").splitlines()) == 1
-    assert rb.read_bytes() == before
-
-
-def test_gitaly_never_reformats_a_volume_that_holds_data(tmp_path):
-    # The instance was replaced; the volume comes back with its repositories.
-    old = machine(tmp_path, "old")
-    old.add_disk(DISK)
-    assert old.run(rendered("gitaly")).returncode == 0
-    new = machine(tmp_path, "new")
-    new.add_disk(DISK)
-    (new.state / "disks").mkdir()
-    (new.state / "disks" / DISK).write_text((old.state / "disks" / DISK).read_text())
-    assert new.run(rendered("gitaly")).returncode == 0
-    assert new.calls_to("mkfs.ext4") == []
-    assert new.file("etc/fstab") == old.file("etc/fstab")
-
-
-def test_gitaly_waits_for_its_volume_and_fails_if_it_never_comes(tmp_path):
-    m = machine(tmp_path)
-    script = rendered("gitaly").replace("retry 60 5 find_data_device", "retry 2 0 find_data_device")
-    result = m.run(script)
-    assert result.returncode != 0
-    assert "data volume vol-0123456789abcdef0 never appeared" in result.stderr
-    assert m.calls_to("mkfs.ext4") == []
-    assert m.calls_to("cfn-signal")[0][1] != "0"
+# Gitaly: tests/test_gitaly_boot.py (real disk programs on loop devices).
 
 
 # -- bastions ---------------------------------------------------------------------------------
