@@ -59,8 +59,10 @@ def documented(template: str) -> dict:
                     block.append(follow)
                 symbols.setdefault(key, set()).update(SYMBOL_KEY.findall("\n".join(block)))
             continue
+        # A documented call: commented out (``# roles [...]``) or live, as the template's
+        # one uncommented line, ``external_url 'GENERATED_EXTERNAL_URL'``.
         m = CALL.match(text)
-        if m and line.startswith("#"):
+        if m and (line.startswith("#") or line == text):
             calls.add(m.group("name"))
     return {"keys": sorted(keys), "calls": sorted(calls),
             "symbols": {k: sorted(v) for k, v in sorted(symbols.items())}}

@@ -39,13 +39,13 @@ SETTINGS_RELEASE = {(18, 11): "18.11.11", (19, 0): "19.0.8", (19, 1): "19.1.6",
                     (19, 2): "19.2.4", (19, 3): "19.3.0"}
 NGINX_SUBKEY_FROM = (19, 3)
 POSTGRESQL_17_FROM = (19, 0)
-VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
+VERSION_PATTERN = r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
 SETTINGS_FILE = Path(__file__).resolve().parents[1] / "data" / "gitlab-rb-settings.json"
 
 
 def parse(version: str, field: str = "--gitlab-version") -> tuple[int, int, int]:
     """``"19.3.0"`` -> ``(19, 3, 0)``; anything else is a one-line ConfigError."""
-    m = re.match(VERSION_PATTERN, str(version))
+    m = re.fullmatch(VERSION_PATTERN, str(version))
     if not m:
         raise ConfigError(f"{field}: {version!r} is not a GitLab version X.Y.Z (for example {latest_example()})")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
