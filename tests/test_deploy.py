@@ -166,7 +166,7 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     assert refused.stderr.splitlines()[-1].startswith(
         "gitlab-cfn: error: the update would lose data: database:Database would be replaced")
     assert not any("uploaded" in line for line in refused.stderr.splitlines())
-    allowed = deploy_cmd(*common, "--allow-replace", "database:Database", build=changed)
+    allowed = deploy_cmd(*common, "--allow-replace", "database:Database", "--yes", build=changed)
     assert allowed.returncode == 0, allowed.stderr
 
     # destroy: confirmation, then a report of what the data became.

@@ -49,6 +49,9 @@ CANONICAL_OWNER = "099720109477"   # Canonical, publisher of the Ubuntu images
 UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 RESULT_TAG = "gitlab-cfn:bake"
 ROLE_TAG, BUILDER_ROLE = "gitlab-cfn:role", "ami-builder"
+# The builder's root volume, and so the image's root snapshot: every launch of the image
+# needs a root volume at least this big (EC2 refuses smaller: InvalidBlockDeviceMapping).
+ROOT_VOLUME_SIZE = 30
 
 
 class BakeError(GitlabCfnError):
@@ -170,7 +173,7 @@ def _launch(ec2, request: BakeRequest, image: str, profile: str, progress: Progr
         IamInstanceProfile={"Name": profile},
         MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
-                              "Ebs": {"VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True}}],
+                              "Ebs": {"VolumeSize": ROOT_VOLUME_SIZE, "VolumeType": "gp3", "Encrypted": True}}],
         TagSpecifications=[{"ResourceType": "instance", "Tags": [
             {"Key": "Name", "Value": f"gitlab-cfn AMI builder {request.gitlab_version}"},
             {"Key": ROLE_TAG, "Value": BUILDER_ROLE}]}],

@@ -3,7 +3,8 @@
 Fills the parent's required parameters the person did not give: two or three
 Availability Zones of the region, a domain under ``.test``, an ACM certificate
 requested for it, the documentation address range for SSH, a key pair, and the
-GitLab AMI parameter pointing at the stand-in's GitLab image. Every value filled
+GitLab AMI parameter (and any other image id, such as GitalyAmiId) pointing at the
+stand-in's GitLab image. Every value filled
 in is reported; nothing here runs against a real AWS endpoint.
 """
 
@@ -50,4 +51,8 @@ def fill(aws: Aws, region: str, template: dict, given: dict[str, str], az_count:
                 ssm.put_parameter(Name=name, Value=STANDIN_GITLAB_AMI, Type="String", DataType="aws:ec2:image")
         elif wanted("GitLabAmiId"):
             values["GitLabAmiId"] = STANDIN_GITLAB_AMI
+    # Other pinned images (GitalyAmiId, ...): the stand-in's GitLab image too.
+    for name, definition in definitions.items():
+        if definition.get("Type") == "AWS::EC2::Image::Id" and name.endswith("AmiId") and wanted(name):
+            values[name] = STANDIN_GITLAB_AMI
     return values

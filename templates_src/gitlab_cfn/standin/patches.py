@@ -435,7 +435,7 @@ def rds_parameter_group_ref() -> None:
 
 @patch
 def instance_launch_template_and_network() -> None:
-    """An instance takes its image, type and key from its launch template, its
+    """An instance takes its image, type, key and block devices from its launch template, its
     subnet and groups from its network interface, and attaches its Volumes
     (moto's model reads only ImageId, SubnetId and SecurityGroups)."""
     from moto.ec2.models import ec2_backends
@@ -450,7 +450,9 @@ def instance_launch_template_and_network() -> None:
         if spec:
             template = backend.launch_templates[spec["LaunchTemplateId"]]
             data = template.latest_version().data
-            for key in ("ImageId", "InstanceType", "KeyName"):
+            # The template's root and other volumes too (CloudFormation launches the instance
+            # from the template; moto's model reads neither).
+            for key in ("ImageId", "InstanceType", "KeyName", "BlockDeviceMappings"):
                 if key not in props and data.get(key):
                     props[key] = data[key]
             if "SecurityGroups" not in props and data.get("SecurityGroupIds"):

@@ -357,8 +357,19 @@ def update(resource_map: Any, template: dict, parameters: dict[str, Any] | None)
     modifies = {r["LogicalResourceId"]: r for r in rows if r["Action"] == "Modify"}
     removes = [r for r in rows if r["Action"] == "Remove"]
     cleanup: list[tuple[Any, dict]] = []
-    for logical_id in dependency_order(template, adds + list(modifies)):
+    # Nested stacks whose inputs change only once a sibling is updated (an output it passes on)
+    # are updated in their turn too.
+    stacks = [lid for lid, r in template["Resources"].items() if r.get("Type") == STACK
+              and lid not in modifies and lid not in adds and isinstance(resource_map._parsed_resources.get(lid), cfn_models.Stack)]
+    for logical_id in dependency_order(template, adds + list(modifies) + stacks):
         resource_json = template["Resources"][logical_id]
+        if logical_id in stacks:
+            child = resource_map._parsed_resources[logical_id]
+            props = _resolve(resource_json.get("Properties") or {}, resource_map)
+            if props is UNRESOLVED or _stack_parameters(props.get("Parameters")) == _stack_parameters(
+                    child.resource_map.input_parameters):
+                continue
+            modifies[logical_id] = {"LogicalResourceId": logical_id, "ResourceType": STACK, "Replacement": "False"}
         if logical_id in adds:
             if logical_id in resource_map._parsed_resources and any(
                     r["LogicalResourceId"] == logical_id for r in removes):
