@@ -675,3 +675,31 @@ def test_patch_failed_rollback_keeps_what_it_cannot_delete(local_aws):
     cfn.delete_stack(StackName=stack["StackId"])
     assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
     assert rds.describe_db_snapshots(DBInstanceIdentifier=identifier)["DBSnapshots"]
+
+
+def test_patch_rds_groups_in_use_kept(local_aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = local_aws.client("ec2", REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{n}.0/24", AvailabilityZone=f"eu-west-1{z}")["Subnet"]["SubnetId"]
+               for n, z in ((1, "a"), (2, "b"))]
+    rds = local_aws.client("rds", REGION)
+    rds.create_db_subnet_group(DBSubnetGroupName="inuse", DBSubnetGroupDescription="probe", SubnetIds=subnets)
+    rds.create_db_parameter_group(DBParameterGroupName="inuse", DBParameterGroupFamily="postgres17", Description="probe")
+    rds.create_db_instance(DBInstanceIdentifier="db", Engine="postgres", DBInstanceClass="db.m6i.large",
+                           AllocatedStorage=100, MasterUsername="gitlab", MasterUserPassword="not-a-real-password-1",
+                           DBSubnetGroupName="inuse", DBParameterGroupName="inuse")
+    with pytest.raises(ClientError) as refused:
+        rds.delete_db_parameter_group(DBParameterGroupName="inuse")
+    assert refused.value.response["Error"]["Code"] == "InvalidDBParameterGroupState"
+    with pytest.raises(ClientError) as refused:
+        rds.delete_db_subnet_group(DBSubnetGroupName="inuse")
+    assert refused.value.response["Error"] == {
+        "Code": "InvalidDBSubnetGroupStateFault", "Type": "Sender",
+        "Message": "Cannot delete the subnet group 'inuse' because at least one database instance: db is still using it."}
+    # Still usable: the instance is described with its groups.
+    assert rds.describe_db_instances(DBInstanceIdentifier="db")["DBInstances"][0]["DBSubnetGroup"]["DBSubnetGroupName"] == "inuse"
+    rds.delete_db_instance(DBInstanceIdentifier="db", SkipFinalSnapshot=True)
+    rds.delete_db_parameter_group(DBParameterGroupName="inuse")
+    rds.delete_db_subnet_group(DBSubnetGroupName="inuse")

@@ -36,6 +36,7 @@ that deploys a small template through the running server:
   instance cannot be deleted (moto drops the property).
 - ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
 - ``resource_models``: the models of ``models.py`` are registered.
+- ``rds_groups_in_use_kept``: a DB parameter or subnet group in use cannot be deleted (moto deleted it).
 - ``failed_rollback_keeps_what_it_cannot_delete``: a rollback that cannot delete a resource
   (a protected database) ends ROLLBACK_FAILED, keeping it (moto: ROLLBACK_COMPLETE regardless).
 - ``change_sets_as_aws_shapes_them``: change sets with Replacement, Scope and Details, nested
@@ -162,6 +163,9 @@ def failed_create_rolls_back() -> None:
             stack = created[0]
             fail(stack, exc)
             if nested:
+                if stack.status == "ROLLBACK_COMPLETE":
+                    # The parent's rollback deletes the failed nested stack too.
+                    self.delete_stack(stack.stack_id)
                 raise ResourceCreateFailed(
                     "", "AWS::CloudFormation::Stack",
                     f"Embedded stack {stack.stack_id} was not successfully created: "
@@ -488,6 +492,11 @@ def deleted_stacks_stay_deleted() -> None:
             reason = getattr(exc, "message", None) or str(exc)
             self.status = "DELETE_FAILED"
             self._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
+            # The stack holds what it could not delete, and only that: listing it creates nothing.
+            held = self.resource_map._parsed_resources
+            self.resource_map._resource_json_map = {
+                lid: body for lid, body in self.resource_map._resource_json_map.items()
+                if held.get(lid) is not None and not isinstance(held.get(lid), (str, int, float, list, dict))}
             return
         if self.status == "DELETE_COMPLETE":
             self.resource_map = _NoResources()
@@ -626,6 +635,39 @@ def rds_deletion_protection() -> None:
         return database
 
     RDSBackend.modify_db_instance = modify_db_instance
+
+
+@patch
+def rds_groups_in_use_kept() -> None:
+    """A DB parameter group or subnet group that a DB instance still uses cannot be deleted,
+    with RDS's errors (moto deleted it, and the instance then broke every describe call).
+    Texts as RDS answers: hashicorp/terraform-provider-aws#6448 (parameter group),
+    anomalyco/sst#4026 (subnet group)."""
+    from moto.rds.exceptions import RDSClientError
+    from moto.rds.models import RDSBackend
+
+    original_parameters = RDSBackend.delete_db_parameter_group
+    original_subnets = RDSBackend.delete_subnet_group
+
+    def delete_db_parameter_group(self, db_parameter_group_name: str) -> Any:
+        if any(getattr(db, "db_parameter_group_name", None) == db_parameter_group_name
+               for db in self.databases.values()):
+            raise RDSClientError("InvalidDBParameterGroupState",
+                                 "One or more database instances are still members of this parameter group "
+                                 f"{db_parameter_group_name}, so the group cannot be deleted")
+        return original_parameters(self, db_parameter_group_name)
+
+    def delete_subnet_group(self, subnet_name: str) -> Any:
+        users = [db.db_instance_identifier for db in self.databases.values()
+                 if getattr(db, "_db_subnet_group_name", None) == subnet_name]
+        if users:
+            raise RDSClientError("InvalidDBSubnetGroupStateFault",
+                                 f"Cannot delete the subnet group '{subnet_name}' because at least one database "
+                                 f"instance: {users[0]} is still using it.")
+        return original_subnets(self, subnet_name)
+
+    RDSBackend.delete_db_parameter_group = delete_db_parameter_group
+    RDSBackend.delete_subnet_group = delete_subnet_group
 
 
 @patch
