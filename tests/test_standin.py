@@ -547,7 +547,8 @@ def test_patch_updates_in_place(local_aws):
     after = cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]
     assert after["StackStatus"] == "UPDATE_COMPLETE"
     assert outputs(after)["Version"] == "2" and outputs(stack)["Version"] == "1"
-    assert {p["ParameterKey"]: p["ParameterValue"] for p in after["Parameters"]}["ImageId"] == GITLAB_IMAGE
+    assert {p["ParameterKey"]: (p["ParameterValue"], p.get("ResolvedValue")) for p in after["Parameters"]}["ImageId"] == (
+        "/probe/ami", GITLAB_IMAGE)
     # The nested stack is the same stack, updated.
     assert {s["StackName"]: s["StackId"] for s in cfn.describe_stacks()["Stacks"] if s["StackName"] != "site"} == children
     (child_id,) = children.values()
@@ -703,3 +704,18 @@ def test_patch_rds_groups_in_use_kept(local_aws):
     rds.delete_db_instance(DBInstanceIdentifier="db", SkipFinalSnapshot=True)
     rds.delete_db_parameter_group(DBParameterGroupName="inuse")
     rds.delete_db_subnet_group(DBSubnetGroupName="inuse")
+
+
+def test_patch_stack_parameters_as_given(local_aws):
+    local_aws.client("ssm", REGION).put_parameter(Name="/probe/ami", Value=GITLAB_IMAGE, Type="String")
+    _, stack = deploy(local_aws, {
+        "Parameters": {"Zones": {"Type": "List<AWS::EC2::AvailabilityZone::Name>"},
+                       "Image": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/probe/ami"},
+                       "Secret": {"Type": "String", "NoEcho": True}, "Size": {"Type": "Number", "Default": 30}},
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}},
+        parameters={"Zones": "eu-west-1a,eu-west-1b", "Secret": "not-shown"})
+    assert sorted(stack["Parameters"], key=lambda p: p["ParameterKey"]) == [
+        {"ParameterKey": "Image", "ParameterValue": "/probe/ami", "ResolvedValue": GITLAB_IMAGE},
+        {"ParameterKey": "Secret", "ParameterValue": "****"},
+        {"ParameterKey": "Size", "ParameterValue": "30"},
+        {"ParameterKey": "Zones", "ParameterValue": "eu-west-1a,eu-west-1b"}]

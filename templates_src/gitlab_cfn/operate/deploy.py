@@ -461,6 +461,9 @@ def confirm(question: str, assume_yes: bool, stdin=None, stream=None) -> bool:
     stream.write(f"{question} [y/N] ")
     stream.flush()
     answer = stdin.readline().strip().lower()
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        stream.write(f"{answer}\n")  # the answer was echoed on the terminal, not here
+        stream.flush()
     return answer in ("y", "yes")
 
 

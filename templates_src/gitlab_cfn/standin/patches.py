@@ -37,6 +37,7 @@ that deploys a small template through the running server:
 - ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
 - ``resource_models``: the models of ``models.py`` are registered.
 - ``rds_groups_in_use_kept``: a DB parameter or subnet group in use cannot be deleted (moto deleted it).
+- ``stack_parameters_as_given``: DescribeStacks parameters as given, SSM ones with ResolvedValue.
 - ``failed_rollback_keeps_what_it_cannot_delete``: a rollback that cannot delete a resource
   (a protected database) ends ROLLBACK_FAILED, keeping it (moto: ROLLBACK_COMPLETE regardless).
 - ``change_sets_as_aws_shapes_them``: change sets with Replacement, Scope and Details, nested
@@ -668,6 +669,33 @@ def rds_groups_in_use_kept() -> None:
 
     RDSBackend.delete_db_parameter_group = delete_db_parameter_group
     RDSBackend.delete_subnet_group = delete_subnet_group
+
+
+@patch
+def stack_parameters_as_given() -> None:
+    """DescribeStacks gives each parameter's value as given (lists comma-separated, the
+    default where none was given, an SSM parameter's name with its ResolvedValue, NoEcho
+    values masked); moto gave Python's text of resolved values ("['a', 'b']")."""
+
+    def parameter_list(self) -> list[dict[str, Any]]:
+        definitions = (self.template_dict or {}).get("Parameters") or {}
+        given = self.resource_map.input_parameters or {}
+        resolved = self.resource_map.resolved_parameters
+        listed = []
+        for key, definition in definitions.items():
+            if key not in given and "Default" not in definition:
+                continue
+            value = given.get(key, definition.get("Default"))
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            entry = {"ParameterKey": key, "ParameterValue": "****" if definition.get("NoEcho") else str(value)}
+            if str(definition.get("Type", "")).startswith("AWS::SSM::Parameter::Value") and key in resolved:
+                value = resolved[key]
+                entry["ResolvedValue"] = ",".join(value) if isinstance(value, list) else str(value)
+            listed.append(entry)
+        return listed
+
+    cfn_models.Stack.parameter_list = property(parameter_list)
 
 
 @patch
