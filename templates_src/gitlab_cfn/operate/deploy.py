@@ -578,7 +578,39 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
             raise CheckFailed(f"stack {request.stack_name} is {status}: {what}; {left}; "
                               f"clean up with: {cleanup_command(request)}")
         raise CheckFailed(f"stack {request.stack_name} is {status}: {what}")
+    if existing is not None:
+        for line in left_behind(cfn, stack_id):
+            progress.done(f"left behind: {line}")
     return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+
+
+def left_behind(cfn, stack_id: str) -> list[str]:
+    """Old resources the last update could not delete (DELETE_FAILED while cleaning up).
+
+    CloudFormation finishes an update even when it cannot delete what it replaced, for
+    example a database whose deletion protection is on: the old resource keeps running,
+    outside the stack, until someone deletes it."""
+    found, queue, seen = [], [stack_id], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            _, children = _stack_state(cfn, current)
+            events = cfn.describe_stack_events(StackName=current)["StackEvents"]
+        except Exception:  # a stack gone meanwhile
+            continue
+        queue += children
+        events = [e for _, e in sorted(enumerate(events), key=lambda p: (p[1].get("Timestamp"), -p[0]))]
+        starts = [i for i, e in enumerate(events) if e.get("ResourceStatus") == "UPDATE_IN_PROGRESS"
+                  and e.get("LogicalResourceId") == e.get("StackName")]
+        for event in events[starts[-1] if starts else 0:]:
+            if event.get("ResourceStatus") == "DELETE_FAILED":
+                found.append(f"{event['LogicalResourceId']} ({event.get('ResourceType', '')}) "
+                             f"{event.get('PhysicalResourceId', '')} in stack {event.get('StackName', '')}: "
+                             f"{event.get('ResourceStatusReason', '')}")
+    return found
 
 
 def _raise_problems(problems: list[str]) -> None:

@@ -345,18 +345,19 @@ def update(resource_map: Any, template: dict, parameters: dict[str, Any] | None)
     resource_map.load_conditions()
     resource_map._resource_json_map = template["Resources"]
 
-    def event(logical_id: str, resource_type: str, status: str, reason: str | None = None) -> None:
+    def event(logical_id: str, resource_type: str, status: str, reason: str | None = None,
+              physical: str | None = None) -> None:
         if stack is not None:
             stack.events.append(cfn_models.Event(
                 stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=logical_id,
-                physical_resource_id=_physical_id(resource_map._parsed_resources.get(logical_id)) or "",
+                physical_resource_id=physical or _physical_id(resource_map._parsed_resources.get(logical_id)) or "",
                 resource_type=resource_type, resource_status=status, resource_status_reason=reason,
                 resource_properties=None))
 
     adds = [r["LogicalResourceId"] for r in rows if r["Action"] == "Add"]
     modifies = {r["LogicalResourceId"]: r for r in rows if r["Action"] == "Modify"}
     removes = [r for r in rows if r["Action"] == "Remove"]
-    cleanup: list[tuple[Any, dict]] = []
+    cleanup: list[tuple[str, Any, dict]] = []
     # Nested stacks whose inputs change only once a sibling is updated (an output it passes on)
     # are updated in their turn too.
     stacks = [lid for lid, r in template["Resources"].items() if r.get("Type") == STACK
@@ -373,7 +374,7 @@ def update(resource_map: Any, template: dict, parameters: dict[str, Any] | None)
         if logical_id in adds:
             if logical_id in resource_map._parsed_resources and any(
                     r["LogicalResourceId"] == logical_id for r in removes):
-                cleanup.append((resource_map._parsed_resources.pop(logical_id), old_json[logical_id]))
+                cleanup.append((logical_id, resource_map._parsed_resources.pop(logical_id), old_json[logical_id]))
             event(logical_id, resource_json["Type"], "CREATE_IN_PROGRESS")
             try:
                 resource_map[logical_id]
@@ -392,7 +393,7 @@ def update(resource_map: Any, template: dict, parameters: dict[str, Any] | None)
                 resource_map._parsed_resources[logical_id] = created
                 event(logical_id, row["ResourceType"], "UPDATE_IN_PROGRESS",
                       "Requested update requires the creation of a new physical resource; hence creating one.")
-                cleanup.append((original, old_json[logical_id]))
+                cleanup.append((logical_id, original, old_json[logical_id]))
             else:
                 changed = parsing.parse_and_update_resource(logical_id, resource_json, resource_map, account, region)
                 # A type moto cannot update keeps its resource (moto would drop it from the stack).
@@ -409,16 +410,20 @@ def update(resource_map: Any, template: dict, parameters: dict[str, Any] | None)
     for row in removes:
         logical_id = row["LogicalResourceId"]
         if logical_id in resource_map._parsed_resources and logical_id not in template["Resources"]:
-            cleanup.append((resource_map._parsed_resources.pop(logical_id), old_json[logical_id]))
-    for resource, resource_json in cleanup:
-        if resource is None or resource_json.get("DeletionPolicy") == "Retain" and resource_json not in [
-                template["Resources"].get(getattr(resource, "logical_resource_id", ""))]:
+            cleanup.append((logical_id, resource_map._parsed_resources.pop(logical_id), old_json[logical_id]))
+    for logical_id, resource, resource_json in cleanup:
+        replaced = logical_id in template["Resources"]
+        policy = resource_json.get("UpdateReplacePolicy" if replaced else "DeletionPolicy")
+        if resource is None or policy == "Retain":
             continue
+        physical = _physical_id(resource)
+        event(logical_id, resource_json.get("Type", "?"), "DELETE_IN_PROGRESS", physical=physical)
         try:
             resource_map._delete_resource(resource, resource_json)
         except Exception as exc:  # as CloudFormation: a failed cleanup leaves the old resource, the update stands
-            event(getattr(resource, "logical_resource_id", "?"), resource_json.get("Type", "?"), "DELETE_FAILED",
-                  _reason(exc))
+            event(logical_id, resource_json.get("Type", "?"), "DELETE_FAILED", _reason(exc), physical=physical)
+            continue
+        event(logical_id, resource_json.get("Type", "?"), "DELETE_COMPLETE", physical=physical)
 
 
 def _really_replaced(row: dict, old_json: dict, new_json: dict, resource_map: Any) -> bool:
