@@ -210,3 +210,13 @@ def test_without_the_image_parameter_a_create_is_refused_before_anything_is_sent
                                                      "GitalyAmiId": OLDER_IMAGE, "GitLabAmiId": "/gitlab-cfn/ami/gitlab"})
     # GitLabAmiId's SSM parameter does not exist either: CloudFormation's own validation says so.
     assert given.returncode == 1 and "Unable to fetch parameters [/gitlab-cfn/ami/gitlab]" in given.stderr
+
+
+def test_local_fills_the_pinned_image_like_the_other_demo_values(build):
+    result = subprocess.run([EXE, "deploy", "--build", str(build), "--poll-seconds", "0.2", "--local",
+                             "--stack-name", "demo", "--region", REGION],
+                            capture_output=True, text=True, env=ENV, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert any(line.endswith("local value GitalyAmiId = ami-0a11ab5e1c0de1851") for line in result.stderr.splitlines())
+    assert any(line.endswith("local value AvailabilityZones = eu-west-1a,eu-west-1b") for line in result.stderr.splitlines())
+    assert result.stderr.splitlines()[-1] == "stack demo: CREATE_COMPLETE"

@@ -259,13 +259,31 @@ def test_a_failed_create_is_explained_and_destroy_cleans_it_up(build, local_aws,
     assert local_aws.client("rds", "us-east-1").describe_db_instances()["DBInstances"] == []
 
 
-def test_destroy_ends_a_rolled_back_stack(local_aws, standin):
+PROTECTED_DB = {"Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Snapshot", "Properties": {
+    "Engine": "postgres", "DBInstanceClass": "db.m6i.large", "AllocatedStorage": "100", "MasterUsername": "gitlab",
+    "MasterUserPassword": "not-a-real-password-1", "DeletionProtection": True}}
+
+
+@pytest.mark.parametrize(("resources", "delete_first", "status", "kept"), [
+    ({"Topic": {"Type": "AWS::SNS::Topic"}, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Topic"}},
+     False, "ROLLBACK_COMPLETE", 0),
+    ({"Database": PROTECTED_DB, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Database"}},
+     False, "ROLLBACK_FAILED", 1),
+    ({"Database": PROTECTED_DB, "Topic": {"Type": "AWS::SNS::Topic"}}, True, "DELETE_FAILED", 1),
+], ids=["rolled-back", "rollback-failed", "delete-failed"])
+def test_destroy_recovers_a_failed_stack(local_aws, standin, resources, delete_first, status, kept):
     cfn = local_aws.client("cloudformation", "eu-west-1")
-    cfn.create_stack(StackName="gone", TemplateBody=json.dumps({"Resources": {
-        "Topic": {"Type": "AWS::SNS::Topic"}, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Topic"}}}))
-    assert cfn.describe_stacks(StackName="gone")["Stacks"][0]["StackStatus"] == "ROLLBACK_COMPLETE"
-    done = subprocess.run([EXE, "destroy", "--endpoint-url", standin.endpoint, "--stack-name", "gone", "--region",
-                           "eu-west-1", "--confirm", "gone", "--poll-seconds", "0.2"],
+    cfn.create_stack(StackName="stuck", TemplateBody=json.dumps({"Resources": resources}))
+    if delete_first:  # a plain delete fails on the protected database
+        cfn.delete_stack(StackName="stuck")
+    assert cfn.describe_stacks(StackName="stuck")["Stacks"][0]["StackStatus"] == status
+    done = subprocess.run([EXE, "destroy", "--endpoint-url", standin.endpoint, "--stack-name", "stuck", "--region",
+                           "eu-west-1", "--confirm", "stuck", "--poll-seconds", "0.2"],
                           capture_output=True, text=True, env=ENV, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[-1] == "stack gone: DELETE_COMPLETE; 0 data resources kept"
+    assert done.stderr.splitlines()[-1] == f"stack stuck: DELETE_COMPLETE; {kept} data resources kept"
+    if kept:
+        assert "turned off deletion protection" in done.stderr
+        assert done.stdout.split()[:3] == ["Snapshot", "AWS::RDS::DBInstance", "Database"]
+        assert done.stdout.split()[-1].endswith("-final-snapshot")
+    assert local_aws.client("rds", "eu-west-1").describe_db_instances()["DBInstances"] == []

@@ -19,7 +19,6 @@ failure alike.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
