@@ -330,7 +330,23 @@ class UpdateFailed(Exception):
 
 
 def update(resource_map: Any, template: dict, parameters: dict[str, Any] | None) -> None:
-    """``ResourceMap.update`` as CloudFormation updates a stack: the plan, carried out in place."""
+    """``ResourceMap.update`` as CloudFormation updates a stack: the plan, carried out in place.
+
+    A failed update is not rolled back here (the stack says UPDATE_ROLLBACK_COMPLETE with
+    the failing resource's event); the stack keeps what it holds, and listing it creates
+    nothing new."""
+    old_json = dict(resource_map._resource_json_map or {})
+    try:
+        _update(resource_map, template, parameters)
+    except Exception:
+        held = resource_map._parsed_resources
+        merged = {**old_json, **(template.get("Resources") or {})}
+        resource_map._resource_json_map = {lid: body for lid, body in merged.items()
+                                           if _physical_id(held.get(lid)) is not None}
+        raise
+
+
+def _update(resource_map: Any, template: dict, parameters: dict[str, Any] | None) -> None:
     parameters = parameters if parameters is not None else resource_map.input_parameters
     rows = plan(resource_map, template, parameters)
     account, region = resource_map._account_id, resource_map._region_name
