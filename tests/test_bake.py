@@ -16,7 +16,7 @@ from gitlab_cfn.operate import bake
 from gitlab_cfn.operate.progress import Progress
 from test_cli import EXE
 
-GITLAB_AMI = "ami-0a11ab5e1c0de1851"   # "GitLab EE 18.5.1" in the stand-in's image catalog
+GITLAB_AMI = "ami-0a11ab5e1c0de1851"   # "GitLab EE 19.3.0" in the stand-in's image catalog
 UBUNTU_AMI = "ami-0b0b1e24040000001"
 
 
@@ -41,7 +41,7 @@ class Builder(threading.Thread):
 
 
 def request(**overrides):
-    values = dict(gitlab_version="18.5.1", region="us-east-1", copy_regions=("eu-west-1", "ap-southeast-2"),
+    values = dict(gitlab_version="19.3.0", region="us-east-1", copy_regions=("eu-west-1", "ap-southeast-2"),
                   poll=0.1, timeout=60)
     values.update(overrides)
     return bake.BakeRequest(**values)
@@ -65,7 +65,7 @@ def test_bake_publishes_an_image_per_region_and_terminates_the_builder(local_aws
         regional = local_aws.client("ec2", region)
         (described,) = regional.describe_images(ImageIds=[image])["Images"]
         tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
-        assert tags["gitlab-cfn:gitlab-version"] == "18.5.1"
+        assert tags["gitlab-cfn:gitlab-version"] == "19.3.0"
         assert tags["gitlab-cfn:source-ami"] == GITLAB_AMI
         assert tags["gitlab-cfn:build-time"].endswith("+00:00")
         value = local_aws.client("ssm", region).get_parameter(Name="/gitlab-cfn/ami/gitlab")["Parameter"]["Value"]
@@ -109,8 +109,8 @@ def test_a_builder_that_never_reports_times_out_and_is_terminated(local_aws):
 
 def test_a_missing_source_image_is_a_clear_error_and_launches_nothing(local_aws):
     with pytest.raises(ConfigError) as err:
-        bake.bake(request(gitlab_version="17.0.0"), local_aws, Progress(quiet=True))
-    assert str(err.value) == ("--region: no GitLab EE 17.0.0 AMI from GitLab (owner 782774275127) in us-east-1; "
+        bake.bake(request(gitlab_version="19.1.6"), local_aws, Progress(quiet=True))
+    assert str(err.value) == ("--region: no GitLab EE 19.1.6 AMI from GitLab (owner 782774275127) in us-east-1; "
                               "check the version, or use --source ubuntu")
     assert builders(local_aws.client("ec2", "us-east-1")) == []
 
@@ -126,12 +126,16 @@ def test_ubuntu_source_installs_the_package_on_the_builder(local_aws):
     import base64
 
     text = base64.b64decode(user_data["UserData"]["Value"]).decode()
-    assert "export BAKE_SOURCE='ubuntu'" in text and "export GITLAB_VERSION='18.5.1'" in text
+    assert "export BAKE_SOURCE='ubuntu'" in text and "export GITLAB_VERSION='19.3.0'" in text
     assert "install_gitlab_package" in text
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("gitlab_version", "18.5", "--gitlab-version: must look like 18.5.1 (got '18.5')"),
+    ("gitlab_version", "18.5", "--gitlab-version: '18.5' is not a GitLab version X.Y.Z (for example 19.3.0)"),
+    ("gitlab_version", "18.5.1", "--gitlab-version: GitLab 18.5.1 is not supported; gitlab-cfn supports "
+                                 "18.11.x to 19.3.x (18.11, 19.0, 19.1, 19.2, 19.3)"),
+    ("gitlab_version", "19.4.0", "--gitlab-version: GitLab 19.4.0 is not supported; gitlab-cfn supports "
+                                 "18.11.x to 19.3.x (18.11, 19.0, 19.1, 19.2, 19.3)"),
     ("edition", "premium", "--edition: must be one of ee, ce (got 'premium')"),
     ("source", "amazon-linux", "--source: must be one of gitlab-ami, ubuntu (got 'amazon-linux')"),
     ("ssm_parameter", "gitlab-ami", "--ssm-parameter: must be a path starting with / (got 'gitlab-ami')"),
@@ -146,7 +150,7 @@ def test_bake_ami_command_end_to_end(local_aws, standin):
     builder = Builder(local_aws.client("ec2", "us-east-1"), "success")
     builder.start()
     result = subprocess.run(
-        [EXE, "bake-ami", "--endpoint-url", standin.endpoint, "--gitlab-version", "18.5.1",
+        [EXE, "bake-ami", "--endpoint-url", standin.endpoint, "--gitlab-version", "19.3.0",
          "--region", "us-east-1", "--copy-to", "eu-west-1", "--poll-seconds", "0.1", "--json"],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
@@ -158,9 +162,32 @@ def test_bake_ami_command_end_to_end(local_aws, standin):
     assert "eu-west-1: /gitlab-cfn/ami/gitlab = ami-" in result.stderr
 
     missing = subprocess.run(
-        [EXE, "bake-ami", "--endpoint-url", standin.endpoint, "--gitlab-version", "16.0.0", "--region", "us-east-1"],
+        [EXE, "bake-ami", "--endpoint-url", standin.endpoint, "--gitlab-version", "19.0.8", "--region", "us-east-1"],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     assert missing.returncode == 2
-    assert missing.stderr.strip().endswith("no GitLab EE 16.0.0 AMI from GitLab (owner 782774275127) in us-east-1; "
+    assert missing.stderr.strip().endswith("no GitLab EE 19.0.8 AMI from GitLab (owner 782774275127) in us-east-1; "
                                            "check the version, or use --source ubuntu")
+
+
+def test_unsupported_versions_are_refused_before_any_aws_call():
+    # An endpoint nothing listens on: any AWS call would end in exit 1, not 2.
+    result = subprocess.run(
+        [EXE, "bake-ami", "--endpoint-url", "http://127.0.0.1:9", "--gitlab-version", "18.5.1", "--region", "us-east-1"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    assert result.returncode == 2
+    assert result.stderr == ("gitlab-cfn: error: --gitlab-version: GitLab 18.5.1 is not supported; gitlab-cfn "
+                             "supports 18.11.x to 19.3.x (18.11, 19.0, 19.1, 19.2, 19.3)\n")
+
+
+def test_a_baked_image_has_the_builder_root_volume_size(local_aws):
+    """The image's root snapshot is the builder's root volume: launches must be at least as big."""
+    ec2 = local_aws.client("ec2", "us-east-1")
+    builder = Builder(ec2, "success")
+    builder.start()
+    result = bake.bake(request(copy_regions=("eu-west-1",)), local_aws, Progress(quiet=True))
+    builder.join()
+    for region, image in result.images.items():
+        (described,) = local_aws.client("ec2", region).describe_images(ImageIds=[image])["Images"]
+        assert described["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == bake.ROOT_VOLUME_SIZE

@@ -129,9 +129,11 @@ def test_a_failing_child_is_reported_by_name(build, tmp_path):
     result = deploy_cmd("--local", "--stack-name", "broken", "--region", "us-east-1", "--params", str(params), build=build)
     assert result.returncode == 1
     last = result.stderr.splitlines()[-1]
-    assert last.startswith("gitlab-cfn: error: stack broken is ROLLBACK_COMPLETE: LoadBalancer "
+    # The database (deletion protection on) cannot be rolled back: ROLLBACK_FAILED, and the way out.
+    assert last.startswith("gitlab-cfn: error: stack broken is ROLLBACK_FAILED: LoadBalancer "
                            "(AWS::ElasticLoadBalancing::LoadBalancer) in stack broken-AppStack-")
-    assert last.endswith(": Supplied certificate was not found")
+    assert last.endswith(": Supplied certificate was not found; what could not be deleted is kept; clean up with: "
+                         "gitlab-cfn destroy --stack-name broken --region us-east-1 --confirm broken")
 
 
 def _seed(local_aws, region="eu-west-1"):
@@ -153,6 +155,19 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     assert again.returncode == 0, again.stderr
     assert any(line.endswith("stack gl: no changes") for line in again.stderr.splitlines())
 
+    # Other zones: only a parameter changes; the nested change sets show the cache's
+    # replication group replaced (its zones are create-only), and the update is refused.
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps({**json.loads(params.read_text()), "AvailabilityZones": "eu-west-1b,eu-west-1c"}))
+    zones = deploy_cmd(*common[:-1], str(moved), "--yes", build=build)
+    assert zones.returncode == 1
+    changes = [line.split("change: ", 1)[1] for line in zones.stderr.splitlines() if "change: " in line]
+    assert ("cache: Modify  RedisReplicationGroup (AWS::ElastiCache::ReplicationGroup) [REPLACED, holds data]: "
+            "PreferredCacheClusterAZs (create-only, parameter AvailabilityZones)") in changes
+    assert "cache:RedisReplicationGroup would be replaced" in zones.stderr.splitlines()[-1]
+    stack = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+
     # A build that would replace the database is refused before anything is uploaded.
     import shutil
 
@@ -166,8 +181,18 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     assert refused.stderr.splitlines()[-1].startswith(
         "gitlab-cfn: error: the update would lose data: database:Database would be replaced")
     assert not any("uploaded" in line for line in refused.stderr.splitlines())
-    allowed = deploy_cmd(*common, "--allow-replace", "database:Database", build=changed)
+    allowed = deploy_cmd(*common, "--allow-replace", "database:Database", "--yes", build=changed)
     assert allowed.returncode == 0, allowed.stderr
+    # The old database keeps its deletion protection: CloudFormation cannot delete it, and says so;
+    # it stays running outside the stack until it is deleted by hand.
+    (left,) = [line.split("left behind: ", 1)[1] for line in allowed.stderr.splitlines() if "left behind: " in line]
+    old_db = left.split()[2]
+    assert left.startswith(f"Database (AWS::RDS::DBInstance) {old_db} in stack gl-DatabaseStack-")
+    assert left.endswith("Cannot delete protected DB Instance, please disable deletion protection and try again.")
+    rds = local_aws.client("rds", "eu-west-1")
+    assert rds.describe_db_instances(DBInstanceIdentifier=old_db)["DBInstances"][0]["DeletionProtection"] is True
+    rds.modify_db_instance(DBInstanceIdentifier=old_db, DeletionProtection=False, ApplyImmediately=True)
+    rds.delete_db_instance(DBInstanceIdentifier=old_db, FinalDBSnapshotIdentifier=f"{old_db}-replaced")
 
     # destroy: confirmation, then a report of what the data became.
     base = [EXE, "destroy", "--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1",
@@ -205,3 +230,60 @@ def test_first_failure_follows_nested_stacks(local_aws):
     assert (failure.logical_id, failure.resource_type) == ("Broken", "AWS::Foo::Bar")
     assert failure.stack.startswith("top-Child-")
     assert failure.reason == "the stand-in cannot create AWS::Foo::Bar"
+
+
+def test_a_failed_create_is_explained_and_destroy_cleans_it_up(build, local_aws, standin, tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**_seed(local_aws, "us-east-1"), "AvailabilityZones": "us-east-1a,us-east-1b",
+                                  "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/"
+                                                    "00000000-1111-2222-3333-444444444444"}))
+    common = ["--endpoint-url", standin.endpoint, "--stack-name", "half", "--region", "us-east-1"]
+    cleanup = "clean up with: gitlab-cfn destroy --stack-name half --region us-east-1 --confirm half"
+    failed = deploy_cmd(*common, "--params", str(params), build=build)
+    assert failed.returncode == 1
+    assert " is ROLLBACK_FAILED: " in failed.stderr.splitlines()[-1]
+    assert failed.stderr.splitlines()[-1].endswith(cleanup)
+    # A re-run changes nothing and says what to do.
+    again = deploy_cmd(*common, "--params", str(params), build=build)
+    assert again.returncode == 2
+    assert again.stderr.splitlines()[-1] == (
+        f"gitlab-cfn: error: --stack-name: half is ROLLBACK_FAILED (a failed create or delete); nothing was changed; "
+        f"{cleanup}")
+    done = subprocess.run([EXE, "destroy", *common, "--confirm", "half", "--poll-seconds", "0.2", "--json"],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kept = {item["logical_id"]: item for item in json.loads(done.stdout)}
+    assert kept["Database"]["found"].endswith("-final-snapshot")
+    cfn = local_aws.client("cloudformation", "us-east-1")
+    assert [s["StackName"] for s in cfn.describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"] == []
+    assert local_aws.client("rds", "us-east-1").describe_db_instances()["DBInstances"] == []
+
+
+PROTECTED_DB = {"Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Snapshot", "Properties": {
+    "Engine": "postgres", "DBInstanceClass": "db.m6i.large", "AllocatedStorage": "100", "MasterUsername": "gitlab",
+    "MasterUserPassword": "not-a-real-password-1", "DeletionProtection": True}}
+
+
+@pytest.mark.parametrize(("resources", "delete_first", "status", "kept"), [
+    ({"Topic": {"Type": "AWS::SNS::Topic"}, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Topic"}},
+     False, "ROLLBACK_COMPLETE", 0),
+    ({"Database": PROTECTED_DB, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Database"}},
+     False, "ROLLBACK_FAILED", 1),
+    ({"Database": PROTECTED_DB, "Topic": {"Type": "AWS::SNS::Topic"}}, True, "DELETE_FAILED", 1),
+], ids=["rolled-back", "rollback-failed", "delete-failed"])
+def test_destroy_recovers_a_failed_stack(local_aws, standin, resources, delete_first, status, kept):
+    cfn = local_aws.client("cloudformation", "eu-west-1")
+    cfn.create_stack(StackName="stuck", TemplateBody=json.dumps({"Resources": resources}))
+    if delete_first:  # a plain delete fails on the protected database
+        cfn.delete_stack(StackName="stuck")
+    assert cfn.describe_stacks(StackName="stuck")["Stacks"][0]["StackStatus"] == status
+    done = subprocess.run([EXE, "destroy", "--endpoint-url", standin.endpoint, "--stack-name", "stuck", "--region",
+                           "eu-west-1", "--confirm", "stuck", "--poll-seconds", "0.2"],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == f"stack stuck: DELETE_COMPLETE; {kept} data resources kept"
+    if kept:
+        assert "turned off deletion protection" in done.stderr
+        assert done.stdout.split()[:3] == ["Snapshot", "AWS::RDS::DBInstance", "Database"]
+        assert done.stdout.split()[-1].endswith("-final-snapshot")
+    assert local_aws.client("rds", "eu-west-1").describe_db_instances()["DBInstances"] == []

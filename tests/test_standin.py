@@ -436,3 +436,286 @@ def test_patch_servicecatalog_constraints(local_aws):
         sc.disassociate_product_from_portfolio(ProductId=product, PortfolioId=portfolio)
     sc.delete_constraint(Id=constraint)
     assert sc.list_constraints_for_portfolio(PortfolioId=portfolio)["ConstraintDetails"] == []
+
+
+# -- updates: change sets, nested change sets, updates in place -----------------------------------
+
+GITLAB_IMAGE, OLDER_IMAGE, UBUNTU_IMAGE = "ami-0a11ab5e1c0de1851", "ami-0a11ab5e1c0de1842", "ami-0b0b1e24040000001"
+CHILD = {
+    "Parameters": {"ImageId": {"Type": "AWS::EC2::Image::Id"}, "Zones": {"Type": "CommaDelimitedList"},
+                   "InstanceType": {"Type": "String", "Default": "c5.xlarge"}},
+    "Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.7.0.0/16"}},
+        "Subnet": {"Type": "AWS::EC2::Subnet", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.7.1.0/24", "AvailabilityZone": {"Fn::Select": [0, {"Ref": "Zones"}]}}},
+        "Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+            "ImageId": {"Ref": "ImageId"}, "InstanceType": {"Ref": "InstanceType"}}}},
+        "Group": {"Type": "AWS::AutoScaling::AutoScalingGroup",
+                  "UpdatePolicy": {"AutoScalingRollingUpdate": {"MaxBatchSize": 1, "MinInstancesInService": 1}},
+                  "Properties": {"MinSize": "2", "MaxSize": "2", "VPCZoneIdentifier": [{"Ref": "Subnet"}],
+                                 "LaunchTemplate": {"LaunchTemplateId": {"Ref": "Template"},
+                                                    "Version": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}}}},
+        "Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {"Version": {"Value": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}},
+                "Group": {"Value": {"Ref": "Group"}}},
+}
+
+
+def _upgradable(local_aws, name="site"):
+    """A parent whose nested stack runs an Auto Scaling group from an image named by an SSM parameter."""
+    ssm = local_aws.client("ssm", REGION)
+    ssm.put_parameter(Name="/probe/ami", Value=OLDER_IMAGE, Type="String", DataType="aws:ec2:image")
+    url = _child_template(local_aws, CHILD)
+    parent = {"Parameters": {"ImageId": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/probe/ami"},
+                             "Zones": {"Type": "List<AWS::EC2::AvailabilityZone::Name>"}},
+              "Resources": {"Child": {"Type": "AWS::CloudFormation::Stack", "Properties": {
+                  "TemplateURL": url, "Parameters": {"ImageId": {"Ref": "ImageId"},
+                                                     "Zones": {"Fn::Join": [",", {"Ref": "Zones"}]}}}}},
+              "Outputs": {"Version": {"Value": {"Fn::GetAtt": ["Child", "Outputs.Version"]}},
+                          "Group": {"Value": {"Fn::GetAtt": ["Child", "Outputs.Group"]}}}}
+    cfn, stack = deploy(local_aws, parent, name=name, parameters={"Zones": "eu-west-1a,eu-west-1b"})
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    return cfn, ssm, parent, stack
+
+
+def _change_set(cfn, stack, parent, name, zones="eu-west-1a,eu-west-1b", nested=True):
+    params = [{"ParameterKey": "ImageId", "UsePreviousValue": True}, {"ParameterKey": "Zones", "ParameterValue": zones}]
+    created = cfn.create_change_set(StackName=stack["StackName"], ChangeSetName=name, TemplateBody=json.dumps(parent),
+                                    Parameters=params, ChangeSetType="UPDATE", IncludeNestedStacks=nested)
+    return cfn.describe_change_set(ChangeSetName=created["Id"], StackName=stack["StackName"])
+
+
+def test_patch_change_sets_as_aws_shapes_them(local_aws):
+    cfn, ssm, parent, stack = _upgradable(local_aws)
+    unchanged = _change_set(cfn, stack, parent, "same")
+    assert (unchanged["Status"], unchanged["ExecutionStatus"]) == ("FAILED", "UNAVAILABLE")
+    assert "didn't contain changes" in unchanged["StatusReason"]
+
+    # Only the image behind the SSM parameter changes: the root shows the nested stack, whose own
+    # change set shows the launch template (new version) and the group (follows it).
+    ssm.put_parameter(Name="/probe/ami", Value=GITLAB_IMAGE, Type="String", DataType="aws:ec2:image", Overwrite=True)
+    root = _change_set(cfn, stack, parent, "new-image")
+    assert (root["Status"], root["ExecutionStatus"], root["IncludeNestedStacks"]) == ("CREATE_COMPLETE", "AVAILABLE", True)
+    assert root.get("ParentChangeSetId") is None and root.get("RootChangeSetId") is None
+    (row,) = [c["ResourceChange"] for c in root["Changes"]]
+    assert (row["Action"], row["LogicalResourceId"], row["ResourceType"], row["Replacement"]) == (
+        "Modify", "Child", "AWS::CloudFormation::Stack", "False")
+    assert row["Details"][0] == {"Target": {"Attribute": "Properties", "RequiresRecreation": "Never"},
+                                 "Evaluation": "Dynamic", "ChangeSource": "Automatic"}
+    child = cfn.describe_change_set(ChangeSetName=row["ChangeSetId"])
+    assert (child["ParentChangeSetId"], child["RootChangeSetId"]) == (root["ChangeSetId"], root["ChangeSetId"])
+    assert (child["Status"], child["ExecutionStatus"]) == ("CREATE_COMPLETE", "UNAVAILABLE")
+    assert child["StackId"] == row["PhysicalResourceId"]
+    changes = {c["ResourceChange"]["LogicalResourceId"]: c["ResourceChange"] for c in child["Changes"]}
+    assert sorted(changes) == ["Group", "Template"]
+    template = changes["Template"]
+    assert (template["Action"], template["Replacement"], template["Scope"]) == ("Modify", "False", ["Properties"])
+    assert {"Target": {"Attribute": "Properties", "Name": "LaunchTemplateData", "RequiresRecreation": "Never"},
+            "Evaluation": "Static", "ChangeSource": "ParameterReference", "CausingEntity": "ImageId"} in template["Details"]
+    group = changes["Group"]
+    assert group["Details"] == [{"Target": {"Attribute": "Properties", "Name": "LaunchTemplate", "RequiresRecreation": "Conditionally"},
+                                 "Evaluation": "Dynamic", "ChangeSource": "ResourceAttribute",
+                                 "CausingEntity": "Template.LatestVersionNumber"}]
+    with pytest.raises(Exception, match="Executable from root change set"):
+        cfn.execute_change_set(ChangeSetName=row["ChangeSetId"])
+
+    # Another list of zones: the subnet's zone is create-only, so the subnet is replaced.
+    zones = _change_set(cfn, stack, parent, "new-zones", zones="eu-west-1b,eu-west-1c")
+    nested = cfn.describe_change_set(ChangeSetName=zones["Changes"][0]["ResourceChange"]["ChangeSetId"])
+    subnet = {c["ResourceChange"]["LogicalResourceId"]: c["ResourceChange"] for c in nested["Changes"]}["Subnet"]
+    assert subnet["Replacement"] == "True" and subnet["PolicyAction"] == "ReplaceAndDelete"
+    assert {"Target": {"Attribute": "Properties", "Name": "AvailabilityZone", "RequiresRecreation": "Always"},
+            "Evaluation": "Static", "ChangeSource": "ParameterReference", "CausingEntity": "Zones"} in subnet["Details"]
+
+    # Without IncludeNestedStacks the root row names no change set.
+    flat = _change_set(cfn, stack, parent, "flat", nested=False)
+    assert "ChangeSetId" not in flat["Changes"][0]["ResourceChange"]
+
+
+def _instances(local_aws, group):
+    groups = local_aws.client("autoscaling", REGION).describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    return sorted(i["InstanceId"] for i in groups["AutoScalingGroups"][0]["Instances"])
+
+
+def test_patch_updates_in_place(local_aws):
+    cfn, ssm, parent, stack = _upgradable(local_aws)
+    children = {s["StackName"]: s["StackId"] for s in cfn.describe_stacks()["Stacks"] if s["StackName"] != "site"}
+    ssm.put_parameter(Name="/probe/ami", Value=GITLAB_IMAGE, Type="String", DataType="aws:ec2:image", Overwrite=True)
+    _change_set(cfn, stack, parent, "other", zones="eu-west-1b,eu-west-1c")
+    root = _change_set(cfn, stack, parent, "new-image")
+    cfn.execute_change_set(ChangeSetName=root["ChangeSetId"])
+    after = cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]
+    assert after["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs(after)["Version"] == "2" and outputs(stack)["Version"] == "1"
+    assert {p["ParameterKey"]: (p["ParameterValue"], p.get("ResolvedValue")) for p in after["Parameters"]}["ImageId"] == (
+        "/probe/ami", GITLAB_IMAGE)
+    # The nested stack is the same stack, updated.
+    assert {s["StackName"]: s["StackId"] for s in cfn.describe_stacks()["Stacks"] if s["StackName"] != "site"} == children
+    (child_id,) = children.values()
+    assert cfn.describe_stacks(StackName=child_id)["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
+    events = [(e["LogicalResourceId"], e["ResourceStatus"]) for e in cfn.describe_stack_events(StackName=child_id)["StackEvents"]]
+    assert ("Template", "UPDATE_COMPLETE") in events and ("Vpc", "UPDATE_IN_PROGRESS") not in events
+    # The executed change set stays, EXECUTE_COMPLETE; the stack's other change sets are gone.
+    summaries = [(c["ChangeSetName"], c["ExecutionStatus"]) for c in cfn.list_change_sets(StackName="site")["Summaries"]
+                 if c["StackName"] == "site"]
+    assert summaries == [("new-image", "EXECUTE_COMPLETE")]
+
+
+def test_patch_auto_scaling_group_rolling_update(local_aws):
+    cfn, ssm, parent, stack = _upgradable(local_aws)
+    group = outputs(stack)["Group"]
+    before = _instances(local_aws, group)
+    assert len(before) == 2
+    ssm.put_parameter(Name="/probe/ami", Value=GITLAB_IMAGE, Type="String", DataType="aws:ec2:image", Overwrite=True)
+    cfn.execute_change_set(ChangeSetName=_change_set(cfn, stack, parent, "roll")["ChangeSetId"])
+    assert outputs(cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0])["Group"] == group
+    after = _instances(local_aws, group)
+    assert len(after) == 2 and not set(after) & set(before)
+    ec2 = local_aws.client("ec2", REGION)
+    described = {i["InstanceId"]: i for r in ec2.describe_instances(InstanceIds=before + after)["Reservations"]
+                 for i in r["Instances"]}
+    assert {described[i]["ImageId"] for i in after} == {GITLAB_IMAGE}
+    assert {described[i]["State"]["Name"] for i in before} == {"terminated"}
+
+
+def test_patch_instance_updated_in_place(local_aws):
+    template = {"Parameters": {"Type": {"Type": "String"}, "Image": {"Type": "String"}},
+                "Resources": {"Server": {"Type": "AWS::EC2::Instance", "Properties": {
+                    "ImageId": {"Ref": "Image"}, "InstanceType": {"Ref": "Type"}}}},
+                "Outputs": {"Server": {"Value": {"Ref": "Server"}}}}
+    cfn, stack = deploy(local_aws, template, name="server", parameters={"Type": "c5.large", "Image": OLDER_IMAGE})
+    first = outputs(stack)["Server"]
+    ec2 = local_aws.client("ec2", REGION)
+
+    def update(**values):
+        created = cfn.create_change_set(StackName="server", ChangeSetName=f"to-{values['Image']}",
+                                        TemplateBody=json.dumps(template), ChangeSetType="UPDATE",
+                                        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()])
+        change = cfn.describe_change_set(ChangeSetName=created["Id"])["Changes"][0]["ResourceChange"]
+        cfn.execute_change_set(ChangeSetName=created["Id"])
+        return change, outputs(cfn.describe_stacks(StackName="server")["Stacks"][0])["Server"]
+
+    change, same = update(Type="c5.xlarge", Image=OLDER_IMAGE)
+    assert change["Replacement"] == "Conditional"
+    assert same == first
+    instance = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"][0]
+    assert (instance["InstanceType"], instance["State"]["Name"]) == ("c5.xlarge", "running")
+    change, replaced = update(Type="c5.xlarge", Image=GITLAB_IMAGE)
+    assert change["Replacement"] == "True"
+    assert replaced != first
+    states = {i["InstanceId"]: (i["State"]["Name"], i["ImageId"]) for r in
+              ec2.describe_instances(InstanceIds=[first, replaced])["Reservations"] for i in r["Instances"]}
+    assert states == {first: ("terminated", OLDER_IMAGE), replaced: ("running", GITLAB_IMAGE)}
+
+
+def test_patch_block_device_not_smaller_than_snapshot(local_aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = local_aws.client("ec2", REGION)
+    image = ec2.describe_images(ImageIds=[GITLAB_IMAGE])["Images"][0]
+    root = image["BlockDeviceMappings"][0]["Ebs"]
+    assert root["VolumeSize"] == 30
+
+    def run(size, image_id=GITLAB_IMAGE):
+        return ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="c5.large",
+                                 BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": size}}])
+
+    with pytest.raises(ClientError) as refused:
+        run(20)
+    assert refused.value.response["Error"]["Code"] == "InvalidBlockDeviceMapping"
+    assert refused.value.response["Error"]["Message"] == (
+        f"Volume of size 20GB is smaller than snapshot '{root['SnapshotId']}', expect size >= 30GB")
+    assert run(30)["Instances"][0]["ImageId"] == GITLAB_IMAGE
+    assert run(8, UBUNTU_IMAGE)["Instances"][0]["ImageId"] == UBUNTU_IMAGE
+    # Through a launch template, as an Auto Scaling group or CloudFormation launches.
+    template = ec2.create_launch_template(LaunchTemplateName="small", LaunchTemplateData={
+        "ImageId": GITLAB_IMAGE, "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 20}}]})
+    with pytest.raises(ClientError, match="InvalidBlockDeviceMapping"):
+        ec2.run_instances(MinCount=1, MaxCount=1, LaunchTemplate={
+            "LaunchTemplateId": template["LaunchTemplate"]["LaunchTemplateId"]})
+
+
+def test_patch_volume_in_use(local_aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = local_aws.client("ec2", REGION)
+    a, b = (i["InstanceId"] for i in ec2.run_instances(ImageId=UBUNTU_IMAGE, MinCount=2, MaxCount=2, InstanceType="c5.large",
+                                                        Placement={"AvailabilityZone": "eu-west-1a"})["Instances"])
+    volume = ec2.create_volume(AvailabilityZone="eu-west-1a", Size=100)["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=a, Device="/dev/sdf")
+    with pytest.raises(ClientError) as refused:
+        ec2.attach_volume(VolumeId=volume, InstanceId=b, Device="/dev/sdf")
+    assert refused.value.response["Error"] == {"Code": "VolumeInUse", "Message": f"{volume} is already attached to an instance"}
+    assert ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]["InstanceId"] == a
+    ec2.terminate_instances(InstanceIds=[a])
+    ec2.attach_volume(VolumeId=volume, InstanceId=b, Device="/dev/sdf")
+    assert ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]["InstanceId"] == b
+
+
+def test_patch_failed_rollback_keeps_what_it_cannot_delete(local_aws):
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Database": {"Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Snapshot", "Properties": {
+            "Engine": "postgres", "DBInstanceClass": "db.m6i.large", "AllocatedStorage": "100",
+            "MasterUsername": "gitlab", "MasterUserPassword": "not-a-real-password-1", "DeletionProtection": True}},
+        "Topic": {"Type": "AWS::SNS::Topic"},
+        "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": ["Database", "Topic"]}}}, name="half")
+    assert stack["StackStatus"] == "ROLLBACK_FAILED"
+    events = [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason", ""))
+              for e in cfn.describe_stack_events(StackName=stack["StackId"])["StackEvents"]]
+    (failed,) = [e for e in events if e[1] == "DELETE_FAILED"]
+    assert failed[0] == "Database" and "Cannot delete protected DB Instance" in failed[2]
+    # What is left is the database alone; the topic was rolled back.
+    resources = cfn.list_stack_resources(StackName=stack["StackId"])["StackResourceSummaries"]
+    assert [r["LogicalResourceId"] for r in resources] == ["Database"]
+    assert local_aws.client("sns", REGION).list_topics()["Topics"] == []
+    identifier = resources[0]["PhysicalResourceId"]
+    cfn.delete_stack(StackName=stack["StackId"])
+    assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_FAILED"
+    rds = local_aws.client("rds", REGION)
+    rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True)
+    cfn.delete_stack(StackName=stack["StackId"])
+    assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+    assert rds.describe_db_snapshots(DBInstanceIdentifier=identifier)["DBSnapshots"]
+
+
+def test_patch_rds_groups_in_use_kept(local_aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = local_aws.client("ec2", REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{n}.0/24", AvailabilityZone=f"eu-west-1{z}")["Subnet"]["SubnetId"]
+               for n, z in ((1, "a"), (2, "b"))]
+    rds = local_aws.client("rds", REGION)
+    rds.create_db_subnet_group(DBSubnetGroupName="inuse", DBSubnetGroupDescription="probe", SubnetIds=subnets)
+    rds.create_db_parameter_group(DBParameterGroupName="inuse", DBParameterGroupFamily="postgres17", Description="probe")
+    rds.create_db_instance(DBInstanceIdentifier="db", Engine="postgres", DBInstanceClass="db.m6i.large",
+                           AllocatedStorage=100, MasterUsername="gitlab", MasterUserPassword="not-a-real-password-1",
+                           DBSubnetGroupName="inuse", DBParameterGroupName="inuse")
+    with pytest.raises(ClientError) as refused:
+        rds.delete_db_parameter_group(DBParameterGroupName="inuse")
+    assert refused.value.response["Error"]["Code"] == "InvalidDBParameterGroupState"
+    with pytest.raises(ClientError) as refused:
+        rds.delete_db_subnet_group(DBSubnetGroupName="inuse")
+    assert refused.value.response["Error"] == {
+        "Code": "InvalidDBSubnetGroupStateFault", "Type": "Sender",
+        "Message": "Cannot delete the subnet group 'inuse' because at least one database instance: db is still using it."}
+    # Still usable: the instance is described with its groups.
+    assert rds.describe_db_instances(DBInstanceIdentifier="db")["DBInstances"][0]["DBSubnetGroup"]["DBSubnetGroupName"] == "inuse"
+    rds.delete_db_instance(DBInstanceIdentifier="db", SkipFinalSnapshot=True)
+    rds.delete_db_parameter_group(DBParameterGroupName="inuse")
+    rds.delete_db_subnet_group(DBSubnetGroupName="inuse")
+
+
+def test_patch_stack_parameters_as_given(local_aws):
+    local_aws.client("ssm", REGION).put_parameter(Name="/probe/ami", Value=GITLAB_IMAGE, Type="String")
+    _, stack = deploy(local_aws, {
+        "Parameters": {"Zones": {"Type": "List<AWS::EC2::AvailabilityZone::Name>"},
+                       "Image": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/probe/ami"},
+                       "Secret": {"Type": "String", "NoEcho": True}, "Size": {"Type": "Number", "Default": 30}},
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}},
+        parameters={"Zones": "eu-west-1a,eu-west-1b", "Secret": "not-shown"})
+    assert sorted(stack["Parameters"], key=lambda p: p["ParameterKey"]) == [
+        {"ParameterKey": "Image", "ParameterValue": "/probe/ami", "ResolvedValue": GITLAB_IMAGE},
+        {"ParameterKey": "Secret", "ParameterValue": "****"},
+        {"ParameterKey": "Size", "ParameterValue": "30"},
+        {"ParameterKey": "Zones", "ParameterValue": "eu-west-1a,eu-west-1b"}]

@@ -52,17 +52,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gitlab-cfn: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # AWS said no, or could not be reached: one line, not a traceback
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if not isinstance(exc, (BotoCoreError, ClientError)):
+        message = aws_error(exc)
+        if message is None:
             raise
-        print(f"gitlab-cfn: error: AWS: {exc}", file=sys.stderr)
+        print(f"gitlab-cfn: error: AWS: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gitlab-cfn: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def aws_error(exc: Exception) -> str | None:
+    """One line for an error answer from AWS (after botocore's retries), or None if it is not one.
+
+    Covers refusals and throttling (ClientError), endpoints that cannot be reached or close the
+    connection (BotoCoreError), and answers that do not parse (ResponseParserError, which is
+    neither)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(exc, ResponseParserError):
+        # botocore appends the raw body on further lines: keep the reason only.
+        reason = str(exc).splitlines()[0].rstrip(":")
+        return f"an answer that is not an AWS response: {reason}"
+    if isinstance(exc, (BotoCoreError, ClientError)):
+        return " ".join(str(exc).split())
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,7 +40,7 @@ def register(sub) -> None:
                     "GitLab package), wait for its install script, create and tag the image, copy "
                     "it to other regions and write each region's image id to an SSM parameter. "
                     "The builder is terminated whatever happens.")
-    bake_ami.add_argument("--gitlab-version", required=True, metavar="X.Y.Z", help="GitLab version, e.g. 18.5.1")
+    bake_ami.add_argument("--gitlab-version", required=True, metavar="X.Y.Z", help="GitLab version, e.g. 19.3.0 (supported: 18.11.x to 19.3.x)")
     bake_ami.add_argument("--region", required=True, help="region the image is built in")
     bake_ami.add_argument("--copy-to", metavar="R1,R2", help="regions the image is copied to")
     bake_ami.add_argument("--edition", default="ee", help="ee (default) or ce")

@@ -16,7 +16,8 @@ def run(args: argparse.Namespace) -> int:
     params = deploy.load_params(args.params)
     request = deploy.DeployRequest(stack_name=args.stack_name, region=args.region, build_dir=build,
                                    params=params, bucket=args.bucket, prefix=args.prefix,
-                                   allow_replace=set(args.allow_replace), poll=args.poll_seconds)
+                                   allow_replace=set(args.allow_replace), assume_yes=args.yes,
+                                   poll=args.poll_seconds)
     progress = Progress(quiet=args.quiet)
     with Endpoint(args) as aws:
         if args.local:
@@ -38,9 +39,12 @@ def register(sub) -> None:
     deploy_p = sub.add_parser(
         "deploy", help="upload the build and create or update the stack, showing progress",
         description="Check the parameters against the template, upload the build to S3, create the "
-                    "stack (or update it through a change set, shown first and refused when it would "
-                    "replace a data resource), show progress, and print the outputs. On failure, name "
-                    "the first failing resource of the deepest failing nested stack and exit 1.")
+                    "stack (or update it through a change set: every resource change of every nested "
+                    "stack is shown, an update that would replace or delete a data resource is refused, "
+                    "and the rest is executed once confirmed), show progress, and print the outputs. "
+                    "Parameters not given keep their previous values on an update; image ids (*AmiId) "
+                    "not given come from the image SSM parameter at creation. On failure, name the "
+                    "first failing resource of the deepest failing nested stack and exit 1.")
     aws_arguments(deploy_p)
     deploy_p.add_argument("--params", metavar="FILE", help="parameter values: JSON or YAML mapping, or "
                                                           "CloudFormation's ParameterKey/ParameterValue list")
@@ -48,5 +52,9 @@ def register(sub) -> None:
     deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/<build digest>/, new for every changed build)")
     build_option(deploy_p)
     deploy_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
-                          help="accept an update that replaces this data resource (repeatable)")
+                          help="accept an update that replaces or deletes this data resource, as LOGICAL_ID "
+                               "or TIER:LOGICAL_ID (repeatable)")
+    deploy_p.add_argument("--yes", action="store_true",
+                          help="execute the update's change set without asking (for scripts; without a "
+                               "terminal and without --yes an update is refused)")
     deploy_p.set_defaults(func=run)

@@ -7,13 +7,22 @@ against AWS and against the stand-in.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-RETRIES = Config(retries={"max_attempts": 8, "mode": "standard"})
+# botocore's standard retry mode (throttling, 5xx, dropped connections, with backoff);
+# AWS_MAX_ATTEMPTS, the SDKs' own setting, changes the number of attempts.
+def _retries() -> Config:
+    try:
+        attempts = max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", "8")))
+    except ValueError:
+        attempts = 8
+    return Config(retries={"max_attempts": attempts, "mode": "standard"})
+
 STANDIN_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -25,7 +34,7 @@ class Aws:
     def client(self, service: str, region: str) -> Any:
         key = (service, region)
         if key not in self._clients:
-            kwargs: dict[str, Any] = {"region_name": region, "config": RETRIES}
+            kwargs: dict[str, Any] = {"region_name": region, "config": _retries()}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
                 session = boto3.session.Session()

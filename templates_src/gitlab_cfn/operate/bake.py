@@ -19,7 +19,6 @@ failure alike.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 from gitlab_cfn.compile.images import IMAGE_ROOT_GIB
 from gitlab_cfn.compile.policies import assume_role
 from gitlab_cfn.compile.userdata import render
+from gitlab_cfn.compile.versions import check_supported
 from gitlab_cfn.errors import ConfigError, GitlabCfnError
 from gitlab_cfn.operate.aws import Aws
 from gitlab_cfn.operate.progress import Progress
@@ -49,7 +49,10 @@ CANONICAL_OWNER = "099720109477"   # Canonical, publisher of the Ubuntu images
 UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 RESULT_TAG = "gitlab-cfn:bake"
 ROLE_TAG, BUILDER_ROLE = "gitlab-cfn:role", "ami-builder"
-VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+# The builder's root volume, and so the image's root snapshot: every launch of the image
+# needs a root volume at least this big (EC2 refuses smaller: InvalidBlockDeviceMapping).
+# Defined once, in compile/images.py, where the templates' minimums come from.
+ROOT_VOLUME_SIZE = IMAGE_ROOT_GIB
 
 
 class BakeError(GitlabCfnError):
@@ -70,8 +73,8 @@ class BakeRequest:
     poll: float = 15.0
 
     def __post_init__(self):
-        if not VERSION.match(self.gitlab_version):
-            raise ConfigError(f"--gitlab-version: must look like 18.5.1 (got {self.gitlab_version!r})")
+        # Only versions whose gitlab.rb the boot scripts are checked against (before any AWS call).
+        check_supported(self.gitlab_version)
         if self.edition not in ("ee", "ce"):
             raise ConfigError(f"--edition: must be one of ee, ce (got {self.edition!r})")
         if self.source not in ("gitlab-ami", "ubuntu"):

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from gitlab_cfn import __version__
+from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 from gitlab_cfn.compile.compiler import product_entries, read_manifest, stack_files
 from gitlab_cfn.compile.constraints import violations
 from gitlab_cfn.compile.naming import template_url
@@ -94,8 +95,12 @@ def _rule_value(node: Any, params: dict[str, str]) -> Any:
     return node
 
 
-def check_params(template: dict, params: dict[str, str], az_count: int | None = None) -> list[str]:
-    """Every way the values break the parent template's constraints; empty when they fit."""
+def check_params(template: dict, params: dict[str, str], az_count: int | None = None,
+                 elsewhere: set[str] = frozenset()) -> list[str]:
+    """Every way the values break the parent template's constraints; empty when they fit.
+
+    ``elsewhere``: names whose values come from elsewhere (the stack's previous values,
+    the SSM image parameter); they count as given and are not checked here."""
     definitions = template.get("Parameters", {})
     problems = [f"{name}: not a parameter of this template (allowed: {', '.join(sorted(definitions))})"
                 for name in params if name not in definitions]
@@ -103,6 +108,8 @@ def check_params(template: dict, params: dict[str, str], az_count: int | None = 
     for name, definition in definitions.items():
         if name in params:
             value = params[name]
+        elif name in elsewhere:
+            continue
         elif "Default" in definition:
             value = str(definition["Default"])
         else:
@@ -300,6 +307,7 @@ class DeployRequest:
     bucket: str | None = None
     prefix: str | None = None
     allow_replace: set[str] = field(default_factory=set)
+    assume_yes: bool = False
     poll: float = 10.0
     timeout: float = 120 * 60
 
@@ -329,8 +337,96 @@ def _existing(cfn, name: str) -> dict | None:
         raise
 
 
-def _show_changes(cfn, change_set_id: str, progress: Progress) -> list[dict]:
-    changes = []
+def image_parameters(template: dict) -> list[str]:
+    """Parameters filled from the SSM image parameter when not given: image ids named ``*AmiId``."""
+    return [name for name, d in (template.get("Parameters") or {}).items()
+            if d.get("Type") == "AWS::EC2::Image::Id" and name.endswith("AmiId")]
+
+
+def _ssm_image(aws: Aws, region: str, names: list[str]) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        return aws.client("ssm", region).get_parameter(Name=GITLAB_AMI_PARAMETER)["Parameter"]["Value"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+            raise
+    raise ConfigError(f"{', '.join(names)}: not given, and SSM parameter {GITLAB_AMI_PARAMETER} does not exist "
+                      f"in {region}; bake an image first (gitlab-cfn bake-ami) or give the image id in --params")
+
+
+@dataclass
+class ResourceChange:
+    """One row of a (nested) change set."""
+
+    stack: str          # the tier (``main`` for the parent)
+    action: str
+    logical_id: str
+    type: str
+    replacement: str
+    physical_id: str = ""
+    causes: list[str] = field(default_factory=list)
+    holds_data: bool = False
+    allowed: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.stack}:{self.logical_id}"
+
+    @property
+    def loses_data(self) -> bool:
+        """Replaced (surely or possibly) or removed, and it holds data."""
+        return self.holds_data and (self.action == "Remove" or self.replacement in ("True", "Conditional"))
+
+    def line(self) -> str:
+        replacement = {"True": "REPLACED", "Conditional": "MAY BE REPLACED"}.get(self.replacement, "")
+        marks = [m for m in (replacement, "holds data" if self.holds_data else "",
+                             "allowed" if self.allowed and self.loses_data else "") if m]
+        mark = f" [{', '.join(marks)}]" if marks else ""
+        why = f": {'; '.join(self.causes)}" if self.causes else ""
+        return f"{self.stack}: {self.action:<7} {self.logical_id} ({self.type}){mark}{why}"
+
+    def as_dict(self) -> dict:
+        return {"stack": self.stack, "action": self.action, "logical_id": self.logical_id, "type": self.type,
+                "replacement": self.replacement, "causes": self.causes, "holds_data": self.holds_data}
+
+
+def _causes(details: list[dict]) -> list[str]:
+    """What changes and why, from a change's Details: ``DBName (create-only, changed)``."""
+    found: list[str] = []
+    for detail in details:
+        target = detail.get("Target") or {}
+        what = target.get("Name") or target.get("Attribute", "")
+        source, causing = detail.get("ChangeSource", ""), detail.get("CausingEntity")
+        if source == "Automatic":
+            continue
+        if source == "ParameterReference":
+            why = f"parameter {causing}"
+        elif source in ("ResourceReference", "ResourceAttribute"):
+            why = f"refers to {causing}"
+        elif source == "DirectModification" and detail.get("Evaluation") == "Dynamic":
+            continue
+        else:
+            why = "changed"
+        requires = {"Always": "create-only, ", "Conditionally": "may replace, "}.get(target.get("RequiresRecreation"), "")
+        text = f"{what} ({requires}{why})"
+        if text not in found:
+            found.append(text)
+    return found
+
+
+def change_set_rows(cfn, change_set_id: str, allow: set[str], tier: str = "main") -> list[ResourceChange]:
+    """Every resource change of a change set and of the nested change sets it names, depth first.
+
+    On AWS a change set created with IncludeNestedStacks lists only the nested
+    stacks at the root; each one's changes are in its own change set
+    (``ResourceChange.ChangeSetId``; botocore cloudformation service model,
+    "Change sets for nested stacks" in the CloudFormation User Guide)."""
+    from gitlab_cfn.compile.naming import TIERS
+    from gitlab_cfn.compile.naming import stack_id as tier_stack_id
+
+    tiers = {tier_stack_id(t): t for t in TIERS}
+    rows: list[ResourceChange] = []
     token = None
     while True:
         kwargs = {"ChangeSetName": change_set_id}
@@ -339,14 +435,47 @@ def _show_changes(cfn, change_set_id: str, progress: Progress) -> list[dict]:
         page = cfn.describe_change_set(**kwargs)
         for change in page.get("Changes", []):
             rc = change.get("ResourceChange", {})
-            changes.append({"action": rc.get("Action"), "logical_id": rc.get("LogicalResourceId"),
-                            "type": rc.get("ResourceType"), "replacement": rc.get("Replacement", "False")})
+            logical, kind = rc.get("LogicalResourceId", ""), rc.get("ResourceType", "")
+            nested = rc.get("ChangeSetId")
+            if kind == "AWS::CloudFormation::Stack" and nested:
+                child = tiers.get(logical, logical)
+                rows += change_set_rows(cfn, nested, allow, child)
+                continue
+            row = ResourceChange(tier, rc.get("Action", ""), logical, kind, rc.get("Replacement") or "False",
+                                 rc.get("PhysicalResourceId") or "", _causes(rc.get("Details") or []),
+                                 holds_data(logical, kind))
+            row.allowed = logical in allow or row.name in allow
+            rows.append(row)
         token = page.get("NextToken")
         if not token:
-            break
-    for c in changes:
-        progress.done(f"change: {c['action']:<8} {c['logical_id']} ({c['type']}) replacement={c['replacement']}")
-    return changes
+            return rows
+
+
+def confirm(question: str, assume_yes: bool, stdin=None, stream=None) -> bool:
+    """y/N on a terminal; ``--yes`` for scripts; without either, refuse (bad input)."""
+    import sys
+
+    stdin = stdin or sys.stdin
+    stream = stream or sys.stderr
+    if assume_yes:
+        return True
+    if not (hasattr(stdin, "isatty") and stdin.isatty()):
+        raise ConfigError("--yes: no terminal to confirm the update on; nothing was changed; "
+                          "review the changes above and run again with --yes")
+    stream.write(f"{question} [y/N] ")
+    stream.flush()
+    answer = stdin.readline().strip().lower()
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        stream.write(f"{answer}\n")  # the answer was echoed on the terminal, not here
+        stream.flush()
+    return answer in ("y", "yes")
+
+
+FAILED_CREATE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
+
+
+def cleanup_command(request: DeployRequest) -> str:
+    return f"gitlab-cfn destroy --stack-name {request.stack_name} --region {request.region} --confirm {request.stack_name}"
 
 
 def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult:
@@ -358,19 +487,32 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         f"gitlab-cfn/{request.stack_name}/{build_digest(manifest)}/"
     location = {"TemplateBucketName": request.bucket or "gitlab-cfn-bucket", "TemplateKeyPrefix": prefix,
                 "TemplateBucketRegion": request.region}
-    # Checked before anything is sent to AWS; every violation is reported.
-    problems = check_params(template, {**request.params, **location}, manifest.get("config", {}).get("az_count"))
-    if problems:
-        raise ConfigError(f"{len(problems)} parameter problem{'s' if len(problems) > 1 else ''}:\n  "
-                          + "\n  ".join(problems))
-    bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
-    params = {**request.params, **location, "TemplateBucketName": bucket}
+    definitions = template.get("Parameters") or {}
+    # Checked before anything is sent to AWS; every violation is reported. Values not
+    # given may come from the running stack (an update) or the SSM image parameter.
+    not_given = {name for name in definitions if name not in request.params and name not in location}
+    az_count = manifest.get("config", {}).get("az_count")
+    problems = check_params(template, {**request.params, **location}, az_count, elsewhere=not_given)
+    _raise_problems(problems)
 
     cfn = aws.client("cloudformation", request.region)
     existing = _existing(cfn, request.stack_name)
-    if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
-        raise ConfigError(f"--stack-name: {request.stack_name} failed to create and was rolled back; "
-                          "destroy it before deploying again")
+    if existing and existing["StackStatus"] in FAILED_CREATE:
+        raise ConfigError(f"--stack-name: {request.stack_name} is {existing['StackStatus']} (a failed create or "
+                          f"delete); nothing was changed; clean up with: {cleanup_command(request)}")
+    previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
+    reused = sorted(not_given & previous)
+    images = [name for name in image_parameters(template) if name in not_given and name not in previous]
+    filled: dict[str, str] = {}
+    if images:
+        value = _ssm_image(aws, request.region, images)
+        filled = {name: value for name in images}
+        for name in images:
+            progress.done(f"{name} = {value} (not given: the image SSM parameter {GITLAB_AMI_PARAMETER} names it)")
+    _raise_problems(check_params(template, {**request.params, **location, **filled}, az_count,
+                                 elsewhere=set(reused)))
+    bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
+    params = {**request.params, **filled, **location, "TemplateBucketName": bucket}
     if existing:
         guard(cfn, existing["StackId"], request, progress)
 
@@ -389,6 +531,9 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         progress.done(f"creating stack {request.stack_name}")
     else:
         stack_id = existing["StackId"]
+        if reused:
+            progress.done(f"reusing the stack's previous values of {', '.join(reused)}")
+        parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in reused]
         name = f"gitlab-cfn-{int(time.time())}"
         change_set = cfn.create_change_set(StackName=request.stack_name, ChangeSetName=name, TemplateURL=url,
                                            Parameters=parameters, Capabilities=CAPABILITIES,
@@ -400,28 +545,82 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
                 progress.done(f"stack {request.stack_name}: no changes")
                 return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
             raise CheckFailed(f"change set for {request.stack_name} failed: {reason}")
-        changes = _show_changes(cfn, change_set, progress)
-        if not changes:
+        rows = change_set_rows(cfn, change_set, request.allow_replace)
+        if not rows:
             cfn.delete_change_set(ChangeSetName=change_set)
             progress.done(f"stack {request.stack_name}: no changes")
             return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
-        blocking = [c for c in changes if c["replacement"] in ("True", "Conditional")
-                    and holds_data(c["logical_id"], c["type"] or "")
-                    and not any(a.split(":")[-1] == c["logical_id"] for a in request.allow_replace)]
+        for row in rows:
+            progress.done(f"change: {row.line()}")
+        changes = [row.as_dict() for row in rows]
+        blocking = [row for row in rows if row.loses_data and not row.allowed]
         if blocking:
             cfn.delete_change_set(ChangeSetName=change_set)
-            named = ", ".join(f"{c['logical_id']} ({c['type']}, replacement {c['replacement']})" for c in blocking)
-            raise CheckFailed(f"the update would replace resources that hold data: {named}; nothing was "
-                              "changed; allow them with --allow-replace LOGICAL_ID")
+            named = "; ".join(f"{r.name} would be {'deleted' if r.action == 'Remove' else 'replaced'}"
+                              + ("" if r.replacement == "True" or r.action == "Remove" else " (conditionally)")
+                              + (f" ({', '.join(r.causes)})" if r.causes else "") for r in blocking)
+            raise CheckFailed(f"the change set would lose data: {named}; nothing was changed; "
+                              "allow it with --allow-replace TIER:LOGICAL_ID")
+        try:
+            accepted = confirm(f"execute these {len(rows)} changes to stack {request.stack_name}?",
+                               request.assume_yes)
+        except ConfigError:
+            cfn.delete_change_set(ChangeSetName=change_set)
+            raise
+        if not accepted:
+            cfn.delete_change_set(ChangeSetName=change_set)
+            raise CheckFailed(f"the update of {request.stack_name} was not confirmed; nothing was changed")
         cfn.execute_change_set(ChangeSetName=change_set)
-        progress.done(f"updating stack {request.stack_name} ({len(changes)} changes)")
+        progress.done(f"updating stack {request.stack_name} ({len(rows)} changes)")
 
     status = wait(cfn, stack_id, progress, request.poll, request.timeout)
     if status not in TERMINAL_OK:
         failure = first_failure(cfn, stack_id)
-        raise CheckFailed(f"stack {request.stack_name} is {status}: "
-                          + (str(failure) if failure else "no failing resource was reported"))
+        what = str(failure) if failure else "no failing resource was reported"
+        if status in FAILED_CREATE:
+            left = "what could not be deleted is kept" if status != "ROLLBACK_COMPLETE" else "nothing is left running"
+            raise CheckFailed(f"stack {request.stack_name} is {status}: {what}; {left}; "
+                              f"clean up with: {cleanup_command(request)}")
+        raise CheckFailed(f"stack {request.stack_name} is {status}: {what}")
+    if existing is not None:
+        for line in left_behind(cfn, stack_id):
+            progress.done(f"left behind: {line}")
     return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+
+
+def left_behind(cfn, stack_id: str) -> list[str]:
+    """Old resources the last update could not delete (DELETE_FAILED while cleaning up).
+
+    CloudFormation finishes an update even when it cannot delete what it replaced, for
+    example a database whose deletion protection is on: the old resource keeps running,
+    outside the stack, until someone deletes it."""
+    found, queue, seen = [], [stack_id], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            _, children = _stack_state(cfn, current)
+            events = cfn.describe_stack_events(StackName=current)["StackEvents"]
+        except Exception:  # a stack gone meanwhile
+            continue
+        queue += children
+        events = [e for _, e in sorted(enumerate(events), key=lambda p: (p[1].get("Timestamp"), -p[0]))]
+        starts = [i for i, e in enumerate(events) if e.get("ResourceStatus") == "UPDATE_IN_PROGRESS"
+                  and e.get("LogicalResourceId") == e.get("StackName")]
+        for event in events[starts[-1] if starts else 0:]:
+            if event.get("ResourceStatus") == "DELETE_FAILED":
+                found.append(f"{event['LogicalResourceId']} ({event.get('ResourceType', '')}) "
+                             f"{event.get('PhysicalResourceId', '')} in stack {event.get('StackName', '')}: "
+                             f"{event.get('ResourceStatusReason', '')}")
+    return found
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(f"{len(problems)} parameter problem{'s' if len(problems) > 1 else ''}:\n  "
+                          + "\n  ".join(problems))
 
 
 def deployed_templates(cfn, stack_id: str) -> dict[str, dict]:

@@ -36,6 +36,17 @@ that deploys a small template through the running server:
   instance cannot be deleted (moto drops the property).
 - ``rds_parameter_group_ref``: ``Ref`` of a DB parameter group gives its name.
 - ``resource_models``: the models of ``models.py`` are registered.
+- ``rds_groups_in_use_kept``: a DB parameter or subnet group in use cannot be deleted (moto deleted it).
+- ``stack_parameters_as_given``: DescribeStacks parameters as given, SSM ones with ResolvedValue.
+- ``failed_rollback_keeps_what_it_cannot_delete``: a rollback that cannot delete a resource
+  (a protected database) ends ROLLBACK_FAILED, keeping it (moto: ROLLBACK_COMPLETE regardless).
+- ``change_sets_as_aws_shapes_them``: change sets with Replacement, Scope and Details, nested
+  change sets, and parameter-only changes (moto: raw template diff only).
+- ``updates_in_place``: executing a change set updates stacks and resources in place.
+- ``auto_scaling_group_rolling_update``: a group follows a new launch template version, rolling.
+- ``instance_updated_in_place``: InstanceType and UserData changed in place (stop and start).
+- ``block_device_not_smaller_than_snapshot``: InvalidBlockDeviceMapping, as EC2.
+- ``volume_in_use``: VolumeInUse when attaching a volume attached elsewhere, as EC2.
 - ``servicecatalog_provisioning_artifacts``: product versions, created with the product
   and added, listed, described, deprecated and deleted later; a template URL naming no
   object is refused (moto keeps no versions).
@@ -132,12 +143,9 @@ def failed_create_rolls_back() -> None:
         stack._add_stack_event("CREATE_FAILED", resource_status_reason=f"{exc.logical_id}: {exc.reason}")
         stack._add_stack_event("ROLLBACK_IN_PROGRESS",
                                resource_status_reason=f"The following resource(s) failed to create: [{exc.logical_id}].")
-        try:
-            stack.resource_map.delete()
-        except Exception:  # best effort, as CloudFormation's own rollback
-            pass
-        stack.status = "ROLLBACK_COMPLETE"
-        stack._add_stack_event("ROLLBACK_COMPLETE")
+        stack.status = "ROLLBACK_IN_PROGRESS"
+        stack._roll_back()
+        stack._add_stack_event(stack.status)
         # A rolled-back stack has no outputs (moto would evaluate them, and so
         # re-create the resources it just deleted, on every describe).
         stack.output_map = _NoOutputs()
@@ -156,6 +164,9 @@ def failed_create_rolls_back() -> None:
             stack = created[0]
             fail(stack, exc)
             if nested:
+                if stack.status == "ROLLBACK_COMPLETE":
+                    # The parent's rollback deletes the failed nested stack too.
+                    self.delete_stack(stack.stack_id)
                 raise ResourceCreateFailed(
                     "", "AWS::CloudFormation::Stack",
                     f"Embedded stack {stack.stack_id} was not successfully created: "
@@ -163,6 +174,15 @@ def failed_create_rolls_back() -> None:
             return stack
 
     cfn_models.CloudFormationBackend.create_stack = create_stack
+
+    def _roll_back(self) -> None:
+        try:
+            self.resource_map.delete()
+        except Exception:  # best effort
+            pass
+        self.status = "ROLLBACK_COMPLETE"
+
+    cfn_models.Stack._roll_back = _roll_back
 
     original_delete = cfn_models.Stack.delete
 
@@ -420,7 +440,7 @@ def rds_parameter_group_ref() -> None:
 
 @patch
 def instance_launch_template_and_network() -> None:
-    """An instance takes its image, type and key from its launch template, its
+    """An instance takes its image, type, key and block devices from its launch template, its
     subnet and groups from its network interface, and attaches its Volumes
     (moto's model reads only ImageId, SubnetId and SecurityGroups)."""
     from moto.ec2.models import ec2_backends
@@ -435,7 +455,9 @@ def instance_launch_template_and_network() -> None:
         if spec:
             template = backend.launch_templates[spec["LaunchTemplateId"]]
             data = template.latest_version().data
-            for key in ("ImageId", "InstanceType", "KeyName"):
+            # The template's root and other volumes too (CloudFormation launches the instance
+            # from the template; moto's model reads neither).
+            for key in ("ImageId", "InstanceType", "KeyName", "BlockDeviceMappings"):
                 if key not in props and data.get(key):
                     props[key] = data[key]
             if "SecurityGroups" not in props and data.get("SecurityGroupIds"):
@@ -471,6 +493,11 @@ def deleted_stacks_stay_deleted() -> None:
             reason = getattr(exc, "message", None) or str(exc)
             self.status = "DELETE_FAILED"
             self._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
+            # The stack holds what it could not delete, and only that: listing it creates nothing.
+            held = self.resource_map._parsed_resources
+            self.resource_map._resource_json_map = {
+                lid: body for lid, body in self.resource_map._resource_json_map.items()
+                if held.get(lid) is not None and not isinstance(held.get(lid), (str, int, float, list, dict))}
             return
         if self.status == "DELETE_COMPLETE":
             self.resource_map = _NoResources()
@@ -609,6 +636,165 @@ def rds_deletion_protection() -> None:
         return database
 
     RDSBackend.modify_db_instance = modify_db_instance
+
+
+@patch
+def rds_groups_in_use_kept() -> None:
+    """A DB parameter group or subnet group that a DB instance still uses cannot be deleted,
+    with RDS's errors (moto deleted it, and the instance then broke every describe call).
+    Texts as RDS answers: hashicorp/terraform-provider-aws#6448 (parameter group),
+    anomalyco/sst#4026 (subnet group)."""
+    from moto.rds.exceptions import RDSClientError
+    from moto.rds.models import RDSBackend
+
+    original_parameters = RDSBackend.delete_db_parameter_group
+    original_subnets = RDSBackend.delete_subnet_group
+
+    def delete_db_parameter_group(self, db_parameter_group_name: str) -> Any:
+        if any(getattr(db, "db_parameter_group_name", None) == db_parameter_group_name
+               for db in self.databases.values()):
+            raise RDSClientError("InvalidDBParameterGroupState",
+                                 "One or more database instances are still members of this parameter group "
+                                 f"{db_parameter_group_name}, so the group cannot be deleted")
+        return original_parameters(self, db_parameter_group_name)
+
+    def delete_subnet_group(self, subnet_name: str) -> Any:
+        users = [db.db_instance_identifier for db in self.databases.values()
+                 if getattr(db, "_db_subnet_group_name", None) == subnet_name]
+        if users:
+            raise RDSClientError("InvalidDBSubnetGroupStateFault",
+                                 f"Cannot delete the subnet group '{subnet_name}' because at least one database "
+                                 f"instance: {users[0]} is still using it.")
+        return original_subnets(self, subnet_name)
+
+    RDSBackend.delete_db_parameter_group = delete_db_parameter_group
+    RDSBackend.delete_subnet_group = delete_subnet_group
+
+
+@patch
+def stack_parameters_as_given() -> None:
+    """DescribeStacks gives each parameter's value as given (lists comma-separated, the
+    default where none was given, an SSM parameter's name with its ResolvedValue, NoEcho
+    values masked); moto gave Python's text of resolved values ("['a', 'b']")."""
+
+    def parameter_list(self) -> list[dict[str, Any]]:
+        definitions = (self.template_dict or {}).get("Parameters") or {}
+        given = self.resource_map.input_parameters or {}
+        resolved = self.resource_map.resolved_parameters
+        listed = []
+        for key, definition in definitions.items():
+            if key not in given and "Default" not in definition:
+                continue
+            value = given.get(key, definition.get("Default"))
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            entry = {"ParameterKey": key, "ParameterValue": "****" if definition.get("NoEcho") else str(value)}
+            if str(definition.get("Type", "")).startswith("AWS::SSM::Parameter::Value") and key in resolved:
+                value = resolved[key]
+                entry["ResolvedValue"] = ",".join(value) if isinstance(value, list) else str(value)
+            listed.append(entry)
+        return listed
+
+    cfn_models.Stack.parameter_list = property(parameter_list)
+
+
+@patch
+def failed_rollback_keeps_what_it_cannot_delete() -> None:
+    """A rollback that cannot delete a resource (a DB instance with deletion protection, a
+    nested stack holding one) leaves it, with a DELETE_FAILED event and its reason, and the
+    stack ends ROLLBACK_FAILED (the stand-in's rollback gave up silently and said
+    ROLLBACK_COMPLETE). CloudFormation: ROLLBACK_FAILED is the "unsuccessful removal of one or
+    more stacks after a failed stack creation"; delete the stack (User Guide,
+    using-cfn-describing-stacks, stack status codes)."""
+
+    def _roll_back(self) -> None:
+        resource_map = self.resource_map
+        remaining = {lid: resource_map._resource_json_map[lid] for lid in list(resource_map._resource_json_map)
+                     if resource_map._parsed_resources.get(lid) is not None
+                     and not isinstance(resource_map._parsed_resources.get(lid), (str, int, float, list, dict))
+                     and resource_map._resource_json_map[lid].get("DeletionPolicy") != "Retain"}
+        reasons: dict[str, str] = {}
+        for _ in range(len(remaining) + 1):
+            progress = False
+            for logical_id, resource_json in list(remaining.items()):
+                resource = resource_map._parsed_resources[logical_id]
+                try:
+                    if not (isinstance(resource, cfn_models.Stack) and resource.status == "DELETE_FAILED"):
+                        resource_map._delete_resource(resource, resource_json)
+                    if isinstance(resource, cfn_models.Stack) and resource.status == "DELETE_FAILED":
+                        failed = [e.resource_status_reason for e in resource.events
+                                  if e.resource_status == "DELETE_FAILED" and e.resource_status_reason]
+                        raise ValidationError(message=f"Embedded stack {resource.stack_id} was not successfully "
+                                                      f"deleted: {failed[-1] if failed else 'DELETE_FAILED'}")
+                except Exception as exc:
+                    reasons[logical_id] = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                    continue
+                resource_map._parsed_resources.pop(logical_id, None)
+                del remaining[logical_id]
+                progress = True
+            if not remaining or not progress:
+                break
+        for logical_id, resource_json in remaining.items():
+            self._add_resource_event(logical_id, resource_json.get("Type", ""), "DELETE_FAILED", reasons[logical_id])
+        # What is left is what the stack still holds: listing it creates nothing new.
+        resource_map._resource_json_map = dict(remaining)
+        self.status = "ROLLBACK_FAILED" if remaining else "ROLLBACK_COMPLETE"
+
+    cfn_models.Stack._roll_back = _roll_back
+
+
+@patch
+def change_sets_as_aws_shapes_them() -> None:
+    """Change sets show every resource change with Replacement, Scope and Details, catch
+    parameter-only changes (SSM parameters resolved again), and with IncludeNestedStacks give
+    each nested stack its own change set (moto: raw template diff, no details, no nesting)."""
+    from gitlab_cfn.standin.updates import install_change_sets
+
+    install_change_sets()
+
+
+@patch
+def updates_in_place() -> None:
+    """Executing a change set (or UpdateStack) updates the stacks in place: nested stacks keep
+    their ids, modified resources are updated in dependency order, replaced ones are created
+    anew before the old ones go, outputs and parameters are refreshed (moto deleted and
+    re-created nested stacks and dropped resources it could not update)."""
+    from gitlab_cfn.standin.updates import install_updates
+
+    install_updates()
+
+
+@patch
+def auto_scaling_group_rolling_update() -> None:
+    """An Auto Scaling group is updated in place and rolls its instances to a new launch
+    template version under a rolling UpdatePolicy (moto replaced the whole group)."""
+    from gitlab_cfn.standin.updates import install_group_updates
+
+    install_group_updates()
+
+
+@patch
+def instance_updated_in_place() -> None:
+    """An instance's InstanceType and UserData are updated in place, with a stop and start."""
+    from gitlab_cfn.standin.updates import install_instance_updates
+
+    install_instance_updates()
+
+
+@patch
+def block_device_not_smaller_than_snapshot() -> None:
+    """RunInstances refuses an EBS volume smaller than the image's snapshot."""
+    from gitlab_cfn.standin.updates import install_block_device_sizes
+
+    install_block_device_sizes()
+
+
+@patch
+def volume_in_use() -> None:
+    """AttachVolume refuses a volume still attached to another instance."""
+    from gitlab_cfn.standin.updates import install_volume_in_use
+
+    install_volume_in_use()
 
 
 @patch
