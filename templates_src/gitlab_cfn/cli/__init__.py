@@ -26,10 +26,11 @@ from gitlab_cfn.cli import (
     lint,
     publish,
     standin,
+    upgrade,
 )
 from gitlab_cfn.errors import GitlabCfnError
 
-SUBCOMMANDS = (build, lint, check, diff, deploy, destroy, publish, catalog, standin, bake_ami)
+SUBCOMMANDS = (build, lint, check, diff, deploy, destroy, upgrade, publish, catalog, standin, bake_ami)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,98 @@
+#!/bin/bash
+# shellcheck shell=bash
+# Run on a GitLab server through SSM Run Command by `gitlab-cfn upgrade`; the
+# command sends this file's text and runs it with bash, so it depends on
+# nothing but the GitLab package and the system.
+#
+#   gitlab-upgrade.sh package VERSION [PORT]
+#                                          install exactly VERSION of the GitLab
+#                                          package in place, reconfigure, and wait
+#                                          until PORT accepts connections again
+#                                          (the repository servers, never replaced)
+#   gitlab-upgrade.sh post-deployment-migrations
+#                                          the post-deployment migrations, once,
+#                                          after every Rails server runs the new version
+#
+# GitLab's zero-downtime upgrade for multi-node Linux package installations
+# (gitlab docs, doc/update/zero_downtime.md): create /etc/gitlab/skip-auto-reconfigure
+# so the package does not reconfigure or migrate on its own, upgrade Gitaly
+# first, then the Rails nodes (their regular migrations run with
+# SKIP_POST_DEPLOYMENT_MIGRATIONS=true), and finally run `gitlab-rake db:migrate`
+# once for the post-deployment migrations.
+
+set -euo pipefail
+
+ROOT="${GITLAB_CFN_ROOT:-}"
+VERSION_PATTERN='^[0-9]+\.[0-9]+\.[0-9]+$'
+
+log() {
+  printf '%s gitlab-cfn[upgrade]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
+}
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+installed_package() {
+  local edition
+  for edition in ee ce; do
+    if dpkg-query -W -f '${Status}' "gitlab-$edition" 2>/dev/null | grep -q 'install ok installed'; then
+      printf 'gitlab-%s' "$edition"
+      return 0
+    fi
+  done
+  return 1
+}
+
+upgrade_package() {
+  local version=$1 port=${2:-} package edition installed
+  [[ "$version" =~ $VERSION_PATTERN ]] || die "not a GitLab version: $version"
+  package=$(installed_package) || die "no GitLab package is installed"
+  edition=${package#gitlab-}
+  installed=$(dpkg-query -W -f '${Version}' "$package")
+  if [[ "$installed" == "$version-$edition.0" ]]; then
+    log "$package $installed is already installed"
+  else
+    log "upgrading $package $installed to $version-$edition.0"
+    touch "$ROOT/etc/gitlab/skip-auto-reconfigure"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold \
+      "$package=$version-$edition.0"
+  fi
+  gitlab-ctl reconfigure
+  gitlab-ctl restart
+  if [[ -n "$port" ]]; then
+    wait_for_port "$port"
+  fi
+  log "$package is at $(dpkg-query -W -f '${Version}' "$package")"
+}
+
+# wait_for_port PORT: until a local TCP connection to PORT succeeds (5 minutes at most).
+wait_for_port() {
+  local port=$1 n
+  for ((n = 0; n < ${GITLAB_CFN_PORT_WAIT:-60}; n++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      log "port $port accepts connections"
+      return 0
+    fi
+    sleep 5
+  done
+  die "nothing accepts connections on port $port after the upgrade"
+}
+
+post_deployment_migrations() {
+  log "running the post-deployment migrations"
+  gitlab-rake db:migrate
+  log "post-deployment migrations done"
+}
+
+main() {
+  case "${1:-}" in
+    package) upgrade_package "${2:-}" "${3:-}" ;;
+    post-deployment-migrations) post_deployment_migrations ;;
+    *) die "usage: gitlab-upgrade.sh package VERSION [PORT] | post-deployment-migrations" ;;
+  esac
+}
+
+main "$@"
