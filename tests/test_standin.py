@@ -652,6 +652,26 @@ def test_patch_volume_in_use(local_aws):
     assert ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]["InstanceId"] == b
 
 
+def test_patch_ssm_commands_on_their_instances(local_aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = local_aws.client("ec2", REGION)
+    ssm = local_aws.client("ssm", REGION)
+    a, b, c = (i["InstanceId"] for i in ec2.run_instances(ImageId=UBUNTU_IMAGE, MinCount=3, MaxCount=3,
+                                                           InstanceType="c5.large")["Instances"])
+    ec2.terminate_instances(InstanceIds=[c])
+    sent = ssm.send_command(InstanceIds=[a], DocumentName="AWS-RunShellScript",
+                            Parameters={"commands": ["true"]})["Command"]
+    assert sent["InstanceIds"] == [a]
+    assert [cmd["InstanceIds"] for cmd in ssm.list_commands()["Commands"]] == [[a]]
+    for bad in ("i-0123456789abcdef0", c):
+        with pytest.raises(ClientError) as refused:
+            ssm.send_command(InstanceIds=[b, bad], DocumentName="AWS-RunShellScript",
+                             Parameters={"commands": ["true"]})
+        assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
+    assert len(ssm.list_commands()["Commands"]) == 1
+
+
 def test_patch_failed_rollback_keeps_what_it_cannot_delete(local_aws):
     cfn, stack = deploy(local_aws, {"Resources": {
         "Database": {"Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Snapshot", "Properties": {

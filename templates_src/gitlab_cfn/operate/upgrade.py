@@ -229,7 +229,7 @@ def upgrade(request: UpgradeRequest, aws: Aws, progress: Progress, deploy_fn=Non
     result = (deploy_fn or deploying.deploy)(
         deploying.DeployRequest(stack_name=request.stack_name, region=request.region,
                                 build_dir=request.build_dir, params={}, allow_replace=request.allow_replace,
-                                poll=request.poll), aws, progress)
+                                assume_yes=request.yes, poll=request.poll), aws, progress)
 
     servers = in_service(aws, request.region, the_plan.group)
     if not servers:

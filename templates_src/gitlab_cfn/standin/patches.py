@@ -47,6 +47,9 @@ that deploys a small template through the running server:
 - ``instance_updated_in_place``: InstanceType and UserData changed in place (stop and start).
 - ``block_device_not_smaller_than_snapshot``: InvalidBlockDeviceMapping, as EC2.
 - ``volume_in_use``: VolumeInUse when attaching a volume attached elsewhere, as EC2.
+- ``ssm_commands_on_their_instances``: SendCommand runs on the instances it names, and
+  refuses one that does not exist or is not running (moto adds every instance of the
+  region to a command without Targets, and accepts any id).
 - ``servicecatalog_provisioning_artifacts``: product versions, created with the product
   and added, listed, described, deprecated and deleted later; a template URL naming no
   object is refused (moto keeps no versions).
@@ -795,6 +798,39 @@ def volume_in_use() -> None:
     from gitlab_cfn.standin.updates import install_volume_in_use
 
     install_volume_in_use()
+
+
+@patch
+def ssm_commands_on_their_instances() -> None:
+    """SendCommand targets the instances given, and only running ones.
+
+    AWS (SSM API reference, SendCommand): ``InstanceIds`` or ``Targets`` choose the
+    managed nodes; an id that is not a running managed node is ``InvalidInstanceId``
+    ("Instances not in a valid state for account"). moto filters the region's
+    instances by the (empty) Targets, so every instance joins every command.
+    """
+    from moto.ec2 import ec2_backends
+    from moto.ssm import models as ssm_models
+    from moto.ssm.exceptions import SSMException
+
+    def from_targets(self) -> list[str]:
+        return original_targets(self) if self.targets else []
+
+    original_targets = ssm_models.Command._get_instance_ids_from_targets
+    ssm_models.Command._get_instance_ids_from_targets = from_targets
+
+    original_send = ssm_models.SimpleSystemManagerBackend.send_command
+
+    def send_command(self, **kwargs):
+        ec2 = ec2_backends[self.account_id][self.region_name]
+        running = {i.id for r in ec2.all_reservations() for i in r.instances if i.state == "running"}
+        invalid = [i for i in kwargs.get("instance_ids") or [] if i not in running]
+        if invalid:
+            raise SSMException("InvalidInstanceId",
+                               f"Instances {invalid} not in a valid state for account {self.account_id}")
+        return original_send(self, **kwargs)
+
+    ssm_models.SimpleSystemManagerBackend.send_command = send_command
 
 
 @patch
