@@ -2,7 +2,8 @@
 
 A module may import from its own layer and the layers below it, never above; the
 stand-in (which runs in its own virtual environment) imports none of the others.
-``errors`` and the package root (``__version__``) are shared by all; ``__main__``
+``errors``, ``refs`` (pure template walking) and the package root (``__version__``) are
+shared by all; ``__main__``
 (``python -m gitlab_cfn``) is the command line's other door.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "templates_src" / "gitlab_cfn"
 ORDER = ("compile", "verify", "operate", "cli")
-SHARED = {"errors", ""}
+SHARED = {"errors", "refs", ""}
 
 
 def layer(module: str) -> str:
@@ -70,7 +71,7 @@ def test_nothing_lower_imports_anything_higher():
 
 def test_the_layers_exist_and_nothing_else_sits_at_the_top():
     top = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
-    assert top == {"__init__", "__main__", "errors", "compile", "verify", "operate", "standin", "cli"}
+    assert top == {"__init__", "__main__", "errors", "refs", "compile", "verify", "operate", "standin", "cli"}
 
 
 def test_an_upward_import_is_reported(tmp_path):

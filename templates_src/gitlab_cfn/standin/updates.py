@@ -30,16 +30,20 @@ and "Example change sets"
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from typing import Any
 
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import ValidationError
-from moto.cloudformation.utils import generate_changeset_id, get_stack_from_s3_url, random_suffix
+from moto.cloudformation.utils import (
+    generate_changeset_id,
+    get_stack_from_s3_url,
+    random_suffix,
+)
 from moto.utilities.utils import get_partition
+
+from gitlab_cfn.refs import canonical, references
 
 UNRESOLVED = object()
 # Attributes whose value changes whenever their resource is modified, not only replaced.
@@ -47,38 +51,6 @@ VOLATILE = {"LatestVersionNumber", "DefaultVersionNumber"}
 RESOURCE_ATTRIBUTES = ("Metadata", "CreationPolicy", "UpdatePolicy", "DeletionPolicy", "UpdateReplacePolicy")
 STACK = "AWS::CloudFormation::Stack"
 _REQUEST = threading.local()  # IncludeNestedStacks of the CreateChangeSet request being served
-
-
-def _canonical(value: Any) -> str:
-    if value is UNRESOLVED:
-        return "<unresolved>"
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def references(value: Any) -> set[tuple[str, str | None]]:
-    """(name, attribute or None) of every Ref, GetAtt and ${} in a value."""
-    found: set[tuple[str, str | None]] = set()
-    if isinstance(value, dict):
-        if isinstance(value.get("Ref"), str):
-            found.add((value["Ref"], None))
-        if "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
-            name, attr = target if isinstance(target, list) else str(target).split(".", 1)
-            found.add((name, attr))
-        if "Fn::Sub" in value:
-            args = value["Fn::Sub"]
-            text = args[0] if isinstance(args, list) else args
-            local = set(args[1]) if isinstance(args, list) and len(args) > 1 else set()
-            for var in re.findall(r"\$\{([^}!]+)\}", str(text)):
-                name, _, attr = var.partition(".")
-                if name not in local:
-                    found.add((name, attr or None))
-        for v in value.values():
-            found |= references(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= references(v)
-    return found
 
 
 def _schema(resource_type: str, region: str) -> tuple[set[str], set[str]]:
@@ -188,7 +160,7 @@ def plan(resource_map: Any, template: dict, parameters: dict[str, Any], nested=N
     new_res = template.get("Resources") or {}
     scratch = scratch_map(resource_map, template, parameters)
     changed_params = {name for name, value in scratch.resolved_parameters.items()
-                      if _canonical(resource_map.resolved_parameters.get(name, UNRESOLVED)) != _canonical(value)}
+                      if canonical(resource_map.resolved_parameters.get(name, UNRESOLVED)) != canonical(value)}
     rows: dict[str, dict] = {}
     details: dict[str, list[dict]] = {}
 
@@ -216,7 +188,7 @@ def plan(resource_map: Any, template: dict, parameters: dict[str, Any], nested=N
         old, new = old_res[logical_id], new_res[logical_id]
         found: list[dict] = []
         for attribute in RESOURCE_ATTRIBUTES:
-            if _canonical(old.get(attribute)) != _canonical(new.get(attribute)):
+            if canonical(old.get(attribute)) != canonical(new.get(attribute)):
                 found.append(_detail(attribute, "Never", "Static", "DirectModification"))
         if new["Type"] != STACK:
             create_only, conditional = _schema(new["Type"], region)
@@ -225,12 +197,12 @@ def plan(resource_map: Any, template: dict, parameters: dict[str, Any], nested=N
                 requires = "Always" if prop in create_only else "Conditionally" if prop in conditional else "Never"
                 attribute = "Tags" if prop == "Tags" and requires == "Never" else "Properties"
                 name = None if attribute == "Tags" else prop
-                if _canonical(old_props.get(prop)) != _canonical(new_props.get(prop)):
+                if canonical(old_props.get(prop)) != canonical(new_props.get(prop)):
                     found.append(_detail(attribute, requires, "Static", "DirectModification", name))
                     continue
                 causes = sorted(ref for ref, attr in references(new_props.get(prop))
                                 if attr is None and ref in changed_params)
-                if causes and _canonical(_resolve(old_props.get(prop), resource_map)) != _canonical(
+                if causes and canonical(_resolve(old_props.get(prop), resource_map)) != canonical(
                         _resolve(new_props.get(prop), scratch)):
                     found.append(_detail(attribute, requires, "Dynamic", "DirectModification", name))
                     for cause in causes:
@@ -272,7 +244,7 @@ def plan(resource_map: Any, template: dict, parameters: dict[str, Any], nested=N
         if new["Type"] == STACK:
             child = resource_map._parsed_resources.get(logical_id)
             props = _resolve(new.get("Properties") or {}, scratch)
-            raw_changed = _canonical(old_res[logical_id].get("Properties")) != _canonical(new.get("Properties"))
+            raw_changed = canonical(old_res[logical_id].get("Properties")) != canonical(new.get("Properties"))
             has_changes, change_set_id = False, None
             if isinstance(child, cfn_models.Stack) and props is not UNRESOLVED:
                 has_changes, change_set_id = nested(logical_id, child, nested_template(resource_map, props),
@@ -448,7 +420,7 @@ def _really_replaced(row: dict, old_json: dict, new_json: dict, resource_map: An
     for prop in create_only:
         old = _resolve((old_json.get("Properties") or {}).get(prop), resource_map)
         new = _resolve((new_json.get("Properties") or {}).get(prop), resource_map)
-        if _canonical(old) != _canonical(new):
+        if canonical(old) != canonical(new):
             return True
     return False
 

@@ -19,8 +19,6 @@ is allowed by name, and doing so without a Retain or Snapshot policy is data los
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 from cfnlint.decode import decode_str
 
 from gitlab_cfn.compile.compiler import read_manifest
+from gitlab_cfn.refs import canonical, references
 from gitlab_cfn.verify.lint_rules.StatefulResourcesKept import STATEFUL
 
 KEEP = ("Retain", "Snapshot")
@@ -92,36 +91,6 @@ def _at(properties: dict, pointer: str) -> Any:
     return value
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def references(value: Any) -> set[tuple[str, str | None]]:
-    """(name, attribute or None) of every Ref, GetAtt and ${} in a value."""
-    found: set[tuple[str, str | None]] = set()
-    if isinstance(value, dict):
-        if "Ref" in value and isinstance(value["Ref"], str):
-            found.add((value["Ref"], None))
-        if "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
-            name, attr = target if isinstance(target, list) else str(target).split(".", 1)
-            found.add((name, attr))
-        if "Fn::Sub" in value:
-            args = value["Fn::Sub"]
-            text = args[0] if isinstance(args, list) else args
-            local = set(args[1]) if isinstance(args, list) and len(args) > 1 else set()
-            for var in re.findall(r"\$\{([^}!]+)\}", str(text)):
-                name, _, attr = var.partition(".")
-                if name not in local:
-                    found.add((name, attr or None))
-        for v in value.values():
-            found |= references(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= references(v)
-    return found
-
-
 def _load(build_dir: Path) -> dict[str, dict]:
     manifest = read_manifest(build_dir)
     out = {}
@@ -156,7 +125,7 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
             add(logical_id, resource["Type"], REPLACE, f"type changed to {new_res[logical_id]['Type']}")
 
     modified = {lid for lid in new_res if lid in old_res
-                and _canonical(old_res[lid].get("Properties")) != _canonical(new_res[lid].get("Properties"))}
+                and canonical(old_res[lid].get("Properties")) != canonical(new_res[lid].get("Properties"))}
 
     # Direct changes, then cascades until nothing more is replaced.
     while True:
@@ -179,7 +148,7 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
                 for pointer in pointers:
                     prop = pointer.removeprefix("/properties/")
                     old_value, new_value = _at(old_props, pointer), _at(new_props, pointer)
-                    if _canonical(old_value) != _canonical(new_value):
+                    if canonical(old_value) != canonical(new_value):
                         add(logical_id, resource["Type"], action, f"{prop} changed (create-only)"
                             if action == REPLACE else f"{prop} changed (create-only for some values)")
                         continue

@@ -36,7 +36,7 @@ def _create_only(resource_type: str) -> list[str]:
 
 
 def _refs(value) -> set[str]:
-    from gitlab_cfn.verify.replacement import references
+    from gitlab_cfn.refs import references
 
     return {name for name, attr in references(value) if attr is None}
 
