@@ -9,8 +9,12 @@ systemctl are fakes, and they check what they are given.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+
+import boto3
+from gitlab_cfn.standin import StandIn
 
 from support import boot
 from support.boot_fixtures import boot_tools, cloud, postgres  # noqa: F401  (fixtures)
@@ -146,12 +150,7 @@ def test_gitlab_that_never_gets_ready_fails_the_boot_with_the_reason(cloud):
 def test_access_denied_is_retried_with_a_growing_wait_until_the_grant_arrives(cloud, tmp_path):
     """The real AWS CLI, signed with a user's keys, against a stand-in that enforces IAM:
     the grant is attached a few seconds into the boot, as a new stack's grants reach IAM late."""
-    from gitlab_cfn.standin import StandIn
-
-    import boto3
-
     # moto authorizes every request after the first three (the administrator's own setup).
-    import os
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
     try:
         enforcing = StandIn(log=tmp_path / "standin.log").start()

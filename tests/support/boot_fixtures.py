@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+
 import pytest
 
 from support import boot
@@ -15,11 +17,16 @@ def boot_tools():
                     pytrace=False)
 
 
+_POSTGRES: list[boot.Postgres] = []
+
+
 @pytest.fixture(scope="session")
 def postgres(boot_tools):
-    server = boot.Postgres().start()
-    yield server
-    server.stop()
+    """One server for the whole run, whichever test modules import this fixture."""
+    if not _POSTGRES:
+        _POSTGRES.append(boot.Postgres().start())
+        atexit.register(_POSTGRES[0].stop)
+    return _POSTGRES[0]
 
 
 class Cloud:
@@ -36,6 +43,8 @@ class Cloud:
             "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{standin.port}",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
+            # A boot that never gets ready ends with the program's own reason, well before the harness's limit.
+            "GITLAB_CFN_READINESS_TIMEOUT": "30",
         }
 
     def server(self, name: str = "server-1", version: str = "19.3.0-ee") -> boot.Server:
