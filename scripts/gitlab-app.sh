@@ -24,6 +24,8 @@ NGINX_SUBKEY_FROM=19.3
 LISTEN_PORT=80
 READINESS_TIMEOUT="${GITLAB_CFN_READINESS_TIMEOUT:-900}"
 READINESS_INTERVAL="${GITLAB_CFN_READINESS_INTERVAL:-5}"
+DB_ATTEMPTS="${GITLAB_CFN_DB_ATTEMPTS:-30}"
+DB_DELAY="${GITLAB_CFN_DB_DELAY:-10}"
 BUCKET_KINDS=(artifacts external_diffs lfs uploads packages dependency_proxy terraform_state ci_secure_files pages)
 HOST_KEY_TYPES=(ed25519 ecdsa rsa)
 
@@ -296,10 +298,11 @@ bootstrap_under_lock() {
   local conn host
   host=$(hostname)
   conn="host=$DB_HOST port=$DB_PORT dbname=$DB_NAME user=$DB_USER sslmode=require connect_timeout=10 application_name=gitlab-cfn-$host"
-  retry 30 10 "$PSQL" "$conn" -qtAc 'SELECT 1' >/dev/null || die "database $DB_HOST is not reachable"
+  retry "$DB_ATTEMPTS" "$DB_DELAY" "$PSQL" "$conn" -qtAc 'SELECT 1' >/dev/null ||
+    die "database $DB_HOST:$DB_PORT is not reachable with TLS"
   rm -f "$rc_file"
   log "waiting for the bootstrap lock"
-  "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q <<SQL
+  "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q -o /dev/null <<SQL
 SELECT pg_advisory_lock($LOCK_KEY);
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE EXTENSION IF NOT EXISTS btree_gist;
@@ -312,8 +315,10 @@ SQL
 
 main() {
   if [[ "${GITLAB_CFN_PHASE:-}" == locked ]]; then
-    # Re-entered from psql while the lock is held: no signal from here.
+    # Re-entered from psql while the lock is held: no signal from here, and the
+    # database password stays with the session that holds the lock.
     CFN_RESOURCE=""
+    unset PGPASSWORD
     required_env
     check_installed_version
     locked_phase

@@ -208,3 +208,18 @@ def test_a_secret_that_stays_unreadable_fails_the_boot_after_quick_retries(cloud
     assert "failed, retrying in 0s (1/2): An error occurred (ResourceNotFoundException)" in result.stderr
     assert "access denied" not in result.stderr
     assert not server.exists("/etc/gitlab/gitlab.rb")
+
+
+def test_host_keys_sshd_refuses_leave_no_drop_in_behind_and_fail_the_boot(cloud):
+    """Shared host keys that are not keys (a damaged secret): the real sshd -t refuses the
+    drop-in naming them, the boot removes it again (ssh keeps its own keys) and fails."""
+    client = boot.secrets_client(cloud.standin.endpoint)
+    damaged = {f"ssh_host_{kind}_key{ext}": "not a key\n" for kind in boot.HOST_KEY_TYPES for ext in ("", ".pub")}
+    client.put_secret_value(SecretId=cloud.arns["HOST_KEYS_SECRET_ARN"], SecretString=json.dumps(damaged))
+    server = cloud.server()
+    result = server.boot(cloud.env)
+    assert result.returncode == 1
+    assert [s["exit_code"] for s in server.signals()] == [1]
+    assert f"error: sshd -t refuses {SSHD_DROP_IN}: removed it" in result.stderr
+    assert not server.exists(SSHD_DROP_IN)
+    assert not server.events("systemctl")

@@ -269,7 +269,8 @@ ip link set lo up
 {mounts}
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/sshd
-mount --bind {self.dir / 'systemctl'} /usr/bin/systemctl
+if [ -e /usr/bin/systemctl ]; then mount --bind {self.dir / 'systemctl'} /usr/bin/systemctl
+else cp {self.dir / 'systemctl'} /usr/local/bin/systemctl; fi
 hostname {self.name}
 cd /
 exec bash {self.program_path}

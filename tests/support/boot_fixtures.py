@@ -45,6 +45,8 @@ class Cloud:
             "AWS_SECRET_ACCESS_KEY": "testing",
             # A boot that never gets ready ends with the program's own reason, well before the harness's limit.
             "GITLAB_CFN_READINESS_TIMEOUT": "30",
+            "GITLAB_CFN_DB_ATTEMPTS": "3",
+            "GITLAB_CFN_DB_DELAY": "1",
         }
 
     def server(self, name: str = "server-1", version: str = "19.3.0-ee") -> boot.Server:
