@@ -172,7 +172,7 @@ def test_access_denied_is_retried_with_a_growing_wait_until_the_grant_arrives(cl
                 for variable, (name, value) in boot.SECRETS.items()}
 
         server = cloud.server()
-        env = {**boot.preamble_values(cloud.pg, arns), "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{enforcing.port}",
+        env = {**boot.preamble_values(cloud.pg.port, cloud.pg.database, arns), "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{enforcing.port}",
                "AWS_ACCESS_KEY_ID": server_key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": server_key["SecretAccessKey"],
                "GITLAB_CFN_DENIED_DELAY": "1", "GITLAB_CFN_DENIED_MAX_DELAY": "2", "GITLAB_CFN_DENIED_BUDGET": "60",
                # Any other error is retried quickly and gives up at once here: a denial must not count as one.
@@ -223,3 +223,24 @@ def test_host_keys_sshd_refuses_leave_no_drop_in_behind_and_fail_the_boot(cloud)
     assert f"error: sshd -t refuses {SSHD_DROP_IN}: removed it" in result.stderr
     assert not server.exists(SSHD_DROP_IN)
     assert not server.events("systemctl")
+
+
+def test_the_harness_exports_what_the_app_template_exports():
+    """The boots here get the preamble the built app template gives its servers
+    (apart from how the bootstrap finds the program)."""
+    from conftest import templates_for
+
+    def subs(tree):
+        if isinstance(tree, dict):
+            if "Fn::Sub" in tree and isinstance(tree["Fn::Sub"], list):
+                yield tree["Fn::Sub"][1]
+            for value in tree.values():
+                yield from subs(value)
+        elif isinstance(tree, list):
+            for value in tree:
+                yield from subs(value)
+
+    (exported,) = [set(v) for v in subs(templates_for({})["app"]["Resources"]["AppLaunchTemplate"]) if "DB_HOST" in v]
+    ours = set(boot.preamble_values(5432, "gitlabhq_production", {v: "arn" for v in boot.SECRETS}))
+    assert ours <= exported
+    assert {n for n in exported - ours if not n.startswith(("BOOT_", "BUNDLE_"))} == set()

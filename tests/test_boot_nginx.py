@@ -20,7 +20,7 @@ from gitlab_cfn.compile import versions
 
 from support import boot
 from support.boot_fixtures import boot_tools  # noqa: F401  (fixture)
-from test_boot_versions import rendered
+from test_boot_versions import rendered, values
 
 DOMAIN = "gitlab.engineering.example.com"
 
@@ -130,8 +130,7 @@ def test_plain_http_through_the_load_balancer_is_redirected_and_health_checks_pa
     assert nginx["listen_https"] is False
     # Real client addresses are taken only from the load balancer's nodes: they are in the VPC.
     assert [{"Ref": "VpcCidr"}] == list(find(templates_for({})["app"], "VPC_CIDR"))
-    assert nginx["real_ip_trusted_addresses"] == [boot.preamble_values(type("P", (), {
-        "port": 5432, "database": "x"}), {})["VPC_CIDR"]]
+    assert nginx["real_ip_trusted_addresses"] == [values()["VPC_CIDR"]]
 
     answers = serve(tmp_path, nginx, [
         ("/users/sign_in?redirect=%2Fgroup", {"X-Forwarded-Proto": "http", "X-Forwarded-For": "203.0.113.7"}),

@@ -21,14 +21,10 @@ NGINX_KEYS = ("listen_port", "listen_https", "proxy_set_headers", "real_ip_trust
               "real_ip_recursive", "custom_gitlab_server_config")
 
 
-class _Pg:
-    port, database = 5432, "gitlabhq_production"
-
-
 def values() -> dict[str, str]:
     arns = {variable: f"arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:{name}-AbCdEf"
             for variable, (name, _) in boot.SECRETS.items()}
-    return boot.preamble_values(_Pg(), arns)
+    return boot.preamble_values(5432, "gitlabhq_production", arns)
 
 
 def rendered(version: str) -> str:

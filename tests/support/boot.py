@@ -138,7 +138,7 @@ SECRETS = {
 SECRET_VALUES = ["s3cr3tDbPassw0rd", "redisAuthT0ken", "gitalyT0ken", "shellT0ken", "r00tPassw0rd"]
 REGION = "ap-southeast-2"
 BUCKET_KINDS = ("artifacts", "external_diffs", "lfs", "uploads", "packages", "dependency_proxy",
-                "terraform_state", "ci_secure_files", "pages", "backups")
+                "terraform_state", "ci_secure_files", "pages", "registry", "backups")
 
 
 def secrets_client(endpoint: str, **credentials):
@@ -160,7 +160,7 @@ def secret_value(endpoint: str, arn: str) -> dict:
     return json.loads(secrets_client(endpoint).get_secret_value(SecretId=arn)["SecretString"])
 
 
-def preamble_values(pg: Postgres, arns: dict[str, str], stack: str = "gitlab-test") -> dict[str, str]:
+def preamble_values(db_port: int, db_name: str, arns: dict[str, str], stack: str = "gitlab-test") -> dict[str, str]:
     """What the app template's user data exports, for this test network."""
     values = {
         "AWS_REGION": REGION,
@@ -169,8 +169,8 @@ def preamble_values(pg: Postgres, arns: dict[str, str], stack: str = "gitlab-tes
         "GITLAB_DOMAIN": "gitlab.engineering.example.com",
         "VPC_CIDR": "10.0.0.0/16",
         "DB_HOST": HOST,
-        "DB_PORT": str(pg.port),
-        "DB_NAME": pg.database,
+        "DB_PORT": str(db_port),
+        "DB_NAME": db_name,
         "REDIS_HOST": "master.gi1abc2defgh3ij.abcdef.apse2.cache.amazonaws.com",
         "REDIS_PORT": "6379",
         "GITALY_ADDRESS": "tcp://10.0.1.123:8075",

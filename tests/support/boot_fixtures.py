@@ -38,7 +38,7 @@ class Cloud:
         postgres.fresh_database()
         self.arns = boot.create_secrets(standin.endpoint)
         self.env = {
-            **boot.preamble_values(postgres, self.arns),
+            **boot.preamble_values(postgres.port, postgres.database, self.arns),
             # The instance profile's credentials, as the AWS CLI finds them on an instance.
             "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{standin.port}",
             "AWS_ACCESS_KEY_ID": "testing",
