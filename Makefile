@@ -6,10 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb, and
-# the real programs of the boot tests (tests/support/boot.py): sshd -t, a PostgreSQL server,
-# nginx, slirp4netns (a network for the servers' namespaces), ip, curl, openssl.
-TEST_PACKAGES := shellcheck ruby openssh-server postgresql nginx slirp4netns iproute2 curl openssl
+# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb; the
+# real programs of the boot tests (tests/support/boot.py): sshd -t, a PostgreSQL server, nginx,
+# slirp4netns (a network for the servers' namespaces), ip, curl, openssl; for the Gitaly volume
+# and the image builder (tests/support/disk.py): sfdisk, cloud-init, gpg.
+# COMMAND or COMMAND:PACKAGE when the package is named otherwise.
+TEST_TOOLS := shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2 sshd:openssh-server \
+	pg_ctlcluster:postgresql nginx slirp4netns curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHECKOV := .venv-checkov
@@ -66,14 +69,18 @@ check: $(STAMP) $(CHECKOV_STAMP)
 # Installed without starting their services (a policy-rc.d refusing starts, unless one exists):
 # the tests start their own PostgreSQL, sshd -t and nginx, isolated in namespaces.
 test-tools:
-	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for t in $(TEST_TOOLS); do c=$${t%%:*}; command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || echo $${t#*:}; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing" $$missing "from Debian's packages"; \
 	  policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
 	    $(SUDO) chmod 755 /usr/sbin/policy-rc.d && policy=/usr/sbin/policy-rc.d; fi; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  status=$$?; [ -z "$$policy" ] || $(SUDO) rm -f $$policy; exit $$status; \
+	  status=$$?; [ -z "$$policy" ] || $(SUDO) rm -f $$policy; \
+	  case " $$missing " in *" cloud-init "*) \
+	    echo "cloud-init is installed for its 'clean' command only: disabled at boot (/etc/cloud/cloud-init.disabled)"; \
+	    $(SUDO) touch /etc/cloud/cloud-init.disabled;; esac; \
+	  exit $$status; \
 	fi
 
 # The AWS CLI that runs inside the booted test servers, in its own virtual environment.
