@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 
 import boto3
+from gitlab_cfn.compile import userdata
 from gitlab_cfn.standin import StandIn
 
 from support import boot
@@ -21,6 +23,7 @@ from support.boot_fixtures import boot_tools, cloud, postgres  # noqa: F401  (fi
 from support.gitlab_rb import unknown_settings
 
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/60-gitlab-cfn.conf"
+LOCK_KEY = int(re.search(r"^LOCK_KEY=(\d+)", userdata.body("gitlab-app"), re.M).group(1))
 
 
 def actions(server: boot.Server) -> list[str]:
@@ -90,8 +93,26 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
     """
     env = {**cloud.env, "FAKE_DB_CONFIGURE_SECONDS": "2"}
     servers = [cloud.server("server-1"), cloud.server("server-2")]
+    # An observer of its own: pg_locks, sampled while both boot.
+    seen, done = [], threading.Event()
+
+    def observe():
+        while not done.is_set():
+            seen.append(tuple(cloud.pg.lock_sessions(LOCK_KEY)))
+            time.sleep(0.1)
+
+    observer = threading.Thread(target=observe)
+    observer.start()
     running = [s.start(env) for s in servers]
-    results = [boot.Server.wait(p) for p in running]
+    try:
+        results = [boot.Server.wait(p) for p in running]
+    finally:
+        done.set()
+        observer.join()
+    # Never two holders; at some moment one held the lock while the other waited for it.
+    assert all(sum(granted for _, granted in sample) <= 1 for sample in seen)
+    assert {("gitlab-cfn-server-1", True), ("gitlab-cfn-server-2", False)} in [set(s) for s in seen] or \
+        {("gitlab-cfn-server-2", True), ("gitlab-cfn-server-1", False)} in [set(s) for s in seen]
     for server, result in zip(servers, results):
         assert_succeeded(result, server)
 

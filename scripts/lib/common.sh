@@ -91,6 +91,11 @@ aws_call() {
       return 0
     fi
     reason=$(grep -m1 -o 'An error occurred.*' "$err" || tail -n1 "$err")
+    if ((rc == 126 || rc == 127)); then
+      log "aws $1 $2: the AWS CLI cannot run: $reason"
+      rm -f "$err"
+      return "$rc"
+    fi
     if grep -q 'AccessDenied' "$err"; then
       if ((waited >= DENIED_BUDGET)); then
         log "aws $1 $2: access still denied after ${waited}s: $reason"

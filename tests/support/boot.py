@@ -7,7 +7,7 @@ namespaces (``unshare``): the program is ``userdata.body("gitlab-app")`` at
 ``/opt/gitlab-cfn/boot/<sha256>/gitlab-app.sh``, run by bash with the user
 data preamble's values exported, on the real paths (``/etc/gitlab``,
 ``/etc/ssh``, ``/etc/ssh_static``, ``/var/opt/gitlab``, ``/var/lib/gitlab-cfn``
-...), with a fresh ``/run`` and the server's own host name and loopback.
+...), with a fresh ``/run`` and ``/tmp``, and the server's own host name and loopback.
 ``slirp4netns`` gives the namespace the network of a VPC: this machine's
 127.0.0.1 is 10.0.2.2, where the tests' PostgreSQL and AWS stand-in listen.
 
@@ -116,6 +116,13 @@ class Postgres:
     def query(self, sql: str) -> list[list[str]]:
         out = self.admin(sql, self.database)
         return [line.split("|") for line in out.splitlines()] if out else []
+
+    def lock_sessions(self, key: int) -> list[tuple[str, bool]]:
+        """Who holds (True) or awaits (False) advisory lock KEY now, from pg_locks."""
+        rows = self.admin(f"""SELECT a.application_name, l.granted FROM pg_locks l JOIN pg_stat_activity a
+                              USING (pid) WHERE l.locktype = 'advisory' AND l.objid = {key}
+                              ORDER BY l.granted DESC, 1""")
+        return [(name, granted == "t") for name, granted in (r.split("|") for r in rows.splitlines())]
 
     def stop(self) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"),
@@ -271,6 +278,8 @@ mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/sshd
 if [ -e /usr/bin/systemctl ]; then mount --bind {self.dir / 'systemctl'} /usr/bin/systemctl
 else cp {self.dir / 'systemctl'} /usr/local/bin/systemctl; fi
+# The server's own /tmp (this machine's /root stays: its Python runs the fakes and the AWS CLI).
+mount -t tmpfs -o mode=1777 tmpfs /tmp
 hostname {self.name}
 cd /
 exec bash {self.program_path}

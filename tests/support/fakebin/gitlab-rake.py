@@ -6,14 +6,17 @@ GITLAB_ROOT_PASSWORD) or migrates a loaded one, and records in the database,
 with the database's own clock, when it ran and who held the bootstrap lock.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 
 from fakelib import fail, node, record
+from gitlab_cfn.compile import userdata
 
-LOCK_KEY = 80751001
+# The bootstrap lock of the app program.
+LOCK_KEY = int(re.search(r"^LOCK_KEY=(\d+)", userdata.body("gitlab-app"), re.M).group(1))
 
 
 def psql(rails: dict, sql: str) -> str:
