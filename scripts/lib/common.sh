@@ -3,8 +3,9 @@
 # [lib/install.sh], the role script, run by bash with the values CloudFormation
 # knows exported before it. Secrets are read from Secrets Manager at boot,
 # never passed in. GITLAB_CFN_ROOT (unset on a server) prefixes the paths of
-# the scripts that still run in a scratch folder in tests; the application
-# server and bastion are tested in a mount namespace with the real paths.
+# the scripts that tests still run in a scratch folder (the bastion's package
+# installs cannot run isolated); the application server's program is tested
+# in its own namespaces on the real paths and ignores it.
 
 set -euo pipefail
 
