@@ -6,18 +6,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb;
-# for the Gitaly volume and the image builder (tests/support/disk.py): sfdisk, cloud-init,
-# gpg, ip. COMMAND or COMMAND:PACKAGE when the package is named otherwise.
-TEST_TOOLS := shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2
+# Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb; the
+# real programs of the boot tests (tests/support/boot.py): sshd -t, a PostgreSQL server, nginx,
+# slirp4netns (a network for the servers' namespaces), ip, curl, openssl; for the Gitaly volume
+# and the image builder (tests/support/disk.py): sfdisk, cloud-init, gpg.
+# COMMAND or COMMAND:PACKAGE when the package is named otherwise.
+TEST_TOOLS := shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2 sshd:openssh-server \
+	pg_ctlcluster:postgresql nginx slirp4netns curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHECKOV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV)/.installed-$(shell cat requirements-checkov.txt | sha256sum | cut -c1-12)
 STANDIN := .venv-standin
 STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sha256sum | cut -c1-12)
+AWSCLI := .venv-awscli
+AWSCLI_STAMP := $(AWSCLI)/.installed-$(shell cat requirements-awscli.txt | sha256sum | cut -c1-12)
 
-.PHONY: build lint check test test-tools standin scanner bench e2e clean distclean help
+.PHONY: build lint check test test-tools standin awscli scanner bench e2e clean distclean help
 
 help:
 	@echo "make build   create .venv and .venv-checkov, compile build/, lint and scan every template"
@@ -61,15 +66,28 @@ lint: $(STAMP)
 check: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/gitlab-cfn check
 
+# Installed without starting their services (a policy-rc.d refusing starts, unless one exists):
+# the tests start their own PostgreSQL, sshd -t and nginx, isolated in namespaces.
 test-tools:
-	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \
+	@missing=$$(for t in $(TEST_TOOLS); do c=$${t%%:*}; command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || echo $${t#*:}; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing $$missing from Debian's packages"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  echo "installing" $$missing "from Debian's packages"; \
+	  policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
+	    $(SUDO) chmod 755 /usr/sbin/policy-rc.d && policy=/usr/sbin/policy-rc.d; fi; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  status=$$?; [ -z "$$policy" ] || $(SUDO) rm -f $$policy; \
 	  case " $$missing " in *" cloud-init "*) \
 	    echo "cloud-init is installed for its 'clean' command only: disabled at boot (/etc/cloud/cloud-init.disabled)"; \
 	    $(SUDO) touch /etc/cloud/cloud-init.disabled;; esac; \
+	  exit $$status; \
 	fi
+
+# The AWS CLI that runs inside the booted test servers, in its own virtual environment.
+$(AWSCLI_STAMP): requirements-awscli.txt
+	$(call tool-venv,$(AWSCLI),requirements-awscli.txt)
+
+awscli: $(AWSCLI_STAMP)
 
 # The local AWS stand-in (moto's server) in its own virtual environment.
 $(STANDIN_STAMP): requirements-standin.txt
@@ -77,7 +95,7 @@ $(STANDIN_STAMP): requirements-standin.txt
 
 standin: $(STANDIN_STAMP)
 
-test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) test-tools
+test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) $(AWSCLI_STAMP) test-tools
 	$(BIN)/python -m pytest
 
 # Timings are a benchmark, not a test: a loaded machine must not fail CI.
@@ -92,4 +110,4 @@ clean:
 	rm -rf build build-three-az build-no-bastion
 
 distclean: clean
-	rm -rf $(VENV) $(STANDIN) $(CHECKOV)
+	rm -rf $(VENV) $(STANDIN) $(CHECKOV) $(AWSCLI)

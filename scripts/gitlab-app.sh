@@ -1,13 +1,31 @@
 # shellcheck shell=bash
 # GitLab application server: configures the custom AMI at boot.
-# gitlab.rb for RDS, ElastiCache, Gitaly, S3 and proxied SSL; fast SSH key
-# lookup; shared host keys. Under a PostgreSQL advisory lock, one server at a
-# time: extensions, shared gitlab-secrets.json, reconfigure, migrations or
-# seeding, one-time settings. Preamble variables: see required_env.
+# gitlab.rb for RDS, ElastiCache, Gitaly, S3 and proxied SSL, in the form the
+# installed GitLab version documents. Under a PostgreSQL advisory lock, one
+# server at a time: extensions, shared host keys, shared gitlab-secrets.json,
+# reconfigure, migrations or seeding, one-time settings. Then sshd on the
+# shared host keys and fast SSH key lookup, and success is signalled only once
+# GitLab answers /-/readiness. Preamble variables: see required_env.
 
 ROLE=gitlab-app
 PSQL="${PSQL:-/opt/gitlab/embedded/bin/psql}"
 LOCK_KEY=80751001  # pg_advisory_lock key of the gitlab-cfn bootstrap
+# The Rails version of the installed package, e.g. 19.3.0-ee (omnibus-gitlab
+# copies gitlab-rails' VERSION there; its own upgrade checks read it too).
+GITLAB_VERSION_FILE=/opt/gitlab/embedded/service/gitlab-rails/VERSION
+# Equal to gitlab_cfn.compile.versions SUPPORTED_MINORS and NGINX_SUBKEY_FROM
+# (tests compare them): GitLab 19.2 reads the Rails nginx settings from
+# gitlab_rails['nginx'][...], 19.3's gitlab.rb template documents only that
+# form, 19.1 and older ignore it; the old nginx[...] form works up to 19.2.
+SUPPORTED_MINORS=(18.11 19.0 19.1 19.2 19.3)
+NGINX_SUBKEY_FROM=19.3
+# nginx's port: the load balancer's InstancePort and health-check port (tests
+# read both from the built app template).
+LISTEN_PORT=80
+READINESS_TIMEOUT="${GITLAB_CFN_READINESS_TIMEOUT:-900}"
+READINESS_INTERVAL="${GITLAB_CFN_READINESS_INTERVAL:-5}"
+DB_ATTEMPTS="${GITLAB_CFN_DB_ATTEMPTS:-30}"
+DB_DELAY="${GITLAB_CFN_DB_DELAY:-10}"
 BUCKET_KINDS=(artifacts external_diffs lfs uploads packages dependency_proxy terraform_state ci_secure_files pages)
 HOST_KEY_TYPES=(ed25519 ecdsa rsa)
 
@@ -22,8 +40,10 @@ required_env() {
 }
 
 load_secrets() {
-  DB_USER=$(secret_field "$DB_SECRET_ARN" username)
-  DB_PASSWORD=$(secret_field "$DB_SECRET_ARN" password)
+  local db
+  db=$(secret_string "$DB_SECRET_ARN")
+  DB_USER=$(printf '%s' "$db" | json_field username)
+  DB_PASSWORD=$(printf '%s' "$db" | json_field password)
   REDIS_TOKEN=$(secret_field "$REDIS_SECRET_ARN" token)
   GITALY_TOKEN=$(secret_field "$GITALY_SECRET_ARN" token)
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
@@ -31,20 +51,71 @@ load_secrets() {
     die "a secret read from Secrets Manager is empty"
 }
 
+# MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.
+minor_of() {
+  [[ "$1" =~ ^([0-9]+)\.([0-9]+)\.[0-9]+(-rc[0-9]+)?(-ee)?$ ]] && printf '%s.%s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+}
+
+# at_least MINOR OTHER: MINOR >= OTHER, both MAJOR.MINOR.
+at_least() {
+  local a=$1 b=$2
+  ((${a%.*} > ${b%.*} || (${a%.*} == ${b%.*} && ${a#*.} >= ${b#*.})))
+}
+
+# Sets INSTALLED_VERSION and INSTALLED_MINOR, or stops the boot: gitlab.rb is
+# only rendered for versions whose settings the project checks.
+check_installed_version() {
+  local minor supported
+  [[ -r "$GITLAB_VERSION_FILE" ]] || die "no GitLab package installed: $GITLAB_VERSION_FILE is missing"
+  INSTALLED_VERSION=$(tr -d '[:space:]' <"$GITLAB_VERSION_FILE")
+  minor=$(minor_of "$INSTALLED_VERSION") ||
+    die "installed GitLab version '$INSTALLED_VERSION' ($GITLAB_VERSION_FILE) is not X.Y.Z[-ee]"
+  for supported in "${SUPPORTED_MINORS[@]}"; do
+    if [[ "$minor" == "$supported" ]]; then
+      INSTALLED_MINOR=$minor
+      log "installed GitLab: $INSTALLED_VERSION"
+      return 0
+    fi
+  done
+  die "installed GitLab $INSTALLED_VERSION is not supported: gitlab-cfn supports ${SUPPORTED_MINORS[0]}.x to ${SUPPORTED_MINORS[-1]}.x (${SUPPORTED_MINORS[*]}); bake an image of a supported version"
+}
+
+# The gitlab.rb prefix of the Rails nginx settings on the installed version.
+nginx_prefix() {
+  if at_least "$INSTALLED_MINOR" "$NGINX_SUBKEY_FROM"; then
+    printf "gitlab_rails['nginx']"
+  else
+    printf 'nginx'
+  fi
+}
+
+# The Classic Load Balancer cannot redirect (its listeners have no rules), so
+# nginx does: a request the load balancer forwarded as plain HTTP
+# (X-Forwarded-Proto: http, docs.aws.amazon.com/elasticloadbalancing/latest/classic/x-forwarded-headers.html)
+# gets a 301 to https://. The load balancer's health checks and local probes
+# carry no X-Forwarded-Proto and are served. Goes inside GitLab's server block
+# (omnibus-gitlab nginx-gitlab-rails.conf.erb, custom_gitlab_server_config).
+redirect_snippet() {
+  # shellcheck disable=SC2016  # nginx variables, not bash's
+  printf 'if ($http_x_forwarded_proto ~* "^http$") { return 301 https://%s$request_uri; }' "$GITLAB_DOMAIN"
+}
+
 render_gitlab_rb() {
-  local kind bucket
+  local kind bucket nginx
+  nginx=$(nginx_prefix)
   cat <<RUBY
-# Written at boot by gitlab-cfn; edits are overwritten on the next boot.
+# Written at boot by gitlab-cfn for GitLab $INSTALLED_VERSION; edits are overwritten on the next boot.
 external_url $(ruby_string "https://$GITLAB_DOMAIN")
 
 # TLS ends at the load balancer (guide: "Disable Let's Encrypt", "Add Support for Proxied SSL").
 letsencrypt['enable'] = false
-gitlab_rails['nginx']['listen_port'] = 80
-gitlab_rails['nginx']['listen_https'] = false
-gitlab_rails['nginx']['proxy_set_headers'] = { 'X-Forwarded-Proto' => 'https', 'X-Forwarded-Ssl' => 'on' }
-gitlab_rails['nginx']['real_ip_trusted_addresses'] = [$(ruby_string "$VPC_CIDR")]
-gitlab_rails['nginx']['real_ip_header'] = 'X-Forwarded-For'
-gitlab_rails['nginx']['real_ip_recursive'] = 'on'
+${nginx}['listen_port'] = $LISTEN_PORT
+${nginx}['listen_https'] = false
+${nginx}['proxy_set_headers'] = { 'X-Forwarded-Proto' => 'https', 'X-Forwarded-Ssl' => 'on' }
+${nginx}['real_ip_trusted_addresses'] = [$(ruby_string "$VPC_CIDR")]
+${nginx}['real_ip_header'] = 'X-Forwarded-For'
+${nginx}['real_ip_recursive'] = 'on'
+${nginx}['custom_gitlab_server_config'] = $(ruby_string "$(redirect_snippet)")
 gitlab_rails['trusted_proxies'] = [$(ruby_string "$VPC_CIDR")]
 # The load balancer's readiness checks come from the VPC.
 gitlab_rails['monitoring_whitelist'] = ['127.0.0.0/8', '::1/128', $(ruby_string "$VPC_CIDR")]
@@ -94,8 +165,15 @@ gitlab_rails['backup_upload_remote_directory'] = $(ruby_string "$BUCKET_BACKUPS"
 RUBY
 }
 
+# sshd on the shared host keys, once they are in /etc/ssh_static (written in
+# the locked phase): sshd refuses a configuration naming missing keys. A
+# drop-in that sshd -t refuses is removed again, so ssh keeps working.
 configure_sshd() {
-  install_file 0644 "$ROOT/etc/ssh/sshd_config.d/60-gitlab-cfn.conf" <<'SSHD'
+  local type conf=/etc/ssh/sshd_config.d/60-gitlab-cfn.conf
+  for type in "${HOST_KEY_TYPES[@]}"; do
+    [[ -s "/etc/ssh_static/ssh_host_${type}_key" ]] || die "shared host key /etc/ssh_static/ssh_host_${type}_key is missing"
+  done
+  install_file 0644 "$conf" <<'SSHD'
 # gitlab-cfn: shared host keys; SSH keys looked up in GitLab's database.
 HostKey /etc/ssh_static/ssh_host_ed25519_key
 HostKey /etc/ssh_static/ssh_host_ecdsa_key
@@ -106,14 +184,35 @@ Match User git
 Match all
 SSHD
   if ((FILE_CHANGED)); then
-    sshd -t
+    if ! sshd -t; then
+      rm -f "$conf"
+      die "sshd -t refuses $conf: removed it"
+    fi
     systemctl try-reload-or-restart ssh
   fi
 }
 
+# Success only once GitLab serves: /-/readiness through nginx on the load
+# balancer's port (127.0.0.1 is in monitoring_whitelist).
+wait_until_ready() {
+  local deadline=$((SECONDS + READINESS_TIMEOUT)) code
+  log "waiting up to ${READINESS_TIMEOUT}s for /-/readiness on port $LISTEN_PORT"
+  while true; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$LISTEN_PORT/-/readiness" || true)
+    if [[ "$code" == 200 ]]; then
+      log "GitLab answers /-/readiness"
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      die "GitLab did not answer /-/readiness with 200 on port $LISTEN_PORT within ${READINESS_TIMEOUT}s (last answer: ${code:-none}); see /var/log/gitlab"
+    fi
+    sleep "$READINESS_INTERVAL"
+  done
+}
+
 # The first server's host keys, kept in Secrets Manager for all others.
 restore_or_publish_host_keys() {
-  local json type dir="$ROOT/etc/ssh_static" out files=()
+  local json type dir=/etc/ssh_static out files=()
   json=$(secret_string "$HOST_KEYS_SECRET_ARN")
   mkdir -p "$dir"
   chmod 755 "$dir"
@@ -126,8 +225,8 @@ restore_or_publish_host_keys() {
   fi
   log "no shared host keys yet: publishing this server's"
   for type in "${HOST_KEY_TYPES[@]}"; do
-    install_file 0600 "$dir/ssh_host_${type}_key" <"$ROOT/etc/ssh/ssh_host_${type}_key"
-    install_file 0644 "$dir/ssh_host_${type}_key.pub" <"$ROOT/etc/ssh/ssh_host_${type}_key.pub"
+    install_file 0600 "$dir/ssh_host_${type}_key" <"/etc/ssh/ssh_host_${type}_key"
+    install_file 0644 "$dir/ssh_host_${type}_key.pub" <"/etc/ssh/ssh_host_${type}_key.pub"
     files+=("ssh_host_${type}_key=$dir/ssh_host_${type}_key" "ssh_host_${type}_key.pub=$dir/ssh_host_${type}_key.pub")
   done
   out=$(mktemp "$STATE_DIR/host-keys.XXXXXX")
@@ -142,11 +241,11 @@ restore_rails_secrets() {
   local content
   content=$(secret_field "$RAILS_SECRETS_ARN" gitlab-secrets.json)
   if [[ -n "$content" ]]; then
-    printf '%s\n' "$content" | install_file 0600 "$ROOT/etc/gitlab/gitlab-secrets.json"
+    printf '%s\n' "$content" | install_file 0600 /etc/gitlab/gitlab-secrets.json
     PUBLISH_RAILS_SECRETS=0
   else
     log "no shared Rails secrets yet: this server generates them"
-    SHELL_SECRET="$SHELL_SECRET" python3 - "$ROOT/etc/gitlab/gitlab-secrets.json" <<'PY'
+    SHELL_SECRET="$SHELL_SECRET" python3 - /etc/gitlab/gitlab-secrets.json <<'PY'
 import json, os, sys
 path = sys.argv[1]
 try:
@@ -166,7 +265,7 @@ PY
 publish_rails_secrets() {
   local out
   out=$(mktemp "$STATE_DIR/rails-secrets.XXXXXX")
-  files_json "gitlab-secrets.json=$ROOT/etc/gitlab/gitlab-secrets.json" >"$out"
+  files_json "gitlab-secrets.json=/etc/gitlab/gitlab-secrets.json" >"$out"
   put_secret_json "$RAILS_SECRETS_ARN" "$out"
   rm -f "$out"
 }
@@ -174,7 +273,8 @@ publish_rails_secrets() {
 # What must not run on two servers at once; called from the psql session
 # that holds the advisory lock (bootstrap_under_lock).
 locked_phase() {
-  load_secrets
+  SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
+  [[ -n "$SHELL_SECRET" ]] || die "the GitLab Shell secret read from Secrets Manager is empty"
   restore_or_publish_host_keys
   restore_rails_secrets
   gitlab-ctl reconfigure
@@ -194,15 +294,19 @@ bootstrap_under_lock() {
   local rc_file="$STATE_DIR/locked-phase.rc" self
   self=$(printf '%q' "$0")
   export PGPASSWORD="$DB_PASSWORD"
-  local conn="host=$DB_HOST port=$DB_PORT dbname=$DB_NAME user=$DB_USER sslmode=require connect_timeout=10"
-  retry 30 10 "$PSQL" "$conn" -qtAc 'SELECT 1' >/dev/null || die "database $DB_HOST is not reachable"
+  # application_name shows in pg_stat_activity which server holds or awaits the lock.
+  local conn host
+  host=$(hostname)
+  conn="host=$DB_HOST port=$DB_PORT dbname=$DB_NAME user=$DB_USER sslmode=require connect_timeout=10 application_name=gitlab-cfn-$host"
+  retry "$DB_ATTEMPTS" "$DB_DELAY" "$PSQL" "$conn" -qtAc 'SELECT 1' >/dev/null ||
+    die "database $DB_HOST:$DB_PORT is not reachable with TLS"
   rm -f "$rc_file"
   log "waiting for the bootstrap lock"
-  "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q <<SQL
+  "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q -o /dev/null <<SQL
 SELECT pg_advisory_lock($LOCK_KEY);
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE EXTENSION IF NOT EXISTS btree_gist;
-\\! GITLAB_CFN_PHASE=locked $self; echo \$? > $(printf '%q' "$rc_file")
+\\! GITLAB_CFN_PHASE=locked bash $self </dev/null; echo \$? > $(printf '%q' "$rc_file")
 SELECT pg_advisory_unlock($LOCK_KEY);
 SQL
   unset PGPASSWORD
@@ -211,19 +315,25 @@ SQL
 
 main() {
   if [[ "${GITLAB_CFN_PHASE:-}" == locked ]]; then
-    # Re-entered from psql while the lock is held: no signal from here.
+    # Re-entered from psql while the lock is held: no signal from here, and the
+    # database password stays with the session that holds the lock.
     CFN_RESOURCE=""
+    unset PGPASSWORD
     required_env
+    check_installed_version
     locked_phase
     return
   fi
   start_boot
   required_env
+  check_installed_version
   load_secrets
-  render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
-  configure_sshd
+  render_gitlab_rb | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
-  log "GitLab is configured"
+  configure_sshd
+  wait_until_ready
+  log "GitLab is configured and ready"
 }
 
-main "$@"
+# Sourced (tests render gitlab.rb this way), nothing runs; executed, the boot does.
+(return 0 2>/dev/null) || main "$@"

@@ -1,8 +1,11 @@
 # shellcheck shell=bash
-# Shared by every gitlab-cfn boot script. User data = a preamble exporting what
-# CloudFormation knows, this file, the role script. Secrets are read from
-# Secrets Manager at boot, never passed in. GITLAB_CFN_ROOT prefixes every
-# path so tests can run the scripts in a scratch folder with fake commands.
+# Shared by every gitlab-cfn boot script. The program of a role is this file,
+# [lib/install.sh], the role script, run by bash with the values CloudFormation
+# knows exported before it. Secrets are read from Secrets Manager at boot,
+# never passed in. GITLAB_CFN_ROOT (unset on a server) prefixes the paths of
+# the scripts that tests still run in a scratch folder (the bastion's package
+# installs cannot run isolated); the application server's program is tested
+# in its own namespaces on the real paths and ignores it.
 
 set -euo pipefail
 
@@ -63,8 +66,62 @@ start_boot() {
   log "starting"
 }
 
+# Secrets Manager answers AccessDenied until the IAM grants of a new stack
+# reach every endpoint: IAM is eventually consistent ("Changes that I make are
+# not always immediately visible", https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency),
+# and the SDKs retry only throttling and server errors, never a 4xx such as
+# AccessDeniedException (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html).
+# So AccessDenied is retried with a growing wait for up to DENIED_BUDGET
+# seconds; other errors (network, throttling left over) a few times quickly.
+QUICK_ATTEMPTS="${GITLAB_CFN_QUICK_ATTEMPTS:-10}"
+QUICK_DELAY="${GITLAB_CFN_QUICK_DELAY:-6}"
+DENIED_DELAY="${GITLAB_CFN_DENIED_DELAY:-10}"
+DENIED_MAX_DELAY="${GITLAB_CFN_DENIED_MAX_DELAY:-60}"
+DENIED_BUDGET="${GITLAB_CFN_DENIED_BUDGET:-600}"
+
+# aws_call AWS-ARGS...: the AWS CLI with the retries above; stdout is the
+# answer (never logged), the last error line is logged.
+aws_call() {
+  local err quick=1 waited=0 delay=$DENIED_DELAY rc reason
+  err=$(mktemp)
+  while true; do
+    rc=0
+    aws "$@" 2>"$err" || rc=$?
+    if ((rc == 0)); then
+      rm -f "$err"
+      return 0
+    fi
+    reason=$(grep -m1 -o 'An error occurred.*' "$err" || tail -n1 "$err")
+    if ((rc == 126 || rc == 127)); then
+      log "aws $1 $2: the AWS CLI cannot run: $reason"
+      rm -f "$err"
+      return "$rc"
+    fi
+    if grep -q 'AccessDenied' "$err"; then
+      if ((waited >= DENIED_BUDGET)); then
+        log "aws $1 $2: access still denied after ${waited}s: $reason"
+        rm -f "$err"
+        return "$rc"
+      fi
+      log "aws $1 $2: access denied (IAM grants may still be propagating), retrying in ${delay}s: $reason"
+      sleep "$delay"
+      waited=$((waited + delay))
+      delay=$((delay * 2 > DENIED_MAX_DELAY ? DENIED_MAX_DELAY : delay * 2))
+    else
+      if ((quick >= QUICK_ATTEMPTS)); then
+        log "aws $1 $2 failed ($quick attempts): $reason"
+        rm -f "$err"
+        return "$rc"
+      fi
+      log "aws $1 $2 failed, retrying in ${QUICK_DELAY}s ($quick/$QUICK_ATTEMPTS): $reason"
+      quick=$((quick + 1))
+      sleep "$QUICK_DELAY"
+    fi
+  done
+}
+
 secret_string() {
-  retry 10 6 aws secretsmanager get-secret-value --region "$AWS_REGION" \
+  aws_call secretsmanager get-secret-value --region "$AWS_REGION" \
     --secret-id "$1" --query SecretString --output text
 }
 
@@ -82,7 +139,7 @@ secret_field() {
 
 # put_secret_json ARN FILE: a secret's new value, from a file (never argv).
 put_secret_json() {
-  retry 5 6 aws secretsmanager put-secret-value --region "$AWS_REGION" \
+  aws_call secretsmanager put-secret-value --region "$AWS_REGION" \
     --secret-id "$1" --secret-string "file://$2" >/dev/null
 }
 

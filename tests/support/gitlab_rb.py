@@ -1,53 +1,46 @@
-"""Checks a rendered gitlab.rb against the Linux package's own gitlab.rb template.
+"""Checks a rendered gitlab.rb against the settings a GitLab release documents.
 
-Every setting a gitlab.rb assigns must exist in the template (commented out as
-``# key['sub'] = ...``), so a typo such as ``gitlab_rail['db_host']`` is caught
-before an instance boots. Symbol keys of a hash setting (``gitaly['configuration']
-= { listen_addr: ... }``) must appear in that setting's documented block too.
+The facts come from ``versions.settings()`` (``data/gitlab-rb-settings.json``,
+derived by ``scripts/derive_gitlab_rb_keys.py`` from the Linux package's
+``gitlab.rb.template`` of each release standing for a supported minor). Every
+setting a gitlab.rb assigns must be documented there, so a typo such as
+``gitlab_rail['db_host']`` or a key the release does not know yet
+(``gitlab_rails['nginx'][...]`` before 19.3's template) is caught before an
+instance boots. Symbol keys of a hash setting (``gitaly['configuration'] = {
+listen_addr: ... }``) must appear in that setting's documented block too.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "gitlab.rb.template"
+from gitlab_cfn.compile import versions
+
 ASSIGNMENT = re.compile(r"^(?P<key>[a-z_]+(?:\['[a-z_]+'\])+)\s*=\s*(?P<value>.*)$")
 CALL = re.compile(r"^(?P<name>[a-z_]+)[ (]")
 SYMBOL_KEY = re.compile(r"\b([a-z_]+):\s")
 
 
-def _documented(template: str) -> tuple[set[str], set[str], dict[str, str]]:
-    keys, calls, blocks = set(), set(), {}
-    lines = template.splitlines()
-    for i, line in enumerate(lines):
-        text = line.lstrip("#").strip()
-        m = ASSIGNMENT.match(text)
-        if m:
-            key = m.group("key")
-            # Every prefix is a setting too: gitlab_rails['object_store']['objects']...
-            parts = re.findall(r"\['[a-z_]+'\]", key)
-            base = key[: key.index("[")]
-            for n in range(1, len(parts) + 1):
-                keys.add(base + "".join(parts[:n]))
-            if m.group("value").rstrip().endswith("{"):
-                block = []
-                for follow in lines[i + 1:]:
-                    if not follow.startswith("#") or follow.lstrip("#").strip() == "}":
-                        break
-                    block.append(follow)
-                blocks[key] = "\n".join(block)
-            continue
-        m = CALL.match(text)
-        if m and line.startswith(("# ", "#", text[:1])):
-            calls.add(m.group("name"))
-    return keys, calls, blocks
+def release_for(version: str) -> str:
+    """The release whose template stands for VERSION's minor (``19.3.0-ee`` -> ``19.3.0``)."""
+    parsed = versions.check_supported(version.split("-", 1)[0], "installed GitLab version")
+    return versions.SETTINGS_RELEASE[parsed[:2]]
 
 
-def unknown_settings(rendered: str, template: str | None = None) -> list[str]:
-    """The settings a rendered gitlab.rb uses that the template does not document."""
-    template = TEMPLATE.read_text() if template is None else template
-    keys, calls, blocks = _documented(template)
+def unknown_settings(rendered: str, release: str | None = None) -> list[str]:
+    """The settings a rendered gitlab.rb uses that RELEASE's template does not document.
+
+    Without RELEASE: those undocumented in any supported release (a file that
+    must be valid on every version, such as a Gitaly server's).
+    """
+    if release is None:
+        found: list[str] = []
+        for each in versions.SETTINGS_RELEASE.values():
+            found += [k for k in unknown_settings(rendered, each) if k not in found]
+        return found
+    facts = versions.settings()[release]
+    # external_url is the one call the template sets uncommented (GENERATED_EXTERNAL_URL).
+    keys, calls, symbols = set(facts["keys"]), set(facts["calls"]) | {"external_url"}, facts["symbols"]
     unknown = []
     lines = rendered.splitlines()
     for i, line in enumerate(lines):
@@ -59,14 +52,14 @@ def unknown_settings(rendered: str, template: str | None = None) -> list[str]:
             key = m.group("key")
             if key not in keys:
                 unknown.append(key)
-            elif key in blocks and m.group("value").rstrip().endswith("{"):
+            elif key in symbols and m.group("value").rstrip().endswith("{"):
                 body = []
                 for follow in lines[i + 1:]:
                     if follow.startswith("}"):
                         break
                     body.append(follow)
                 for symbol in SYMBOL_KEY.findall("\n".join(body)):
-                    if not re.search(rf"#\s+{symbol}:", blocks[key]):
+                    if symbol not in symbols[key]:
                         unknown.append(f"{key}[:{symbol}]")
             continue
         m = CALL.match(stripped)
