@@ -281,9 +281,13 @@ locked_phase() {
   if ((PUBLISH_RAILS_SECRETS)); then
     publish_rails_secrets
   fi
-  # Loads the schema and seeds an empty database, migrates an existing one.
+  # Loads the schema and seeds an empty database, migrates an existing one. Only the
+  # regular migrations: while a rolling upgrade replaces one server at a time, the old
+  # servers still serve, so the post-deployment migrations wait for `gitlab-cfn upgrade`
+  # to run them once every server runs the new version (GitLab's zero-downtime upgrade,
+  # doc/update/zero_downtime.md). A schema load is complete either way.
   GITLAB_ROOT_PASSWORD=$(secret_field "$ROOT_PASSWORD_SECRET_ARN" password) \
-    gitlab-rake gitlab:db:configure
+    SKIP_POST_DEPLOYMENT_MIGRATIONS=true gitlab-rake gitlab:db:configure
   # Idempotent one-time settings: incremental job logs (several servers), no authorized_keys file.
   gitlab-rails runner \
     'Feature.enable(:ci_enable_live_trace) unless Feature.enabled?(:ci_enable_live_trace); ApplicationSetting.current.update!(authorized_keys_enabled: false)'

@@ -130,6 +130,10 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
     one, two = (servers if first == "server-1" else servers[::-1])
     assert one.events("gitlab-rake")[0]["step"] == "load schema and seed"
     assert two.events("gitlab-rake")[0]["step"] == "migrate"
+    # A server joining a running GitLab (a scale-out, a rolling upgrade) runs only the regular
+    # migrations: old servers still serve; upgrade runs the post-deployment ones once at the end.
+    assert [e["skip_post_deployment_migrations"] for e in one.events("gitlab-rake") + two.events("gitlab-rake")] \
+        == ["true", "true"]
     # The second restored the first's host keys (sshd -t accepted them) and gitlab-secrets.json.
     for kind in boot.HOST_KEY_TYPES:
         assert two.read(f"/etc/ssh_static/ssh_host_{kind}_key") == one.read(f"/etc/ssh/ssh_host_{kind}_key")

@@ -55,7 +55,10 @@ def db_configure() -> None:
     time.sleep(float(os.environ.get("FAKE_DB_CONFIGURE_SECONDS", "0")))
     psql(rails, "INSERT INTO schema_migrations VALUES ('20260801000000') ON CONFLICT DO NOTHING")
     psql(rails, f"INSERT INTO boot_evidence VALUES ('{host}', 'end', clock_timestamp(), '{lock_holders(rails)}')")
-    record(action="gitlab:db:configure", step=step)
+    # GitLab's zero-downtime upgrades: while servers of the old version still serve, only the
+    # regular migrations may run (doc/update/zero_downtime.md); the variable is read as "true".
+    record(action="gitlab:db:configure", step=step,
+           skip_post_deployment_migrations=os.environ.get("SKIP_POST_DEPLOYMENT_MIGRATIONS", ""))
 
 
 if sys.argv[1:] == ["gitlab:db:configure"]:
