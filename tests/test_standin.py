@@ -652,6 +652,49 @@ def test_patch_volume_in_use(local_aws):
     assert ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]["InstanceId"] == b
 
 
+def _role_with_profile(local_aws, managed: bool):
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"] if managed else []}},
+        "Profile": {"Type": "AWS::IAM::InstanceProfile", "Properties": {"Roles": [{"Ref": "Role"}]}},
+        "Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+            "ImageId": UBUNTU_IMAGE, "InstanceType": "c5.large",
+            "IamInstanceProfile": {"Arn": {"Fn::GetAtt": ["Profile", "Arn"]}}}}}}},
+        name=f"profile-{managed}".lower())
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cfn.list_stack_resources(StackName=stack["StackId"])["StackResourceSummaries"]}
+    return resources
+
+
+def test_patch_role_managed_policies(local_aws):
+    resources = _role_with_profile(local_aws, managed=True)
+    attached = local_aws.client("iam", REGION).list_attached_role_policies(RoleName=resources["Role"])
+    assert [a["PolicyName"] for a in attached["AttachedPolicies"]] == ["AmazonSSMManagedInstanceCore"]
+    cfn, stack = deploy(local_aws, {"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []},
+        "ManagedPolicyArns": ["arn:aws:iam::aws:policy/NoSuchPolicy"]}}}}, name="nosuch")
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
+def test_patch_instance_profile_from_launch_template_and_ssm_managed_instances(local_aws):
+    ec2 = local_aws.client("ec2", REGION)
+    ssm = local_aws.client("ssm", REGION)
+    launched = {}
+    for managed in (True, False):
+        template = _role_with_profile(local_aws, managed)["Template"]
+        (instance,) = ec2.run_instances(LaunchTemplate={"LaunchTemplateId": template}, MinCount=1,
+                                        MaxCount=1)["Instances"]
+        assert instance["IamInstanceProfile"]["Arn"].startswith("arn:aws:iam::123456789012:instance-profile/")
+        launched[managed] = instance["InstanceId"]
+    online = ssm.describe_instance_information(
+        Filters=[{"Key": "InstanceIds", "Values": list(launched.values())}])["InstanceInformationList"]
+    assert [(i["InstanceId"], i["PingStatus"]) for i in online] == [(launched[True], "Online")]
+    ec2.terminate_instances(InstanceIds=[launched[True]])
+    assert ssm.describe_instance_information()["InstanceInformationList"] == []
+
+
 def test_patch_ssm_commands_on_their_instances(local_aws):
     from botocore.exceptions import ClientError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from gitlab_cfn.compile import compiler, config
-from gitlab_cfn.errors import ConfigError
+from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate import upgrade
 from gitlab_cfn.operate.progress import Progress
 from test_cli import EXE
@@ -125,12 +125,12 @@ def build(tmp_path_factory):
     return out
 
 
-def _image(local_aws, version: str) -> str:
+def _image(local_aws, version: str, fresh: bool = False) -> str:
     """An image of a GitLab version, tagged as bake-ami tags it."""
     ec2 = local_aws.client("ec2", REGION)
     from gitlab_cfn.operate.local import STANDIN_GITLAB_AMI
 
-    if version == OLD:
+    if version == OLD and not fresh:
         image = STANDIN_GITLAB_AMI
     else:
         builder = ec2.run_instances(ImageId=STANDIN_GITLAB_AMI, MinCount=1, MaxCount=1,
@@ -147,7 +147,7 @@ def _deploy(standin, build, *extra):
     return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
 
 
-def _deployed(local_aws, standin, build, tmp_path):
+def _deployed(local_aws, standin, build, tmp_path, **given):
     from gitlab_cfn.operate import local
     from gitlab_cfn.operate.deploy import _parent_template
 
@@ -156,34 +156,110 @@ def _deployed(local_aws, standin, build, tmp_path):
     ssm.put_parameter(Name="/gitlab-cfn/ami/gitlab", Value=_image(local_aws, OLD), Type="String",
                       DataType="aws:ec2:image")
     params = tmp_path / "params.json"
-    params.write_text(json.dumps(local.fill(local_aws, REGION, template, {}, 2)))
+    params.write_text(json.dumps({**local.fill(local_aws, REGION, template, given, 2), **given}))
     created = _deploy(standin, build, "--params", str(params))
     assert created.returncode == 0, created.stderr
 
 
 def _request(build, version=NEW, **kw):
+    kw.setdefault("yes", True)
     return upgrade.UpgradeRequest(stack_name="gl", region=REGION, gitlab_version=version, build_dir=build,
-                                  poll=0.2, yes=True, **kw)
+                                  poll=0.2, **kw)
+
+
+def _bake(local_aws, version):
+    """What bake-ami leaves: an image of the version, named by the image parameter."""
+    image = _image(local_aws, version)
+    local_aws.client("ssm", REGION).put_parameter(Name="/gitlab-cfn/ami/gitlab", Value=image, Type="String",
+                                                  DataType="aws:ec2:image", Overwrite=True)
+    return image
 
 
 def test_the_plan_refuses_before_anything_changes(local_aws, standin, build, tmp_path):
     with pytest.raises(ConfigError, match="--stack-name: no stack gl in eu-west-1"):
         upgrade.plan(_request(build), local_aws)
     _deployed(local_aws, standin, build, tmp_path)
-    # The image parameter still holds the running version's image.
+    # The image parameter still names the running version's image.
     with pytest.raises(ConfigError, match=f"an image of GitLab {OLD}, not {NEW}; bake it first"):
         upgrade.plan(_request(build), local_aws)
     # Skipping 19.0 is refused whatever the image says.
-    ssm = local_aws.client("ssm", REGION)
-    ssm.put_parameter(Name="/gitlab-cfn/ami/gitlab", Value=_image(local_aws, "19.1.6"), Type="String",
-                      DataType="aws:ec2:image", Overwrite=True)
+    _bake(local_aws, "19.1.6")
     with pytest.raises(ConfigError, match="skips a minor version; upgrade one minor at a time"):
         upgrade.plan(_request(build, "19.1.6"), local_aws)
     with pytest.raises(ConfigError, match="not supported"):
         upgrade.plan(_request(build, "18.10.2"), local_aws)
-    with pytest.raises(ConfigError, match="--image-parameter: /nowhere does not exist"):
-        upgrade.plan(_request(build, image_parameter="/nowhere"), local_aws)
+    # Run Command reaches a server only through its SSM agent, which needs the managed policy.
+    _bake(local_aws, NEW)
+    iam = local_aws.client("iam", REGION)
+    (role,) = [r["RoleName"] for r in iam.list_roles()["Roles"] if "GitalyRole" in r["RoleName"]]
+    policy = [a["PolicyArn"] for a in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+              if a["PolicyArn"].endswith("/AmazonSSMManagedInstanceCore")][0]
+    iam.detach_role_policy(RoleName=role, PolicyArn=policy)
+    with pytest.raises(CheckFailed, match="SSM Run Command cannot reach i-[0-9a-f]+: the SSM agent is not online"):
+        upgrade.plan(_request(build), local_aws)
+    iam.attach_role_policy(RoleName=role, PolicyArn=policy)
+    assert upgrade.plan(_request(build), local_aws).steps == ["gitaly", "roll", "migrations"]
+    # Without a terminal and without --yes, nothing happens.
+    refused = subprocess.run([EXE, "upgrade", "--endpoint-url", standin.endpoint, "--stack-name", "gl",
+                              "--region", REGION, "--gitlab-version", NEW, "--build", str(build)],
+                             capture_output=True, text=True, env=ENV, timeout=120, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "--yes: no terminal" in refused.stderr.splitlines()[-1]
     assert local_aws.client("ssm", REGION).list_commands()["Commands"] == []
+
+
+def test_gitlab_19_needs_postgresql_17(local_aws, standin, build, tmp_path):
+    _deployed(local_aws, standin, build, tmp_path, DBEngineVersion="16")
+    _bake(local_aws, NEW)
+    with pytest.raises(ConfigError, match="GitLab 19.0.8 needs PostgreSQL 17 or later; the database .* runs 16"):
+        upgrade.plan(_request(build), local_aws)
+
+
+def test_a_plain_deploy_never_moves_gitlab_to_another_version(local_aws, standin, build, tmp_path):
+    _deployed(local_aws, standin, build, tmp_path)
+    asg = local_aws.client("autoscaling", REGION)
+
+    def servers():
+        return {i["InstanceId"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]
+                for i in g["Instances"]}
+
+    before = servers()
+    _bake(local_aws, NEW)
+    refused = _deploy(standin, build, "--yes")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.splitlines()[-1].endswith(
+        f"nothing was changed; move GitLab with gitlab-cfn upgrade --stack-name gl --region {REGION} "
+        f"--gitlab-version {NEW}")
+    assert servers() == before
+    # The same version baked again (a patched system, say) rolls the servers as before.
+    rebaked = _image(local_aws, OLD, fresh=True)
+    local_aws.client("ssm", REGION).put_parameter(Name="/gitlab-cfn/ami/gitlab", Value=rebaked, Type="String",
+                                                  DataType="aws:ec2:image", Overwrite=True)
+    rolled = _deploy(standin, build, "--yes")
+    assert rolled.returncode == 0, rolled.stderr
+    assert f"GitLab {OLD}, as before" in rolled.stderr
+    assert servers() and not servers() & before
+
+
+def test_an_upgrade_that_stopped_resumes_where_it_stopped(local_aws, standin, build, tmp_path):
+    _deployed(local_aws, standin, build, tmp_path)
+    _bake(local_aws, NEW)
+
+    def fails(*args, **kwargs):
+        raise CheckFailed("the roll timed out")
+
+    with pytest.raises(CheckFailed, match="the roll timed out"):
+        upgrade.upgrade(_request(build), local_aws, Progress(quiet=True), deploy_fn=fails)
+    ssm = local_aws.client("ssm", REGION)
+    assert len(ssm.list_commands()["Commands"]) == 1  # the Gitaly package
+    resumed = upgrade.plan(_request(build), local_aws)
+    assert (resumed.rails, resumed.gitaly, resumed.steps) == (OLD, NEW, ["roll", "migrations"])
+    result = upgrade.upgrade(_request(build), local_aws, Progress(quiet=True))
+    commands = ssm.list_commands()["Commands"]
+    assert len(commands) == 2 and commands[-1]["Parameters"]["commands"][0].startswith(
+        "bash -s -- post-deployment-migrations")
+    assert result.status == "UPDATE_COMPLETE"
+    # Everything done: a third run only runs the post-deployment migrations again (idempotent).
+    assert upgrade.plan(_request(build), local_aws).steps == ["migrations"]
 
 
 def test_upgrade_end_to_end_on_the_standin(local_aws, standin, build, tmp_path):
@@ -200,9 +276,7 @@ def test_upgrade_end_to_end_on_the_standin(local_aws, standin, build, tmp_path):
     servers_before = {i["InstanceId"] for i in asg.describe_auto_scaling_groups(
         AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]}
 
-    new_image = _image(local_aws, NEW)
-    local_aws.client("ssm", REGION).put_parameter(Name="/gitlab-cfn/ami/gitlab", Value=new_image, Type="String",
-                                                  DataType="aws:ec2:image", Overwrite=True)
+    new_image = _bake(local_aws, NEW)
     done = subprocess.run([EXE, "upgrade", "--endpoint-url", standin.endpoint, "--stack-name", "gl",
                            "--region", REGION, "--gitlab-version", NEW, "--build", str(build), "--yes",
                            "--poll-seconds", "0.2", "--json"], capture_output=True, text=True, env=ENV, timeout=600)

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from gitlab_cfn.cli.common import Endpoint, aws_arguments, build_option, note
-from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
 
     request = upgrade.UpgradeRequest(
         stack_name=args.stack_name, region=args.region, gitlab_version=args.gitlab_version,
-        build_dir=Path(args.build), image_parameter=args.image_parameter, yes=args.yes,
+        build_dir=Path(args.build), yes=args.yes, bucket=args.bucket, prefix=args.prefix,
         poll=args.poll_seconds, allow_replace=set(args.allow_replace))
     with Endpoint(args) as aws:
         result = upgrade.upgrade(request, aws, Progress(quiet=args.quiet))
@@ -33,16 +32,16 @@ def register(sub) -> None:
     upgrade_p = sub.add_parser(
         "upgrade", help="upgrade GitLab on a deployed stack, one minor version at a time, without downtime",
         description="GitLab's zero-downtime upgrade: check the step (one minor version, no downgrade) and the "
-                    "image (the image parameter must hold an image of the target version: run bake-ami first), "
-                    "upgrade the Gitaly servers in place through SSM Run Command, roll the GitLab servers "
+                    "image (the stack's image parameter must name an image of the target version: run bake-ami first), "
+                    "PostgreSQL 17 for GitLab 19 and the SSM agents, ask once, upgrade the Gitaly servers in place through SSM Run Command, roll the GitLab servers "
                     "through a change set (regular migrations only), then run the post-deployment "
                     "migrations once. Progress and exit codes as deploy.")
     aws_arguments(upgrade_p, local=False)
     upgrade_p.add_argument("--gitlab-version", required=True, metavar="X.Y.Z", help="the GitLab version to run")
-    upgrade_p.add_argument("--image-parameter", default=GITLAB_AMI_PARAMETER, metavar="NAME",
-                           help=f"SSM parameter holding the new image (default {GITLAB_AMI_PARAMETER})")
+    upgrade_p.add_argument("--bucket", help="template bucket, as given to deploy (default: gitlab-cfn-<region>-<account>)")
+    upgrade_p.add_argument("--prefix", help="key prefix in the bucket, as given to deploy")
     build_option(upgrade_p)
-    upgrade_p.add_argument("--yes", action="store_true", help="execute the change sets without asking")
+    upgrade_p.add_argument("--yes", action="store_true", help="upgrade without asking (needed without a terminal)")
     upgrade_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
                            help="accept an update that replaces this data resource (repeatable)")
     upgrade_p.set_defaults(func=run, local=False)

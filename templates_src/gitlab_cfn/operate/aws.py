@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+
 # botocore's standard retry mode (throttling, 5xx, dropped connections, with backoff);
 # AWS_MAX_ATTEMPTS, the SDKs' own setting, changes the number of attempts.
 def _retries() -> Config:

@@ -48,6 +48,9 @@ GITLAB_OWNER = "782774275127"      # GitLab's AWS account, publisher of the offi
 CANONICAL_OWNER = "099720109477"   # Canonical, publisher of the Ubuntu images
 UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 RESULT_TAG = "gitlab-cfn:bake"
+# The GitLab version of every image made here; upgrade reads it (and puts it on the
+# repository servers it upgrades in place).
+VERSION_TAG = "gitlab-cfn:gitlab-version"
 ROLE_TAG, BUILDER_ROLE = "gitlab-cfn:role", "ami-builder"
 # The builder's root volume, and so the image's root snapshot: every launch of the image
 # needs a root volume at least this big (EC2 refuses smaller: InvalidBlockDeviceMapping).
@@ -244,7 +247,7 @@ def bake(request: BakeRequest, aws: Aws | None = None, progress: Progress | None
     name = f"gitlab-cfn gitlab-{request.edition} {request.gitlab_version} {built_at:%Y%m%d-%H%M%S}"
     tags = [
         {"Key": "Name", "Value": name},
-        {"Key": "gitlab-cfn:gitlab-version", "Value": request.gitlab_version},
+        {"Key": VERSION_TAG, "Value": request.gitlab_version},
         {"Key": "gitlab-cfn:gitlab-edition", "Value": request.edition},
         {"Key": "gitlab-cfn:source-ami", "Value": result.source_image},
         {"Key": "gitlab-cfn:build-time", "Value": built_at.isoformat()},

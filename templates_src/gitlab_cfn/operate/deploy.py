@@ -28,6 +28,7 @@ from gitlab_cfn.compile.constraints import violations
 from gitlab_cfn.compile.naming import template_url
 from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate.aws import Aws
+from gitlab_cfn.operate.bake import VERSION_TAG
 from gitlab_cfn.operate.progress import Progress
 from gitlab_cfn.verify.replacement import holds_data
 
@@ -308,6 +309,8 @@ class DeployRequest:
     prefix: str | None = None
     allow_replace: set[str] = field(default_factory=set)
     assume_yes: bool = False
+    # Only ``upgrade`` moves the servers to another GitLab version (see version_guard).
+    version_change: bool = False
     poll: float = 10.0
     timeout: float = 120 * 60
 
@@ -343,16 +346,71 @@ def image_parameters(template: dict) -> list[str]:
             if d.get("Type") == "AWS::EC2::Image::Id" and name.endswith("AmiId")]
 
 
-def _ssm_image(aws: Aws, region: str, names: list[str]) -> str:
+def image_parameter_name(template: dict, params: dict[str, str]) -> str:
+    """The SSM parameter the stack's GitLab image comes from: ``GitLabAmiId`` as given,
+    else its default, else the one ``bake-ami`` writes."""
+    given = params.get("GitLabAmiId")
+    definition = (template.get("Parameters") or {}).get("GitLabAmiId", {})
+    if given and str(definition.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
+        return given
+    return definition.get("Default", GITLAB_AMI_PARAMETER) if "Default" in definition else GITLAB_AMI_PARAMETER
+
+
+def _ssm_image(aws: Aws, region: str, names: list[str], parameter: str = GITLAB_AMI_PARAMETER) -> str:
     from botocore.exceptions import ClientError
 
     try:
-        return aws.client("ssm", region).get_parameter(Name=GITLAB_AMI_PARAMETER)["Parameter"]["Value"]
+        return aws.client("ssm", region).get_parameter(Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
             raise
-    raise ConfigError(f"{', '.join(names)}: not given, and SSM parameter {GITLAB_AMI_PARAMETER} does not exist "
+    raise ConfigError(f"{', '.join(names)}: not given, and SSM parameter {parameter} does not exist "
                       f"in {region}; bake an image first (gitlab-cfn bake-ami) or give the image id in --params")
+
+
+def image_version(ec2, image: str) -> str | None:
+    """The GitLab version an image was baked with (its tag), or None (not ours, or gone)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        images = ec2.describe_images(ImageIds=[image])["Images"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "").startswith("InvalidAMIID"):
+            return None
+        raise
+    tags = {t["Key"]: t["Value"] for t in (images[0].get("Tags") or [])} if images else {}
+    return tags.get(VERSION_TAG)
+
+
+def version_guard(aws: Aws, region: str, existing: dict, template: dict, params: dict[str, str],
+                  progress: Progress) -> None:
+    """Refuse an update that would move the GitLab servers to another GitLab version.
+
+    ``GitLabAmiId`` is an SSM parameter type: CloudFormation reads the parameter again on
+    every update, even with UsePreviousValue (CloudFormation User Guide, "Parameters",
+    SSM parameter types). After a bake, any deploy would roll the servers onto the new
+    version without upgrading Gitaly first or running the post-deployment migrations
+    afterwards; that is ``gitlab-cfn upgrade``'s work.
+    """
+    if "GitLabAmiId" not in (template.get("Parameters") or {}):
+        return
+    running = {p["ParameterKey"]: p for p in existing.get("Parameters", [])}.get("GitLabAmiId", {})
+    before = running.get("ResolvedValue")
+    if not before:
+        return
+    name = params.get("GitLabAmiId") or running.get("ParameterValue") or GITLAB_AMI_PARAMETER
+    after = _ssm_image(aws, region, ["GitLabAmiId"], name)
+    if after == before:
+        return
+    ec2 = aws.client("ec2", region)
+    old, new = image_version(ec2, before), image_version(ec2, after)
+    if old and new and old != new:
+        raise ConfigError(f"GitLabAmiId: SSM parameter {name} now names {after} (GitLab {new}), the stack runs "
+                          f"{before} (GitLab {old}); nothing was changed; move GitLab with gitlab-cfn upgrade "
+                          f"--stack-name {existing['StackName']} --region {region} --gitlab-version {new}")
+    what = f"GitLab {new}, as before" if old and new else "GitLab version unknown: the image has no " \
+                                                            f"{VERSION_TAG} tag"
+    progress.done(f"GitLabAmiId: {name} now names {after} ({what}); the GitLab servers will roll onto it")
 
 
 @dataclass
@@ -505,16 +563,19 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     images = [name for name in image_parameters(template) if name in not_given and name not in previous]
     filled: dict[str, str] = {}
     if images:
-        value = _ssm_image(aws, request.region, images)
+        source = image_parameter_name(template, request.params)
+        value = _ssm_image(aws, request.region, images, source)
         filled = {name: value for name in images}
         for name in images:
-            progress.done(f"{name} = {value} (not given: the image SSM parameter {GITLAB_AMI_PARAMETER} names it)")
+            progress.done(f"{name} = {value} (not given: the image SSM parameter {source} names it)")
     _raise_problems(check_params(template, {**request.params, **location, **filled}, az_count,
                                  elsewhere=set(reused)))
     bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
     params = {**request.params, **filled, **location, "TemplateBucketName": bucket}
     if existing:
         guard(cfn, existing["StackId"], request, progress)
+        if not request.version_change:
+            version_guard(aws, request.region, existing, template, request.params, progress)
 
     s3 = aws.client("s3", request.region)
     ensure_bucket(s3, bucket, request.region)

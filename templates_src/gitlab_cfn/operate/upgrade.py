@@ -7,11 +7,13 @@ migrations (``SKIP_POST_DEPLOYMENT_MIGRATIONS=true``) while old servers still
 serve; then, once every Rails server runs the new version, the post-deployment
 migrations, once. Here:
 
-1. **Plan, before any change.** The running version (the repository server's
-   ``gitlab-cfn:gitlab-version`` tag, else its image's), the target image (the
-   region's image parameter, which ``bake-ami`` writes; its version tag must be
-   the target), and the step (``versions.check_upgrade``: no downgrade, no
-   skipped minor).
+1. **Plan, before any change, and one confirmation.** The running versions (the
+   GitLab servers' images; the repository servers' ``gitlab-cfn:gitlab-version``
+   tag, else their image's), the target image (the stack's own image parameter,
+   which ``bake-ami`` writes; its version tag must be the target), the step
+   (``versions.check_upgrade``: no downgrade, no skipped minor), PostgreSQL 17 for
+   GitLab 19, and the SSM agent online on the servers commands go to. An upgrade
+   that stopped between steps resumes at the step it stopped before.
 2. **Gitaly in place.** The repository servers are never replaced (their image
    is pinned in the stack): the package is upgraded on each through SSM Run
    Command (``scripts/gitlab-upgrade.sh package``), which waits until Gitaly
@@ -20,7 +22,8 @@ migrations, once. Here:
    parameter values; the image parameter now resolves to the new image, so the
    launch template changes and the Auto Scaling group replaces one server at a
    time, each running the regular migrations at boot under the bootstrap lock.
-   The change sets are shown and confirmed as for any deploy.
+   The changes are shown, and an update that would lose data is refused, as for any
+   deploy; it is the only deploy allowed to move the servers to another version.
 4. **Post-deployment migrations, once**, on one in-service Rails server
    (``scripts/gitlab-upgrade.sh post-deployment-migrations``).
 """
@@ -37,15 +40,17 @@ from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 from gitlab_cfn.compile.userdata import SCRIPTS_DIR
 from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate.aws import Aws
+from gitlab_cfn.operate.bake import VERSION_TAG
+from gitlab_cfn.operate.deploy import image_version
 from gitlab_cfn.operate.progress import Progress
 
 UPGRADE_SCRIPT = SCRIPTS_DIR / "gitlab-upgrade.sh"
-# The tag bake-ami puts on every image it makes, and upgrade on every server it upgrades in place.
-VERSION_TAG = "gitlab-cfn:gitlab-version"
 GITALY_PORT = 8075
 STABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
 # SSM Run Command's final statuses (API reference, GetCommandInvocation: Status).
 COMMAND_DONE = {"Success", "Cancelled", "TimedOut", "Failed", "Cancelling"}
+# A rolling update waits this long for each new server (app tier, UPDATE_TIMEOUT).
+ROLL_MINUTES_PER_SERVER = 45
 
 
 @dataclass
@@ -54,28 +59,49 @@ class UpgradeRequest:
     region: str
     gitlab_version: str
     build_dir: Path = Path("build")
-    image_parameter: str = GITLAB_AMI_PARAMETER
     yes: bool = False
     poll: float = 10
     command_timeout: int = 3600
     allow_replace: set[str] = field(default_factory=set)
+    bucket: str | None = None
+    prefix: str | None = None
 
 
 @dataclass
 class Plan:
     stack_id: str
-    current: str
+    rails: str             # the version the GitLab servers run
+    gitaly: str            # the version the repository servers run
     target: str
+    image_parameter: str
     image: str
     repository_servers: list[str]
     group: str
+    capacity: int
+
+    @property
+    def steps(self) -> list[str]:
+        steps = []
+        if self.gitaly != self.target:
+            steps.append("gitaly")
+        if self.rails != self.target:
+            steps.append("roll")
+        return steps + ["migrations"]
 
     def lines(self) -> list[str]:
-        return [f"GitLab {self.current} -> {self.target}",
-                f"image {self.image} (GitLab {self.target})",
-                f"repository servers upgraded in place: {', '.join(self.repository_servers) or 'none'}",
-                f"Rails servers rolled: Auto Scaling group {self.group}",
-                "post-deployment migrations: once, after the roll"]
+        lines = [f"GitLab {self.rails} -> {self.target} (Gitaly servers on {self.gitaly})",
+                 f"image {self.image} (GitLab {self.target}), from {self.image_parameter}"]
+        if "gitaly" in self.steps:
+            lines.append(f"repository servers upgraded in place: {', '.join(self.repository_servers)}")
+        else:
+            lines.append(f"repository servers already run {self.target}: {', '.join(self.repository_servers)}")
+        if "roll" in self.steps:
+            lines.append(f"GitLab servers rolled, one at a time: Auto Scaling group {self.group} "
+                         f"({self.capacity} servers, up to {self.capacity * ROLL_MINUTES_PER_SERVER} min)")
+        else:
+            lines.append(f"GitLab servers already run {self.target}")
+        lines.append("post-deployment migrations: once, after the roll")
+        return lines
 
 
 @dataclass
@@ -106,18 +132,50 @@ def _tags(items: list[dict] | None) -> dict[str, str]:
 
 
 def _image_version(ec2, image: str, what: str) -> str:
-    images = ec2.describe_images(ImageIds=[image])["Images"]
-    if not images:
-        raise ConfigError(f"{what}: image {image} does not exist in this region")
-    version = _tags(images[0].get("Tags")).get(VERSION_TAG)
+    version = image_version(ec2, image)
     if not version:
-        raise ConfigError(f"{what}: image {image} has no {VERSION_TAG} tag; bake it with gitlab-cfn bake-ami")
+        raise ConfigError(f"{what}: image {image} does not exist in this region or has no {VERSION_TAG} tag; "
+                          "bake it with gitlab-cfn bake-ami")
     return version
 
 
+def _lowest(found: list[str]) -> str:
+    return min(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def _check_database(aws: Aws, region: str, resources: list[dict], target: tuple[int, int, int]) -> None:
+    """GitLab 19 refuses PostgreSQL older than 17 (its package's preinst, PG_MIN_VERSION)."""
+    if target[:2] < versions.POSTGRESQL_17_FROM:
+        return
+    rds = aws.client("rds", region)
+    for r in resources:
+        if r["ResourceType"] == "AWS::RDS::DBInstance" and r.get("PhysicalResourceId"):
+            engine = rds.describe_db_instances(DBInstanceIdentifier=r["PhysicalResourceId"])["DBInstances"][0]
+            major = int(str(engine.get("EngineVersion", "0")).split(".")[0] or 0)
+            if major < 17:
+                raise ConfigError(
+                    f"--gitlab-version: GitLab {'.'.join(map(str, target))} needs PostgreSQL 17 or later; the "
+                    f"database {r['PhysicalResourceId']} runs {engine.get('EngineVersion')}; upgrade it first "
+                    "(a major version upgrade of the RDS instance), then run upgrade again; nothing was changed")
+
+
+def _check_managed(aws: Aws, region: str, instances: list[str]) -> None:
+    """SSM Run Command reaches only managed nodes whose agent is online."""
+    info = aws.client("ssm", region).describe_instance_information(
+        Filters=[{"Key": "InstanceIds", "Values": instances}])["InstanceInformationList"]
+    online = {i["InstanceId"] for i in info if i.get("PingStatus") == "Online"}
+    missing = [i for i in instances if i not in online]
+    if missing:
+        raise CheckFailed(f"SSM Run Command cannot reach {', '.join(missing)}: the SSM agent is not online "
+                          "(its role needs AmazonSSMManagedInstanceCore and a route to the SSM endpoints); "
+                          "nothing was changed")
+
+
 def plan(request: UpgradeRequest, aws: Aws) -> Plan:
-    """Everything the upgrade will do, checked before anything changes."""
-    target = ".".join(map(str, versions.check_supported(request.gitlab_version)))
+    """Everything the upgrade will do, checked before anything changes. A stack left between
+    steps by an earlier upgrade (Gitaly upgraded, or the servers rolled) resumes where it stopped."""
+    parsed = versions.check_supported(request.gitlab_version)
+    target = ".".join(map(str, parsed))
     cfn = aws.client("cloudformation", request.region)
     ec2 = aws.client("ec2", request.region)
     try:
@@ -139,28 +197,45 @@ def plan(request: UpgradeRequest, aws: Aws) -> Plan:
         raise CheckFailed(f"{request.stack_name} has no Gitaly server or no GitLab Auto Scaling group; "
                           "is it a gitlab-cfn stack?")
 
-    described = ec2.describe_instances(InstanceIds=servers)["Reservations"]
-    instance = described[0]["Instances"][0]
-    current = _tags(instance.get("Tags")).get(VERSION_TAG) or \
-        _image_version(ec2, instance["ImageId"], "running version")
+    gitaly_versions = []
+    for reservation in ec2.describe_instances(InstanceIds=servers)["Reservations"]:
+        for instance in reservation["Instances"]:
+            gitaly_versions.append(_tags(instance.get("Tags")).get(VERSION_TAG)
+                                   or _image_version(ec2, instance["ImageId"], "running version"))
+    app = in_service(aws, request.region, groups[0])
+    images = {i["ImageId"] for r in (ec2.describe_instances(InstanceIds=app)["Reservations"] if app else [])
+              for i in r["Instances"]}
+    rails_versions = [_image_version(ec2, image, "running version") for image in sorted(images)]
+    parameters = {p["ParameterKey"]: p for p in stack.get("Parameters", [])}
+    image_parameter = parameters.get("GitLabAmiId", {}).get("ParameterValue") or GITLAB_AMI_PARAMETER
+    if not rails_versions:
+        rails_versions = [_image_version(ec2, parameters.get("GitLabAmiId", {}).get("ResolvedValue", ""),
+                                         "running version")]
+    gitaly, rails = _lowest(gitaly_versions), _lowest(rails_versions)
 
     try:
-        image = aws.client("ssm", request.region).get_parameter(Name=request.image_parameter)["Parameter"]["Value"]
+        image = aws.client("ssm", request.region).get_parameter(Name=image_parameter)["Parameter"]["Value"]
     except Exception as exc:
         if "ParameterNotFound" in str(exc):
-            raise ConfigError(f"--image-parameter: {request.image_parameter} does not exist in {request.region}; "
-                              f"bake the image first: gitlab-cfn bake-ami --gitlab-version {target} "
-                              f"--region {request.region}") from None
+            raise ConfigError(f"GitLabAmiId: the stack's image parameter {image_parameter} does not exist in "
+                              f"{request.region}; bake the image first: gitlab-cfn bake-ami --gitlab-version "
+                              f"{target} --region {request.region}") from None
         raise
-    found = _image_version(ec2, image, "--image-parameter")
+    found = _image_version(ec2, image, "GitLabAmiId")
     if found != target:
-        raise ConfigError(f"--gitlab-version: {request.image_parameter} holds {image}, an image of GitLab "
-                          f"{found}, not {target}; bake it first: gitlab-cfn bake-ami --gitlab-version "
-                          f"{target} --region {request.region}")
-    versions.check_upgrade(current, target)
-    if current == target:
-        raise ConfigError(f"--gitlab-version: {request.stack_name} already runs GitLab {target}")
-    return Plan(stack["StackId"], current, target, image, servers, groups[0])
+        raise ConfigError(f"--gitlab-version: the stack's image parameter {image_parameter} names {image}, an "
+                          f"image of GitLab {found}, not {target}; bake it first: gitlab-cfn bake-ami "
+                          f"--gitlab-version {target} --region {request.region} --ssm-parameter {image_parameter}")
+    # The step is judged from the GitLab servers, which move last: Gitaly may already be on
+    # the target (an upgrade that stopped after its first step), never further.
+    versions.check_upgrade(rails, target)
+    if gitaly not in (rails, target):
+        raise CheckFailed(f"the repository servers run GitLab {gitaly} and the GitLab servers {rails}; "
+                          f"gitlab-cfn upgrade moves both from one version to {target}")
+    _check_database(aws, request.region, resources, parsed)
+    _check_managed(aws, request.region, servers + app[:1])
+    capacity = len(app) or 1
+    return Plan(stack["StackId"], rails, gitaly, target, image_parameter, image, servers, groups[0], capacity)
 
 
 def _script_commands(*args: str) -> list[str]:
@@ -218,26 +293,36 @@ def upgrade(request: UpgradeRequest, aws: Aws, progress: Progress, deploy_fn=Non
     the_plan = plan(request, aws)
     for line in the_plan.lines():
         progress.done(f"plan: {line}")
+    # Asked once, before the first change: the later steps are shown as they run, and an
+    # update that would lose data is still refused by deploy's change-set guard.
+    if not deploying.confirm(f"upgrade {request.stack_name} to GitLab {the_plan.target}?", request.yes):
+        raise CheckFailed(f"the upgrade of {request.stack_name} was not confirmed; nothing was changed")
     commands = []
     ec2 = aws.client("ec2", request.region)
-    for server in the_plan.repository_servers:
-        commands.append(run_on(aws, request.region, server, ["package", the_plan.target, str(GITALY_PORT)],
-                               f"GitLab {the_plan.target} package", progress, request.poll,
-                               request.command_timeout))
-        ec2.create_tags(Resources=[server], Tags=[{"Key": VERSION_TAG, "Value": the_plan.target}])
-
-    result = (deploy_fn or deploying.deploy)(
-        deploying.DeployRequest(stack_name=request.stack_name, region=request.region,
-                                build_dir=request.build_dir, params={}, allow_replace=request.allow_replace,
-                                assume_yes=request.yes, poll=request.poll), aws, progress)
+    if "gitaly" in the_plan.steps:
+        for server in the_plan.repository_servers:
+            commands.append(run_on(aws, request.region, server, ["package", the_plan.target, str(GITALY_PORT)],
+                                   f"GitLab {the_plan.target} package", progress, request.poll,
+                                   request.command_timeout))
+            ec2.create_tags(Resources=[server], Tags=[{"Key": VERSION_TAG, "Value": the_plan.target}])
+    status = "UNCHANGED"
+    if "roll" in the_plan.steps:
+        result = (deploy_fn or deploying.deploy)(
+            deploying.DeployRequest(
+                stack_name=request.stack_name, region=request.region, build_dir=request.build_dir, params={},
+                bucket=request.bucket, prefix=request.prefix, allow_replace=request.allow_replace,
+                assume_yes=True, version_change=True, poll=request.poll,
+                timeout=max(120, (the_plan.capacity + 1) * ROLL_MINUTES_PER_SERVER) * 60),
+            aws, progress)
+        status = result.status
 
     servers = in_service(aws, request.region, the_plan.group)
     if not servers:
         raise CheckFailed(f"no server of {the_plan.group} is in service to run the post-deployment migrations")
     commands.append(run_on(aws, request.region, servers[0], ["post-deployment-migrations"],
                            "post-deployment migrations", progress, request.poll, request.command_timeout))
-    return UpgradeResult(the_plan.current, the_plan.target, the_plan.image, the_plan.repository_servers,
-                         servers[0], commands, result.status)
+    return UpgradeResult(the_plan.rails, the_plan.target, the_plan.image, the_plan.repository_servers,
+                         servers[0], commands, status)
 
 
 def as_json(result: UpgradeResult) -> str:

@@ -47,6 +47,12 @@ that deploys a small template through the running server:
 - ``instance_updated_in_place``: InstanceType and UserData changed in place (stop and start).
 - ``block_device_not_smaller_than_snapshot``: InvalidBlockDeviceMapping, as EC2.
 - ``volume_in_use``: VolumeInUse when attaching a volume attached elsewhere, as EC2.
+- ``instance_profile_from_launch_template``: an instance launched from a launch template
+  (by an Auto Scaling group, say) gets the template's instance profile (moto: none).
+- ``role_managed_policies``: a role's ``ManagedPolicyArns`` are attached (moto drops them);
+  an AWS managed policy that does not exist is refused, as IAM does.
+- ``ssm_managed_instances``: DescribeInstanceInformation lists the running instances whose
+  instance profile's role has AmazonSSMManagedInstanceCore, Online (moto has no such call).
 - ``ssm_commands_on_their_instances``: SendCommand runs on the instances it names, and
   refuses one that does not exist or is not running (moto adds every instance of the
   region to a command without Targets, and accepts any id).
@@ -443,7 +449,7 @@ def rds_parameter_group_ref() -> None:
 
 @patch
 def instance_launch_template_and_network() -> None:
-    """An instance takes its image, type, key and block devices from its launch template, its
+    """An instance takes its image, type, key, profile and block devices from its launch template, its
     subnet and groups from its network interface, and attaches its Volumes
     (moto's model reads only ImageId, SubnetId and SecurityGroups)."""
     from moto.ec2.models import ec2_backends
@@ -465,6 +471,10 @@ def instance_launch_template_and_network() -> None:
                     props[key] = data[key]
             if "SecurityGroups" not in props and data.get("SecurityGroupIds"):
                 props["SecurityGroups"] = list(data["SecurityGroupIds"])
+            profile = data.get("IamInstanceProfile") or {}
+            if "IamInstanceProfile" not in props and (profile.get("Name") or profile.get("Arn")):
+                # moto's model associates a profile by name.
+                props["IamInstanceProfile"] = profile.get("Name") or profile["Arn"].rsplit("/", 1)[-1]
         interfaces = props.pop("NetworkInterfaces", None)
         if interfaces:
             props.setdefault("SubnetId", interfaces[0].get("SubnetId"))
@@ -798,6 +808,121 @@ def volume_in_use() -> None:
     from gitlab_cfn.standin.updates import install_volume_in_use
 
     install_volume_in_use()
+
+
+@patch
+def instance_profile_from_launch_template() -> None:
+    """RunInstances with a launch template takes its IamInstanceProfile (EC2 API reference,
+    RequestLaunchTemplateData: parameters not given in the request come from the template)."""
+    from moto.ec2.models.instances import InstanceBackend
+
+    original = InstanceBackend.run_instances
+
+    def run_instances(self, image_id, count, user_data, security_group_names, **kwargs):
+        reservation = original(self, image_id, count, user_data, security_group_names, **kwargs)
+        if kwargs.get("launch_template") and not kwargs.get("iam_instance_profile"):
+            profile = self._get_template_from_args(kwargs["launch_template"]).data.get("IamInstanceProfile") or {}
+            if profile.get("Arn") or profile.get("Name"):
+                for instance in reservation.instances:
+                    association = self.associate_iam_instance_profile(
+                        instance.id, iam_instance_profile_name=profile.get("Name"),
+                        iam_instance_profile_arn=profile.get("Arn"))
+                    instance.iam_instance_profile = {"Arn": association.iam_instance_profile.arn,
+                                                     "Id": association.association_id}
+        return reservation
+
+    InstanceBackend.run_instances = run_instances
+
+
+@patch
+def role_managed_policies() -> None:
+    """AWS::IAM::Role ManagedPolicyArns attached at create and on update."""
+    from moto.iam import models as iam_models
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+    from moto.utilities.utils import get_partition
+
+    known = json.loads(aws_managed_policies_data)
+
+    def attach(role, arns, account_id, region_name):
+        backend = iam_models.iam_backends[account_id][get_partition(region_name)]
+        for arn in arns or []:
+            if not isinstance(arn, str):
+                continue
+            if arn not in backend.managed_policies:
+                name = arn.rsplit("/", 1)[-1]
+                if ":iam::aws:policy/" not in arn or name not in known:
+                    raise ValidationError(message=f"Policy {arn} does not exist or is not attachable.")
+                backend.managed_policies[arn] = iam_models.AWSManagedPolicy.from_data(
+                    name, account_id, region_name, known[name])
+            if arn not in role.managed_policies:
+                backend.attach_role_policy(arn, role.name)
+
+    create = iam_models.Role.create_from_cloudformation_json.__func__
+
+    def create_role(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        role = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        attach(role, cloudformation_json.get("Properties", {}).get("ManagedPolicyArns"), account_id, region_name)
+        return role
+
+    iam_models.Role.create_from_cloudformation_json = classmethod(create_role)
+
+
+MANAGED_INSTANCE_POLICY = "AmazonSSMManagedInstanceCore"
+
+
+def _managed_instances(account_id: str, region: str) -> dict[str, Any]:
+    """Running instances an SSM agent could register: their profile's role may talk to SSM.
+
+    AWS (Systems Manager User Guide, "Configure instance permissions"): the agent registers
+    a node only with an instance profile allowing the ``ssm:*`` core actions, as the managed
+    policy AmazonSSMManagedInstanceCore does.
+    """
+    from moto.ec2 import ec2_backends
+    from moto.iam.models import iam_backends
+
+    ec2 = ec2_backends[account_id][region]
+    iam = iam_backends[account_id]["global"]
+    managed = {}
+    for reservation in ec2.all_reservations():
+        for instance in reservation.instances:
+            if instance.state != "running":
+                continue
+            profile = instance.iam_instance_profile or {}
+            association = ec2.iam_instance_profile_associations.get(instance.id)
+            try:
+                if association is not None:
+                    found = association.iam_instance_profile
+                elif profile.get("Arn"):
+                    found = iam.get_instance_profile_by_arn(profile["Arn"])
+                elif profile.get("Name"):
+                    found = iam.get_instance_profile(profile["Name"])
+                else:
+                    continue
+            except Exception:
+                continue
+            policies = {arn.rsplit("/", 1)[-1] for role in found.roles for arn in role.managed_policies}
+            if MANAGED_INSTANCE_POLICY in policies:
+                managed[instance.id] = instance
+    return managed
+
+
+@patch
+def ssm_managed_instances() -> None:
+    """DescribeInstanceInformation, for the nodes SSM Run Command can reach."""
+    from moto.ssm import responses as ssm_responses
+
+    def describe_instance_information(self):
+        wanted = None
+        for item in self._get_param("Filters") or self._get_param("InstanceInformationFilterList") or []:
+            if item.get("Key") in ("InstanceIds", "instanceIds"):
+                wanted = set(item.get("Values") or item.get("valueSet") or [])
+        found = _managed_instances(self.current_account, self.region)
+        return json.dumps({"InstanceInformationList": [
+            {"InstanceId": i, "PingStatus": "Online", "ResourceType": "EC2Instance", "PlatformType": "Linux",
+             "IPAddress": instance.private_ip, "AgentVersion": "3.3.0.0"}
+            for i, instance in sorted(found.items()) if wanted is None or i in wanted]})
+
+    ssm_responses.SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
 
 
 @patch

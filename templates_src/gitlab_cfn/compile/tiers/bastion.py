@@ -26,7 +26,12 @@ from gitlab_cfn.compile.instances import (
     signal_policy,
 )
 from gitlab_cfn.compile.naming import IAM_PATH, per_az, tags
-from gitlab_cfn.compile.policies import assume_role, boot_read, grant, managed_policy_arn
+from gitlab_cfn.compile.policies import (
+    assume_role,
+    boot_read,
+    grant,
+    managed_policy_arn,
+)
 from gitlab_cfn.compile.tier import Tier, scanner_skip
 from gitlab_cfn.compile.userdata import user_data
 
