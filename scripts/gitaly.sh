@@ -86,8 +86,15 @@ probe_volume() {
 # (a line for DATA_DIR naming another filesystem is replaced).
 write_fstab_entry() {
   local uuid=$1 type=$2 fstab="$ROOT/etc/fstab" line
-  # nofail: a reboot without the volume still reaches Session Manager.
-  line="UUID=$uuid $DATA_DIR $type defaults,nofail,noatime 0 2"
+  # nofail: a reboot without the volume still reaches Session Manager. A nofail mount is
+  # not ordered before local-fs.target (systemd.mount(5), "nofail"), and GitLab's services
+  # start from gitlab-runsvdir.service, ordered only after multi-user.target (omnibus-gitlab
+  # files/gitlab-cookbooks/package/templates/gitlab-runsvdir.service.erb): without the
+  # x-systemd options Gitaly could start on the empty folder of the root volume and take
+  # writes there. With them the volume is mounted before GitLab starts, and GitLab does
+  # not start without it (systemd.mount(5), x-systemd.before=, x-systemd.required-by=;
+  # mount(8) passes x-* options to no filesystem).
+  line="UUID=$uuid $DATA_DIR $type defaults,nofail,noatime,x-systemd.before=gitlab-runsvdir.service,x-systemd.required-by=gitlab-runsvdir.service 0 2"
   touch "$fstab"
   if grep -qxF "$line" "$fstab"; then
     return 0

@@ -16,6 +16,11 @@ import pytest
 from gitlab_cfn.compile import userdata, versions
 from support.disk import Machine, namespaces_available, sparse_image
 
+# The volume mounts before GitLab's services start, and they do not start without it:
+# a nofail mount is otherwise not ordered before them (systemd.mount(5)).
+OPTIONS = ("defaults,nofail,noatime,x-systemd.before=gitlab-runsvdir.service,"
+           "x-systemd.required-by=gitlab-runsvdir.service")
+
 pytestmark = pytest.mark.skipif(namespaces_available() is not None,
                                 reason=f"the namespace machine cannot run: {namespaces_available()}")
 
@@ -87,7 +92,7 @@ def test_a_blank_volume_is_formatted_mounted_by_uuid_and_gitaly_listens(machine,
 
     uuid = uuid_of(image)
     assert uuid, "the volume was not formatted"
-    assert fstab_lines(machine) == FSTAB.splitlines() + [f"UUID={uuid} {DATA_DIR} ext4 defaults,nofail,noatime 0 2"]
+    assert fstab_lines(machine) == FSTAB.splitlines() + [f"UUID={uuid} {DATA_DIR} ext4 {OPTIONS} 0 2"]
     assert "is blank (no signature, no partition table): formatting it" in result.stderr
     # The fake reconfigure accepted gitlab.rb for this version and Gitaly listened where it said.
     reconfigured = json.loads((machine.state / "reconfigured.json").read_text())
@@ -144,7 +149,7 @@ def test_a_volume_that_holds_a_filesystem_is_kept_and_mounted(machine, tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"holds ext4 {uuid}: keeping its data" in result.stderr
     assert uuid_of(image) == uuid
-    assert fstab_lines(machine)[-1] == f"UUID={uuid} {DATA_DIR} ext4 defaults,nofail,noatime 0 2"
+    assert fstab_lines(machine)[-1] == f"UUID={uuid} {DATA_DIR} ext4 {OPTIONS} 0 2"
     seen = machine.shell(f"mount -a; cat {DATA_DIR}/repositories/@hashed/ab/cd/abcd.git")
     assert seen.stdout == "a repository\n", seen.stderr
 
@@ -185,7 +190,7 @@ def test_a_stale_fstab_line_for_the_data_folder_is_replaced_not_duplicated(machi
     result = machine.boot(program(), ENV)
     assert result.returncode == 0, result.stderr
     assert fstab_lines(machine) == FSTAB.splitlines() + [
-        f"UUID={uuid_of(image)} {DATA_DIR} ext4 defaults,nofail,noatime 0 2"]
+        f"UUID={uuid_of(image)} {DATA_DIR} ext4 {OPTIONS} 0 2"]
 
 
 def test_another_filesystem_mounted_on_the_data_folder_fails_the_boot(machine, tmp_path):
