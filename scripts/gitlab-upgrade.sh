@@ -6,8 +6,9 @@
 #
 #   gitlab-upgrade.sh package VERSION [PORT]
 #                                          install exactly VERSION of the GitLab
-#                                          package in place, reconfigure, and wait
-#                                          until PORT accepts connections again
+#                                          package in place, reconfigure; with PORT
+#                                          (Gitaly's), restart Gitaly gracefully and
+#                                          wait until PORT accepts connections again
 #                                          (the repository servers, never replaced)
 #   gitlab-upgrade.sh post-deployment-migrations
 #                                          the post-deployment migrations, once,
@@ -56,13 +57,18 @@ upgrade_package() {
   else
     log "upgrading $package $installed to $version-$edition.0"
     touch "$ROOT/etc/gitlab/skip-auto-reconfigure"
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold \
-      "$package=$version-$edition.0"
+    # Ubuntu's apt-daily and unattended-upgrades hold the dpkg lock at boot and daily:
+    # wait for it rather than fail (apt.conf(5), DPkg::Lock::Timeout).
+    apt-get -o DPkg::Lock::Timeout=600 update -q
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+      -o Dpkg::Options::=--force-confold "$package=$version-$edition.0"
   fi
   gitlab-ctl reconfigure
-  gitlab-ctl restart
+  # The new Gitaly binary takes over without dropping connections: Gitaly's graceful
+  # restart on SIGHUP (gitlab docs, doc/administration/gitaly/configure_gitaly.md,
+  # "gitlab-ctl hup gitaly"); a full restart would fail every repository call meanwhile.
   if [[ -n "$port" ]]; then
+    gitlab-ctl hup gitaly
     wait_for_port "$port"
   fi
   log "$package is at $(dpkg-query -W -f '${Version}' "$package")"
