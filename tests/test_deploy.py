@@ -287,3 +287,41 @@ def test_destroy_recovers_a_failed_stack(local_aws, standin, resources, delete_f
         assert done.stdout.split()[:3] == ["Snapshot", "AWS::RDS::DBInstance", "Database"]
         assert done.stdout.split()[-1].endswith("-final-snapshot")
     assert local_aws.client("rds", "eu-west-1").describe_db_instances()["DBInstances"] == []
+
+
+class _Rds:
+    """RDS answering a scripted sequence: an error code, or the instance's state."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), []
+
+    def _next(self, call):
+        from botocore.exceptions import ClientError
+
+        self.calls.append(call)
+        answer = self.answers.pop(0)
+        if isinstance(answer, str):
+            raise ClientError({"Error": {"Code": answer, "Message": answer}}, call)
+        return answer
+
+    def modify_db_instance(self, **kwargs):
+        assert kwargs == {"DBInstanceIdentifier": "db", "DeletionProtection": False, "ApplyImmediately": True}
+        return self._next("ModifyDBInstance")
+
+    def describe_db_instances(self, **kwargs):
+        return {"DBInstances": [self._next("DescribeDBInstances")]}
+
+
+def test_deletion_protection_is_turned_off_once_the_database_can_be_changed():
+    from gitlab_cfn.operate.destroy import unprotect
+    from gitlab_cfn.operate.progress import Progress
+
+    rds = _Rds("InvalidDBInstanceState", {}, {"DBInstanceStatus": "modifying", "DeletionProtection": True},
+               {"DBInstanceStatus": "available", "DeletionProtection": False})
+    unprotect(rds, "db", Progress(quiet=True), poll=0)
+    assert rds.calls == ["ModifyDBInstance", "ModifyDBInstance", "DescribeDBInstances", "DescribeDBInstances"]
+    gone = _Rds("DBInstanceNotFound")
+    unprotect(gone, "db", Progress(quiet=True), poll=0)
+    assert gone.calls == ["ModifyDBInstance"]
+    with pytest.raises(Exception, match="AccessDenied"):
+        unprotect(_Rds("AccessDenied"), "db", Progress(quiet=True), poll=0)

@@ -678,16 +678,26 @@ def test_patch_role_managed_policies(local_aws):
     assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
 
 
-def test_patch_instance_profile_from_launch_template_and_ssm_managed_instances(local_aws):
+def _launched(local_aws, managed: bool) -> str:
+    template = _role_with_profile(local_aws, managed)["Template"]
+    (instance,) = local_aws.client("ec2", REGION).run_instances(
+        LaunchTemplate={"LaunchTemplateId": template}, MinCount=1, MaxCount=1)["Instances"]
+    return instance
+
+
+def test_patch_instance_profile_from_launch_template(local_aws):
+    instance = _launched(local_aws, managed=False)
+    profile = instance["IamInstanceProfile"]["Arn"]
+    assert profile.startswith("arn:aws:iam::123456789012:instance-profile/profile-false-Profile-")
+    described = local_aws.client("ec2", REGION).describe_iam_instance_profile_associations()
+    assert [(a["InstanceId"], a["IamInstanceProfile"]["Arn"]) for a in described["IamInstanceProfileAssociations"]] \
+        == [(instance["InstanceId"], profile)]
+
+
+def test_patch_ssm_managed_instances(local_aws):
     ec2 = local_aws.client("ec2", REGION)
     ssm = local_aws.client("ssm", REGION)
-    launched = {}
-    for managed in (True, False):
-        template = _role_with_profile(local_aws, managed)["Template"]
-        (instance,) = ec2.run_instances(LaunchTemplate={"LaunchTemplateId": template}, MinCount=1,
-                                        MaxCount=1)["Instances"]
-        assert instance["IamInstanceProfile"]["Arn"].startswith("arn:aws:iam::123456789012:instance-profile/")
-        launched[managed] = instance["InstanceId"]
+    launched = {managed: _launched(local_aws, managed)["InstanceId"] for managed in (True, False)}
     online = ssm.describe_instance_information(
         Filters=[{"Key": "InstanceIds", "Values": list(launched.values())}])["InstanceInformationList"]
     assert [(i["InstanceId"], i["PingStatus"]) for i in online] == [(launched[True], "Online")]

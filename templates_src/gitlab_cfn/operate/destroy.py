@@ -96,6 +96,38 @@ def _look(aws: Aws, region: str, item: Kept) -> str:
     return "kept"
 
 
+def unprotect(rds, instance: str, progress: Progress, poll: float) -> None:
+    """Turn a database's deletion protection off, in the open, once it can be changed.
+
+    RDS refuses to modify an instance that is still being created or modified
+    (InvalidDBInstanceState) and answers DBInstanceNotFound for one already gone (API
+    reference, ModifyDBInstance: Errors); the change is in effect once the instance is
+    ``available`` again (ApplyImmediately).
+    """
+    for _ in range(360):
+        try:
+            rds.modify_db_instance(DBInstanceIdentifier=instance, DeletionProtection=False, ApplyImmediately=True)
+            break
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("DBInstanceNotFound", "DBInstanceNotFoundFault"):
+                progress.done(f"database {instance} is already gone")
+                return
+            if code != "InvalidDBInstanceState":
+                raise
+            progress.update(f"database {instance} cannot be changed yet; waiting")
+            time.sleep(poll)
+    else:
+        raise CheckFailed(f"database {instance} could not be changed for an hour; nothing was deleted")
+    for _ in range(360):
+        described = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]
+        if described.get("DBInstanceStatus") == "available" and not described.get("DeletionProtection"):
+            break
+        progress.update(f"database {instance}: {described.get('DBInstanceStatus')}")
+        time.sleep(poll)
+    progress.done(f"turned off deletion protection of {instance} (a final snapshot is taken)")
+
+
 def destroy(stack_name: str, region: str, aws: Aws, progress: Progress, poll: float = 10.0) -> DestroyResult:
     cfn = aws.client("cloudformation", region)
     existing = _existing(cfn, stack_name)
@@ -105,10 +137,8 @@ def destroy(stack_name: str, region: str, aws: Aws, progress: Progress, poll: fl
     kept = data_resources(cfn, stack_id)
     rds = aws.client("rds", region)
     for item in kept:
-        if item.resource_type == "AWS::RDS::DBInstance":
-            rds.modify_db_instance(DBInstanceIdentifier=item.physical_id, DeletionProtection=False,
-                                   ApplyImmediately=True)
-            progress.done(f"turned off deletion protection of {item.physical_id} (a final snapshot is taken)")
+        if item.resource_type == "AWS::RDS::DBInstance" and item.physical_id:
+            unprotect(rds, item.physical_id, progress, poll)
     cfn.delete_stack(StackName=stack_id)
     progress.done(f"deleting stack {stack_name}")
     status = "DELETE_IN_PROGRESS"

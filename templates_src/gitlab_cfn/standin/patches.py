@@ -836,7 +836,7 @@ def instance_profile_from_launch_template() -> None:
 
 @patch
 def role_managed_policies() -> None:
-    """AWS::IAM::Role ManagedPolicyArns attached at create and on update."""
+    """AWS::IAM::Role ManagedPolicyArns attached at create, detached before the role is deleted."""
     from moto.iam import models as iam_models
     from moto.iam.aws_managed_policies import aws_managed_policies_data
     from moto.utilities.utils import get_partition
@@ -865,6 +865,20 @@ def role_managed_policies() -> None:
         return role
 
     iam_models.Role.create_from_cloudformation_json = classmethod(create_role)
+
+    # CloudFormation detaches a role's managed policies before deleting it; IAM refuses to
+    # delete a role that still has them (DeleteConflict).
+    delete = iam_models.Role.delete_from_cloudformation_json.__func__
+
+    def delete_role(cls, resource_name, cloudformation_json, account_id, region_name):
+        backend = iam_models.iam_backends[account_id][get_partition(region_name)]
+        for role in list(backend.roles.values()):
+            if role.name == resource_name:
+                for arn in list(role.managed_policies):
+                    backend.detach_role_policy(arn, role.name)
+        return delete(cls, resource_name, cloudformation_json, account_id, region_name)
+
+    iam_models.Role.delete_from_cloudformation_json = classmethod(delete_role)
 
 
 MANAGED_INSTANCE_POLICY = "AmazonSSMManagedInstanceCore"
