@@ -41,6 +41,13 @@ FAKEBIN = Path(__file__).resolve().parent / "fakebin"
 AWSCLI = Path(os.environ.get("GITLAB_CFN_AWSCLI_VENV", REPO / ".venv-awscli")) / "bin" / "aws"
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
 LAYERS = ("etc", "var", "opt", "usr/local")
+
+
+def _kept_under_tmp() -> list[Path]:
+    """What the server must still see of this machine's /tmp once it has its own: the
+    checkout (its fakes and tool virtual environments), wherever it was cloned."""
+    wanted = {REPO, AWSCLI.parent.parent.resolve(), Path(sys.executable).resolve().parent}
+    return sorted(p for p in wanted if p.is_relative_to("/tmp"))
 # slirp4netns: the host's loopback as seen from the namespace.
 HOST = "10.0.2.2"
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -269,6 +276,8 @@ class Server:
         up, work = self.dir / "upper", self.dir / "work"
         mounts = "\n".join(f"mount -t overlay overlay -o lowerdir=/{layer},upperdir={up / layer},"
                            f"workdir={work / layer} /{layer}" for layer in LAYERS)
+        keep = "\n".join(f"mkdir -p {path} && mount --bind /run/host-tmp/{path.relative_to('/tmp')} {path}"
+                          for path in _kept_under_tmp())
         setup = f"""set -e
 for _ in $(seq 400); do ip -4 addr show tap0 2>/dev/null | grep -q inet && break; sleep 0.025; done
 ip -4 addr show tap0 | grep -q inet || {{ echo 'no network in the namespace' >&2; exit 97; }}
@@ -278,8 +287,12 @@ mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/sshd
 if [ -e /usr/bin/systemctl ]; then mount --bind {self.dir / 'systemctl'} /usr/bin/systemctl
 else cp {self.dir / 'systemctl'} /usr/local/bin/systemctl; fi
-# The server's own /tmp (this machine's /root stays: its Python runs the fakes and the AWS CLI).
+# The server's own /tmp (this machine's /root stays: its Python runs the fakes and the AWS CLI),
+# with the checkout still in place when it was cloned under /tmp.
+mkdir /run/host-tmp && mount --bind /tmp /run/host-tmp
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+{keep}
+umount -l /run/host-tmp && rmdir /run/host-tmp
 hostname {self.name}
 cd /
 exec bash {self.program_path}
