@@ -1,16 +1,11 @@
 # shellcheck shell=bash
-# gitlab-cfn bootstrap: the whole of an instance's user data after the preamble.
-#
-# Fetches the boot bundle (scripts/boot-<sha256>.tar.gz, next to the templates)
-# with the AWS CLI, checks its sha256, unpacks it under /opt/gitlab-cfn/boot/<sha256>/
-# and runs <role>.sh of it in place of itself. Until then a failure is signalled
-# here (the stack fails at once, not at the signal timeout); then by the role script.
-#
-# Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE BOOT_ROLE, and
-# BUNDLE_PARAMETER, an SSM parameter holding {"bucket", "key", "region", "sha256"}
-# (updated with each build), maybe with BUNDLE_SHA256, which it must name; or
-# BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION BUNDLE_SHA256. GITLAB_CFN_ROOT prefixes
-# every path (tests).
+# gitlab-cfn bootstrap: an instance's user data after the preamble (which exports
+# AWS_REGION CFN_STACK CFN_RESOURCE BOOT_ROLE). Reads where the boot bundle is from the
+# SSM parameter BUNDLE_PARAMETER, {"bucket", "key", "region", "sha256"} (a preamble's
+# BUNDLE_SHA256 must match it), or from BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION
+# BUNDLE_SHA256; downloads and checks it, unpacks it under /opt/gitlab-cfn/boot/<sha256>/
+# and runs its <role>.sh, which signals; failures before that are signalled here.
+# GITLAB_CFN_ROOT prefixes every path (tests).
 
 set -euo pipefail
 shopt -s inherit_errexit
