@@ -1,25 +1,18 @@
 # shellcheck shell=bash
-# gitlab-cfn bootstrap: the whole of an instance's user data after the preamble.
-#
-# Fetches the boot bundle (scripts/boot-<sha256>.tar.gz, published next to the
-# templates) through the instance role with the AWS CLI, checks its sha256,
-# unpacks it under /opt/gitlab-cfn/boot/<sha256>/ and runs the role's script,
-# <role>.sh, in place of itself. Until then a failure is signalled to
-# CloudFormation here, so that the stack fails at once instead of at the
-# signal timeout; from then on the role script's own EXIT trap signals.
-#
-# Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE BOOT_ROLE, and
-# where the bundle is: either BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION
-# BUNDLE_SHA256, or BUNDLE_PARAMETER, an SSM parameter of the stack holding
-# {"bucket", "key", "region", "sha256"} (a server whose user data must never
-# change reads it there). GITLAB_CFN_ROOT prefixes every path (tests).
+# gitlab-cfn bootstrap: an instance's user data after the preamble (which exports
+# AWS_REGION CFN_STACK CFN_RESOURCE BOOT_ROLE). Reads where the boot bundle is from the
+# SSM parameter BUNDLE_PARAMETER, {"bucket", "key", "region", "sha256"} (a preamble's
+# BUNDLE_SHA256 must match it), or from BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION
+# BUNDLE_SHA256; downloads and checks it, unpacks it under /opt/gitlab-cfn/boot/<sha256>/
+# and runs its <role>.sh, which signals; failures before that are signalled here.
+# GITLAB_CFN_ROOT prefixes every path (tests).
 
 set -euo pipefail
 shopt -s inherit_errexit
 
 ROOT_PREFIX="${GITLAB_CFN_ROOT:-}"
 BOOT_DIR="$ROOT_PREFIX/opt/gitlab-cfn/boot"
-# Appended, so that what is already on PATH comes first.
+# Appended: what is on PATH comes first.
 export PATH="$PATH:/opt/aws/bin:/snap/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 boot_log() {
@@ -31,7 +24,7 @@ boot_die() {
   exit 1
 }
 
-# boot_retry ATTEMPTS DELAY COMMAND...: run COMMAND until it succeeds.
+# boot_retry ATTEMPTS DELAY COMMAND...
 boot_retry() {
   local attempts=$1 delay=$2 n=1
   shift 2
@@ -45,7 +38,37 @@ boot_retry() {
   done
 }
 
-# EXIT trap until the role script runs: whatever ended the bootstrap is a failure.
+# boot_aws AWS-ARGS...: the AWS CLI, retried as aws_call does (scripts/lib/common.sh):
+# AccessDenied (IAM propagating) for up to 600 s, other errors 12 times.
+BOOT_DENIED_BUDGET="${GITLAB_CFN_DENIED_BUDGET:-600}"
+BOOT_DENIED_DELAY="${GITLAB_CFN_DENIED_DELAY:-10}"
+BOOT_QUICK_ATTEMPTS="${GITLAB_CFN_QUICK_ATTEMPTS:-12}"
+boot_aws() {
+  local err rc quick=1 waited=0 denied=$BOOT_DENIED_DELAY pause reason
+  err=$(mktemp)
+  while true; do
+    rc=0
+    aws "$@" 2>"$err" || rc=$?
+    ((rc != 0)) || break
+    reason=$(grep -m1 -o 'An error occurred.*' "$err" || tail -n1 "$err")
+    if ((rc == 126 || rc == 127)); then
+      break
+    elif grep -q AccessDenied "$err"; then
+      ((waited < BOOT_DENIED_BUDGET)) || break
+      pause=$denied waited=$((waited + denied)) denied=$((denied * 2 > 60 ? 60 : denied * 2))
+    else
+      ((quick < BOOT_QUICK_ATTEMPTS)) || break
+      pause=10 quick=$((quick + 1))
+    fi
+    boot_log "aws $1 $2: retrying in ${pause}s: $reason"
+    sleep "$pause"
+  done
+  rm -f "$err"
+  ((rc == 0)) || boot_log "aws $1 $2 failed: $reason"
+  return "$rc"
+}
+
+# EXIT trap until the role script runs: a failure.
 boot_signal_failure() {
   local status=$?
   trap - EXIT
@@ -56,7 +79,7 @@ boot_signal_failure() {
       boot_retry 5 10 cfn-signal --exit-code "$status" --stack "$CFN_STACK" \
         --resource "$CFN_RESOURCE" --region "$AWS_REGION" || boot_log "cfn-signal failed"
     else
-      boot_log "cfn-signal is not installed: CloudFormation sees the failure at the signal timeout"
+      boot_log "no cfn-signal: the stack fails at the signal timeout"
     fi
   fi
   exit "$status"
@@ -69,7 +92,7 @@ boot_require() {
   done
 }
 
-# A stock image (the bastions' Ubuntu) has neither tool; the GitLab image has both.
+# The bastions' Ubuntu has neither tool; the GitLab image has both.
 boot_install_tools() {
   if ! command -v cfn-signal >/dev/null; then
     boot_log "installing the CloudFormation helper scripts"
@@ -89,16 +112,19 @@ boot_install_tools() {
 
 # BUNDLE_PARAMETER -> BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION BUNDLE_SHA256.
 boot_read_location() {
-  local json fields
-  json=$(boot_retry 12 10 aws ssm get-parameter --region "$AWS_REGION" \
+  local json fields expected=${BUNDLE_SHA256:-}
+  json=$(boot_aws ssm get-parameter --region "$AWS_REGION" \
     --name "$BUNDLE_PARAMETER" --query Parameter.Value --output text) ||
-    boot_die "cannot read the boot bundle's location from SSM parameter $BUNDLE_PARAMETER"
+    boot_die "cannot read SSM parameter $BUNDLE_PARAMETER"
   fields=$(printf '%s' "$json" | python3 -c '
 import json, sys
 value = json.load(sys.stdin)
 print("\t".join(str(value.get(k, "")) for k in ("bucket", "key", "region", "sha256")))' 2>/dev/null) ||
     boot_die "SSM parameter $BUNDLE_PARAMETER does not hold the bundle's location as JSON"
   IFS=$'\t' read -r BUNDLE_BUCKET BUNDLE_KEY BUNDLE_REGION BUNDLE_SHA256 <<<"$fields"
+  # A preamble's BUNDLE_SHA256 (the launch template's) must be the parameter's.
+  [[ -z "$expected" || "$BUNDLE_SHA256" == "$expected" ]] ||
+    boot_die "SSM parameter $BUNDLE_PARAMETER names bundle '$BUNDLE_SHA256', the launch template $expected: not running it"
 }
 
 boot_check_location() {
@@ -112,7 +138,7 @@ boot_check_location() {
 boot_fetch() {
   local file=$1 actual
   boot_log "downloading s3://$BUNDLE_BUCKET/$BUNDLE_KEY ($BUNDLE_REGION)"
-  boot_retry 12 10 aws s3api get-object --region "$BUNDLE_REGION" --bucket "$BUNDLE_BUCKET" \
+  boot_aws s3api get-object --region "$BUNDLE_REGION" --bucket "$BUNDLE_BUCKET" \
     --key "$BUNDLE_KEY" "$file" >/dev/null ||
     boot_die "cannot download s3://$BUNDLE_BUCKET/$BUNDLE_KEY"
   actual=$(sha256sum "$file" | cut -d ' ' -f 1)
@@ -120,7 +146,7 @@ boot_fetch() {
     boot_die "boot bundle s3://$BUNDLE_BUCKET/$BUNDLE_KEY has sha256 $actual, expected $BUNDLE_SHA256: not running it"
 }
 
-# boot_unpack FILE: unpacks into BOOT_UNPACKED, the bundle's folder, complete or not at all.
+# boot_unpack FILE: into BOOT_UNPACKED, complete or not at all.
 boot_unpack() {
   local file=$1 target="$BOOT_DIR/$BUNDLE_SHA256" staging
   mkdir -p "$BOOT_DIR"

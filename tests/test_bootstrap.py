@@ -12,13 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import boto3
 import pytest
 from gitlab_cfn.compile import bundle, userdata
+from gitlab_cfn.standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -195,6 +200,114 @@ def test_gitaly_reads_the_location_from_its_ssm_parameter(server):
     assert f"SSM parameter {name} does not hold the bundle's location as JSON" in refused.stderr
     assert not (server["root"] / "role-script-ran").exists()
     assert len(signals(server)) == 1
+
+
+def test_a_parameter_naming_another_bundle_than_the_launch_template_is_refused(server):
+    """The app's launch template pins the sha256 of its build's bundle: a parameter that
+    names another one (the stack is mid-update, or the parameter was changed by hand) is
+    refused before anything is downloaded, and the failure is signalled."""
+    ours = bundle.pack({"gitlab-app.sh": ROLE_SCRIPT})
+    theirs = bundle.pack({"gitlab-app.sh": ROLE_SCRIPT + b"# another build\n"})
+    name = "/gitlab-cfn/gl/gitlab-app/boot-bundle"
+    key, sha = publish(server, theirs)
+    _, ours_sha = publish(server, ours)
+    server["ssm"].put_parameter(Name=name, Type="String", Value=json.dumps(
+        {"bucket": BUCKET, "key": key, "region": REGION, "sha256": sha}))
+    refused = boot(server, "gitlab-app", {"BUNDLE_PARAMETER": name, "BUNDLE_SHA256": ours_sha})
+    assert refused.returncode == 1
+    assert (f"error: SSM parameter {name} names bundle '{sha}', the launch template {ours_sha}: not running it"
+            in refused.stderr), refused.stderr
+    assert "downloading" not in refused.stderr
+    assert not (server["root"] / "role-script-ran").exists()
+    assert signals(server) == [f"--exit-code 1 --stack gl-AppStack-1A2B3C --resource Server --region {REGION}"]
+
+    # The launch template of that build runs it.
+    result = boot(server, "gitlab-app", {"BUNDLE_PARAMETER": name, "BUNDLE_SHA256": sha})
+    assert result.returncode == 0, result.stderr
+    assert (server["root"] / "role-script-ran").read_text().split()[0] == "gitlab-app"
+    assert len(signals(server)) == 1
+
+
+def _default(script: str, variable: str) -> int:
+    text = (ROOT / "scripts" / script).read_text()
+    found = re.search(rf'^{variable}="\$\{{GITLAB_CFN_DENIED_BUDGET:-(\d+)\}}"$', text, re.M)
+    assert found, f"{script} sets no {variable} from GITLAB_CFN_DENIED_BUDGET"
+    return int(found.group(1))
+
+
+def test_the_bootstrap_waits_out_access_denied_as_long_as_the_role_scripts():
+    """A new stack's grants reach IAM late; the bootstrap is the first to read with them."""
+    budget = _default("bootstrap.sh", "BOOT_DENIED_BUDGET")
+    assert budget == _default("lib/common.sh", "DENIED_BUDGET") >= 600
+
+
+def _enforcing_standin(tmp_path, monkeypatch):
+    """A stand-in that enforces IAM (after the first three calls: the administrator's setup),
+    an administrator's client, and a user with no permission yet for the server."""
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+    enforcing = StandIn(log=tmp_path / "standin.log").start()
+    monkeypatch.delenv("INITIAL_NO_AUTH_ACTION_COUNT")
+    endpoint = dict(endpoint_url=enforcing.endpoint, region_name=REGION)
+    iam = boto3.client("iam", aws_access_key_id="testing", aws_secret_access_key="testing", **endpoint)
+    iam.create_user(UserName="admin")
+    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    admin = iam.create_access_key(UserName="admin")["AccessKey"]
+    keys = dict(aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"], **endpoint)
+    iam = boto3.client("iam", **keys)
+    iam.create_user(UserName="server")
+    return enforcing, keys, iam, iam.create_access_key(UserName="server")["AccessKey"]
+
+
+@pytest.mark.parametrize("granted", [True, False], ids=["granted-late", "never-granted"])
+def test_access_denied_is_waited_out_until_the_grant_arrives(server, tmp_path, monkeypatch, granted):
+    """The AWS CLI signed with a user's keys against a stand-in that enforces IAM: the grant
+    arrives a few seconds into the boot (as a new stack's grants do), and the bootstrap reads
+    the parameter and the bundle; without a grant it gives up at its budget."""
+    enforcing, keys, iam, user = _enforcing_standin(tmp_path, monkeypatch)
+    try:
+        s3 = boto3.client("s3", **keys)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        data = bundle.pack({"gitaly.sh": ROLE_SCRIPT})
+        sha = hashlib.sha256(data).hexdigest()
+        key = PREFIX + bundle.key(sha)
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        name = "/gitlab-cfn/gl/gitaly/boot-bundle"
+        boto3.client("ssm", **keys).put_parameter(Name=name, Type="String", Value=json.dumps(
+            {"bucket": BUCKET, "key": key, "region": REGION, "sha256": sha}))
+        server["env"].update({
+            "AWS_ENDPOINT_URL": enforcing.endpoint,
+            "AWS_ACCESS_KEY_ID": user["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": user["SecretAccessKey"],
+            "GITLAB_CFN_DENIED_DELAY": "1", "GITLAB_CFN_DENIED_BUDGET": "30" if granted else "3",
+            # Any other error gives up at once: a denial must not count as one.
+            "GITLAB_CFN_QUICK_ATTEMPTS": "1"})
+        grant = threading.Timer(4, lambda: iam.put_user_policy(
+            UserName="server", PolicyName="boot", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+                    "ssm:GetParameter", "s3:GetObject"]}]})))
+        started = time.monotonic()
+        if granted:
+            grant.start()
+        try:
+            result = boot(server, "gitaly", {"BUNDLE_PARAMETER": name})
+        finally:
+            grant.cancel()
+        # AWS answers AccessDeniedException; moto's IAM enforcement a 403 whose XML body says AccessDenied.
+        waits = re.findall(r"aws ssm get-parameter: retrying in (\d+)s: An error occurred", result.stderr)
+        if granted:
+            assert result.returncode == 0, result.stderr
+            assert (server["root"] / "role-script-ran").read_text().split()[0] == "gitaly"
+            assert waits[:2] == ["1", "2"], result.stderr
+            assert time.monotonic() - started >= 4
+        else:
+            assert result.returncode == 1
+            assert waits == ["1", "2"], result.stderr
+            assert "aws ssm get-parameter failed: An error occurred (403)" in result.stderr
+            assert f"error: cannot read SSM parameter {name}" in result.stderr
+            assert not (server["root"] / "role-script-ran").exists()
+            assert len(signals(server)) == 1
+    finally:
+        enforcing.stop()
 
 
 def test_bootstrap_is_shellcheck_clean():

@@ -325,3 +325,46 @@ def test_deletion_protection_is_turned_off_once_the_database_can_be_changed():
     assert gone.calls == ["ModifyDBInstance"]
     with pytest.raises(Exception, match="AccessDenied"):
         unprotect(_Rds("AccessDenied"), "db", Progress(quiet=True), poll=0)
+
+
+def test_a_build_that_changes_no_boot_script_updates_no_server(build, local_aws, standin, tmp_path):
+    """Another build (another CPU threshold) is uploaded under a new key prefix: the boot bundle
+    parameters take the new location, and no server's launch template or user data changes, so
+    the app servers do not roll and the bastions are not stopped and started."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(_seed(local_aws)))
+    common = ["--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1", "--params", str(params)]
+    assert deploy_cmd(*common, build=build).returncode == 0
+    cfn, ssm = local_aws.client("cloudformation", "eu-west-1"), local_aws.client("ssm", "eu-west-1")
+
+    def physical(tier: str, logical_id: str) -> str:
+        def of(stack: str) -> dict[str, str]:
+            return {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                    for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+        return of(of("gl")[f"{tier}Stack"])[logical_id]
+
+    before = {logical: physical(tier, logical) for tier, logical in (
+        ("App", "AppLaunchTemplate"), ("Bastion", "BastionA"), ("Bastion", "BastionB"), ("Gitaly", "GitalyInstance"))}
+    location = json.loads(ssm.get_parameter(Name="/gitlab-cfn/gl/gitaly/boot-bundle")["Parameter"]["Value"])
+
+    other = tmp_path / "other"
+    compiler.write_build(config.from_dict({"app": {"scale_out_cpu": 70}}), other)
+    updated = deploy_cmd(*common, "--yes", build=other)
+    assert updated.returncode == 0, updated.stderr
+    changes = [line.split("change: ", 1)[1] for line in updated.stderr.splitlines() if "change: " in line]
+    assert any(c.startswith("app: Modify  CpuHighAlarm ") for c in changes), changes
+    servers = ("app: Modify  AppLaunchTemplate ", "app: Modify  AppAutoScalingGroup ", "bastion: Modify  BastionA ",
+               "bastion: Modify  BastionB ", "gitaly: Modify  GitalyInstance ")
+    assert [c for c in changes if c.startswith(servers)] == [], changes
+    assert {logical: physical(tier, logical) for tier, logical in (
+        ("App", "AppLaunchTemplate"), ("Bastion", "BastionA"), ("Bastion", "BastionB"),
+        ("Gitaly", "GitalyInstance"))} == before
+    ec2 = local_aws.client("ec2", "eu-west-1")
+    (template,) = ec2.describe_launch_templates(LaunchTemplateIds=[before["AppLaunchTemplate"]])["LaunchTemplates"]
+    assert template["LatestVersionNumber"] == 1
+    # What moved: every role's parameter names the same bundle under the new build's prefix.
+    prefix = f"gitlab-cfn/gl/{build_digest(json.loads((other / 'manifest.json').read_text()))}/"
+    for role in ("gitaly", "gitlab-app", "bastion"):
+        moved = json.loads(ssm.get_parameter(Name=f"/gitlab-cfn/gl/{role}/boot-bundle")["Parameter"]["Value"])
+        assert moved["sha256"] == location["sha256"] and moved["key"] != location["key"]
+        assert moved["key"] == prefix + location["key"].split("/", 3)[3]

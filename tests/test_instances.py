@@ -120,22 +120,20 @@ def test_gitaly_user_data_does_not_name_the_bundle(default):
         "Fn::GetAtt": ["GitalyStack", "Outputs.GitalyBootBundleParameterName"]}
 
 
-def test_gitaly_reads_exactly_its_bundle_and_its_parameter(default):
-    grant = props(default["gitaly"], "GitalyBootRead")
-    assert grant["Roles"] == [{"Ref": "GitalyRole"}]
-    read, location = grant["PolicyDocument"]["Statement"]
-    assert read["Action"] == ["s3:GetObject"]
-    assert read["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${TemplateBucketName}/"
-                                            "${TemplateKeyPrefix}scripts/boot-*"}]
-    assert location["Action"] == ["ssm:GetParameter"]
-    assert location["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
-                                                "parameter/gitlab-cfn/${ParentStackName}/gitaly/boot-bundle"}]
-    for tier, logical, role in (("app", "AppBootRead", {"Ref": "InstanceRoleName"}),
-                                ("bastion", "BastionBootRead", {"Ref": "BastionRole"})):
-        p = props(default[tier], logical)
-        assert p["Roles"] == [role]
-        (statement,) = p["PolicyDocument"]["Statement"]
-        assert statement["Action"] == ["s3:GetObject"] and statement["Resource"] == read["Resource"]
+def test_each_server_reads_exactly_the_bundles_and_its_own_parameter(default):
+    for tier, logical, role, parameter in (
+            ("gitaly", "GitalyBootRead", {"Ref": "GitalyRole"}, "gitaly"),
+            ("app", "AppBootRead", {"Ref": "InstanceRoleName"}, "gitlab-app"),
+            ("bastion", "BastionBootRead", {"Ref": "BastionRole"}, "bastion")):
+        grant = props(default[tier], logical)
+        assert grant["Roles"] == [role]
+        read, location = grant["PolicyDocument"]["Statement"]
+        assert read["Action"] == ["s3:GetObject"]
+        assert read["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${TemplateBucketName}/"
+                                                "${TemplateKeyPrefix}scripts/boot-*"}]
+        assert location["Action"] == ["ssm:GetParameter"]
+        assert location["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                                                    f"parameter/gitlab-cfn/${{ParentStackName}}/{parameter}/boot-bundle"}]
 
 
 def test_every_gitlab_server_root_is_at_least_the_image(variant):

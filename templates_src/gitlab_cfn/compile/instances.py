@@ -8,11 +8,14 @@ asks for one, and the instance role comes from an instance profile.
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Sub, ec2
+import json
+
+from troposphere import GetAtt, Ref, Sub, ec2, ssm
 from troposphere.policies import CreationPolicy, ResourceSignal
 
 from gitlab_cfn.compile import bundle, images
 from gitlab_cfn.compile.naming import name_tag
+from gitlab_cfn.compile.policies import boot_read, grant
 from gitlab_cfn.compile.tier import Tier
 
 # Root device of Ubuntu images, which both the bastion and GitLab AMIs are.
@@ -80,17 +83,32 @@ def from_template(template: ec2.LaunchTemplate):
 
 
 # -- the boot bundle -----------------------------------------------------------------------------
+#
+# A server's user data names only the SSM parameter of its role, never the bundle's key:
+# the key lies under the build's key prefix, which deploy changes with every build, and a
+# new user data replaces the app servers (a rolling update) and stops and starts an
+# AWS::EC2::Instance ("Update requires: Some interruptions", and the new user data is not
+# run again: https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-instance.html#cfn-ec2-instance-userdata).
+# The parameter's value, updated in place with each build, says where the bundle is.
 
-def bundle_location(tier: Tier) -> dict:
-    """Where the boot bundle of this build is, as the bootstrap reads it: published
-    beside the templates, ``<TemplateKeyPrefix>scripts/boot-<sha256>.tar.gz``."""
+# Name of the SSM parameter holding a role's boot bundle location, per parent stack.
+BUNDLE_PARAMETER_NAME = "/gitlab-cfn/${{ParentStackName}}/{role}/boot-bundle"
+
+
+def bundle_parameter_name(role: str) -> str:
+    """``/gitlab-cfn/${ParentStackName}/<role>/boot-bundle`` (an ``Fn::Sub`` text)."""
+    return BUNDLE_PARAMETER_NAME.format(role=role)
+
+
+def bundle_location(tier: Tier) -> Sub:
+    """The bundle of this build as the bootstrap reads it from the parameter: JSON
+    ``{bucket, key, region, sha256}``, the key under the build's key prefix
+    (``<TemplateKeyPrefix>scripts/boot-<sha256>.tar.gz``, published beside the templates)."""
     built = bundle.build()
-    return {
-        "BUNDLE_BUCKET": tier.param("TemplateBucketName"),
-        "BUNDLE_KEY": Sub("${TemplateKeyPrefix}" + built.key),
-        "BUNDLE_REGION": tier.param("TemplateBucketRegion"),
-        "BUNDLE_SHA256": built.sha256,
-    }
+    for name in ("TemplateBucketName", "TemplateKeyPrefix", "TemplateBucketRegion"):
+        tier.param(name)
+    return Sub(json.dumps({"bucket": "${TemplateBucketName}", "key": "${TemplateKeyPrefix}" + built.key,
+                           "region": "${TemplateBucketRegion}", "sha256": built.sha256}, sort_keys=True))
 
 
 def bundle_objects_arn(tier: Tier) -> Sub:
@@ -99,3 +117,33 @@ def bundle_objects_arn(tier: Tier) -> Sub:
     tier.param("TemplateKeyPrefix")
     return Sub(f"arn:${{AWS::Partition}}:s3:::${{TemplateBucketName}}/${{TemplateKeyPrefix}}"
                f"{bundle.SCRIPTS_DIR}/boot-*")
+
+
+def bundle_parameter(tier: Tier, role: str, *, logical_id: str, grant_id: str, role_names: list,
+                     what: str) -> ssm.Parameter:
+    """The boot bundle parameter of ``role`` (``logical_id``), and ``grant_id``: the
+    instance role(s) may read exactly that parameter and the bundles of this build's
+    location. Its value changes with every build (an in-place update of the parameter);
+    the user data naming it (``Ref``, which also orders the parameter's update before
+    the launch template's or instance's) does not."""
+    tier.stack_name()
+    parameter = tier.add(ssm.Parameter(
+        logical_id,
+        Name=Sub(bundle_parameter_name(role)),
+        Type="String",
+        Value=bundle_location(tier),
+        Description=f"Boot bundle of {what}: where it is and its sha256 (gitlab-cfn).",
+    ))
+    arn = Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + bundle_parameter_name(role))
+    tier.add(grant(grant_id, boot_read(bundle_objects_arn(tier), [arn]), role_names))
+    return parameter
+
+
+def bundle_user_data(parameter: ssm.Parameter, *, pin: bool) -> dict:
+    """What the preamble says about the bundle: the parameter, and with ``pin`` the sha256
+    of this build's bundle, which the bootstrap requires the parameter to name (a launch
+    template then changes exactly when a boot script does)."""
+    values = {"BUNDLE_PARAMETER": Ref(parameter)}
+    if pin:
+        values["BUNDLE_SHA256"] = bundle.build().sha256
+    return values

@@ -25,7 +25,6 @@ from typing import Any
 
 from troposphere import Base64, Join, Sub
 
-from gitlab_cfn.compile.catalog import KEY_PREFIX_MAX_LENGTH
 from gitlab_cfn.errors import GitlabCfnError
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
@@ -52,10 +51,8 @@ MAX_LENGTHS = (
     ("_CIDR", 18),
     ("_PORT", 5),
     ("AWS_REGION", 16),
-    ("BUNDLE_REGION", 16),
-    ("BUNDLE_BUCKET", 63),
-    ("BUNDLE_KEY", KEY_PREFIX_MAX_LENGTH + len("scripts/boot-.tar.gz") + 64),
-    ("BUNDLE_PARAMETER", 32 + 128),                           # /gitlab-cfn/<stack name>/...
+    # /gitlab-cfn/<parent stack name, at most 128>/<role>/boot-bundle
+    ("BUNDLE_PARAMETER", len("/gitlab-cfn//gitlab-app/boot-bundle") + 128),
     ("ADDRESS", 32),          # tcp://<private IPv4>:8075
     ("_ID", 32),              # volume ids
     ("_NAME", 64),

@@ -33,13 +33,13 @@ from troposphere.policies import (
 )
 
 from gitlab_cfn.compile.instances import (
-    bundle_location,
-    bundle_objects_arn,
+    bundle_parameter,
+    bundle_user_data,
     from_template,
     launch_template,
 )
 from gitlab_cfn.compile.naming import tags
-from gitlab_cfn.compile.policies import boot_read, grant, secret_read, secret_write
+from gitlab_cfn.compile.policies import grant, secret_read, secret_write
 from gitlab_cfn.compile.tier import Tier, generated_secret
 from gitlab_cfn.compile.tiers.storage import BUCKETS
 from gitlab_cfn.compile.userdata import user_data
@@ -169,7 +169,7 @@ def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
 BOOT_GRANTS = ("AppSecretsRead", "AppSecretsWrite", "AppBootRead")
 
 
-def boot_values(tier: Tier, secrets: dict) -> dict:
+def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
     """What the boot script (scripts/gitlab-app.sh) is told through its preamble."""
     values = {
         "AWS_REGION": Ref("AWS::Region"),
@@ -193,7 +193,10 @@ def boot_values(tier: Tier, secrets: dict) -> dict:
     }
     for logical, kind in BUCKETS.items():
         values[bucket_variable(kind)] = tier.input(f"{logical}BucketName")
-    return {**values, **bundle_location(tier)}
+    # The parameter and the sha256 of this build's bundle, never its key: the key changes
+    # with every build (its prefix), the sha256 only with a boot script, and so does
+    # this launch template, whose new version rolls the servers.
+    return {**values, **bundle_user_data(parameter, pin=True)}
 
 
 def bucket_variable(kind: str) -> str:
@@ -206,7 +209,9 @@ def build(tier: Tier) -> None:
     app = tier.cfg.app
     lb = load_balancer(tier)
     secrets = app_secrets(tier)
-    tier.add(grant("AppBootRead", boot_read(bundle_objects_arn(tier)), [tier.input("InstanceRoleName")]))
+    parameter = bundle_parameter(tier, "gitlab-app", logical_id="AppBootBundleParameter", grant_id="AppBootRead",
+                                 role_names=[tier.input("InstanceRoleName")],
+                                 what="the GitLab application servers")
     template = launch_template(
         tier, "AppLaunchTemplate",
         name="gitlab",
@@ -215,7 +220,7 @@ def build(tier: Tier) -> None:
         profile_arn=tier.input("InstanceProfileArn"),
         security_group_ids=[tier.input("AppSecurityGroupId")],
         root_size=tier.param("AppRootVolumeSize"),
-        user_data=user_data("gitlab-app", boot_values(tier, secrets)),
+        user_data=user_data("gitlab-app", boot_values(tier, secrets, parameter)),
         detailed_monitoring=True,
     )
     group = tier.add(autoscaling.AutoScalingGroup(

@@ -6,6 +6,10 @@ default, each with an Elastic IP so its address survives a stop and start. SSH
 reaches them only from ``RemoteAccessCIDR``; their role allows Session Manager
 and nothing else. Built only when ``bastions: true``.
 
+Their user data names only the SSM parameter ``BastionBootBundleParameter``, where
+the bootstrap finds the boot bundle: a new build updates the parameter, never the
+hosts (see ``instances.bundle_parameter``).
+
 Each bastion's network interface takes a public address at launch: its boot
 script (scripts/bastion.sh) needs the internet before the Elastic IP, which
 waits for the instance and so for the script's signal, is associated.
@@ -19,19 +23,14 @@ from troposphere import GetAtt, Ref, ec2, iam
 
 from gitlab_cfn.compile.instances import (
     UBUNTU_ROOT_GIB,
-    bundle_location,
-    bundle_objects_arn,
+    bundle_parameter,
+    bundle_user_data,
     from_template,
     launch_template,
     signal_policy,
 )
 from gitlab_cfn.compile.naming import IAM_PATH, per_az, tags
-from gitlab_cfn.compile.policies import (
-    assume_role,
-    boot_read,
-    grant,
-    managed_policy_arn,
-)
+from gitlab_cfn.compile.policies import assume_role, managed_policy_arn
 from gitlab_cfn.compile.tier import Tier, scanner_skip
 from gitlab_cfn.compile.userdata import user_data
 
@@ -59,7 +58,8 @@ def build(tier: Tier) -> None:
         profile_arn=GetAtt(profile, "Arn"),
         root_size=UBUNTU_ROOT_GIB,
     )
-    tier.add(grant("BastionBootRead", boot_read(bundle_objects_arn(tier)), [Ref(role)]))
+    parameter = bundle_parameter(tier, "bastion", logical_id="BastionBootBundleParameter",
+                                 grant_id="BastionBootRead", role_names=[Ref(role)], what="the bastion hosts")
     group = tier.input("BastionSecurityGroupId")
     for index, host in enumerate(HOSTS, start=1):
         instance = tier.add(ec2.Instance(
@@ -75,7 +75,9 @@ def build(tier: Tier) -> None:
                 "AWS_REGION": Ref("AWS::Region"),
                 "CFN_STACK": Ref("AWS::StackName"),
                 "CFN_RESOURCE": f"Bastion{host}",
-                **bundle_location(tier),
+                # The parameter only: this user data never changes (a change would stop
+                # and start the host, and not run the new one).
+                **bundle_user_data(parameter, pin=False),
             }),
             CreationPolicy=signal_policy(1, "PT15M"),
             DependsOn=["BastionBootRead"],

@@ -32,7 +32,9 @@ therefore come from values that change only on purpose:
   CloudFormation changes them without replacing it;
 - user data that never changes (changing it stops and starts the server and is
   not run again): the bootstrap finds the boot bundle through the SSM parameter
-  ``GitalyBootBundleParameter``, which the stack updates with every build.
+  ``GitalyBootBundleParameter``, which the stack updates with every build. The
+  server runs its bundle at its first boot only: a later build's bundle reaches
+  the running server only when it is replaced or its script is run by hand.
 
 Lint rule E9010 refuses a stateful server whose create-only properties hang on an
 SSM-typed or shared parameter.
@@ -49,14 +51,12 @@ Exposes: ``GitalyAddress``, ``GitalyPrivateIp``, ``GitalyInstanceId``,
 
 from __future__ import annotations
 
-import json
+from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
 
-from troposphere import GetAtt, Ref, Select, Sub, ec2, iam, ssm
-
-from gitlab_cfn.compile import bundle
 from gitlab_cfn.compile.instances import (
     IMAGE_ROOT_GIB,
-    bundle_objects_arn,
+    bundle_parameter,
+    bundle_user_data,
     from_template,
     launch_template,
     signal_policy,
@@ -64,7 +64,6 @@ from gitlab_cfn.compile.instances import (
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
     assume_role,
-    boot_read,
     grant,
     kms_use,
     managed_policy_arn,
@@ -78,31 +77,11 @@ DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token.
 GITALY_PORT = 8075
 DATA_DEVICE = "/dev/sdf"
 BOOT_TIMEOUT = "PT30M"
-# Name of the SSM parameter holding the boot bundle's location, per parent stack.
-BUNDLE_PARAMETER_NAME = "/gitlab-cfn/${ParentStackName}/gitaly/boot-bundle"
 # The grants the server reads with while it boots: it depends on them.
 BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead")
 
 
-def bundle_parameter(tier: Tier) -> ssm.Parameter:
-    """The boot bundle's location for the Gitaly server, as JSON: a new build changes
-    this value (an in-place update of the parameter), never the server's user data."""
-    built = bundle.build()
-    location = json.dumps({"bucket": "${TemplateBucketName}", "key": "${TemplateKeyPrefix}" + built.key,
-                           "region": "${TemplateBucketRegion}", "sha256": built.sha256}, sort_keys=True)
-    for name in ("TemplateBucketName", "TemplateKeyPrefix", "TemplateBucketRegion"):
-        tier.param(name)
-    tier.stack_name()
-    return tier.add(ssm.Parameter(
-        "GitalyBootBundleParameter",
-        Name=Sub(BUNDLE_PARAMETER_NAME),
-        Type="String",
-        Value=Sub(location),
-        Description="Boot bundle of the Gitaly server: where it is and its sha256 (gitlab-cfn).",
-    ))
-
-
-def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter: ssm.Parameter) -> ec2.Instance:
+def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter) -> ec2.Instance:
     """One Gitaly server and its repository volume."""
     # Only what never changes: a new version of it would replace the server.
     template = launch_template(
@@ -142,7 +121,8 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter: ss
             "GITALY_SECRET_ARN": Ref(secrets["token"]),
             "SHELL_SECRET_ARN": Ref(secrets["shell"]),
             "DATA_VOLUME_ID": Ref(volume),
-            "BUNDLE_PARAMETER": Ref(parameter),
+            # The parameter only: this user data must never change.
+            **bundle_user_data(parameter, pin=False),
         }),
         CreationPolicy=signal_policy(1, BOOT_TIMEOUT),
         DependsOn=list(BOOT_GRANTS),
@@ -172,10 +152,8 @@ def build(tier: Tier) -> None:
     tier.add(grant(
         "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)]),
         [Ref(role), tier.input("InstanceRoleName")]))
-    parameter = bundle_parameter(tier)
-    tier.add(grant("GitalyBootRead", boot_read(bundle_objects_arn(tier), [Sub(
-        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + BUNDLE_PARAMETER_NAME)]),
-        [Ref(role)]))
+    parameter = bundle_parameter(tier, "gitaly", logical_id="GitalyBootBundleParameter",
+                                 grant_id="GitalyBootRead", role_names=[Ref(role)], what="the Gitaly server")
 
     azs = tier.param("AvailabilityZones")
     instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs),
@@ -189,5 +167,4 @@ def build(tier: Tier) -> None:
                 public=True)
     tier.output("GitLabShellSecretArn", Ref(shell), "Secret of Gitaly's calls back into GitLab.")
     tier.output("GitalyBootBundleParameterName", Ref(parameter),
-                "SSM parameter naming the Gitaly server's boot bundle (for an in-place upgrade through "
-                "SSM Run Command).", public=True)
+                "SSM parameter naming the Gitaly server's boot bundle, read at its first boot.", public=True)
