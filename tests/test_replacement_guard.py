@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -177,13 +178,31 @@ def test_diff_command_fails_on_data_and_passes_when_allowed(tmp_path):
 
 def test_diff_against_a_git_revision(tmp_path):
     root = Path(__file__).resolve().parent.parent
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("not in a git work tree with commits (for example an unpacked release)")
+    # NEW is built from HEAD's own sources, so the two builds are the same whatever the
+    # working tree holds: nothing replaced, exit 0.
+    source = tmp_path / "head"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "HEAD"], capture_output=True,
+                             check=True)
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
     build = tmp_path / "build"
-    assert subprocess.run([EXE, "build", "-q", "--out", str(build)], cwd=root).returncode == 0
-    result = subprocess.run([EXE, "diff", "--against", "HEAD", "--build", str(build)], cwd=root,
-                            capture_output=True, text=True, timeout=300)
-    # HEAD builds what the working tree builds unless templates changed since the last commit.
-    assert result.returncode in (0, 1), result.stderr
-    assert "replaced" in result.stderr or result.stdout
+    env = {**os.environ, "PYTHONPATH": str(source / "templates_src")}
+    assert subprocess.run([EXE, "build", "-q", "--out", str(build)], cwd=source, env=env).returncode == 0
+    same = subprocess.run([EXE, "diff", "--against", "HEAD", "--build", str(build)], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == ""
+    assert same.stderr.startswith("0 replaced, 0 may be replaced, 0 deleted")
+    # A NEW that renames the database: replaced, and refused.
+    path = build / "templates" / "database.template.yaml"
+    path.write_text(path.read_text().replace("DBName: gitlabhq_production", "DBName: gitlab"))
+    changed = subprocess.run([EXE, "diff", "--against", "HEAD", "--build", str(build)], cwd=root,
+                             capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 1
+    assert changed.stderr.splitlines()[-1].startswith("gitlab-cfn: error: database:Database would be replaced")
     bad = subprocess.run([EXE, "diff", "--against", "no-such-ref", "--build", str(build)], cwd=root,
                          capture_output=True, text=True)
     assert bad.returncode == 2
