@@ -152,7 +152,7 @@ SECRETS = {
 SECRET_VALUES = ["s3cr3tDbPassw0rd", "redisAuthT0ken", "gitalyT0ken", "shellT0ken", "r00tPassw0rd"]
 REGION = "ap-southeast-2"
 BUCKET_KINDS = ("artifacts", "external_diffs", "lfs", "uploads", "packages", "dependency_proxy",
-                "terraform_state", "ci_secure_files", "pages", "registry", "backups")
+                "terraform_state", "ci_secure_files", "pages", "backups")
 
 
 def secrets_client(endpoint: str, **credentials):

@@ -192,7 +192,10 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "ROOT_PASSWORD_SECRET_ARN": Ref(secrets["RootPasswordSecret"]),
     }
     for logical, kind in BUCKETS.items():
-        values[bucket_variable(kind)] = tier.input(f"{logical}BucketName")
+        # The container registry is not turned on by the boot script (it needs its own
+        # domain and certificate); its bucket waits for it, and the servers are not told of it.
+        if kind != "registry":
+            values[bucket_variable(kind)] = tier.input(f"{logical}BucketName")
     # The parameter and the sha256 of this build's bundle, never its key: the key changes
     # with every build (its prefix), the sha256 only with a boot script, and so does
     # this launch template, whose new version rolls the servers.
