@@ -77,9 +77,9 @@ def test_every_bucket_refuses_plain_http(default):
         for doc in documents:
             statement = doc["Statement"][0]
             assert statement["Sid"] == "DenyInsecureTransport", name
-            assert statement["Effect"] == "Deny"
-        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert statement["Action"] == ["s3:*"]
+            assert statement["Effect"] == "Deny", name
+            assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, name
+            assert statement["Action"] == ["s3:*"], name
 
 
 def test_kms_key_rotates_and_is_kept(default):
