@@ -307,15 +307,28 @@ def availability_zones_of_the_region() -> None:
 
 @patch
 def elb_canonical_hosted_zone() -> None:
+    """The load balancer's zone is its own region's (moto's model has no region: every
+    load balancer got us-east-1's)."""
     from moto.elb.models import LoadBalancer as FakeLoadBalancer
 
     original = FakeLoadBalancer.get_cfn_attribute
+    create = FakeLoadBalancer.create_from_cloudformation_json.__func__
+
+    def create_lb(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        balancer = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        balancer.standin_region = region_name
+        return balancer
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
         if attribute_name == "CanonicalHostedZoneNameID":
-            return ELB_ZONES.get(self.region_name if hasattr(self, "region_name") else "", "Z35SXDOTRQ7X7K")
+            region = getattr(self, "standin_region", "")
+            if region not in ELB_ZONES:
+                raise ValidationError(message=f"the stand-in does not know the load balancer zone of region "
+                                              f"{region or '(unknown)'}; known: {', '.join(sorted(ELB_ZONES))}")
+            return ELB_ZONES[region]
         return original(self, attribute_name)
 
+    FakeLoadBalancer.create_from_cloudformation_json = classmethod(create_lb)
     FakeLoadBalancer.get_cfn_attribute = get_cfn_attribute
 
 
