@@ -104,6 +104,8 @@ def signing_key(tmp_path_factory) -> bytes:
     subprocess.run(gpg + ["--passphrase", "", "--quick-gen-key", "Packages <packages@example.com>", "ed25519", "sign",
                           "never"], check=True, capture_output=True)
     key = subprocess.run(gpg + ["--armor", "--export"], check=True, capture_output=True).stdout
+    # Key generation starts a gpg-agent for this home: stop it, or it outlives the tests.
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=True, capture_output=True)
     assert key.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
     return key
 
