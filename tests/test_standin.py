@@ -41,6 +41,15 @@ def test_the_stand_in_is_a_real_server_on_loopback(standin):
     assert "gitlab-cfn stand-in: moto with patches" in log
 
 
+def test_a_stopped_standin_leaves_no_log_behind():
+    from gitlab_cfn.standin import StandIn
+
+    server = StandIn()
+    with server:
+        assert server.log.exists()
+    assert not server.log.exists()
+
+
 def test_every_patch_has_a_test():
     names = re.findall(r"^def (\w+)\(\) -> None:", patches_source(), flags=re.M)
     tested = {n.removeprefix("test_patch_") for n in globals() if n.startswith("test_patch_")}

@@ -42,6 +42,9 @@ class StandIn:
         self.python = VENV / "bin" / "python"
         self.port = 0
         self.process: subprocess.Popen | None = None
+        # A log of its own is removed when the stand-in stops, unless it holds a failure to start.
+        self._own_log = log is None
+        self._keep_log = False
         self.log = log or Path(tempfile.mkstemp(prefix="gitlab-cfn-standin-", suffix=".log")[1])
 
     @property
@@ -63,12 +66,14 @@ class StandIn:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._keep_log = True
                 raise StandInError(f"the local AWS stand-in exited at start; see {self.log}")
             try:
                 with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2):
                     return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
+        self._keep_log = True
         self.stop()
         raise StandInError(f"the local AWS stand-in did not answer within {START_TIMEOUT:.0f}s; see {self.log}")
 
@@ -87,6 +92,8 @@ class StandIn:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._own_log and not self._keep_log:
+            self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> StandIn:
         return self.start()
