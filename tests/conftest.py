@@ -62,10 +62,19 @@ def props(template: dict, logical_id: str) -> dict:
 @pytest.fixture(scope="session")
 def standin():
     """moto's server on 127.0.0.1, one process for the whole session."""
+    from gitlab_cfn.errors import ConfigError
     from gitlab_cfn.standin import StandIn
 
-    with StandIn() as server:
+    server = StandIn()
+    try:
+        server.start()
+    except ConfigError as exc:
+        # Not installed (pytest run by hand): one message for the session, not an error per test.
+        pytest.exit(f"{exc}; or 'make test', which installs everything the suite needs", returncode=3)
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -5,8 +5,10 @@ small template that needs the patch.
 """
 
 import json
+import os
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 from gitlab_cfn.standin import patches_source
@@ -48,6 +50,21 @@ def test_a_stopped_standin_leaves_no_log_behind():
     with server:
         assert server.log.exists()
     assert not server.log.exists()
+
+
+def test_without_the_standin_the_suite_stops_with_one_message(tmp_path):
+    """pytest run by hand before `make standin`: one line naming it, not an error per test."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GITLAB_CFN_STANDIN_VENV": str(tmp_path / "no-venv")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_standin.py",
+                          "tests/test_deploy.py", "-k", "patch_fail_loudly or deploy_local_end_to_end"],
+                         cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 3, run.stdout[-2000:]
+    assert run.stdout.count("run 'make standin'") == 1, run.stdout[-2000:]
+    assert " error" not in run.stdout.splitlines()[-1]
 
 
 def test_every_patch_has_a_test():
