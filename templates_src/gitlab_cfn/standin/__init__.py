@@ -45,7 +45,7 @@ class StandIn:
         # A log of its own is removed when the stand-in stops, unless it holds a failure to start.
         self._own_log = log is None
         self._keep_log = False
-        self.log = log or Path(tempfile.mkstemp(prefix="gitlab-cfn-standin-", suffix=".log")[1])
+        self.log = log  # made by start(), once there is something to log
 
     @property
     def endpoint(self) -> str:
@@ -55,6 +55,8 @@ class StandIn:
         if not (VENV / "bin" / "moto_server").exists():
             raise ConfigError(
                 f"the local AWS stand-in is not installed ({VENV} has no moto): run 'make standin'")
+        if self.log is None:
+            self.log = Path(tempfile.mkstemp(prefix="gitlab-cfn-standin-", suffix=".log")[1])
         self.port = _free_port()
         # The stand-in's own interpreter runs moto with the patches of gitlab_cfn.standin.
         env = {**os.environ, "MOTO_AMIS_PATH": str(AMIS), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -92,7 +94,7 @@ class StandIn:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        if self._own_log and not self._keep_log:
+        if self._own_log and not self._keep_log and self.log is not None:
             self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> StandIn:
