@@ -220,6 +220,19 @@ def stack_states(cfn, stack_id: str) -> list[StackState]:
     return states
 
 
+def nested_resources(cfn, stack_id: str) -> list[tuple[str, dict]]:
+    """(stack id, resource summary) of every resource of a stack and its nested stacks, parent first."""
+    found, queue = [], [stack_id]
+    while queue:
+        current = queue.pop(0)
+        for page in cfn.get_paginator("list_stack_resources").paginate(StackName=current):
+            for r in page["StackResourceSummaries"]:
+                found.append((current, r))
+                if r["ResourceType"] == "AWS::CloudFormation::Stack" and r.get("PhysicalResourceId"):
+                    queue.append(r["PhysicalResourceId"])
+    return found
+
+
 class Watcher:
     """Redraws every stack's status on a terminal; prints a line per change otherwise."""
 
@@ -690,15 +703,15 @@ def deployed_templates(cfn, stack_id: str) -> dict[str, dict]:
     from gitlab_cfn.compile.naming import stack_id as tier_stack_id
 
     by_logical = {tier_stack_id(t): t for t in TIERS}
+    stacks = {MAIN: stack_id}
+    stacks.update({by_logical[r["LogicalResourceId"]]: r["PhysicalResourceId"]
+                   for _, r in nested_resources(cfn, stack_id)
+                   if r["ResourceType"] == "AWS::CloudFormation::Stack" and r["LogicalResourceId"] in by_logical
+                   and r.get("PhysicalResourceId")})
     found = {}
-    queue = [(MAIN, stack_id)]
-    while queue:
-        tier, sid = queue.pop(0)
+    for tier, sid in stacks.items():
         body = cfn.get_template(StackName=sid)["TemplateBody"]
         found[tier] = body if isinstance(body, dict) else yaml.safe_load(body)
-        for r in cfn.list_stack_resources(StackName=sid)["StackResourceSummaries"]:
-            if r["ResourceType"] == "AWS::CloudFormation::Stack" and r["LogicalResourceId"] in by_logical:
-                queue.append((by_logical[r["LogicalResourceId"]], r["PhysicalResourceId"]))
     return found
 
 

@@ -18,7 +18,12 @@ from botocore.exceptions import ClientError
 
 from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate.aws import Aws
-from gitlab_cfn.operate.deploy import TERMINAL_FAILED, _existing, stack_states
+from gitlab_cfn.operate.deploy import (
+    TERMINAL_FAILED,
+    _existing,
+    nested_resources,
+    stack_states,
+)
 from gitlab_cfn.operate.progress import Progress
 
 DATA_POLICIES = ("Retain", "Snapshot")
@@ -43,24 +48,16 @@ class DestroyResult:
     kept: list[Kept] = field(default_factory=list)
 
 
-def _stacks(cfn, stack_id: str) -> list[str]:
-    ids, queue = [], [stack_id]
-    while queue:
-        current = queue.pop(0)
-        ids.append(current)
-        for r in cfn.list_stack_resources(StackName=current)["StackResourceSummaries"]:
-            if r["ResourceType"] == "AWS::CloudFormation::Stack" and r.get("PhysicalResourceId"):
-                queue.append(r["PhysicalResourceId"])
-    return ids
-
-
 def data_resources(cfn, stack_id: str) -> list[Kept]:
     kept = []
-    for sid in _stacks(cfn, stack_id):
+    by_stack: dict[str, dict[str, str]] = {stack_id: {}}
+    for sid, r in nested_resources(cfn, stack_id):
+        by_stack.setdefault(sid, {})[r["LogicalResourceId"]] = r.get("PhysicalResourceId", "")
+        if r["ResourceType"] == "AWS::CloudFormation::Stack" and r.get("PhysicalResourceId"):
+            by_stack.setdefault(r["PhysicalResourceId"], {})
+    for sid, physical in by_stack.items():
         body = cfn.get_template(StackName=sid)["TemplateBody"]
         template = body if isinstance(body, dict) else yaml.safe_load(body)
-        physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
-                    for r in cfn.list_stack_resources(StackName=sid)["StackResourceSummaries"]}
         for logical, resource in (template.get("Resources") or {}).items():
             policy = resource.get("DeletionPolicy")
             if policy in DATA_POLICIES and logical in physical:

@@ -41,7 +41,7 @@ from gitlab_cfn.compile.userdata import SCRIPTS_DIR
 from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate.aws import Aws
 from gitlab_cfn.operate.bake import VERSION_TAG
-from gitlab_cfn.operate.deploy import image_version
+from gitlab_cfn.operate.deploy import image_version, nested_resources
 from gitlab_cfn.operate.progress import Progress
 
 UPGRADE_SCRIPT = SCRIPTS_DIR / "gitlab-upgrade.sh"
@@ -115,18 +115,6 @@ class UpgradeResult:
     status: str
 
 
-def _resources(cfn, stack_id: str) -> list[dict]:
-    """Every resource of the stack and its nested stacks."""
-    found, queue = [], [stack_id]
-    while queue:
-        for page in cfn.get_paginator("list_stack_resources").paginate(StackName=queue.pop(0)):
-            for r in page["StackResourceSummaries"]:
-                found.append(r)
-                if r["ResourceType"] == "AWS::CloudFormation::Stack" and r.get("PhysicalResourceId"):
-                    queue.append(r["PhysicalResourceId"])
-    return found
-
-
 def _tags(items: list[dict] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or []}
 
@@ -187,7 +175,7 @@ def plan(request: UpgradeRequest, aws: Aws) -> Plan:
     if stack["StackStatus"] not in STABLE:
         raise ConfigError(f"--stack-name: {request.stack_name} is {stack['StackStatus']}; upgrade a stack "
                           f"that is one of {', '.join(sorted(STABLE))}")
-    resources = _resources(cfn, stack["StackId"])
+    resources = [r for _, r in nested_resources(cfn, stack["StackId"])]
     servers = sorted(r["PhysicalResourceId"] for r in resources
                      if r["ResourceType"] == "AWS::EC2::Instance" and r["LogicalResourceId"].startswith("Gitaly"))
     groups = [r["PhysicalResourceId"] for r in resources
