@@ -62,6 +62,7 @@ that deploys a small template through the running server:
 - ``servicecatalog_portfolio_associations``: products and IAM principals in portfolios
   (moto has neither); a portfolio or product still associated cannot be deleted.
 - ``servicecatalog_constraints``: launch and other constraints, on a product of the portfolio.
+- ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
 """
 
 from __future__ import annotations
@@ -1004,6 +1005,12 @@ def servicecatalog_constraints() -> None:
     from gitlab_cfn.standin.servicecatalog import install_constraints
 
     install_constraints()
+
+
+# Resource signals (signals.py): SignalResource; CreationPolicy honoured when GITLAB_CFN_STANDIN_SIGNAL_TIMEOUT is set.
+from gitlab_cfn.standin import signals as _signals  # noqa: E402
+
+PATCHES += [_signals.signal_resource, _signals.creation_policy_waits_for_signals]
 
 
 def apply_all() -> list[str]:
