@@ -208,11 +208,14 @@ class Boot:
 class Server:
     """One instance's disk; ``boot()`` is a (re)boot of it."""
 
-    def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app"):
-        self.name, self.role, self.dir = name, role, base / name
+    def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app",
+                 layers: tuple[str, ...] = LAYERS):
+        self.name, self.role, self.dir, self.layers = name, role, base / name, layers
         self.program = userdata.body(role)
         self.program_path = f"/opt/gitlab-cfn/boot/{hashlib.sha256(self.program.encode()).hexdigest()}/{role}.sh"
-        for layer in LAYERS:
+        # Shell lines run in the namespaces as root just before the program (the instance's network, disks).
+        self.setup_lines: list[str] = []
+        for layer in layers:
             (self.dir / "upper" / layer).mkdir(parents=True, exist_ok=True)
             (self.dir / "work" / layer).mkdir(parents=True, exist_ok=True)
         self.install_image(version)
@@ -220,10 +223,10 @@ class Server:
     def path(self, inside: str) -> Path:
         """Where a server path lives on its disk (its upper layer)."""
         inside = inside.lstrip("/")
-        for layer in sorted(LAYERS, key=len, reverse=True):
+        for layer in sorted(self.layers, key=len, reverse=True):
             if inside == layer or inside.startswith(layer + "/"):
                 return self.dir / "upper" / inside
-        raise ValueError(f"{inside} is not on the server's own layers {LAYERS}")
+        raise ValueError(f"{inside} is not on the server's own layers {self.layers}")
 
     def write(self, inside: str, text: str, mode: int = 0o644) -> Path:
         path = self.path(inside)
@@ -275,7 +278,7 @@ class Server:
         """Power on: the program runs in the server's namespaces (see ``wait``)."""
         up, work = self.dir / "upper", self.dir / "work"
         mounts = "\n".join(f"mount -t overlay overlay -o lowerdir=/{layer},upperdir={up / layer},"
-                           f"workdir={work / layer} /{layer}" for layer in LAYERS)
+                           f"workdir={work / layer} /{layer}" for layer in self.layers)
         keep = "\n".join(f"mkdir -p {path} && mount --bind /run/host-tmp/{path.relative_to('/tmp')} {path}"
                           for path in _kept_under_tmp())
         setup = f"""set -e
@@ -294,6 +297,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 {keep}
 umount -l /run/host-tmp && rmdir /run/host-tmp
 hostname {self.name}
+{chr(10).join(self.setup_lines)}
 cd /
 exec bash {self.program_path}
 """

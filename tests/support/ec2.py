@@ -1,0 +1,184 @@
+"""EC2 for a stand-in deploy: every instance the stand-in launches boots, on the real-program harness.
+
+``Hypervisor`` polls the stand-in's ``DescribeInstances`` (as the test's own
+thread) and, for each new instance, reads its user data
+(``DescribeInstanceAttribute userData``, what cloud-init receives), and runs it
+unchanged in a ``boot.Server`` of its own, as cloud-init does
+(``/var/lib/cloud/instance/scripts/part-001``), with cloud-init's
+``/var/lib/cloud/data/instance-id``. The program is the instance's whole user
+data: the preamble CloudFormation resolved, then the bootstrap, which reads the
+SSM parameter, downloads the boot bundle from the stand-in's S3 with the real
+AWS CLI, checks its sha256 and runs the role's script. Its ``cfn-signal`` (the
+fake of ``fakebin/``) sends ``SignalResource`` to the stand-in, whose
+``CreationPolicy`` (``signals.py``) completes or fails the resource from it.
+
+What the harness plays, besides EC2:
+- RDS: the test's PostgreSQL (TLS only) stands for the stack's DB instance. Its
+  master user takes the password of the stack's database secret (what RDS does with
+  ``MasterUserPassword``), the database is new, and on each server the RDS endpoint's
+  name resolves to a forwarder to it (the VPC's route).
+- EBS: a Gitaly instance's data volume (``DATA_VOLUME_ID``) is a sparse file behind a
+  loop device, at the NVMe path EC2 gives it; its ``/dev`` is an overlay of its own.
+Roles it cannot boot (the bastions install packages from the internet) are refused:
+deploy a build without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from support import boot
+
+SUPPORT = Path(__file__).resolve().parent
+DB_ALIAS = "127.0.0.2"  # where the RDS endpoint's name points on a server
+FAKE_STATE = "/var/lib/gitlab-cfn-fake"
+GITALY_CTL = """from pathlib import Path
+from support.disk import gitlab_ctl
+sys.exit(gitlab_ctl(sys.argv[1:], Path({state!r})))
+"""
+# The boot scripts' waits, shortened for tests (their defaults are minutes).
+KNOBS = {
+    "GITLAB_CFN_READINESS_TIMEOUT": "30",
+    "GITLAB_CFN_DB_ATTEMPTS": "3",
+    "GITLAB_CFN_DB_DELAY": "1",
+    "GITALY_VOLUME_WAIT": "20",
+    "GITALY_READY_TIMEOUT": "15",
+}
+
+
+def preamble(user_data: str) -> dict[str, str]:
+    """The values a user data preamble exports (``export NAME='value'``)."""
+    return dict(re.findall(r"^export ([A-Z][A-Z0-9_]*)='([^'\n]*)'$", user_data, flags=re.M))
+
+
+@dataclass
+class Booted:
+    instance_id: str
+    role: str
+    server: boot.Server
+    result: boot.Boot | None = None
+
+
+class Hypervisor:
+    def __init__(self, standin, postgres: boot.Postgres, base: Path, region: str):
+        self.standin, self.pg, self.base, self.region = standin, postgres, base, region
+        self.booted: dict[str, Booted] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loops: list[str] = []
+        self._db_secrets: set[str] = set()
+        self._lock = threading.Lock()
+        self._poller = threading.Thread(target=self._poll, name="hypervisor", daemon=True)
+
+    # -- AWS --------------------------------------------------------------------------------------
+    def _client(self, service: str):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.standin.endpoint, region_name=self.region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def start(self) -> Hypervisor:
+        self.pg.fresh_database()
+        self._poller.start()
+        return self
+
+    def _poll(self) -> None:
+        ec2 = self._client("ec2")
+        while not self._stop.is_set():
+            try:
+                reservations = ec2.describe_instances(Filters=[
+                    {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+                for instance in (i for r in reservations for i in r["Instances"]):
+                    if instance["InstanceId"] not in self.booted:
+                        self._launch(ec2, instance["InstanceId"])
+            except Exception as exc:  # recorded; the test reads self.errors
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(0.3)
+
+    def _launch(self, ec2, instance_id: str) -> None:
+        encoded = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")\
+            .get("UserData", {}).get("Value", "")
+        user_data = base64.b64decode(encoded).decode() if encoded else ""
+        values = preamble(user_data)
+        role = values.get("BOOT_ROLE", "")
+        name = f"{role or 'unknown'}-{instance_id[-6:]}"
+        if role not in ("gitlab-app", "gitaly"):
+            self.booted[instance_id] = Booted(instance_id, role, None)  # type: ignore[arg-type]
+            self.errors.append(f"{instance_id}: cannot boot role {role!r} here (user data: {user_data[:80]!r})")
+            return
+        server = boot.Server(self.base, name, role=role,
+                             layers=boot.LAYERS + (("dev",) if role == "gitaly" else ()))
+        server.write("/var/lib/cloud/data/instance-id", instance_id + "\n")
+        server.program_path = "/var/lib/cloud/instance/scripts/part-001"
+        server.write(server.program_path, user_data, 0o700)
+        if role == "gitlab-app":
+            self._as_rds(server, values)
+        else:
+            self._as_gitaly(server, values)
+        booted = self.booted[instance_id] = Booted(instance_id, role, server)
+        thread = threading.Thread(target=self._boot, args=(booted,), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _boot(self, booted: Booted) -> None:
+        env = {"AWS_ENDPOINT_URL": f"http://{boot.HOST}:{self.standin.port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "FAKE_STATE": FAKE_STATE, **KNOBS}
+        booted.result = booted.server.boot(env, timeout=150)
+
+    # -- RDS and EBS ------------------------------------------------------------------------------
+    def _as_rds(self, server: boot.Server, values: dict[str, str]) -> None:
+        with self._lock:
+            arn = values["DB_SECRET_ARN"]
+            if arn not in self._db_secrets:
+                secret = json.loads(self._client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+                if secret["username"] != self.pg.user:
+                    raise AssertionError(f"the stack's database user is {secret['username']}, the test's {self.pg.user}")
+                self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD $pw${secret['password']}$pw$")
+                self._db_secrets.add(arn)
+        server.write("/etc/hosts", Path("/etc/hosts").read_text() + f"{DB_ALIAS} {values['DB_HOST']}\n")
+        server.setup_lines += [
+            f"{sys.executable} {SUPPORT / 'tcp_forward.py'} {DB_ALIAS} {values['DB_PORT']} {boot.HOST} {self.pg.port} &",
+            f"for _ in $(seq 200); do (exec 3<>/dev/tcp/{DB_ALIAS}/{values['DB_PORT']}) 2>/dev/null && break; "
+            "sleep 0.05; done",
+        ]
+
+    def _as_gitaly(self, server: boot.Server, values: dict[str, str]) -> None:
+        header = (f"#!{sys.executable}\nimport sys\nsys.path[:0] = [{str(SUPPORT.parent)!r}, "
+                  f"{str(SUPPORT.parents[1] / 'templates_src')!r}]\n")
+        server.write("/opt/gitlab/bin/gitlab-ctl", header + GITALY_CTL.format(state=FAKE_STATE), 0o755)
+        server.path(FAKE_STATE).mkdir(parents=True, exist_ok=True)
+        image = server.dir / "data-volume.img"
+        with open(image, "wb") as f:
+            f.truncate(64 * 1024 * 1024)
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
+                                text=True).stdout.strip()
+        self._loops.append(device)
+        link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{values['DATA_VOLUME_ID'].replace('-', '')}"
+        server.setup_lines += [f"mkdir -p {Path(link).parent}", f"ln -sfn {device} {link}"]
+
+    # -- the end ----------------------------------------------------------------------------------
+    def wait(self, timeout: float = 160) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poller.join(10)
+        self.wait(60)
+        for device in self._loops:
+            subprocess.run(["losetup", "--detach", device], capture_output=True)
+        if self._db_secrets:
+            self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD '{self.pg.password}'")
+
+    def of_role(self, role: str) -> list[Booted]:
+        return sorted((b for b in self.booted.values() if b.role == role), key=lambda b: b.instance_id)
