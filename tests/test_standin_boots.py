@@ -75,8 +75,17 @@ def deploy(standin, build_dir, tmp_path, hypervisor_base, postgres):
     return aws, hypervisor, result
 
 
+def stack_holding(cfn, logical_id: str) -> dict:
+    """The stack (parent or nested) that holds the resource LOGICAL_ID."""
+    for stack in cfn.describe_stacks()["Stacks"]:
+        resources = cfn.describe_stack_resources(StackName=stack["StackId"])["StackResources"]
+        if any(r.get("LogicalResourceId") == logical_id for r in resources):
+            return stack
+    raise AssertionError(f"no stack holds {logical_id}")
+
+
 def stack_events(cfn, logical_id: str) -> list[dict]:
-    """The events of LOGICAL_ID in whichever stack (parent or nested) holds it, oldest first."""
+    """The events of LOGICAL_ID in every stack (parent or nested), oldest first."""
     found = []
     for stack in cfn.describe_stacks()["Stacks"]:
         events = cfn.describe_stack_events(StackName=stack["StackId"])["StackEvents"]
@@ -91,7 +100,8 @@ def app_template(build_dir) -> dict:
 def test_the_stack_completes_from_its_servers_signals(waiting_standin, postgres, tmp_path, boot_tools):
     build_dir = build(tmp_path / "build")
     aws, hypervisor, result = deploy(waiting_standin, build_dir, tmp_path, tmp_path / "servers", postgres)
-    assert result.returncode == 0, result.stderr[-3000:] + "\n".join(hypervisor.errors)
+    assert result.returncode == 0, result.stderr[-3000:] + "\n".join(hypervisor.errors) + "".join(
+        f"\n--- {b.instance_id} ({b.role}):\n{b.result.stderr[-2000:]}" for b in hypervisor.booted.values() if b.result)
     assert result.stderr.splitlines()[-1] == "stack gl: CREATE_COMPLETE"
     assert hypervisor.errors == []
 
@@ -115,11 +125,12 @@ def test_the_stack_completes_from_its_servers_signals(waiting_standin, postgres,
     # Gitaly formatted its volume (a loop device at the EBS NVMe path) and listened.
     assert "formatting it" in gitaly.result.stderr and "Gitaly accepts connections" in gitaly.result.stderr
 
-    # Completed after, and because of, the signals: the group's CREATE_COMPLETE follows the last one.
+    # Completed after, and because of, the signals: the app stack's CREATE_COMPLETE follows the last one.
     cfn = aws.client("cloudformation", REGION)
-    done = [e for e in stack_events(cfn, "AppAutoScalingGroup") if e["ResourceStatus"] == "CREATE_COMPLETE"]
+    app_stack = stack_holding(cfn, "AppAutoScalingGroup")
+    (done,) = [e for e in stack_events(cfn, app_stack["StackName"]) if e["ResourceStatus"] == "CREATE_COMPLETE"]
     last_signal = max(b.server.signals()[0]["at"] for b in apps)
-    assert done and done[-1]["Timestamp"].timestamp() >= last_signal
+    assert done["Timestamp"].timestamp() >= last_signal
 
 
 def test_a_boot_that_fails_fails_the_deploy_naming_the_signal(waiting_standin, postgres, tmp_path, boot_tools,
@@ -146,5 +157,11 @@ def test_a_boot_that_fails_fails_the_deploy_naming_the_signal(waiting_standin, p
     assert failures, [b.result.stderr[-2000:] for b in hypervisor.of_role("gitlab-app") if b.result]
     assert any("no encryption" in b.result.stderr or "SSL off" in b.result.stderr for b in failures), \
         failures[0].result.stderr[-3000:]
-    assert all(b.server.signals()[-1]["sent"]["status"] == "FAILURE" for b in failures)
-    assert datetime.now().timestamp() - started < 120
+    # The server that failed first said so: FAILURE, with its instance id; the rollback deleted
+    # the group, and EC2 stopped whatever still ran.
+    sent = [s["sent"] for b in failures for s in b.server.signals() if "sent" in s]
+    assert sent and all(s["status"] == "FAILURE" for s in sent)
+    assert {s["unique_id"] for s in sent} <= {b.instance_id for b in failures}
+    assert all(b.terminated for b in hypervisor.of_role("gitlab-app") if b.result is None or b.result.returncode < 0)
+    assert aws.client("autoscaling", REGION).describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    assert datetime.now().timestamp() - started < 90

@@ -65,6 +65,8 @@ class Booted:
     role: str
     server: boot.Server
     result: boot.Boot | None = None
+    process: object = None
+    terminated: bool = False
 
 
 class Hypervisor:
@@ -97,9 +99,10 @@ class Hypervisor:
             try:
                 reservations = ec2.describe_instances(Filters=[
                     {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
-                for instance in (i for r in reservations for i in r["Instances"]):
-                    if instance["InstanceId"] not in self.booted:
-                        self._launch(ec2, instance["InstanceId"])
+                alive = {i["InstanceId"] for r in reservations for i in r["Instances"]}
+                for instance_id in sorted(alive - set(self.booted)):
+                    self._launch(ec2, instance_id)
+                self._terminate(alive)
             except Exception as exc:  # recorded; the test reads self.errors
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(0.3)
@@ -132,7 +135,26 @@ class Hypervisor:
     def _boot(self, booted: Booted) -> None:
         env = {"AWS_ENDPOINT_URL": f"http://{boot.HOST}:{self.standin.port}", "AWS_ACCESS_KEY_ID": "testing",
                "AWS_SECRET_ACCESS_KEY": "testing", "FAKE_STATE": FAKE_STATE, **KNOBS}
-        booted.result = booted.server.boot(env, timeout=150)
+        with self._lock:
+            if booted.terminated:
+                return
+            booted.process = booted.server.start(env)
+        booted.result = boot.Server.wait(booted.process, timeout=150)
+
+    def _terminate(self, alive: set[str]) -> None:
+        """An instance the stand-in terminated (a rollback deletes its group) stops, as on EC2."""
+        with self._lock:
+            for booted in self.booted.values():
+                if booted.instance_id not in alive and not booted.terminated:
+                    booted.terminated = True
+                    if booted.process is not None and booted.process.poll() is None:
+                        booted.process.kill()
+
+    def _sweep(self) -> None:
+        ec2 = self._client("ec2")
+        reservations = ec2.describe_instances(Filters=[
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+        self._terminate({i["InstanceId"] for r in reservations for i in r["Instances"]})
 
     # -- RDS and EBS ------------------------------------------------------------------------------
     def _as_rds(self, server: boot.Server, values: dict[str, str]) -> None:
@@ -174,6 +196,7 @@ class Hypervisor:
     def stop(self) -> None:
         self._stop.set()
         self._poller.join(10)
+        self._sweep()
         self.wait(60)
         for device in self._loops:
             subprocess.run(["losetup", "--detach", device], capture_output=True)
