@@ -377,10 +377,11 @@ def render_gitlab_rb(version: str, values: dict[str, str], secrets: dict[str, st
 
 
 def evaluate_gitlab_rb(text: str) -> dict:
-    """A gitlab.rb evaluated by Ruby as the package's settings DSL does: {"settings", "calls"}."""
+    """A gitlab.rb evaluated by Ruby as the package's settings DSL does: {"settings", "calls", "assignments"}
+    (support/gitlab_rb_eval.rb, the one evaluator of every harness)."""
     with tempfile.NamedTemporaryFile("w", suffix=".rb") as rb:
         rb.write(text)
         rb.flush()
-        done = subprocess.run(["ruby", str(FAKEBIN / "gitlab_rb_eval.rb"), rb.name], capture_output=True,
+        done = subprocess.run(["ruby", str(Path(__file__).resolve().parent / "gitlab_rb_eval.rb"), rb.name], capture_output=True,
                               text=True, check=True)
     return json.loads(done.stdout)
