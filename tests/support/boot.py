@@ -48,6 +48,13 @@ def _kept_under_tmp() -> list[Path]:
     checkout (its fakes and tool virtual environments), wherever it was cloned."""
     wanted = {REPO, AWSCLI.parent.parent.resolve(), Path(sys.executable).resolve().parent}
     return sorted(p for p in wanted if p.is_relative_to("/tmp"))
+# Where the Gitaly role's fake gitlab-ctl keeps its state (on the server's disk).
+FAKE_STATE = "/var/lib/gitlab-cfn-fake"
+GITALY_CTL = f"""import os
+from pathlib import Path
+from support.disk import gitlab_ctl
+sys.exit(gitlab_ctl(sys.argv[1:], Path(os.environ.get("FAKE_STATE", {FAKE_STATE!r}))))
+"""
 # slirp4netns: the host's loopback as seen from the namespace.
 HOST = "10.0.2.2"
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -209,8 +216,11 @@ class Server:
     """One instance's disk; ``boot()`` is a (re)boot of it."""
 
     def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app",
-                 layers: tuple[str, ...] = LAYERS):
+                 layers: tuple[str, ...] | None = None):
+        # A Gitaly server's /dev is its own too: its data volume appears there.
+        layers = layers or (LAYERS + (("dev",) if role == "gitaly" else ()))
         self.name, self.role, self.dir, self.layers = name, role, base / name, layers
+        self.loops: list[str] = []
         self.program = userdata.body(role)
         self.program_path = f"/opt/gitlab-cfn/boot/{hashlib.sha256(self.program.encode()).hexdigest()}/{role}.sh"
         # Shell lines run in the namespaces as root just before the program (the instance's network, disks).
@@ -249,6 +259,11 @@ class Server:
         for name, where in (("gitlab-ctl", "/opt/gitlab/bin/gitlab-ctl"), ("gitlab-rake", "/opt/gitlab/bin/gitlab-rake"),
                             ("gitlab-rails", "/opt/gitlab/bin/gitlab-rails"), ("cfn-signal", "/opt/aws/bin/cfn-signal")):
             self.write(where, header + (FAKEBIN / f"{name}.py").read_text(), 0o755)
+        if self.role == "gitaly":
+            # The Gitaly role's gitlab-ctl is support/disk.py's: it checks gitlab.rb for the
+            # installed version and listens where gitaly['configuration'] says (its state in FAKE_STATE).
+            self.write("/opt/gitlab/bin/gitlab-ctl", header + GITALY_CTL, 0o755)
+            self.path(FAKE_STATE).mkdir(parents=True, exist_ok=True)
         systemctl = self.dir / "systemctl"
         systemctl.write_text(header + (FAKEBIN / "systemctl.py").read_text())
         systemctl.chmod(0o755)
@@ -270,6 +285,26 @@ class Server:
             subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{self.name}", "-f", str(key)],
                            check=True)
         self.write(self.program_path, self.program, 0o755)
+
+    def attach_volume(self, volume_id: str, size_mib: int = 64) -> str:
+        """An EBS volume: a sparse file behind a loop device, at the NVMe path EC2 gives
+        VOLUME_ID, in the server's own /dev (``detach_volumes`` ends it)."""
+        if "dev" not in self.layers:
+            raise ValueError(f"{self.name}: a volume needs the server's own /dev (layers {self.layers})")
+        image = self.dir / f"{volume_id}.img"
+        with open(image, "wb") as f:
+            f.truncate(size_mib * 1024 * 1024)
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
+                                text=True).stdout.strip()
+        self.loops.append(device)
+        link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
+        self.setup_lines += [f"mkdir -p {Path(link).parent}", f"ln -sfn {device} {link}"]
+        return device
+
+    def detach_volumes(self) -> None:
+        for device in self.loops:
+            subprocess.run(["losetup", "--detach", device], capture_output=True)
+        self.loops.clear()
 
     def set_version(self, version: str) -> None:
         self.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", version + "\n")
@@ -382,6 +417,6 @@ def evaluate_gitlab_rb(text: str) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".rb") as rb:
         rb.write(text)
         rb.flush()
-        done = subprocess.run(["ruby", str(Path(__file__).resolve().parent / "gitlab_rb_eval.rb"), rb.name], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(["ruby", str(Path(__file__).resolve().parent / "gitlab_rb_eval.rb"), rb.name],
+                              capture_output=True, text=True, check=True)
     return json.loads(done.stdout)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -39,11 +38,6 @@ from support import boot
 
 SUPPORT = Path(__file__).resolve().parent
 DB_ALIAS = "127.0.0.2"  # where the RDS endpoint's name points on a server
-FAKE_STATE = "/var/lib/gitlab-cfn-fake"
-GITALY_CTL = """from pathlib import Path
-from support.disk import gitlab_ctl
-sys.exit(gitlab_ctl(sys.argv[1:], Path({state!r})))
-"""
 # The boot scripts' waits, shortened for tests (their defaults are minutes).
 KNOBS = {
     "GITLAB_CFN_READINESS_TIMEOUT": "30",
@@ -76,7 +70,6 @@ class Hypervisor:
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._loops: list[str] = []
         self._db_secrets: set[str] = set()
         self._lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll, name="hypervisor", daemon=True)
@@ -118,8 +111,7 @@ class Hypervisor:
             self.booted[instance_id] = Booted(instance_id, role, None)  # type: ignore[arg-type]
             self.errors.append(f"{instance_id}: cannot boot role {role!r} here (user data: {user_data[:80]!r})")
             return
-        server = boot.Server(self.base, name, role=role,
-                             layers=boot.LAYERS + (("dev",) if role == "gitaly" else ()))
+        server = boot.Server(self.base, name, role=role)
         server.write("/var/lib/cloud/data/instance-id", instance_id + "\n")
         server.program_path = "/var/lib/cloud/instance/scripts/part-001"
         server.write(server.program_path, user_data, 0o700)
@@ -134,7 +126,7 @@ class Hypervisor:
 
     def _boot(self, booted: Booted) -> None:
         env = {"AWS_ENDPOINT_URL": f"http://{boot.HOST}:{self.standin.port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "FAKE_STATE": FAKE_STATE, **KNOBS}
+               "AWS_SECRET_ACCESS_KEY": "testing", **KNOBS}
         with self._lock:
             if booted.terminated:
                 return
@@ -174,18 +166,7 @@ class Hypervisor:
         ]
 
     def _as_gitaly(self, server: boot.Server, values: dict[str, str]) -> None:
-        header = (f"#!{sys.executable}\nimport sys\nsys.path[:0] = [{str(SUPPORT.parent)!r}, "
-                  f"{str(SUPPORT.parents[1] / 'templates_src')!r}]\n")
-        server.write("/opt/gitlab/bin/gitlab-ctl", header + GITALY_CTL.format(state=FAKE_STATE), 0o755)
-        server.path(FAKE_STATE).mkdir(parents=True, exist_ok=True)
-        image = server.dir / "data-volume.img"
-        with open(image, "wb") as f:
-            f.truncate(64 * 1024 * 1024)
-        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
-                                text=True).stdout.strip()
-        self._loops.append(device)
-        link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{values['DATA_VOLUME_ID'].replace('-', '')}"
-        server.setup_lines += [f"mkdir -p {Path(link).parent}", f"ln -sfn {device} {link}"]
+        server.attach_volume(values["DATA_VOLUME_ID"])
 
     # -- the end ----------------------------------------------------------------------------------
     def wait(self, timeout: float = 160) -> None:
@@ -198,8 +179,9 @@ class Hypervisor:
         self._poller.join(10)
         self._sweep()
         self.wait(60)
-        for device in self._loops:
-            subprocess.run(["losetup", "--detach", device], capture_output=True)
+        for booted in self.booted.values():
+            if booted.server is not None:
+                booted.server.detach_volumes()
         if self._db_secrets:
             self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD '{self.pg.password}'")
 
