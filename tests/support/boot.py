@@ -212,23 +212,22 @@ class Boot:
     seconds: float
 
 
-class Server:
-    """One instance's disk; ``boot()`` is a (re)boot of it."""
+class Disk:
+    """A machine's disk, shared by both harnesses (``Server`` here, ``disk.Machine``): overlay
+    layers over this machine's folders (``upper/<layer>``, ``work/<layer>`` under DIR), kept
+    between boots, so a second boot is a reboot."""
 
-    def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app",
-                 layers: tuple[str, ...] | None = None):
-        # A Gitaly server's /dev is its own too: its data volume appears there.
-        layers = layers or (LAYERS + (("dev",) if role == "gitaly" else ()))
-        self.name, self.role, self.dir, self.layers = name, role, base / name, layers
-        self.loops: list[str] = []
-        self.program = userdata.body(role)
-        self.program_path = f"/opt/gitlab-cfn/boot/{hashlib.sha256(self.program.encode()).hexdigest()}/{role}.sh"
-        # Shell lines run in the namespaces as root just before the program (the instance's network, disks).
-        self.setup_lines: list[str] = []
+    def __init__(self, directory: Path, layers: tuple[str, ...]):
+        self.dir, self.layers = directory, layers
         for layer in layers:
             (self.dir / "upper" / layer).mkdir(parents=True, exist_ok=True)
             (self.dir / "work" / layer).mkdir(parents=True, exist_ok=True)
-        self.install_image(version)
+
+    def overlay_mounts(self) -> str:
+        """The shell lines, run in a new mount namespace, that put the layers over the real folders."""
+        up, work = self.dir / "upper", self.dir / "work"
+        return "\n".join(f"mount -t overlay overlay -o lowerdir=/{layer},upperdir={up / layer},"
+                         f"workdir={work / layer} /{layer}" for layer in self.layers)
 
     def path(self, inside: str) -> Path:
         """Where a server path lives on its disk (its upper layer)."""
@@ -250,6 +249,22 @@ class Server:
 
     def exists(self, inside: str) -> bool:
         return self.path(inside).exists()
+
+
+class Server(Disk):
+    """One instance's disk; ``boot()`` is a (re)boot of it."""
+
+    def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app",
+                 layers: tuple[str, ...] | None = None):
+        # A Gitaly server's /dev is its own too: its data volume appears there.
+        super().__init__(base / name, layers or (LAYERS + (("dev",) if role == "gitaly" else ())))
+        self.name, self.role = name, role
+        self.loops: list[str] = []
+        self.program = userdata.body(role)
+        self.program_path = f"/opt/gitlab-cfn/boot/{hashlib.sha256(self.program.encode()).hexdigest()}/{role}.sh"
+        # Shell lines run in the namespaces as root just before the program (the instance's network, disks).
+        self.setup_lines: list[str] = []
+        self.install_image(version)
 
     def install_image(self, version: str) -> None:
         """What the AMI and cloud-init give an instance: the GitLab package (fakes for its
@@ -311,9 +326,7 @@ class Server:
 
     def start(self, env: dict[str, str]) -> subprocess.Popen:
         """Power on: the program runs in the server's namespaces (see ``wait``)."""
-        up, work = self.dir / "upper", self.dir / "work"
-        mounts = "\n".join(f"mount -t overlay overlay -o lowerdir=/{layer},upperdir={up / layer},"
-                           f"workdir={work / layer} /{layer}" for layer in self.layers)
+        mounts = self.overlay_mounts()
         keep = "\n".join(f"mkdir -p {path} && mount --bind /run/host-tmp/{path.relative_to('/tmp')} {path}"
                           for path in _kept_under_tmp())
         setup = f"""set -e
