@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -146,7 +147,13 @@ def test_a_boot_that_fails_fails_the_deploy_naming_the_signal(waiting_standin, p
     reason = "Received 1 FAILURE signal(s) out of 2. Unable to satisfy 100% MinSuccessfulInstancesPercent requirement"
     assert "AppAutoScalingGroup" in result.stderr and reason in result.stderr, result.stderr[-3000:]
     cfn = aws.client("cloudformation", REGION)
-    failed = [e for e in stack_events(cfn, "AppAutoScalingGroup") if e["ResourceStatus"] == "CREATE_FAILED"]
+    # The parent names the app stack that failed (rolled back and deleted); its events name the group.
+    embedded = [re.search(r"Embedded stack (\S+) was not successfully created: The following resource\(s\) "
+                          r"failed to create: \[AppAutoScalingGroup\]", e.get("ResourceStatusReason", ""))
+                for e in cfn.describe_stack_events(StackName="gl")["StackEvents"] if e["ResourceStatus"] == "CREATE_FAILED"]
+    (app_stack,) = {m.group(1) for m in embedded if m}
+    failed = [e for e in cfn.describe_stack_events(StackName=app_stack)["StackEvents"]
+              if e["LogicalResourceId"] == "AppAutoScalingGroup" and e["ResourceStatus"] == "CREATE_FAILED"]
     assert [e["ResourceStatusReason"] for e in failed] == [reason]
     assert cfn.describe_stacks(StackName="gl")["Stacks"][0]["StackStatus"] in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED")
     # Why: PostgreSQL refused the connection without TLS (pg_hba.conf: hostssl only).

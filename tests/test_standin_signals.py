@@ -50,7 +50,8 @@ def instance_template(timeout: str = "PT10M") -> dict:
         "Server": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": IMAGE, "InstanceType": "t3.micro"},
                    "CreationPolicy": {"ResourceSignal": {"Count": 1, "Timeout": timeout}}},
         # Created only once the server is: it depends on it.
-        "After": {"Type": "AWS::SNS::Topic", "DependsOn": "Server"}}}
+        "After": {"Type": "AWS::SNS::Topic", "DependsOn": "Server"}},
+        "Outputs": {"Topic": {"Value": {"Ref": "After"}}}}
 
 
 def group_template(count: int) -> dict:
@@ -108,8 +109,12 @@ def test_patch_creation_policy_waits_for_signals(waiting_aws):
     cfn, stack_id = create(waiting_aws, instance_template())
     (instance,) = wait_for_instances(waiting_aws, 1)
     time.sleep(1)
-    # Waiting: the stack is in progress and what depends on the server is not created yet.
+    # Waiting: the stack is in progress, without outputs, and what depends on the server is not
+    # created yet, even when asked for (moto's lazy map would create it for the asking request).
     assert status(cfn, stack_id) == "CREATE_IN_PROGRESS"
+    assert "Outputs" not in cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+    listed = cfn.describe_stack_resources(StackName=stack_id)["StackResources"]
+    assert "After" not in [r.get("LogicalResourceId") for r in listed]
     assert waiting_aws.client("sns", REGION).list_topics()["Topics"] == []
     signal(cfn, "probe", "Server", instance)
     assert settle(cfn, stack_id) == "CREATE_COMPLETE"

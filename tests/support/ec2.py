@@ -14,10 +14,12 @@ fake of ``fakebin/``) sends ``SignalResource`` to the stand-in, whose
 
 What the harness plays, besides EC2:
 - RDS: the test's PostgreSQL (TLS only) stands for the stack's DB instance. Its
-  master user takes the password of the stack's database secret (what RDS does with
-  ``MasterUserPassword``), the database is new, and on each server the RDS endpoint's
-  name resolves to a forwarder to it (the VPC's route).
-- EBS: a Gitaly instance's data volume (``DATA_VOLUME_ID``) is a sparse file behind a
+  master user takes the password of the secret of the DB instance's own stack (what RDS
+  does with ``MasterUserPassword``), the database is new, and on each server the DB
+  instance's endpoint name resolves to a forwarder, on its port, to it (the VPC's route).
+  All of it is read from the stand-in's RDS and EC2, never from the user data: the user
+  data's wiring is what the boot checks.
+- EBS: each volume the stand-in attached to a Gitaly instance is a sparse file behind a
   loop device, at the NVMe path EC2 gives it; its ``/dev`` is an overlay of its own.
 Roles it cannot boot (the bastions install packages from the internet) are refused:
 deploy a build without them.
@@ -31,6 +33,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +73,7 @@ class Hypervisor:
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._db_secrets: set[str] = set()
+        self._rds: tuple[str, int] | None = None
         self._lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll, name="hypervisor", daemon=True)
 
@@ -97,7 +100,7 @@ class Hypervisor:
                     self._launch(ec2, instance_id)
                 self._terminate(alive)
             except Exception as exc:  # recorded; the test reads self.errors
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+                self.errors.append(f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=-1).strip()})")
             self._stop.wait(0.3)
 
     def _launch(self, ec2, instance_id: str) -> None:
@@ -116,9 +119,9 @@ class Hypervisor:
         server.program_path = "/var/lib/cloud/instance/scripts/part-001"
         server.write(server.program_path, user_data, 0o700)
         if role == "gitlab-app":
-            self._as_rds(server, values)
+            self._as_rds(server)
         else:
-            self._as_gitaly(server, values)
+            self._as_gitaly(server, instance_id)
         booted = self.booted[instance_id] = Booted(instance_id, role, server)
         thread = threading.Thread(target=self._boot, args=(booted,), name=name, daemon=True)
         self._threads.append(thread)
@@ -149,24 +152,55 @@ class Hypervisor:
         self._terminate({i["InstanceId"] for r in reservations for i in r["Instances"]})
 
     # -- RDS and EBS ------------------------------------------------------------------------------
-    def _as_rds(self, server: boot.Server, values: dict[str, str]) -> None:
+    def _as_rds(self, server: boot.Server) -> None:
+        """The RDS instance of the stack, from the stand-in (never from the user data, which is
+        what is checked): its endpoint's name resolves to a forwarder, on its port, to the test's
+        PostgreSQL, whose master user takes the password of the database's own stack's secret."""
         with self._lock:
-            arn = values["DB_SECRET_ARN"]
-            if arn not in self._db_secrets:
-                secret = json.loads(self._client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-                if secret["username"] != self.pg.user:
-                    raise AssertionError(f"the stack's database user is {secret['username']}, the test's {self.pg.user}")
-                self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD $pw${secret['password']}$pw$")
-                self._db_secrets.add(arn)
-        server.write("/etc/hosts", Path("/etc/hosts").read_text() + f"{DB_ALIAS} {values['DB_HOST']}\n")
+            if self._rds is None:
+                identifier, secret = self._stack_database()
+                (db,) = self._client("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+                if (db["MasterUsername"], db["DBName"]) != (self.pg.user, self.pg.database):
+                    raise AssertionError(f"the stack's database is {db['MasterUsername']}@{db['DBName']}, "
+                                         f"the test's {self.pg.user}@{self.pg.database}")
+                value = self._client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+                password = json.loads(value)["password"]
+                self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD $pw${password}$pw$")
+                self._rds = (db["Endpoint"]["Address"], db["Endpoint"]["Port"])
+        address, port = self._rds
+        server.write("/etc/hosts", Path("/etc/hosts").read_text() + f"{DB_ALIAS} {address}\n")
         server.setup_lines += [
-            f"{sys.executable} {SUPPORT / 'tcp_forward.py'} {DB_ALIAS} {values['DB_PORT']} {boot.HOST} {self.pg.port} &",
-            f"for _ in $(seq 200); do (exec 3<>/dev/tcp/{DB_ALIAS}/{values['DB_PORT']}) 2>/dev/null && break; "
-            "sleep 0.05; done",
+            f"{sys.executable} {SUPPORT / 'tcp_forward.py'} {DB_ALIAS} {port} {boot.HOST} {self.pg.port} &",
+            f"for _ in $(seq 200); do (exec 3<>/dev/tcp/{DB_ALIAS}/{port}) 2>/dev/null && break; sleep 0.05; done",
         ]
 
-    def _as_gitaly(self, server: boot.Server, values: dict[str, str]) -> None:
-        server.attach_volume(values["DATA_VOLUME_ID"])
+    def _stack_database(self) -> tuple[str, str]:
+        """The stack's DB instance and its MasterUserPassword's secret: the only secret of its stack."""
+        cfn = self._client("cloudformation")
+        found = []
+        for stack in cfn.describe_stacks()["Stacks"]:
+            resources = cfn.describe_stack_resources(StackName=stack["StackId"])["StackResources"]
+            databases = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::RDS::DBInstance"]
+            # (the stand-in lists the secret's target attachment as a secret too, same id)
+            secrets = {r["PhysicalResourceId"] for r in resources
+                       if r.get("ResourceType") == "AWS::SecretsManager::Secret"}
+            found += [(database, secrets) for database in databases]
+        if len(found) != 1 or len(found[0][1]) != 1:
+            raise AssertionError(f"expected one DB instance in a stack with one secret, found {found}")
+        return found[0][0], next(iter(found[0][1]))
+
+    def _as_gitaly(self, server: boot.Server, instance_id: str) -> None:
+        """The EBS volumes the stand-in attached to the instance (other than its root), each at
+        the NVMe path of its own id: what EC2 attached, not what the user data says."""
+        ec2 = self._client("ec2")
+        (instance,) = [i for r in ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+                       for i in r["Instances"]]
+        volumes = [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"] for a in v.get("Attachments", [])
+                   if a["InstanceId"] == instance_id and a["Device"] != instance.get("RootDeviceName")]
+        if not volumes:
+            self.errors.append(f"{instance_id}: no data volume attached")
+        for volume in volumes:
+            server.attach_volume(volume)
 
     # -- the end ----------------------------------------------------------------------------------
     def wait(self, timeout: float = 160) -> None:
@@ -182,7 +216,7 @@ class Hypervisor:
         for booted in self.booted.values():
             if booted.server is not None:
                 booted.server.detach_volumes()
-        if self._db_secrets:
+        if self._rds:
             self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD '{self.pg.password}'")
 
     def of_role(self, role: str) -> list[Booted]:

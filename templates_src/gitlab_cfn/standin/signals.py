@@ -46,6 +46,8 @@ from moto.core.responses import EmptyResult
 TIMEOUT_VARIABLE = "GITLAB_CFN_STANDIN_SIGNAL_TIMEOUT"
 STATUSES = ("SUCCESS", "FAILURE")
 _CHANGED = threading.Condition()
+_CREATOR = threading.local()  # set in a thread that creates a stack in the background
+_BACKGROUND = [0]  # how many stacks are being created in the background
 
 
 @dataclass
@@ -178,11 +180,16 @@ def creation_policy_waits_for_signals() -> None:
         ended: dict[str, Any] = {}
 
         def run() -> None:
+            _CREATOR.active = True
+            with _CHANGED:
+                _BACKGROUND[0] += 1
             try:
                 original_backend_create(self, name, *args, **kwargs)
             except BaseException as exc:  # handed to the request below, or kept in the log
                 ended["error"] = exc
             finally:
+                with _CHANGED:
+                    _BACKGROUND[0] -= 1
                 ended["done"] = True
 
         threading.Thread(target=run, name=f"create-{name}", daemon=True).start()
@@ -197,6 +204,38 @@ def creation_policy_waits_for_signals() -> None:
             time.sleep(0.02)
 
     cfn_models.CloudFormationBackend.create_stack = create_stack
+
+    # moto's resource map creates a resource when it is first read: a DescribeStackResources
+    # or DescribeStacks answered while the stack is created in the background would create
+    # a second copy of what is not created yet. Other requests see what exists; a stack in
+    # creation has no outputs yet, as in CloudFormation.
+    original_getitem = parsing.ResourceMap.__getitem__
+    original_iter = parsing.ResourceMap.__iter__
+
+    def reading_only(resource_map) -> bool:
+        return _BACKGROUND[0] > 0 and not getattr(_CREATOR, "active", False)
+
+    def __getitem__(self, key):
+        if key not in self._parsed_resources and reading_only(self):
+            raise KeyError(key)
+        return original_getitem(self, key)
+
+    def __iter__(self):
+        if reading_only(self):
+            return iter([key for key in list(self.resources) if key in self._parsed_resources])
+        return original_iter(self)
+
+    parsing.ResourceMap.__getitem__ = __getitem__
+    parsing.ResourceMap.__iter__ = __iter__
+
+    original_outputs = cfn_models.Stack.outputs.fget
+
+    def outputs(self):
+        if self.status in ("CREATE_PENDING", "CREATE_IN_PROGRESS") and reading_only(self.resource_map):
+            return None
+        return original_outputs(self)
+
+    cfn_models.Stack.outputs = property(outputs)
 
 
 def _delete(resource: Any, account_id: str, region_name: str) -> None:
