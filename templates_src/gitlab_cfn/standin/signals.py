@@ -24,7 +24,9 @@ as if no server had to boot. Two named patches (registered in ``patches.py``):
   ``Received FAILURE signal with UniqueId i-...`` (an instance),
   ``Received N FAILURE signal(s) out of M. Unable to satisfy P% MinSuccessfulInstancesPercent
   requirement`` (an Auto Scaling group), ``Failed to receive N resource signal(s) within
-  the specified duration``.
+  the specified duration``. While a stack is created in the background, other requests
+  see only what is created (moto's resource map creates a resource when it is first read,
+  and a DescribeStackResources mid-create made a second copy), and no outputs.
 """
 
 from __future__ import annotations
