@@ -112,8 +112,8 @@ def test_the_stack_completes_from_its_servers_signals(waiting_standin, postgres,
     for booted, resource in [(b, "AppAutoScalingGroup") for b in apps] + [(gitaly, "GitalyInstance")]:
         assert booted.result.returncode == 0, booted.result.stderr[-3000:]
         (sent,) = booted.server.signals()
-        assert (sent["resource"], sent["exit_code"], sent["sent"]) == \
-            (resource, 0, {"unique_id": booted.instance_id, "status": "SUCCESS"})
+        assert (sent["resource"], sent["exit_code"], sent["sent"]["unique_id"], sent["sent"]["status"]) == \
+            (resource, 0, booted.instance_id, "SUCCESS")
     # ... the instances the group launched, from the bundle the deploy uploaded.
     asg = aws.client("autoscaling", REGION).describe_auto_scaling_groups()["AutoScalingGroups"]
     (members,) = [[i["InstanceId"] for i in g["Instances"]] for g in asg]
@@ -128,7 +128,7 @@ def test_the_stack_completes_from_its_servers_signals(waiting_standin, postgres,
     cfn = aws.client("cloudformation", REGION)
     app_stack = stack_holding(cfn, "AppAutoScalingGroup")
     (done,) = [e for e in stack_events(cfn, app_stack["StackName"]) if e["ResourceStatus"] == "CREATE_COMPLETE"]
-    last_signal = max(b.server.signals()[0]["at"] for b in apps)
+    last_signal = max(b.server.signals()[0]["sent"]["at"] for b in apps)
     assert done["Timestamp"].timestamp() >= last_signal
 
 

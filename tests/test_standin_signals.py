@@ -170,6 +170,8 @@ def test_patch_signal_resource(local_aws):
     assert status(cfn, stack_id) == "CREATE_COMPLETE"
     with pytest.raises(botocore.exceptions.ClientError, match="Server of stack probe is not awaiting signals"):
         signal(cfn, "probe", "Server", "i-0123456789abcdef0")
+    with pytest.raises(botocore.exceptions.ClientError, match="Resource Nothing does not exist for stack probe"):
+        signal(cfn, "probe", "Nothing", "i-0123456789abcdef0")
     with pytest.raises(botocore.exceptions.ClientError, match="Stack with id nothing does not exist"):
         signal(cfn, "nothing", "Server", "i-0123456789abcdef0")
     with pytest.raises(botocore.exceptions.ClientError, match=r"enum value set: \[SUCCESS, FAILURE\]"):

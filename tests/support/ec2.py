@@ -97,7 +97,11 @@ class Hypervisor:
                     {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
                 alive = {i["InstanceId"] for r in reservations for i in r["Instances"]}
                 for instance_id in sorted(alive - set(self.booted)):
-                    self._launch(ec2, instance_id)
+                    try:
+                        self._launch(ec2, instance_id)
+                    except Exception as exc:  # that instance never boots; the test reads why
+                        self.booted.setdefault(instance_id, Booted(instance_id, "", None))  # type: ignore[arg-type]
+                        self.errors.append(f"{instance_id}: {type(exc).__name__}: {exc}")
                 self._terminate(alive)
             except Exception as exc:  # recorded; the test reads self.errors
                 self.errors.append(f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=-1).strip()})")

@@ -120,6 +120,8 @@ def signal_resource() -> None:
             raise ValidationError(name)
         stack = stacks[0]
         key = (backend.account_id, backend.region_name, stack.name, logical_id)
+        if logical_id not in (getattr(stack, "template_dict", None) or {}).get("Resources", {}):
+            raise ValidationError(message=f"Resource {logical_id} does not exist for stack {stack.name}")
         with _CHANGED:
             awaiting = AWAITING.get(key)
             if awaiting is None:

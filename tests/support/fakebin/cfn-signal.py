@@ -9,6 +9,7 @@ A refused signal fails as the real one does (exit 1), so the boot's retries run.
 """
 import argparse
 import os
+import time
 from pathlib import Path
 
 from fakelib import fail, record
@@ -44,11 +45,12 @@ if INSTANCE_ID.exists():
     endpoint = args.url or os.environ.get("AWS_ENDPOINT_URL")
     client = boto3.client("cloudformation", region_name=args.region, endpoint_url=endpoint)
     unique_id = args.id or INSTANCE_ID.read_text().strip()
+    sending = time.time()
     try:
         client.signal_resource(StackName=args.stack, LogicalResourceId=args.resource, UniqueId=unique_id,
                                Status="SUCCESS" if exit_code == 0 else "FAILURE")
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         fail(f"SignalResource refused: {exc}", 1)
-    sent = {"unique_id": unique_id, "status": "SUCCESS" if exit_code == 0 else "FAILURE"}
+    sent = {"unique_id": unique_id, "status": "SUCCESS" if exit_code == 0 else "FAILURE", "at": sending}
 record(stack=args.stack, resource=args.resource, region=args.region, exit_code=exit_code,
        **({"sent": sent} if sent else {}))
