@@ -274,3 +274,20 @@ def test_an_assumption_changes_the_total_by_its_usage_times_the_price():
 def test_snapshot_lookup_refuses_an_unknown_key():
     with pytest.raises(ConfigError, match="no ec2_hour price for us-east-1"):
         prices.Prices("us-east-1").get("ec2_hour", "x9.huge")
+
+
+def test_a_stack_waiting_for_all_of_another_whose_outputs_are_ready_early_is_reported():
+    #  a: Quick (10) gives the output, Slow (50) does not; b reads the output.
+    child_a = {"Resources": {"Quick": {"Type": "T::Fast"}, "Slow": {"Type": "T::Slow"}},
+               "Outputs": {"Id": {"Value": {"Ref": "Quick"}}}}
+    child_b = {"Parameters": {"Id": {"Type": "String"}},
+               "Resources": {"Fast": {"Type": "T::Fast", "Properties": {"X": {"Ref": "Id"}}}}}
+    parent = {"Resources": {
+        "AStack": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "x/a.template.yaml"}},
+        "BStack": {"Type": "AWS::CloudFormation::Stack", "Properties": {
+            "TemplateURL": "x/b.template.yaml", "Parameters": {"Id": {"Fn::GetAtt": ["AStack", "Outputs.Id"]}}}}}}
+    root = stack.tree({"main.template.yaml": parent, "a.template.yaml": child_a, "b.template.yaml": child_b})
+    assert deploytime.Model(DURATIONS).run(root).total == (3 + 50) + (3 + 10)
+    findings = deploytime.waits_for_whole_stacks(root, lambda: deploytime.Model(DURATIONS))
+    # b could start at 3 + 10 and end at 26; a still ends at 53: 66 -> 53.
+    assert [(f.resource, f.waits_for, f.saving) for f in findings] == [("BStack", "AStack", 13)]

@@ -65,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
                                    "dependency": s.via.kind if s.via else None} for s in res.path]}
             text += ["", deploytime.render(title, res)]
         findings = deploytime.needless(root, lambda: deploytime.Model())
-        whole = deploytime.waits_for_whole_stacks(root, deploytime.Model())
+        whole = deploytime.waits_for_whole_stacks(root, lambda: deploytime.Model())
         report["deploy_time"]["dependencies_on_the_critical_path"] = [f.__dict__ for f in findings]
         report["deploy_time"]["waits_for_whole_nested_stacks"] = [f.__dict__ for f in whole]
         text += ["", "dependencies on the create critical path (minutes saved if removed):"]
         text += [f"  {f.tier}/{f.resource} -> {f.waits_for} ({f.kind}): {f.saving / 60:.1f} min; {f.reason}"
                  for f in findings] or ["  none"]
         text += ["", "nested stacks on the critical path waiting longer than the outputs they read "
-                     "(minutes a split could save at most):"]
+                     "(minutes saved if they read them when ready):"]
         text += [f"  {f.tier}/{f.resource} -> {f.waits_for}: {f.saving / 60:.1f} min; {f.reason}"
                  for f in whole] or ["  none"]
     print(json.dumps(report, indent=2) if args.json else "\n".join(text))

@@ -161,12 +161,12 @@ def build_model(root: Stack) -> Model:
                 m.nodes[key] = Node(key, lb, f"{rid}\n{lb.upper()} {scheme} {azs(nets)}".strip(), st.name, ("vpc",))
             elif kind == "AWS::RDS::DBInstance":
                 multi = str(st.value(p.get("MultiAZ"))).lower() == "true"
-                m.nodes[key] = Node(key, "rds", f"{rid}\nRDS {st.value(p.get('Engine')) or ''} "
+                m.nodes[key] = Node(key, "rds", f"{rid}\nRDS {st.value(p.get('Engine')) or ''}\n"
                                               f"{st.value(p.get('DBInstanceClass')) or ''}{' Multi-AZ' if multi else ''}",
                                     st.name, ("vpc",))
             elif kind in ("AWS::ElastiCache::ReplicationGroup", "AWS::ElastiCache::CacheCluster"):
                 nodes = st.value(p.get("NumCacheClusters") or p.get("NumCacheNodes"))
-                m.nodes[key] = Node(key, "cache", f"{rid}\nElastiCache {st.value(p.get('CacheNodeType')) or ''}"
+                m.nodes[key] = Node(key, "cache", f"{rid}\nElastiCache\n{st.value(p.get('CacheNodeType')) or ''}"
                                                   f"{f' x {nodes}' if nodes else ''}", st.name, ("vpc",))
             elif kind == "AWS::S3::Bucket":
                 buckets[st.name] += 1

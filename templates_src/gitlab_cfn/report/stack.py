@@ -220,20 +220,42 @@ def tree(templates: dict[str, dict], root: str = MAIN) -> Stack:
     return make(root, None, None, {}, (root,))
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Folder(dict):
+    """Templates of a build folder, parsed when first asked for (the tree reads only those the
+    parent nests, not the Service Catalog portfolio)."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+        self.names = sorted(p.name for p in folder.glob("*.template.*"))
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __missing__(self, name: str) -> dict:
+        path = self.folder / name
+        try:
+            data = yaml.load(path.read_text(), Loader=_Loader)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--build: {path} is not YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--build: {path} is not a template (not a mapping)")
+        self[name] = data
+        return data
+
+
 def load_dir(build_dir: str | Path) -> dict[str, dict]:
-    """Parsed templates of a build folder (``<dir>/templates/*.template.yaml``)."""
+    """Templates of a build folder (``<dir>/templates/*.template.yaml``), parsed on first use."""
     folder = Path(build_dir) / "templates"
     if not folder.is_dir():
         raise ConfigError(f"--build: {build_dir} has no templates/ folder (run gitlab-cfn build first)")
-    found = {}
-    for path in sorted(folder.glob("*.template.*")):
-        try:
-            found[path.name] = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--build: {path} is not YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(found[path.name], dict):
-            raise ConfigError(f"--build: {path} is not a template (not a mapping)")
-    return found
+    return _Folder(folder)
 
 
 def load(build_dir: str | Path | None = None, config_file: str | None = None) -> Stack:
