@@ -291,3 +291,52 @@ def test_a_stack_waiting_for_all_of_another_whose_outputs_are_ready_early_is_rep
     findings = deploytime.waits_for_whole_stacks(root, lambda: deploytime.Model(DURATIONS))
     # b could start at 3 + 10 and end at 26; a still ends at 53: 66 -> 53.
     assert [(f.resource, f.waits_for, f.saving) for f in findings] == [("BStack", "AStack", 13)]
+
+
+# -- --live: AWS's Price List API through boto3 (a real client, answers stubbed) -------------------
+
+def _product(usd: str, unit: str = "Hrs") -> str:
+    return json.dumps({"product": {"sku": "X"}, "terms": {"OnDemand": {"X.T": {"priceDimensions": {
+        "X.T.R": {"unit": unit, "pricePerUnit": {"USD": usd}}}}}}})
+
+
+def test_live_prices_ask_the_price_list_api_with_the_region_and_type():
+    import boto3
+    from botocore.stub import Stubber
+    from gitlab_cfn.report.pricelist import LivePrices
+
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_response("get_products", {"PriceList": [_product("0.0000000000"), _product("0.2140000000")]}, {
+            "ServiceCode": "AmazonEC2", "MaxResults": 100, "Filters": [
+                {"Type": "TERM_MATCH", "Field": "regionCode", "Value": "ap-northeast-1"},
+                {"Type": "TERM_MATCH", "Field": "instanceType", "Value": "c5.xlarge"},
+                {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
+                {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
+                {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
+                {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
+                {"Type": "TERM_MATCH", "Field": "licenseModel", "Value": "No License required"}]})
+        stub.add_response("get_products", {"PriceList": []}, None)
+        live = LivePrices("ap-northeast-1", client)
+        assert live.get("ec2_hour", "c5.xlarge").usd == 0.214
+        assert live.get("ec2_hour", "c5.xlarge").usd == 0.214          # asked once
+        with pytest.raises(ConfigError, match="no on-demand ec2_hour price in ap-northeast-1"):
+            live.get("ec2_hour", "c5.8xlarge")
+        stub.assert_no_pending_responses()
+
+
+def test_the_regeneration_script_asks_for_every_taskcat_region_and_every_offered_type(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "price_table.py"
+    spec = importlib.util.spec_from_file_location("price_table", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.regions() == ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1",
+                                "ap-southeast-2", "ap-northeast-1"]
+    compiler.write_build(config.from_dict({}), tmp_path / "build")
+    wanted = script.keys(SNAPSHOT, tmp_path / "build")
+    assert {"c5.8xlarge", "r6i.8xlarge", "t3a.small", "t2.micro"} <= set(wanted["ec2_hour"])
+    assert {"db.r6g.8xlarge", "db.m6i.large"} <= set(wanted["rds_hour"])
+    assert wanted["nat_hour"] == [None]
