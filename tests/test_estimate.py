@@ -340,3 +340,18 @@ def test_the_regeneration_script_asks_for_every_taskcat_region_and_every_offered
     assert {"c5.8xlarge", "r6i.8xlarge", "t3a.small", "t2.micro"} <= set(wanted["ec2_hour"])
     assert {"db.r6g.8xlarge", "db.m6i.large"} <= set(wanted["rds_hour"])
     assert wanted["nat_hour"] == [None]
+
+
+def test_every_type_a_build_offers_has_a_price_except_one_ec2_does_not_sell(variant):
+    """A user who picks another AllowedValue still gets an estimate. c5.8xlarge is offered for
+    AppInstanceType and GitalyInstanceType, but EC2 sells no such size (c5 goes 4xlarge, 9xlarge:
+    karpenter-provider-aws's list generated from the Price List API has none): it is refused."""
+    table = SNAPSHOT["regions"]["us-east-1"]
+    tables = {"InstanceType": "ec2_hour", "DBInstanceClass": "rds_hour", "CacheNodeType": "elasticache_hour"}
+    missing = set()
+    for st in build_tree(variant[1]).walk():
+        for name, spec in (st.template.get("Parameters") or {}).items():
+            for suffix, section in tables.items():
+                if name.endswith(suffix):
+                    missing |= {v for v in spec.get("AllowedValues", []) if v not in table[section]}
+    assert missing <= {"c5.8xlarge"}
