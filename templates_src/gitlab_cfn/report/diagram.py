@@ -239,7 +239,7 @@ def _port(stack: Stack, rule: dict) -> str:
 
 def dot_source(model: Model, title: str = "gitlab-cfn") -> str:
     """The diagram as Graphviz DOT text (what ``render`` draws), without running Graphviz."""
-    diagram = _diagram(model, title, None, "png")
+    diagram = _diagram(model, title, None, "png", draw=False)
     return diagram.dot.source
 
 
@@ -254,48 +254,59 @@ def _icons():
             "dns": network.Route53, "users": Users, "office": Internet}
 
 
-def _diagram(model: Model, title: str, filename: str | None, fmt: str):
-    from diagrams import Cluster, Diagram, Edge
+def _diagram(model: Model, title: str, filename: str | None, fmt: str, draw: bool = True):
+    """The ``diagrams`` Diagram of a model; drawn into ``filename.fmt`` by Graphviz when ``draw``."""
+    from diagrams import Cluster, Diagram, Edge, setdiagram
 
     icons = _icons()
     made = {}
     graph = {"fontsize": "20", "pad": "0.4", "splines": "spline", "nodesep": "0.5", "ranksep": "1.0"}
     diagram = Diagram(title, filename=filename or "diagram", outformat=fmt, show=False, direction="LR",
                       graph_attr=graph)
-    with diagram:
-        def node(n: Node):
-            label = f"{n.label}\n[{n.tier}]" if n.tier else n.label
-            if n.tier in model.conditional:
-                label += "\n(only if its condition holds)"
-            made[n.key] = icons[n.kind](label)
-
-        for n in model.nodes.values():
-            if n.place is None:
-                node(n)
-        with Cluster(model.vpc_label):
-            for n in model.nodes.values():
-                if n.place == ("vpc",):
-                    node(n)
-            by_az: dict[str, list[Key]] = defaultdict(list)
-            for key, sub in sorted(model.subnets.items(), key=lambda kv: (kv[1]["az"], not kv[1]["public"])):
-                by_az[sub["az"]].append(key)
-            for az, keys in sorted(by_az.items()):
-                with Cluster(az):
-                    for key in keys:
-                        sub = model.subnets[key]
-                        with Cluster(f"{sub['label']} [{sub['tier']}]"):
-                            inside = [n for n in model.nodes.values() if n.place == ("subnet", key)]
-                            for n in inside:
-                                node(n)
-                            if not inside:
-                                from diagrams.aws.network import PrivateSubnet, PublicSubnet
-
-                                (PublicSubnet if sub["public"] else PrivateSubnet)(key[1])
-        for (src, dst), ports in sorted(model.edges.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-            if src in made and dst in made:
-                made[src] >> Edge(label=",".join(sorted(ports, key=lambda p: (len(p), p))),
-                                  tooltip=f"security group rule [{model.sg_tier}]") >> made[dst]
+    diagram.__enter__()
+    try:
+        _draw(model, icons, made, Cluster, Edge)
+    finally:
+        if draw:
+            diagram.__exit__(None, None, None)   # renders, then removes the DOT file
+        else:
+            setdiagram(None)
     return diagram
+
+
+def _draw(model: Model, icons: dict, made: dict, Cluster, Edge) -> None:
+    def node(n: Node):
+        label = f"{n.label}\n[{n.tier}]" if n.tier else n.label
+        if n.tier in model.conditional:
+            label += "\n(only if its condition holds)"
+        made[n.key] = icons[n.kind](label)
+
+    for n in model.nodes.values():
+        if n.place is None:
+            node(n)
+    with Cluster(model.vpc_label):
+        for n in model.nodes.values():
+            if n.place == ("vpc",):
+                node(n)
+        by_az: dict[str, list[Key]] = defaultdict(list)
+        for key, sub in sorted(model.subnets.items(), key=lambda kv: (kv[1]["az"], not kv[1]["public"])):
+            by_az[sub["az"]].append(key)
+        for az, keys in sorted(by_az.items()):
+            with Cluster(az):
+                for key in keys:
+                    sub = model.subnets[key]
+                    with Cluster(f"{sub['label']} [{sub['tier']}]"):
+                        inside = [n for n in model.nodes.values() if n.place == ("subnet", key)]
+                        for n in inside:
+                            node(n)
+                        if not inside:
+                            from diagrams.aws.network import PrivateSubnet, PublicSubnet
+
+                            (PublicSubnet if sub["public"] else PrivateSubnet)(key[1])
+    for (src, dst), ports in sorted(model.edges.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        if src in made and dst in made:
+            made[src] >> Edge(label=",".join(sorted(ports, key=lambda p: (len(p), p))),
+                              tooltip=f"security group rule [{model.sg_tier}]") >> made[dst]
 
 
 def render(root: Stack, out: str | Path, fmt: str = "png", title: str = "gitlab-cfn") -> tuple[Path, str]:
@@ -315,12 +326,7 @@ def render(root: Stack, out: str | Path, fmt: str = "png", title: str = "gitlab-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gitlab-cfn-diagram-") as work:
-        here = os.getcwd()
-        os.chdir(work)
-        try:
-            diagram = _diagram(model, title, "diagram", fmt)
-        finally:
-            os.chdir(here)
+        diagram = _diagram(model, title, str(Path(work) / "diagram"), fmt)
         produced = Path(work) / f"diagram.{fmt}"
         if not produced.exists():
             raise ConfigError(f"diagram: Graphviz wrote no {fmt} file")

@@ -11,7 +11,6 @@ never counted as free in silence.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import yaml
 
 from gitlab_cfn.errors import ConfigError
-from gitlab_cfn.report.prices import Prices
+from gitlab_cfn.report.prices import Price, Prices
 from gitlab_cfn.report.stack import Stack
 
 ASSUMPTIONS = Path(__file__).resolve().parents[1] / "data" / "estimate-assumptions.yaml"
@@ -276,9 +275,7 @@ def _rds(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
                _scaled(pr.p.get("rds_iops_month", storage), factor))
 
 
-def _scaled(price, factor: float):
-    from gitlab_cfn.report.prices import Price
-
+def _scaled(price: Price, factor: float) -> Price:
     return price if factor == 1 else Price(price.usd * factor, price.source)
 
 
