@@ -273,6 +273,10 @@ def _rds(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
     if storage in ("io1", "io2") and iops:
         pr.add(stack, rid, f"RDS provisioned IOPS {deploy}", iops, "IOPS-mo",
                _scaled(pr.p.get("rds_iops_month", storage), factor))
+    if (stack.number(props.get("MonitoringInterval"), 0) or 0) > 0:
+        gb = pr.a["cloudwatch_logs_gb"]
+        pr.add(stack, rid, "RDS Enhanced Monitoring logs (CloudWatch Logs)", gb, "GB", pr.p.get("logs_gb"),
+               assumption=f"cloudwatch_logs_gb={gb:g}")
 
 
 def _scaled(price: Price, factor: float) -> Price:
@@ -341,6 +345,12 @@ def _elbv2(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
     _public_ips(pr, stack, rid, props, "Scheme")
 
 
+def _logs(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
+    gb = pr.a["cloudwatch_logs_gb"]
+    pr.add(stack, rid, "CloudWatch Logs data ingested", gb, "GB", pr.p.get("logs_gb"),
+           assumption=f"cloudwatch_logs_gb={gb:g}")
+
+
 def _kms(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
     pr.add(stack, rid, "KMS customer managed key", 1, "key-mo", pr.p.get("kms_key_month"))
 
@@ -376,6 +386,7 @@ HANDLERS = {
     "AWS::ElasticLoadBalancing::LoadBalancer": _clb,
     "AWS::ElasticLoadBalancingV2::LoadBalancer": _elbv2,
     "AWS::KMS::Key": _kms,
+    "AWS::Logs::LogGroup": _logs,
     "AWS::SecretsManager::Secret": _secret,
     "AWS::CloudWatch::Alarm": _alarm,
     "AWS::S3::Bucket": _bucket,
