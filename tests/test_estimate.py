@@ -291,6 +291,7 @@ def test_a_stack_waiting_for_all_of_another_whose_outputs_are_ready_early_is_rep
     findings = deploytime.waits_for_whole_stacks(root, lambda: deploytime.Model(DURATIONS))
     # b could start at 3 + 10 and end at 26; a still ends at 53: 66 -> 53.
     assert [(f.resource, f.waits_for, f.saving) for f in findings] == [("BStack", "AStack", 13)]
+    assert deploytime.outputs_when_ready(root, lambda: deploytime.Model(DURATIONS)) == (66, 53)
 
 
 # -- --live: AWS's Price List API through boto3 (a real client, answers stubbed) -------------------

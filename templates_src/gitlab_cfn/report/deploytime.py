@@ -325,6 +325,16 @@ def waits_for_whole_stacks(root: Stack, model_factory: Callable[[], Model]) -> l
     return findings
 
 
+def outputs_when_ready(root: Stack, model_factory: Callable[[], Model]) -> tuple[float, float]:
+    """(modelled total, total if every stack read other stacks' outputs as soon as they are ready):
+    the most that restructuring the nested stacks could save, all at once."""
+    base = model_factory().run(root).total
+    model = model_factory()
+    for stack in root.walk():
+        model.early |= {(stack.name, "*", rid) for rid in stack.children}
+    return base, model.run(root).total
+
+
 def _find(root: Stack, tier: str, rid: str) -> Stack | None:
     for stack in root.walk():
         if stack.name == tier and rid in stack.resources:
