@@ -22,7 +22,7 @@ STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sh
 AWSCLI := .venv-awscli
 AWSCLI_STAMP := $(AWSCLI)/.installed-$(shell cat requirements-awscli.txt | sha256sum | cut -c1-12)
 
-.PHONY: build lint check test test-tools standin awscli scanner bench mutants e2e clean distclean help
+.PHONY: build lint check test test-tools diagram-tools standin awscli scanner bench mutants e2e clean distclean help
 
 help:
 	@echo "make build   create .venv and .venv-checkov, compile build/, lint and scan every template"
@@ -56,10 +56,16 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 scanner: $(CHECKOV_STAMP)
 
-build: $(STAMP) $(CHECKOV_STAMP)
+build: $(STAMP) $(CHECKOV_STAMP) diagram-tools
 	$(BIN)/gitlab-cfn build
+	$(BIN)/gitlab-cfn diagram
 	$(BIN)/gitlab-cfn lint
 	$(BIN)/gitlab-cfn check
+
+# Graphviz's dot, which gitlab-cfn diagram draws with (the diagrams package is a Python dependency).
+diagram-tools:
+	@command -v dot >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; }
 
 lint: $(STAMP)
 	$(BIN)/gitlab-cfn lint
@@ -96,7 +102,7 @@ $(STANDIN_STAMP): requirements-standin.txt
 
 standin: $(STANDIN_STAMP)
 
-test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) $(AWSCLI_STAMP) test-tools
+test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) $(AWSCLI_STAMP) test-tools diagram-tools
 	$(BIN)/python -m pytest
 
 # Timings are a benchmark, not a test: a loaded machine must not fail CI.
