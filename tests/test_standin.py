@@ -309,8 +309,7 @@ def test_patch_resource_models(local_aws):
         "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"GenerateSecretString": {
             "SecretStringTemplate": "{\"username\": \"gitlab\"}", "GenerateStringKey": "password",
             "PasswordLength": 40, "ExcludePunctuation": True}}},
-        "Attachment": {"Type": "AWS::SecretsManager::SecretTargetAttachment", "Properties": {
-            "SecretId": {"Ref": "Secret"}, "TargetId": "db", "TargetType": "AWS::RDS::DBInstance"}},
+        # (SecretTargetAttachment: test_patch_secret_target_attachment_connection_fields, with a database.)
         "CacheSubnets": {"Type": "AWS::ElastiCache::SubnetGroup", "Properties": {"Description": "d", "SubnetIds": subnets}},
         "Redis": {"Type": "AWS::ElastiCache::ReplicationGroup", "Properties": {
             "ReplicationGroupDescription": "r", "Engine": "redis", "CacheNodeType": "cache.t3.medium",
