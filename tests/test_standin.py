@@ -886,7 +886,7 @@ def test_the_cache_tiers_generated_token_is_one_elasticache_accepts(local_aws):
 
 
 def test_patch_secret_target_attachment_connection_fields(local_aws):
-    cfn, stack = deploy(local_aws, {"Resources": {
+    body = {"Resources": {
         "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"GenerateSecretString": {
             "SecretStringTemplate": '{"username": "gitlab"}', "GenerateStringKey": "password",
             "PasswordLength": 40, "ExcludePunctuation": True}}},
@@ -896,8 +896,8 @@ def test_patch_secret_target_attachment_connection_fields(local_aws):
             "MasterUserPassword": {"Fn::Sub": "{{resolve:secretsmanager:${Secret}:SecretString:password}}"}}},
         "Attachment": {"Type": "AWS::SecretsManager::SecretTargetAttachment", "Properties": {
             "SecretId": {"Ref": "Secret"}, "TargetId": {"Ref": "Database"}, "TargetType": "AWS::RDS::DBInstance"}}},
-        "Outputs": {"Secret": {"Value": {"Ref": "Secret"}}, "Database": {"Value": {"Ref": "Database"}}}},
-        name="attached")
+        "Outputs": {"Secret": {"Value": {"Ref": "Secret"}}, "Database": {"Value": {"Ref": "Database"}}}}
+    cfn, stack = deploy(local_aws, body, name="attached")
     assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
     database = local_aws.client("rds", REGION).describe_db_instances(
         DBInstanceIdentifier=outputs(stack)["Database"])["DBInstances"][0]
@@ -908,6 +908,13 @@ def test_patch_secret_target_attachment_connection_fields(local_aws):
     assert document == {"username": "gitlab", "engine": "postgres", "host": database["Endpoint"]["Address"],
                         "port": 5432, "dbname": "gitlabhq_production",
                         "dbInstanceIdentifier": database["DBInstanceIdentifier"]}
+
+    # Removed from the stack, the attachment takes its fields out again.
+    del body["Resources"]["Attachment"]
+    cfn.update_stack(StackName="attached", TemplateBody=json.dumps(body))
+    assert cfn.describe_stacks(StackName="attached")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
+    assert json.loads(local_aws.client("secretsmanager", REGION).get_secret_value(
+        SecretId=outputs(stack)["Secret"])["SecretString"]) == {"username": "gitlab", "password": password}
 
     # A target that is not there fails the attachment.
     cfn, stack = deploy(local_aws, {"Resources": {
