@@ -2,7 +2,8 @@
 
 The launch role is derived from the CloudFormation registry's handler permissions
 of the build's resource types; these tests hold it to that (every action the
-handlers need is granted or excluded with a reason), to its scope (this account
+handlers need is granted or excluded with a reason), to an expected set written
+apart from that derivation (support/launch_role_needs.py), to its scope (this account
 and region, IAM under /gitlab-cfn/, no delete of retained data), and show the
 derivation and the gate failing on bad input. Then the portfolio template is
 deployed on the stand-in from its published URL and `gitlab-cfn catalog publish`
