@@ -34,7 +34,7 @@ def auth_token_problem(token: Any, transit_encryption: bool) -> tuple[str, str] 
     low, high = AUTH_TOKEN_LENGTH
     bad = sorted(set(text) - AUTH_TOKEN_ALLOWED)
     if not low <= len(text) <= high or bad:
-        # The service's own text (hashicorp-style report: magenx/Magento-2-aws-cluster-terraform#43),
+        # The service's own text (as reported in magenx/Magento-2-aws-cluster-terraform#43),
         # then which rule it broke.
         why = (f"length {len(text)}, must be {low} to {high}" if not low <= len(text) <= high else
                f"characters {''.join(bad)!r} not allowed; letters, digits and {AUTH_TOKEN_SPECIALS} only")
