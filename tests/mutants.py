@@ -91,6 +91,17 @@ MUTANTS: tuple[Mutant, ...] = (
         "cloud-init clean --logs --machine-id", "cloud-init clean --logs",
         ("tests/test_bake_install.py",),
         "every server from the image shares one machine-id (journald, DHCP client id)"),
+    Mutant(
+        "token-punctuation", "stand-in model", "templates_src/gitlab_cfn/compile/tier.py",
+        "ExcludePunctuation=True,", "ExcludePunctuation=False,",
+        ("tests/test_standin.py::test_the_cache_tiers_generated_token_is_one_elasticache_accepts",),
+        "ElastiCache refuses an AUTH token with '/', '@' or '\"': the cache tier never creates"),
+    Mutant(
+        "launch-role-no-tags", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/launch_role.py",
+        '    "ec2:CopyVolumes": "volumes are never copied",\n',
+        '    "ec2:CopyVolumes": "volumes are never copied",\n    "ec2:CreateTags": "not needed",\n',
+        ("tests/test_service_catalog.py::test_the_launch_role_grants_what_each_resource_type_needs",),
+        "a Service Catalog launch fails on the first tagged resource"),
 )
 
 
