@@ -276,7 +276,8 @@ def _secret_kms(model: Model, secret_arn: str, action: str, why: str) -> list[Re
         return []                    # aws/secretsmanager: the service's own key, no grant needed
     return [Request(action, _key_arn(model, key), (
         ("kms:ViaService", f"secretsmanager.{REGION}.amazonaws.com"),
-        ("kms:EncryptionContext:SecretARN", secret_arn), ("kms:CallerAccount", ACCOUNT)), why)]
+        ("kms:EncryptionContext:SecretARN", secret_arn), ("kms:CallerAccount", ACCOUNT)),
+        f"{why} (the key of {secret_arn})")]
 
 
 def _key_arn(model: Model, key: str) -> str:
@@ -318,7 +319,8 @@ def _bucket_kms(model: Model, bucket: str, action: str, why: str) -> list[Reques
             default = rule.get("ServerSideEncryptionByDefault") or {}
             if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse") and default.get("KMSMasterKeyID"):
                 return [Request(action, _key_arn(model, default["KMSMasterKeyID"]), (
-                    ("kms:ViaService", f"s3.{REGION}.amazonaws.com"), ("kms:CallerAccount", ACCOUNT)), why)]
+                    ("kms:ViaService", f"s3.{REGION}.amazonaws.com"), ("kms:CallerAccount", ACCOUNT)),
+                    f"{why} (the key of bucket {bucket})")]
     return []                        # not a bucket of the stack (the published templates), or SSE-S3
 
 
