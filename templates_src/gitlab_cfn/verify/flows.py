@@ -108,7 +108,7 @@ def place_of(model: Model, stack: Stack, logical: str) -> Place:
     if kind in ("AWS::EC2::Instance", "AWS::EC2::LaunchTemplate"):
         raw = stack.resources[logical].get("Properties") or {}
         raw = raw.get("LaunchTemplateData", {}) if kind == "AWS::EC2::LaunchTemplate" else raw
-        data = model.value(stack, access.launch_data(model, stack, raw))
+        data = model.value(stack, {k: v for k, v in access.launch_data(model, stack, raw).items() if k != "UserData"})
         groups = list(_ids(data.get("SecurityGroupIds"))) + list(_ids(data.get("SecurityGroups")))
         subnets = list(_ids(data.get("SubnetId")))
         public = False
