@@ -107,6 +107,8 @@ def _command_words(rest: str) -> list[str]:
 def _invocations(line: str, name: str) -> list[list[str]]:
     """The argument words of every invocation of ``name`` on a line."""
     found = []
+    if name not in line:
+        return found
     for match in re.finditer(rf"(?:^|(?<=[\s(!;|&`]))({re.escape(name)})\s+(.*)", line):
         before = line[:match.start(1)]
         if before.count('"') % 2 or before.count("'") % 2:
@@ -182,7 +184,12 @@ def role_sources(role: str) -> tuple[tuple[str, str], ...]:
 
 def script_calls(role: str, sources: tuple[tuple[str, str], ...] | None = None) -> list[Call]:
     """Every AWS request the scripts of ``role`` make, resolved through wrapper functions."""
-    sources = dict(sources if sources is not None else role_sources(role))
+    return list(_script_calls(role, tuple(sources) if sources is not None else role_sources(role)))
+
+
+@lru_cache(maxsize=64)
+def _script_calls(role: str, sources: tuple[tuple[str, str], ...]) -> tuple[Call, ...]:
+    sources = dict(sources)
     functions = _functions(sources)
     # Functions passing "$@" to aws are aws itself; others whose aws options use $1..$9 are templates.
     aliases = {"aws"} | {f.name for f in functions.values()
@@ -228,7 +235,7 @@ def script_calls(role: str, sources: tuple[tuple[str, str], ...] | None = None) 
                  if (file, n) not in body_lines or not _in_template(functions, templates, aliases, file, n)]
         for where, service, command, options, positional in raw_calls(file, lines):
             out.append(Call(role, where, service, command, tuple(sorted(options.items())), tuple(positional)))
-    return sorted(set(out), key=lambda c: (c.where, c.service, c.command, c.options))
+    return tuple(sorted(set(out), key=lambda c: (c.where, c.service, c.command, c.options)))
 
 
 def _in_template(functions, templates, aliases, file: str, number: int) -> bool:

@@ -74,6 +74,7 @@ class Model:
         self.owners: dict[str, tuple[str, str]] = {}
         self._props: dict[tuple[str, str], dict] = {}
         self._refs: dict[str, tuple[Stack, str]] | None = None
+        self._by_type: dict[str, list] | None = None
         main = [f for f, t in templates.items() if any(
             r.get("Type") == "AWS::CloudFormation::Stack" for r in (t.get("Resources") or {}).values())]
         if len(main) != 1:
@@ -88,6 +89,7 @@ class Model:
             else:
                 self.root.params[name] = f"{name.lower()}-value"
         self._children(self.root)
+        self._by_type = self._refs = None   # indexes start once every stack is known
 
     def _add(self, stack: Stack) -> Stack:
         self.stacks[stack.name] = stack
@@ -116,12 +118,17 @@ class Model:
         condition = stack.resources[logical].get("Condition")
         return condition is None or self.condition(stack, condition)
 
-    def resources(self, kind: str | None = None):
+    def resources(self, kind: str | None = None) -> list[tuple[Stack, str, dict]]:
         """(stack, logical id, resource) of every resource that exists, of one type or all."""
-        for stack in self.stacks.values():
-            for logical, resource in stack.resources.items():
-                if (kind is None or resource.get("Type") == kind) and self.exists(stack, logical):
-                    yield stack, logical, resource
+        if self._by_type is None:
+            self._by_type = {}
+            for stack in self.stacks.values():
+                for logical, resource in stack.resources.items():
+                    if self.exists(stack, logical):
+                        self._by_type.setdefault(resource.get("Type"), []).append((stack, logical, resource))
+        if kind is None:
+            return [r for found in self._by_type.values() for r in found]
+        return list(self._by_type.get(kind, ()))
 
     def props(self, stack: Stack, logical: str) -> dict:
         """The resolved properties of a resource (resolved once: do not change the result)."""
