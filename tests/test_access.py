@@ -70,8 +70,11 @@ def test_every_build_passes_the_access_check(name):
         assert ("gitlab-app", action) in decided
     assert ("gitaly", "secretsmanager:GetSecretValue") in decided
     assert all(d.allowed for d in result.decisions)
+    # Every server of the build had its calls decided; bastions only where the build has them.
+    model = model_of(templates_for(BUILDS[name]))
     roles = {d.server.role for d in result.decisions}
-    assert roles == {"gitlab-app", "gitaly"} | ({"bastion"} if BUILDS[name].get("bastions", True) else set())
+    assert roles == {s.role for s in access.servers(model)} >= {"gitlab-app", "gitaly"}
+    assert ("bastion" in roles) == BUILDS[name].get("bastions", True)
 
 
 def test_every_secret_the_scripts_read_is_a_decided_request():
@@ -265,6 +268,46 @@ def test_parser_ignores_log_messages_and_existence_tests():
     calls = access.script_calls("x", (("scripts/x.sh", text),))
     assert [(c.where, c.service, c.command, c.option("--tags")) for c in calls] == [
         ("scripts/x.sh:4", "ec2", "create-tags", "Key=k,Value=v")]
+
+
+BRANCHES = """
+restore_host_keys() {
+  if [[ "$ROLE" == gitlab-sidekiq ]]; then
+    return
+  fi
+  aws_call secretsmanager get-secret-value --secret-id "$HOST_KEYS_SECRET_ARN"
+}
+read_optional() {
+  if [[ -n "${CACHE_SECRET_ARN:-}" ]]; then
+    aws secretsmanager get-secret-value --secret-id "$CACHE_SECRET_ARN"
+  else
+    aws secretsmanager get-secret-value --secret-id "$FALLBACK_SECRET_ARN"
+  fi
+}
+never_called() {
+  aws sqs send-message --queue-url "$Q"
+}
+aws_call() { aws "$@"; }
+restore_host_keys
+read_optional
+"""
+
+
+def test_role_branches_and_optional_variables_are_followed():
+    sources = (("scripts/x.sh", BRANCHES),)
+    app = {(c.option("--secret-id"), c.when) for c in access.script_calls("gitlab-app", sources)}
+    sidekiq = {(c.option("--secret-id"), c.when) for c in access.script_calls("gitlab-sidekiq", sources)}
+    assert app == {("$HOST_KEYS_SECRET_ARN", ()), ("$CACHE_SECRET_ARN", (("CACHE_SECRET_ARN", True),)),
+                   ("$FALLBACK_SECRET_ARN", (("CACHE_SECRET_ARN", False),))}
+    assert sidekiq == app - {("$HOST_KEYS_SECRET_ARN", ())}
+    optional = next(c for c in access.script_calls("gitlab-app", sources) if c.when == (("CACHE_SECRET_ARN", True),))
+    assert optional.runs_with({"CACHE_SECRET_ARN": "arn:..."}) and not optional.runs_with({})
+
+
+def test_an_unmapped_call_on_a_branch_no_server_takes_still_fails():
+    sources = {role: (("scripts/x.sh", BRANCHES),) for role in userdata.ROLES}
+    result = access.check(model_of(templates_for({})), sources=sources)
+    one([f.message for f in result.findings], "scripts/x.sh:16: aws sqs send-message is not mapped")
 
 
 def test_every_role_of_userdata_is_parsed_and_mapped():

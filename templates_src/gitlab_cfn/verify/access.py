@@ -57,6 +57,11 @@ class Call:
     command: str
     options: tuple[tuple[str, str], ...]
     positional: tuple[str, ...] = ()
+    when: tuple[tuple[str, bool], ...] = ()   # (VARIABLE, must be set) of the enclosing ifs
+
+    def runs_with(self, values: dict) -> bool:
+        """Whether a server with these user data values takes the branch the call is on."""
+        return all(bool(values.get(name)) == present for name, present in self.when)
 
     def option(self, name: str) -> str | None:
         return dict(self.options).get(name)
@@ -65,6 +70,7 @@ class Call:
 # Programs other than the AWS CLI that call AWS: name -> (service, command).
 CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource")}
 _FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*$")
+_ONE_LINE_FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*(.*?);?\s*\}\s*$")
 _WORD = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -135,12 +141,122 @@ def _functions(sources: dict[str, str]) -> dict[str, _Function]:
             if match and current is None:
                 current = functions.setdefault(match.group(1), _Function(match.group(1), file))
                 continue
+            short = _ONE_LINE_FUNCTION.match(line)
+            if short and current is None:
+                functions.setdefault(short.group(1), _Function(short.group(1), file)).lines.append(
+                    (number, short.group(2)))
+                continue
             if current is not None:
                 if line.rstrip() == "}":
                     current = None
                 else:
                     current.lines.append((number, line))
     return functions
+
+
+# [[ "$ROLE" == gitlab-sidekiq ]] (or BOOT_ROLE, != ): a branch taken by some roles only.
+_ROLE_TEST = re.compile(r'^\[\[\s*"?\$\{?(?:BOOT_)?ROLE\}?"?\s*(==|!=|=)\s*"?([\w-]+)"?\s*\]\]$')
+_IF = re.compile(r"^\s*(if|elif)\s+(.*?);\s*then\s*$")
+_OPEN = re.compile(r"(^\s*(while|until|for|select)\b.*\bdo\s*$)|(^\s*case\b.*\bin\s*$)")
+_CLOSE = re.compile(r"^\s*(done|esac)\b")
+_LEAVE = re.compile(r"^\s*(return|exit)\b")
+
+
+_SET_TEST = re.compile(r'^\[\[\s*-(n|z)\s+"?\$\{?([A-Z][A-Z0-9_]*)(?::-)?\}?"?\s*\]\]$')
+
+
+def _test(condition: str) -> tuple | None:
+    """A condition the check follows: ("role", op, role) or ("set", VARIABLE, is set); None otherwise."""
+    match = _ROLE_TEST.match(condition.strip())
+    if match:
+        return ("role", "==" if match.group(1) in ("==", "=") else "!=", match.group(2))
+    match = _SET_TEST.match(condition.strip())
+    if match:
+        return ("set", match.group(2), match.group(1) == "n")
+    return None
+
+
+def _negated(test: tuple | None) -> tuple | None:
+    if test is None:
+        return None
+    if test[0] == "role":
+        return ("role", "!=" if test[1] == "==" else "==", test[2])
+    return ("set", test[1], not test[2])
+
+
+def _reachable(sources: dict[str, str], functions: dict[str, _Function], role: str) -> dict[tuple[str, int], tuple]:
+    """The lines (file, number) a server of ``role`` can run, each with the preamble variables
+    that must be set (or unset) for it to run.
+
+    Role branches are followed: inside ``if [[ "$ROLE" == X ]]; then`` only role X runs,
+    in its ``else`` the others; after a ``return``/``exit`` that only some roles reach (every
+    enclosing ``if`` a role test), the rest of the function is not theirs. A line inside
+    ``if [[ -n "${VAR:-}" ]]`` runs only on servers whose user data sets VAR (``-z``: does not).
+    Other conditions may go either way. A function runs when a line that runs calls it;
+    lines outside any function run. (A guard around a function's call does not carry into it.)
+    """
+    def walk(lines: list[tuple[int, str]]) -> list[tuple[int, str, tuple]]:
+        frames: list[list] = []      # [kind, test or None]
+        dead = False
+        out = []
+        for number, line in lines:
+            opened = _IF.match(line)
+            stripped = line.strip()
+            if opened and opened.group(1) == "if":
+                frames.append(["if", _test(opened.group(2))])
+            elif opened and frames:                # elif: a new condition, the earlier ones false
+                frames[-1][1] = None
+            elif stripped == "else" and frames and frames[-1][0] == "if":
+                frames[-1][1] = _negated(frames[-1][1])
+            elif stripped == "fi" and frames:
+                frames.pop()
+            elif _OPEN.match(line):
+                frames.append(["loop", None])
+            elif _CLOSE.match(line) and frames:
+                frames.pop()
+            tests = [t for _, t in frames if t]
+            active = all(_holds(t, role) for t in tests if t[0] == "role")
+            if active and not dead:
+                out.append((number, line, tuple((t[1], t[2]) for t in tests if t[0] == "set")))
+                if _LEAVE.match(line) and all(t and t[0] == "role" for _, t in frames):
+                    dead = True                    # this role leaves here: the rest is not its
+        return out
+
+    body = {(f.file, n) for f in functions.values() for n, _ in f.lines}
+    heads = set()
+    for file, text in sources.items():
+        heads |= {(file, n) for n, line in _logical_lines(text)
+                  if _FUNCTION.match(line) or _ONE_LINE_FUNCTION.match(line)}
+    reachable: dict[tuple[str, int], tuple] = {}
+    pending = []
+    for file, text in sources.items():
+        top = [(n, line) for n, line in _logical_lines(text)
+               if (file, n) not in body and (file, n) not in heads and line.strip() != "}"]
+        pending += [(file, *entry) for entry in walk(top)]
+    started: set[str] = set()
+    while pending:
+        file, number, line, when = pending.pop()
+        if (file, number) in reachable:
+            continue
+        reachable[(file, number)] = when
+        for name, f in functions.items():
+            if name in started or name not in line or not _calls(line, name):
+                continue
+            started.add(name)
+            pending += [(f.file, *entry) for entry in walk(f.lines)]
+    return reachable
+
+
+def _holds(test: tuple, role: str) -> bool:
+    return (role == test[2]) if test[1] == "==" else (role != test[2])
+
+
+def _calls(line: str, name: str) -> bool:
+    for match in re.finditer(rf"(?:^|(?<=[\s(!;|&`]))({re.escape(name)})(?=$|[\s);|&`])", line):
+        before = line[:match.start(1)]
+        if not (before.count('"') % 2 or before.count("'") % 2) or "$(" in before.rsplit('"', 1)[-1]:
+            return True
+    return False
 
 
 def _aws_words(words: list[str]) -> tuple[str, str, dict[str, str], list[str]] | None:
@@ -188,7 +304,7 @@ def script_calls(role: str, sources: tuple[tuple[str, str], ...] | None = None) 
 
 
 @lru_cache(maxsize=64)
-def _script_calls(role: str, sources: tuple[tuple[str, str], ...]) -> tuple[Call, ...]:
+def _script_calls(role: str | None, sources: tuple[tuple[str, str], ...]) -> tuple[Call, ...]:
     sources = dict(sources)
     functions = _functions(sources)
     # Functions passing "$@" to aws are aws itself; others whose aws options use $1..$9 are templates.
@@ -230,11 +346,16 @@ def _script_calls(role: str, sources: tuple[tuple[str, str], ...]) -> tuple[Call
         if not changed:
             break
     out = []
+    if role is None:     # every line, reachable or not: for the mapping check
+        reachable = {(file, n): () for file, text in sources.items() for n, _ in _logical_lines(text)}
+    else:
+        reachable = _reachable(sources, functions, role)
     for file, text in sources.items():
-        lines = [(n, line) for n, line in _logical_lines(text)
-                 if (file, n) not in body_lines or not _in_template(functions, templates, aliases, file, n)]
+        lines = [(n, line) for n, line in _logical_lines(text) if (file, n) in reachable
+                 and ((file, n) not in body_lines or not _in_template(functions, templates, aliases, file, n))]
         for where, service, command, options, positional in raw_calls(file, lines):
-            out.append(Call(role, where, service, command, tuple(sorted(options.items())), tuple(positional)))
+            when = reachable[(file, int(where.rsplit(":", 1)[1]))]
+            out.append(Call(role, where, service, command, tuple(sorted(options.items())), tuple(positional), when))
     return tuple(sorted(set(out), key=lambda c: (c.where, c.service, c.command, c.options)))
 
 
@@ -417,6 +538,8 @@ def requests(model: Model, server: Server, calls: list[Call]) -> tuple[list[Requ
     """The IAM requests of a server's calls and object storage, and the problems met."""
     out, problems = [], []
     for call in calls:
+        if not call.runs_with(server.values):
+            continue
         handler = CALLS.get((call.service, call.command))
         if handler is None:
             problems.append(f"{call.where}: aws {call.service} {call.command} is not mapped to IAM actions "
@@ -636,7 +759,9 @@ def check(model: Model, roles: dict | None = None, sources: dict[str, tuple] | N
     findings, decisions, calls = [], [], {}
     for role in roles:
         calls[role] = script_calls(role, (sources or {}).get(role))
-        for call in calls[role]:
+        # Mapped or not is asked of every call in the scripts, also on branches no server takes.
+        every = _script_calls(None, tuple((sources or {}).get(role) or role_sources(role)))
+        for call in every:
             if (call.service, call.command) not in CALLS:
                 findings.append(_finding(f"{call.where}: aws {call.service} {call.command} is not mapped to IAM "
                                          "actions (add it to CALLS in gitlab_cfn/verify/access.py)"))
