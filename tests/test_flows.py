@@ -284,3 +284,27 @@ def test_the_gate_runs_both_checks(tmp_path):
     result = run_gate(tmp_path / "bad", with_checkov=False)
     assert {f.rule for f in result.findings} == {"GLC020", "GLC021"}
     assert "access+flows" in result.timings
+
+
+def test_network_load_balancer_targets_are_flows():
+    def nlb(t):   # an internal NLB in front of the Gitaly server, with a group of its own
+        gitaly = t["gitaly"]["Resources"]
+        gitaly["NlbGroup"] = {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "nlb", "VpcId": "vpc-1", "SecurityGroupEgress": [
+                {"IpProtocol": "tcp", "FromPort": 8075, "ToPort": 8075,
+                 "DestinationSecurityGroupId": {"Ref": "GitalySecurityGroupId"}}]}}
+        gitaly["Nlb"] = {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
+            "Type": "network", "Scheme": "internal", "Subnets": [{"Ref": "PrivateSubnet1Id"}],
+            "SecurityGroups": [{"Ref": "NlbGroup"}]}}
+        gitaly["NlbTargets"] = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
+            "Port": 8075, "Protocol": "TCP", "TargetType": "instance", "Targets": [{"Id": {"Ref": "GitalyInstance"}}]}}
+        gitaly["NlbListener"] = {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "LoadBalancerArn": {"Ref": "Nlb"}, "Port": 8075, "Protocol": "TCP",
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "NlbTargets"}}]}}
+    templates = copy.deepcopy(templates_for({}))
+    nlb(templates)
+    result = check(templates)
+    assert ("Nlb", "GitalyInstance", 8075) in edges(result)
+    # Gitaly admits the application servers only: the load balancer's traffic is refused.
+    one([f.message for f in result.findings], "gitaly.template.yaml:Nlb traffic", "GitalyInstance:8075",
+        "no ingress rule")

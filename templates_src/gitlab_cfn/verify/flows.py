@@ -205,7 +205,7 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
 
 
 def balancer_flows(model: Model) -> tuple[list[tuple[Place, Place, int, str]], list[str]]:
-    """(load balancer, instances, port, why) for every Classic Load Balancer and its group."""
+    """(load balancer, instances, port, why) for every load balancer and its targets."""
     out, problems = [], []
     for stack, logical, _ in model.resources("AWS::ElasticLoadBalancing::LoadBalancer"):
         props = model.props(stack, logical)
@@ -227,6 +227,39 @@ def balancer_flows(model: Model) -> tuple[list[tuple[Place, Place, int, str]], l
             members = place_of(model, *found)
             for port, why in sorted(ports.items()):
                 out.append((balancer, members, port, f"{balancer.label} {why} -> {members.label}:{port}"))
+    # Application and Network Load Balancers: listener -> target group -> its instances and groups.
+    for stack, logical, _ in model.resources("AWS::ElasticLoadBalancingV2::Listener"):
+        props = model.props(stack, logical)
+        found = model.owner(props.get("LoadBalancerArn"))
+        if not found:
+            problems.append(f"{stack.file}:{logical}: load balancer {props.get('LoadBalancerArn')} not found")
+            continue
+        balancer = place_of(model, *found)
+        groups = [a.get("TargetGroupArn") for a in props.get("DefaultActions") or [] if a.get("TargetGroupArn")]
+        groups += [g.get("TargetGroupArn") for a in props.get("DefaultActions") or []
+                   for g in (a.get("ForwardConfig") or {}).get("TargetGroups") or []]
+        for group in groups:
+            owner = model.owner(group)
+            if not owner:
+                problems.append(f"{stack.file}:{logical}: target group {group} not found")
+                continue
+            gprops = model.props(*owner)
+            port = int(gprops.get("Port", props.get("Port")))
+            health = gprops.get("HealthCheckPort", "traffic-port")
+            ports = {port: "traffic"}
+            if str(health) != "traffic-port":
+                ports.setdefault(int(health), "health check")
+            members = [model.owner(t.get("Id")) for t in gprops.get("Targets") or []]
+            for astack, alogical, _ in model.resources("AWS::AutoScaling::AutoScalingGroup"):
+                aprops = model.props(astack, alogical)
+                if group in (aprops.get("TargetGroupARNs") or []):
+                    members.append(model.owner((aprops.get("LaunchTemplate") or {}).get("LaunchTemplateId")))
+            if not any(members):
+                problems.append(f"{owner[0].file}:{owner[1]}: target group without targets in the stack")
+            for member in filter(None, members):
+                place = place_of(model, *member)
+                for p, why in sorted(ports.items()):
+                    out.append((balancer, place, p, f"{balancer.label} {why} -> {place.label}:{p}"))
     return out, problems
 
 
