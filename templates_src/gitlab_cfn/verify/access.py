@@ -653,7 +653,6 @@ def role_policies(model: Model, stack: Stack, logical: str) -> tuple[list[tuple[
     for policy in props.get("Policies") or []:
         out.append((f"{stack.file}:{logical} policy {policy.get('PolicyName')}", policy["PolicyDocument"]))
     for arn in props.get("ManagedPolicyArns") or []:
-        arn = arn.replace("arn:aws:", "arn:aws:", 1)
         if arn in managed_policies():
             out.append((f"AWS managed policy {arn.rsplit('/', 1)[1]}", managed_policies()[arn]))
         else:
@@ -722,8 +721,7 @@ def evaluate_server(model: Model, server: Server, calls: list[Call]) -> tuple[li
     decisions = []
     for request in reqs:
         if dict(request.context).get("membership"):
-            ok = request.resource in {f"{server.stack.name}/{r.split('/', 1)[1]}" for r in server.signalled} and \
-                request.resource.split("/", 1)[0] == server.stack.name
+            ok = request.resource in server.signalled
             decisions.append(Decision(server, request, ok,
                                       "" if ok else f"signals {request.resource}, but the server belongs to "
                                       f"{', '.join(server.signalled) or 'no resource with a signal'}"))

@@ -36,7 +36,7 @@ from typing import Any
 
 from gitlab_cfn.verify import access
 from gitlab_cfn.verify.lint import Finding
-from gitlab_cfn.verify.stackmodel import REGION, Model, Stack
+from gitlab_cfn.verify.stackmodel import Model, Stack
 
 INTERNET = "0.0.0.0/0"
 EPHEMERAL = (1024, 65535)
