@@ -462,10 +462,11 @@ def check_flow(net: Network, source: Place, flow: Flow) -> list[str]:
             if not net.allows(dst.groups, False, flow.port, source.groups, [src_cidr]):
                 problems.append(f"{what}: no ingress rule of {', '.join(dst.groups)} allows TCP {flow.port} "
                                 f"from {', '.join(source.groups)} ({src_cidr})")
-            for ok, why in (net.acl_allows(subnet, True, flow.port, dst_cidrs[0]),
-                            net.acl_allows(subnet, False, EPHEMERAL, dst_cidrs[0])):
-                if not ok:
-                    problems.append(f"{what}: {why}")
+            for dst_cidr in dst_cidrs:
+                for ok, why in (net.acl_allows(subnet, True, flow.port, dst_cidr),
+                                net.acl_allows(subnet, False, EPHEMERAL, dst_cidr)):
+                    if not ok:
+                        problems.append(f"{what}: {why}")
             for dsub in dst.subnets:
                 for ok, why in (net.acl_allows(dsub, False, flow.port, src_cidr),
                                 net.acl_allows(dsub, True, EPHEMERAL, src_cidr)):
