@@ -25,7 +25,10 @@ default encryption is SSE-KMS the same through ``s3.<region>.amazonaws.com``
 (docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html,
 docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html).
 
-The evaluator is ``policy.evaluate`` (why not a library: see there).
+A call counts for the servers that reach it: role branches (``if [[ "$ROLE" == X ]]``) and
+branches on optional user data (``if [[ -n "${VAR:-}" ]]``) are followed (``_reachable``).
+
+The evaluator is ``policy.authorize`` (why not a library: see there).
 """
 
 from __future__ import annotations
@@ -71,7 +74,6 @@ class Call:
 CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource")}
 _FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*$")
 _ONE_LINE_FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*(.*?);?\s*\}\s*$")
-_WORD = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -783,8 +785,3 @@ def check(model: Model, roles: dict | None = None, sources: dict[str, tuple] | N
 def _finding(message: str) -> Finding:
     return Finding("access", 1, 1, "GLC020", "error", message)
 
-
-def analyse(build_dir: str | Path, model: Model | None = None) -> list[Finding]:
-    from gitlab_cfn.verify import stackmodel
-
-    return check(model or stackmodel.load(build_dir)).findings

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gitlab_cfn.errors import GitlabCfnError
@@ -302,15 +301,4 @@ class Model:
 def _is_list(param: dict) -> bool:
     kind = param.get("Type", "")
     return kind.startswith("List<") or kind == "CommaDelimitedList"
-
-
-def load(build_dir: str | Path) -> Model:
-    """The model of a build folder (its manifest's templates)."""
-    from gitlab_cfn.compile.compiler import read_manifest
-    from gitlab_cfn.verify.checkov import decoded
-
-    build_dir = Path(build_dir)
-    manifest = read_manifest(build_dir)
-    return Model({Path(e["path"]).name: decoded((build_dir / e["path"]).read_text())
-                  for e in manifest["templates"].values()})
 
