@@ -102,6 +102,22 @@ MUTANTS: tuple[Mutant, ...] = (
         '    "ec2:CopyVolumes": "volumes are never copied",\n    "ec2:CreateTags": "not needed",\n',
         ("tests/test_service_catalog.py::test_the_launch_role_grants_what_each_resource_type_needs",),
         "a Service Catalog launch fails on the first tagged resource"),
+    Mutant(
+        "kms-no-data-key", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/policies.py",
+        "Action=[kms.Decrypt, kms.GenerateDataKey],", "Action=[kms.Decrypt],",
+        ("tests/test_access.py::test_every_build_passes_the_access_check",),
+        "a server cannot write an SSE-KMS object or a new secret version: boot fails on AccessDenied"),
+    Mutant(
+        "postgres-port", "egress", "templates_src/gitlab_cfn/compile/tiers/security_groups.py",
+        '"postgres": 5432,', '"postgres": 5433,',
+        ("tests/test_flows.py::test_every_build_passes_the_flow_check",),
+        "the servers' egress and the database's ingress open 5433: no server reaches RDS"),
+    Mutant(
+        "private-route-narrowed", "egress", "templates_src/gitlab_cfn/compile/tiers/network.py",
+        '            DestinationCidrBlock="0.0.0.0/0",\n            NatGatewayId=Ref(nat),',
+        '            DestinationCidrBlock="10.0.0.0/8",\n            NatGatewayId=Ref(nat),',
+        ("tests/test_flows.py::test_every_build_passes_the_flow_check",),
+        "private servers cannot reach Secrets Manager, S3 or the package repository through the NAT"),
 )
 
 
