@@ -300,18 +300,18 @@ SSHD
   fi
 }
 
-# wait_for_http URL WHAT: until URL answers 200 (READINESS_TIMEOUT).
+# wait_for_http PORT PATH WHAT: until http://127.0.0.1:PORT/PATH answers 200 (READINESS_TIMEOUT).
 wait_for_http() {
-  local url=$1 what=$2 deadline=$((SECONDS + READINESS_TIMEOUT)) code
-  log "waiting up to ${READINESS_TIMEOUT}s for $what ($url)"
+  local port=$1 path=$2 what=$3 deadline=$((SECONDS + READINESS_TIMEOUT)) code
+  log "waiting up to ${READINESS_TIMEOUT}s for $path on port $port"
   while true; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$port$path" || true)
     if [[ "$code" == 200 ]]; then
-      log "$what answers $url"
+      log "$what answers $path"
       return 0
     fi
     if ((SECONDS >= deadline)); then
-      die "$what did not answer $url with 200 within ${READINESS_TIMEOUT}s (last answer: ${code:-none}); see /var/log/gitlab"
+      die "$what did not answer $path with 200 on port $port within ${READINESS_TIMEOUT}s (last answer: ${code:-none}); see /var/log/gitlab"
     fi
     sleep "$READINESS_INTERVAL"
   done
@@ -320,13 +320,13 @@ wait_for_http() {
 # Success only once GitLab serves: /-/readiness through nginx on the load
 # balancer's port (127.0.0.1 is in monitoring_whitelist).
 wait_until_ready() {
-  wait_for_http "http://127.0.0.1:$LISTEN_PORT/-/readiness" GitLab
+  wait_for_http "$LISTEN_PORT" /-/readiness GitLab
 }
 
 # A Sidekiq server: Sidekiq's own health check, which answers 200 once Sidekiq
 # is ready to process jobs (GitLab docs, doc/administration/sidekiq/sidekiq_health_check.md).
 wait_until_sidekiq_ready() {
-  wait_for_http "http://127.0.0.1:$SIDEKIQ_HEALTH_PORT/readiness" Sidekiq
+  wait_for_http "$SIDEKIQ_HEALTH_PORT" /readiness Sidekiq
 }
 
 # The first server's host keys, kept in Secrets Manager for all others.

@@ -46,7 +46,7 @@ def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(c
     server = boot.Server(cloud.base, "sidekiq-1", role="gitlab-sidekiq")
     result = server.boot(sidekiq_env(cloud))
     assert result.returncode == 0, result.stderr
-    assert "Sidekiq answers http://127.0.0.1:8092/readiness" in result.stderr
+    assert "Sidekiq answers /readiness" in result.stderr and "for /readiness on port 8092" in result.stderr
     # Configure, start Sidekiq, signal: no migrations, no one-time settings, no sshd.
     assert actions(server) == ["gitlab-ctl reconfigure", "gitlab-ctl restart", "cfn-signal 0"]
     (restart,) = server.events("gitlab-ctl")[1:]
