@@ -230,3 +230,16 @@ def test_a_praefect_whose_database_password_differs_fails_its_boot_with_the_reas
     assert "created database user" not in result.stderr
     assert 'password authentication failed for user "praefect"' in result.stderr
     assert "error: the locked bootstrap phase failed" in result.stderr
+
+
+@pytest.mark.parametrize("role", ["praefect", "gitlab-sidekiq"])
+def test_the_new_roles_programs_as_run_are_shellcheck_clean(tmp_path, role):
+    """What the bootstrap runs for the new roles, with their preamble's variables exported."""
+    names = sorted(RENDER_ENV) + ["CFN_RESOURCE", "BOOT_ROLE"] if role == "praefect" else sorted(
+        set(boot.preamble_values(5432, "db", {v: "arn" for v in boot.SECRETS})) | {"BOOT_ROLE", "RUN_SIDEKIQ"}
+        | {"GITALY_STORAGE", "CFN_RESOURCE"})
+    preamble = userdata.render(role, {n: "x" for n in names})[:-len(userdata.script(role))]
+    path = tmp_path / f"{role}.sh"
+    path.write_text(preamble + userdata.body(role))
+    done = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
