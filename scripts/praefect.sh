@@ -196,8 +196,9 @@ SQL
 # where the load balancer's targets are (a localhost listen_addr fails here).
 wait_for_praefect() {
   local deadline=$((SECONDS + READY_TIMEOUT)) address
-  address=$(hostname -I | awk '{print $1}')
-  [[ "$address" =~ $IPV4 ]] || die "this server has no private IPv4 address (hostname -I: '$address')"
+  # The first IPv4 address of the server's interfaces (an IPv6 one may come first).
+  address=$(hostname -I | tr ' ' '\n' | grep -m1 -E "$IPV4" || true)
+  [[ -n "$address" ]] || die "this server has no private IPv4 address (hostname -I: '$(hostname -I)')"
   until (exec 3<>"/dev/tcp/$address/$PRAEFECT_PORT") 2>/dev/null; do
     if ((SECONDS >= deadline)); then
       die "Praefect does not accept connections on $address:$PRAEFECT_PORT after ${READY_TIMEOUT}s (see /var/log/gitlab/praefect/current)"
