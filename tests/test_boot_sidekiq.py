@@ -33,18 +33,40 @@ def actions(server: boot.Server) -> list[str]:
     return [f"{e['command']} {e.get('action') or e.get('verb') or e.get('exit_code')}" for e in server.events()]
 
 
+def large(cloud) -> dict[str, str]:
+    """A 10k build that kept the POC's Gitaly server: the cluster is storage 'cluster' (the
+    app's GITALY_SECRET_ARN then holds Praefect's external token), the POC server 'default',
+    with its own token secret, and a cache Redis with its own AUTH token secret."""
+    client = boot.secrets_client(cloud.standin.endpoint)
+    poc = client.create_secret(Name="gitlab-test/poc-gitaly", SecretString=json.dumps({"token": "pocGitalyT0ken"}))
+    cache = client.create_secret(Name="gitlab-test/redis-cache", SecretString=json.dumps({"token": "redisCacheT0ken"}))
+    return {"GITALY_ADDRESS": CLUSTER, "GITALY_STORAGE": "cluster", "GITALY2_ADDRESS": "tcp://10.0.1.123:8075",
+            "GITALY2_SECRET_ARN": poc["ARN"], "GITALY2_STORAGE": "default", "REDIS_CACHE_HOST": "cache.example.com",
+            "REDIS_CACHE_PORT": "6380", "REDIS_CACHE_SECRET_ARN": cache["ARN"]}
+
+
 def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(cloud):
-    # From 2k the application servers run no Sidekiq.
+    # From 2k the application servers run no Sidekiq; here a 10k build's storages and caches.
+    extra = large(cloud)
     app = cloud.server("app-1")
-    first = app.boot({**cloud.env, "RUN_SIDEKIQ": "false"})
+    first = app.boot({**cloud.env, **extra, "RUN_SIDEKIQ": "false"})
     assert first.returncode == 0, first.stderr
     app_settings = boot.evaluate_gitlab_rb(app.read("/etc/gitlab/gitlab.rb"))["settings"]
     assert app_settings["sidekiq"] == {"enable": False}
     (restart,) = app.events("gitlab-ctl")[1:]
     assert restart["action"] == "restart" and restart["started"] == []
+    # The tokens read from Secrets Manager by the real AWS CLI, each with its own storage or Redis.
+    rails = app_settings["gitlab_rails"]
+    assert rails["repositories_storages"] == {
+        "cluster": {"gitaly_address": CLUSTER, "gitaly_token": "gitalyT0ken"},
+        "default": {"gitaly_address": "tcp://10.0.1.123:8075", "gitaly_token": "pocGitalyT0ken"}}
+    assert (rails["redis_cache_instance"], rails["redis_cache_password"]) == ("rediss://cache.example.com:6380",
+                                                                            "redisCacheT0ken")
+    everything = first.stdout + first.stderr + app.read("/var/log/gitlab-cfn-fakes.log")
+    assert [s for s in ("pocGitalyT0ken", "redisCacheT0ken") if s in everything] == []
 
     server = boot.Server(cloud.base, "sidekiq-1", role="gitlab-sidekiq")
-    result = server.boot(sidekiq_env(cloud))
+    result = server.boot({**sidekiq_env(cloud), **extra})
     assert result.returncode == 0, result.stderr
     assert "Sidekiq answers /readiness" in result.stderr and "for /readiness on port 8092" in result.stderr
     # Configure, start Sidekiq, signal: no migrations, no one-time settings, no sshd.
@@ -66,6 +88,8 @@ def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(c
     rails = settings["gitlab_rails"]
     assert "monitoring_whitelist" not in rails and "nginx" not in rails and rails["auto_migrate"] is False
     assert (rails["db_host"], rails["db_sslmode"], rails["redis_ssl"]) == (boot.HOST, "require", True)
+    assert rails["repositories_storages"] == app_settings["gitlab_rails"]["repositories_storages"]
+    assert rails["redis_cache_password"] == "redisCacheT0ken"
 
 
 def test_a_sidekiq_server_waits_for_published_secrets_and_never_makes_its_own(cloud):
