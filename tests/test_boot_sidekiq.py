@@ -49,7 +49,7 @@ def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(c
     # From 2k the application servers run no Sidekiq; here a 10k build's storages and caches.
     extra = large(cloud)
     app = cloud.server("app-1")
-    first = app.boot({**cloud.env, **extra, "RUN_SIDEKIQ": "false"})
+    first = app.boot({**cloud.env, **extra, "RUN_SIDEKIQ": "false", "GITLAB_CFN_READINESS_INTERVAL": "1"})
     assert first.returncode == 0, first.stderr
     app_settings = boot.evaluate_gitlab_rb(app.read("/etc/gitlab/gitlab.rb"))["settings"]
     assert app_settings["sidekiq"] == {"enable": False}
