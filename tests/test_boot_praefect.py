@@ -243,3 +243,11 @@ def test_the_new_roles_programs_as_run_are_shellcheck_clean(tmp_path, role):
     path.write_text(preamble + userdata.body(role))
     done = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_the_settings_check_refuses_praefect_keys_no_supported_version_documents():
+    """The gate above can fail: the pre-14.0 elector key and a misspelt replication factor."""
+    text = render(RENDER_ENV).stdout
+    wrong = text.replace("default_replication_factor", "replication_factor").replace("  failover:", "  elector:")
+    assert unknown_settings(wrong) == ["praefect['configuration'][:elector]",
+                                       "praefect['configuration'][:replication_factor]"]
