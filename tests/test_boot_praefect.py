@@ -251,3 +251,17 @@ def test_the_settings_check_refuses_praefect_keys_no_supported_version_documents
     wrong = text.replace("default_replication_factor", "replication_factor").replace("  failover:", "  elector:")
     assert unknown_settings(wrong) == ["praefect['configuration'][:elector]",
                                        "praefect['configuration'][:replication_factor]"]
+
+
+def test_the_same_value_in_both_praefect_tokens_fails_the_boot_before_anything_is_written(cluster):
+    """With one token for both, a client of the load balancer could call the Gitaly nodes directly."""
+    import json
+
+    boot.secrets_client(cluster.standin.endpoint).put_secret_value(
+        SecretId=cluster.arns["PRAEFECT_INTERNAL_SECRET_ARN"], SecretString=json.dumps({"token": "praefectExternalT0ken"}))
+    server = cluster.server("praefect-1")
+    result = server.boot(cluster.env, timeout=60)
+    assert result.returncode == 1 and [s["exit_code"] for s in server.signals()] == [1]
+    assert "error: the Praefect external and internal tokens are the same secret value" in result.stderr
+    assert not server.exists("/etc/gitlab/gitlab.rb")
+    assert cluster.pg.admin("SELECT count(*) FROM pg_roles WHERE rolname = 'praefect'") == "0"
