@@ -151,7 +151,9 @@ locked_phase() {
 # The Praefect user and database, created once (GitLab docs, praefect/configure.md,
 # "Manual database setup"), by the master user of the RDS instance; the master
 # becomes a member of the new role, which CREATE DATABASE ... OWNER needs. The
-# password reaches psql through its environment, never its arguments.
+# password reaches psql through its environment (\getenv, psql 15 and later; the
+# package's psql is 16 or 17 from 18.11, omnibus-gitlab config/software/postgresql.rb
+# and postgresql_new.rb), never its arguments.
 bootstrap_under_lock() {
   local rc_file="$STATE_DIR/locked-phase.rc" self conn host out
   self=$(printf '%q' "$0")

@@ -204,7 +204,7 @@ def start(service: str, settings: dict) -> list[str]:
             start_praefect() if name == "praefect" else start_sidekiq(settings)
             started.append(name)
         elif service == name:
-            fail(f"{name} is disabled in gitlab.rb: nothing to {service}")
+            fail(f"{name} is disabled in gitlab.rb: there is no {name} service to start")
     return started
 
 
