@@ -31,12 +31,15 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
     "gitlab-app": ("lib/common.sh", "gitlab-app.sh"),
+    # A Sidekiq-only server: the application server's script, which branches on BOOT_ROLE.
+    "gitlab-sidekiq": ("lib/common.sh", "gitlab-app.sh"),
+    "praefect": ("lib/common.sh", "praefect.sh"),
     "gitaly": ("lib/common.sh", "gitaly.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
 # The roles whose user data is the bootstrap, and whose scripts are in the boot bundle.
-BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app")
+BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "praefect")
 BOOTSTRAP = "bootstrap.sh"
 # EC2 refuses user data over 16 KB (before base64).
 MAX_BYTES = 16 * 1024
