@@ -118,6 +118,16 @@ MUTANTS: tuple[Mutant, ...] = (
         '            DestinationCidrBlock="10.0.0.0/8",\n            NatGatewayId=Ref(nat),',
         ("tests/test_flows.py::test_every_build_passes_the_flow_check",),
         "private servers cannot reach Secrets Manager, S3 or the package repository through the NAT"),
+    Mutant(
+        "praefect-port", "port", "scripts/praefect.sh",
+        "PRAEFECT_PORT=2305\n", "PRAEFECT_PORT=2306\n",
+        ("tests/test_boot_praefect.py::test_two_praefect_servers_create_the_database_once_and_migrate_once_under_the_lock",),
+        "the internal load balancer's health checks on 2305 fail: no repository is reachable"),
+    Mutant(
+        "praefect-auto-migrate", "lock order", "scripts/praefect.sh",
+        "praefect['auto_migrate'] = false", "praefect['auto_migrate'] = true",
+        ("tests/test_boot_praefect.py::test_two_praefect_servers_create_the_database_once_and_migrate_once_under_the_lock",),
+        "every Praefect server migrates the Praefect database on every reconfigure, outside the lock"),
 )
 
 
