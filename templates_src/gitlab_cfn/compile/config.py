@@ -250,7 +250,7 @@ def _build(cls, data: Any, path: str):
             continue
         where = f"{path}.{name}" if path else name
         value = data[name]
-        if name in _NESTED:
+        if cls is BuildConfig and name in _NESTED:
             values[name] = _build(_NESTED[name], value, where)
         else:
             f.metadata["check"](where, value)
@@ -320,7 +320,7 @@ def describe() -> list[tuple[str, Any, str]]:
     def walk(cls, prefix):
         for f in dataclasses.fields(cls):
             key = f"{prefix}{f.name}"
-            if f.name in _NESTED:
+            if cls is BuildConfig and f.name in _NESTED:
                 walk(_NESTED[f.name], key + ".")
             else:
                 rows.append((key, f.default, f.metadata["doc"]))
