@@ -61,6 +61,17 @@ RDS_CLASS_OF = {
 GITALY_CLUSTER_IOPS = 8000
 
 
+# Nodes of each ElastiCache replication group: a primary and one replica in another AZ,
+# whatever GitLab's node count. GitLab's three Redis nodes are a primary, a replica and
+# the quorum Redis Sentinel needs to elect a new primary; ElastiCache's Multi-AZ
+# failover is run by AWS and needs no quorum, so a primary and a replica fail over the
+# same way. Two nodes also keep the move from ``poc`` (one replica) free of
+# replacements: ``PreferredCacheClusterAZs`` is create-only, and a third node would
+# add an entry to it and replace the replication group with its data. ``cache.replicas``
+# adds replicas for reads on a new stack.
+CACHE_NODES = 2
+
+
 @dataclass(frozen=True)
 class Size:
     name: str
@@ -80,8 +91,8 @@ class Size:
 
     @property
     def cache_nodes(self) -> int:
-        """Nodes per replication group as built: Multi-AZ needs a replica, so at least two."""
-        return max(self.redis[0], 2)
+        """Nodes per replication group as built: a primary and one replica (see CACHE_NODES)."""
+        return CACHE_NODES
 
     @property
     def cache_node_type(self) -> str:
@@ -140,7 +151,7 @@ def table_rows() -> list[list[str]]:
             "Gitaly", "Praefect (+ internal NLB)", "Praefect database"]
     rows = [head]
     for s in SIZES.values():
-        redis = f"{s.cache_nodes} × cache.{s.redis[1]}"
+        redis = f"{s.cache_nodes} × cache.{s.redis[1]} (GitLab: {s.redis[0]})"
         if s.separate_cache:
             redis = f"cache {redis} + persistent {redis}"
         rows.append([
