@@ -160,7 +160,7 @@ def table_rows() -> list[list[str]]:
             f"{s.sidekiq[0]} × {s.sidekiq[1]}" if s.sidekiq else "on Rails",
             f"{s.db_class} (GitLab: {s.postgres})",
             redis,
-            f"{s.gitaly[0]} × {s.gitaly[1]}" + (f", gp3 {GITALY_CLUSTER_IOPS} IOPS each"),
+            f"{s.gitaly[0]} × {s.gitaly[1]}, gp3 {GITALY_CLUSTER_IOPS:,} IOPS" + (" each" if s.gitaly[0] > 1 else ""),
             f"{s.praefect[0]} × {s.praefect[1]}" if s.praefect else "–",
             (f"own database on the main instance, or {RDS_CLASS_OF[s.praefect_postgres]} "
              f"(GitLab: {s.praefect_postgres})") if s.praefect_postgres else "–",
