@@ -18,7 +18,7 @@ import time
 import pytest
 from conftest import resources, templates_for
 from gitlab_cfn.compile import compiler, config, sizes, userdata
-from gitlab_cfn.compile.tiers.gitaly import PRAEFECT_PORT
+from gitlab_cfn.compile.tiers.praefect import PRAEFECT_PORT
 from gitlab_cfn.errors import ConfigError
 from gitlab_cfn.verify import gate, lint
 from gitlab_cfn.verify.replacement import diff_builds
@@ -127,7 +127,7 @@ def test_cluster_servers_spread_over_the_azs_with_volumes_and_pinned_images_of_t
 
 
 def test_praefect_sits_behind_an_internal_tcp_load_balancer():
-    g = built("3k", 3)["gitaly"]["Resources"]
+    g = built("3k", 3)["praefect"]["Resources"]
     nlb = g["PraefectLoadBalancer"]["Properties"]
     assert (nlb["Type"], nlb["Scheme"]) == ("network", "internal")
     assert {"Key": "load_balancing.cross_zone.enabled", "Value": "true"} in nlb["LoadBalancerAttributes"]
@@ -176,29 +176,32 @@ def test_every_new_flow_has_its_rule_and_nothing_more():
 
 
 def _grants(t: dict) -> dict[str, tuple[set[str], set[str]]]:
-    """IAM grant id -> (roles, resources it names)."""
+    """IAM grant id -> (roles, resources it names), over every tier."""
     out = {}
-    for lid, r in resources(t["gitaly"], "AWS::IAM::Policy").items():
-        p = r["Properties"]
-        names = set()
-        for s in p["PolicyDocument"]["Statement"]:
-            for res in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
-                names.add(json.dumps(res, sort_keys=True))
-        out[lid] = ({json.dumps(x, sort_keys=True) for x in p["Roles"]}, names)
+    for template in t.values():
+        for lid, r in resources(template, "AWS::IAM::Policy").items():
+            p = r["Properties"]
+            names = set()
+            for s in p["PolicyDocument"]["Statement"]:
+                for res in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+                    names.add(json.dumps(res, sort_keys=True))
+            out[lid] = ({json.dumps(x, sort_keys=True) for x in p["Roles"]}, names)
     return out
 
 
 def test_each_cluster_secret_is_readable_by_the_roles_that_use_it_only():
     g = _grants(built("3k", 2))
     ref = lambda x: json.dumps({"Ref": x}, sort_keys=True)  # noqa: E731
-    assert g["PraefectInternalTokenRead"] == ({ref("GitalyRole"), ref("PraefectRole")},
-                                              {ref("PraefectInternalTokenSecret")})
-    assert g["PraefectExternalTokenRead"] == ({ref("PraefectRole"), ref("InstanceRoleName")},
-                                              {ref("PraefectExternalTokenSecret")})
-    assert g["PraefectDatabaseSecretsRead"] == ({ref("PraefectRole")},
-                                                {ref("PraefectDatabaseSecret"), ref("DatabaseSecretArn")})
+    assert g["PraefectInternalTokenRead"] == ({ref("GitalyRole")}, {ref("PraefectInternalTokenSecret")})
+    assert g["PraefectExternalTokenRead"] == ({ref("InstanceRoleName")}, {ref("PraefectExternalTokenSecret")})
+    assert g["PraefectSecretsRead"] == ({ref("PraefectRole")}, {
+        ref("PraefectExternalTokenSecret"), ref("PraefectInternalTokenSecretArn"), ref("PraefectDatabaseSecret"),
+        ref("DatabaseSecretArn")})
+    # The cluster's Gitaly servers read the shell secret and the internal token, not the POC's token.
+    assert g["GitalyTokenSecretRead"][1] == {ref("GitLabShellSecret")}
     own = _grants(built("3k", 2, praefect={"database": "own"}))
-    assert own["PraefectDatabaseSecretsRead"][1] == {ref("PraefectDatabaseSecret"), ref("PraefectDatabaseMasterSecretArn")}
+    assert ref("PraefectDatabaseMasterSecretArn") in own["PraefectSecretsRead"][1]
+    assert ref("DatabaseSecretArn") not in own["PraefectSecretsRead"][1]
 
 
 # -- the contract with the boot scripts: what each new role's preamble exports -------------------
@@ -225,7 +228,7 @@ def test_preambles_follow_the_contract_with_the_boot_scripts():
         assert values["GITALY_ADDRESS"] == {"Ref": "GitalyAddress"}
         assert values["GITALY2_ADDRESS"] == {"Ref": "Gitaly2Address"}
         assert {"REDIS_CACHE_HOST", "REDIS_CACHE_PORT", "REDIS_CACHE_SECRET_ARN"} <= set(values)
-    praefect = _preamble(t, "gitaly", "PraefectLaunchTemplate")
+    praefect = _preamble(t, "praefect", "PraefectLaunchTemplate")
     assert set(praefect) == COMMON | {
         "BUNDLE_SHA256", "GITLAB_DOMAIN", "DB_HOST", "DB_PORT", "DB_SECRET_ARN", "PRAEFECT_DB_NAME",
         "PRAEFECT_DB_SECRET_ARN", "PRAEFECT_EXTERNAL_SECRET_ARN", "PRAEFECT_INTERNAL_SECRET_ARN",
@@ -233,20 +236,21 @@ def test_preambles_follow_the_contract_with_the_boot_scripts():
     assert praefect["VIRTUAL_STORAGE"] == "cluster" and praefect["PRAEFECT_DB_NAME"] == "praefect_production"
     nodes = praefect["GITALY_NODES"]["Fn::Sub"]
     assert nodes[0] == "gitaly-1=${Ip1},gitaly-2=${Ip2},gitaly-3=${Ip3}"
-    assert nodes[1]["Ip2"] == {"Fn::GetAtt": ["Gitaly2Instance", "PrivateIp"]}
+    assert nodes[1]["Ip2"] == {"Ref": "Gitaly2PrivateIp"}
+    assert t["gitaly"]["Outputs"]["Gitaly2PrivateIp"]["Value"] == {"Fn::GetAtt": ["Gitaly2Instance", "PrivateIp"]}
     node = _preamble(t, "gitaly", "Gitaly2Instance")
     assert node["GITALY_STORAGE"] == "gitaly-2"
     assert node["GITALY_SECRET_ARN"] == {"Ref": "PraefectInternalTokenSecret"}
     # The kept single server's user data is the POC's, unchanged (a change would stop it).
     assert _preamble(t, "gitaly", "GitalyInstance") == _preamble(templates_for({}), "gitaly", "GitalyInstance")
-    alone = _preamble(built("3k", 2), "gitaly", "PraefectLaunchTemplate")
+    alone = _preamble(built("3k", 2), "praefect", "PraefectLaunchTemplate")
     assert alone["VIRTUAL_STORAGE"] == "default"
 
 
 @pytest.mark.parametrize("role", ["gitlab-sidekiq", "praefect"])
 def test_new_roles_user_data_fits_at_its_longest(role):
     t = built("50k", 3, gitaly={"nodes": 9, "keep_single_server": True})
-    lid = {"gitlab-sidekiq": ("app", "SidekiqLaunchTemplate"), "praefect": ("gitaly", "PraefectLaunchTemplate")}[role]
+    lid = {"gitlab-sidekiq": ("app", "SidekiqLaunchTemplate"), "praefect": ("praefect", "PraefectLaunchTemplate")}[role]
     worst = userdata.worst_size(role, {k: v for k, v in _preamble(t, *lid).items() if k != "BOOT_ROLE"})
     print(f"worst-case user data of {role}: {worst} bytes")
     # EC2's limit, with room for a few more variables.

@@ -46,39 +46,22 @@ Gitaly Cluster (config ``gitaly.nodes`` 3 or more; sizes from 3k), as GitLab's
   ``(n-1) mod AZs + 1``, each with its own kept, encrypted volume ``Gitaly<n>DataVolume``,
   built exactly like the single server above (pinned image, constant launch template,
   never in a group that replaces them); each serves storage ``gitaly-<n>``;
-- ``praefect.nodes`` Praefect servers in an Auto Scaling group (Praefect is stateless)
-  behind an internal Network Load Balancer: TCP 2305, TCP health checks, cross-zone on;
-- three tokens generated in Secrets Manager with the stack's key: the external token
-  (GitLab to Praefect), the internal token (Praefect to Gitaly; the Gitaly servers'
-  auth token), and the Praefect database user's password (user ``praefect``); the
-  database itself is ``praefect_production`` on the main RDS instance, or on Praefect's
-  own instance (``praefect.database: own``), created by the first Praefect server under
-  the bootstrap lock;
-- ``GitalyAddress`` and ``GitalyTokenSecretArn`` are then the load balancer's address and
-  the external token, so the application servers need nothing else. With
-  ``gitaly.keep_single_server`` the single server stays (storage ``default``, the same
-  logical ids, so an update from the POC neither replaces nor deletes it) and the
-  cluster is published as ``Gitaly2Address`` / ``Gitaly2TokenSecretArn`` (storage ``cluster``).
+- the internal token (Praefect to Gitaly; the Gitaly servers' auth token), generated in
+  Secrets Manager with the stack's key;
+- Praefect, its load balancer and the cluster's address are the praefect tier's. With
+  ``gitaly.keep_single_server`` the single server stays beside the cluster (storage
+  ``default``, the same logical ids and user data, so an update from the POC neither
+  replaces nor deletes it).
 
-Exposes: ``GitalyAddress``, ``GitalyTokenSecretArn``, ``GitLabShellSecretArn``,
-``GitalyBootBundleParameterName``; with the single server ``GitalyPrivateIp`` and
+Exposes: ``GitLabShellSecretArn``, ``GitalyBootBundleParameterName``; with the single
+server ``GitalyAddress``, ``GitalyTokenSecretArn``, ``GitalyPrivateIp``,
 ``GitalyInstanceId``; with a cluster ``Gitaly<n>InstanceId``, ``Gitaly<n>PrivateIp``,
-``PraefectLoadBalancerDNSName``, ``PraefectAutoScalingGroupName``,
-``PraefectBootBundleParameterName`` (and ``Gitaly2Address``, ``Gitaly2TokenSecretArn``
-when the single server is kept).
+``PraefectInternalTokenSecretArn``.
 """
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Join, Ref, Select, Sub, autoscaling, ec2, iam
-from troposphere import elasticloadbalancingv2 as elbv2
-from troposphere.policies import (
-    AutoScalingCreationPolicy,
-    AutoScalingRollingUpdate,
-    CreationPolicy,
-    ResourceSignal,
-    UpdatePolicy,
-)
+from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
 
 from gitlab_cfn.compile.instances import (
     IMAGE_ROOT_GIB,
@@ -96,7 +79,7 @@ from gitlab_cfn.compile.policies import (
     managed_policy_arn,
     secret_read,
 )
-from gitlab_cfn.compile.tier import Tier, generated_secret, scanner_skip, token_secret
+from gitlab_cfn.compile.tier import Tier, token_secret
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
@@ -108,14 +91,6 @@ BOOT_TIMEOUT = "PT30M"
 BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead")
 
 
-PRAEFECT_PORT = 2305
-PRAEFECT_DB_NAME = "praefect_production"
-PRAEFECT_DB_USER = "praefect"
-PRAEFECT_BOOT_TIMEOUT = "PT30M"
-PRAEFECT_BOOT_SECONDS = 30 * 60
-# The storage names (contract with the boot scripts): the single server is 'default';
-# the cluster's virtual storage is 'default' too, or 'cluster' beside a kept single server.
-SINGLE_STORAGE = "default"
 
 
 def node_name(n: int) -> str:
@@ -222,6 +197,7 @@ def build(tier: Tier) -> None:
                 "SSM parameter naming the Gitaly server's boot bundle, read at its first boot.", public=True)
 
     azs = tier.param("AvailabilityZones")
+    instance = None
     if single:
         instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs),
                                {"token": token, "shell": shell}, parameter)
@@ -233,47 +209,17 @@ def build(tier: Tier) -> None:
         tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
                     public=True)
     if cfg.cluster:
-        cluster(tier, role, profile, shell, parameter, suffix="2" if single else "")
+        cluster(tier, role, profile, shell, parameter, single=instance)
 
 
-def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, suffix: str) -> None:
-    """Gitaly Cluster: the Gitaly servers, Praefect behind an internal load balancer, tokens.
-    Published as ``Gitaly<suffix>Address`` / ``Gitaly<suffix>TokenSecretArn``."""
+def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, single=None) -> None:
+    """The Gitaly servers of a Gitaly Cluster and the internal token Praefect reaches them
+    with (the praefect tier builds Praefect and its load balancer)."""
     cfg = tier.cfg
-    key_arn = tier.input("KmsKeyArn")
-    external = token_secret(tier, "PraefectExternalTokenSecret",
-                            "Praefect external token (GitLab to Praefect)", "praefect")
     internal = token_secret(tier, "PraefectInternalTokenSecret",
                             "Praefect internal token (Praefect to Gitaly)", "praefect")
-    database = generated_secret(tier, "PraefectDatabaseSecret", "Praefect PostgreSQL user", "praefect",
-                                key="password", length=40, username=PRAEFECT_DB_USER)
-    praefect_role = tier.add(iam.Role(
-        "PraefectRole",
-        Path=IAM_PATH,
-        Description="GitLab Praefect servers: their tokens and database secrets, Session Manager, CloudWatch agent.",
-        AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
-        ManagedPolicyArns=[
-            managed_policy_arn("AmazonSSMManagedInstanceCore"),
-            managed_policy_arn("CloudWatchAgentServerPolicy"),
-        ],
-        Policies=[iam.Policy(
-            PolicyName="gitlab-data-key", PolicyDocument=kms_use(key_arn, ["secretsmanager"]))],
-        Tags=tags("praefect"),
-    ))
-    praefect_profile = tier.add(iam.InstanceProfile(
-        "PraefectInstanceProfile", Path=IAM_PATH, Roles=[Ref(praefect_role)]))
-    # Each secret readable by the roles that use it and no other.
-    tier.add(grant("PraefectInternalTokenRead", secret_read([Ref(internal)]),
-                   [Ref(gitaly_role_), Ref(praefect_role)]))
-    tier.add(grant("PraefectExternalTokenRead", secret_read([Ref(external)]),
-                   [Ref(praefect_role), tier.input("InstanceRoleName")]))
-    if cfg.praefect.database == "own":
-        db_host, db_port = tier.input("PraefectDatabaseEndpoint"), tier.input("PraefectDatabasePort")
-        db_secret = tier.input("PraefectDatabaseMasterSecretArn")
-    else:
-        db_host, db_port = tier.input("DatabaseEndpoint"), tier.input("DatabasePort")
-        db_secret = tier.input("DatabaseSecretArn")
-    tier.add(grant("PraefectDatabaseSecretsRead", secret_read([Ref(database), db_secret]), [Ref(praefect_role)]))
+    # The Gitaly servers read it here; the Praefect servers are granted it in their tier.
+    tier.add(grant("PraefectInternalTokenRead", secret_read([Ref(internal)]), [Ref(gitaly_role_)]))
 
     node_grants = (*BOOT_GRANTS, "PraefectInternalTokenRead")
     nodes = []
@@ -283,121 +229,18 @@ def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, s
             tier, gitaly_profile, tier.input(f"PrivateSubnet{i + 1}Id"), Select(i, tier.param("AvailabilityZones")),
             {"token": internal, "shell": shell}, gitaly_parameter, prefix=f"Gitaly{n}",
             storage=node_name(n), grants=node_grants))
-    if cfg.gitaly.nodes > cfg.az_count:
-        # More servers than AZs: some share a private subnet (lint rule E9010 asks why).
-        for n, node in enumerate(nodes, 1):
-            subnet = f"PrivateSubnet{(n - 1) % cfg.az_count + 1}Id"
-            if sum(1 for m in range(1, len(nodes) + 1) if (m - 1) % cfg.az_count == (n - 1) % cfg.az_count) > 1:
-                node.Metadata = {"gitlab-cfn": {"shared-by-design": {subnet: (
-                    f"{len(nodes)} Gitaly servers over {cfg.az_count} AZs share subnets; {subnet} is the network "
-                    "stack's output, which changes only when that subnet is replaced, never for another server")}}}
+    # Servers sharing a private subnet (more servers than AZs, or the kept single server in
+    # the first one): lint rule E9010 asks why, on each of them.
+    placed = [(0, single)] if single is not None else []
+    placed += [((n - 1) % cfg.az_count, node) for n, node in enumerate(nodes, 1)]
+    for index, server in placed:
+        if sum(1 for other, _ in placed if other == index) > 1:
+            subnet = f"PrivateSubnet{index + 1}Id"
+            server.Metadata = {"gitlab-cfn": {"shared-by-design": {subnet: (
+                f"{len(placed)} Gitaly servers over {cfg.az_count} AZs share subnets; {subnet} is the network "
+                "stack's output, which changes only when that subnet is replaced, never for another server")}}}
     for n, node in enumerate(nodes, 1):
         tier.output(f"Gitaly{n}InstanceId", Ref(node), f"Instance id of Gitaly server {node_name(n)}.")
         tier.output(f"Gitaly{n}PrivateIp", GetAtt(node, "PrivateIp"), f"Private address of Gitaly server {node_name(n)}.")
-
-    parameter = bundle_parameter(tier, "praefect", logical_id="PraefectBootBundleParameter",
-                                 grant_id="PraefectBootRead", role_names=[Ref(praefect_role)],
-                                 what="the Praefect servers")
-    # gitaly-1=10.0.1.23,gitaly-2=...: node name = private address (Gitaly listens on 8075).
-    gitaly_nodes = Sub(",".join(f"{node_name(n)}=${{Ip{n}}}" for n in range(1, len(nodes) + 1)),
-                       **{f"Ip{n}": GetAtt(node, "PrivateIp") for n, node in enumerate(nodes, 1)})
-    values = {
-        "AWS_REGION": Ref("AWS::Region"),
-        "CFN_STACK": Ref("AWS::StackName"),
-        "CFN_RESOURCE": "PraefectAutoScalingGroup",
-        "GITLAB_DOMAIN": tier.param("DomainName"),
-        "DB_HOST": db_host,
-        "DB_PORT": db_port,
-        "DB_SECRET_ARN": db_secret,
-        "PRAEFECT_DB_NAME": PRAEFECT_DB_NAME,
-        "PRAEFECT_DB_SECRET_ARN": Ref(database),
-        "PRAEFECT_EXTERNAL_SECRET_ARN": Ref(external),
-        "PRAEFECT_INTERNAL_SECRET_ARN": Ref(internal),
-        "GITALY_NODES": gitaly_nodes,
-        "VIRTUAL_STORAGE": "cluster" if suffix else "default",
-        **bundle_user_data(parameter, pin=True),
-    }
-    template = launch_template(
-        tier, "PraefectLaunchTemplate",
-        name="praefect",
-        image_id=tier.param("GitLabAmiId"),
-        instance_type=tier.param("PraefectInstanceType"),
-        profile_arn=GetAtt(praefect_profile, "Arn"),
-        security_group_ids=[tier.input("PraefectSecurityGroupId")],
-        root_size=IMAGE_ROOT_GIB,
-        user_data=user_data("praefect", values),
-        detailed_monitoring=True,
-    )
-    balancer = tier.add(elbv2.LoadBalancer(
-        "PraefectLoadBalancer",
-        Type="network",
-        Scheme="internal",
-        Subnets=tier.input("PrivateSubnetIds"),
-        SecurityGroups=[tier.input("InternalLoadBalancerSecurityGroupId")],
-        # Every Praefect server takes traffic from every AZ (GitLab: "cross-zone").
-        LoadBalancerAttributes=[elbv2.LoadBalancerAttributes(
-            Key="load_balancing.cross_zone.enabled", Value="true")],
-        Tags=tags("praefect"),
-    ))
-    scanner_skip(balancer, "CKV_AWS_91",
-                 "internal TCP load balancer in front of Praefect: Network Load Balancers log only TLS "
-                 "listeners, and Praefect's gRPC calls are logged by Praefect itself")
-    targets = tier.add(elbv2.TargetGroup(
-        "PraefectTargetGroup",
-        Protocol="TCP",
-        Port=PRAEFECT_PORT,
-        VpcId=tier.input("VpcId"),
-        TargetType="instance",
-        HealthCheckProtocol="TCP",
-        HealthCheckPort="traffic-port",
-        HealthCheckIntervalSeconds=10,
-        HealthyThresholdCount=3,
-        UnhealthyThresholdCount=3,
-        TargetGroupAttributes=[elbv2.TargetGroupAttribute(Key="deregistration_delay.timeout_seconds", Value="30")],
-        Tags=tags("praefect"),
-    ))
-    tier.add(elbv2.Listener(
-        "PraefectListener",
-        LoadBalancerArn=Ref(balancer),
-        Port=PRAEFECT_PORT,
-        Protocol="TCP",
-        DefaultActions=[elbv2.Action(Type="forward", TargetGroupArn=Ref(targets))],
-    ))
-    count = cfg.praefect.nodes
-    group = tier.add(autoscaling.AutoScalingGroup(
-        "PraefectAutoScalingGroup",
-        VPCZoneIdentifier=tier.input("PrivateSubnetIds"),
-        LaunchTemplate=autoscaling.LaunchTemplateSpecification(**from_template(template)),
-        MinSize=str(count),
-        MaxSize=str(count),
-        TargetGroupARNs=[Ref(targets)],
-        HealthCheckType="ELB",
-        # Health checks count only once a server may have booted (lint rule E9009).
-        HealthCheckGracePeriod=PRAEFECT_BOOT_SECONDS,
-        MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
-        Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "praefect"]), True)),
-        CreationPolicy=CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=count, Timeout=PRAEFECT_BOOT_TIMEOUT),
-            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
-        ),
-        UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
-            MaxBatchSize=1,
-            MinInstancesInService=count - 1,
-            WaitOnResourceSignals=True,
-            PauseTime=PRAEFECT_BOOT_TIMEOUT,
-            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
-                              "AlarmNotification", "ScheduledActions"],
-        )),
-        DependsOn=["PraefectInternalTokenRead", "PraefectExternalTokenRead", "PraefectDatabaseSecretsRead",
-                   "PraefectBootRead"],
-    ))
-    address = Sub(f"tcp://${{Dns}}:{PRAEFECT_PORT}", Dns=GetAtt(balancer, "DNSName"))
-    tier.output(f"Gitaly{suffix}Address", address,
-                "Praefect's address (internal load balancer) for GitLab's repository storage.", public=True)
-    tier.output(f"Gitaly{suffix}TokenSecretArn", Ref(external),
-                "Secret holding the Praefect external token (GitLab to Praefect).", public=True)
-    tier.output("PraefectLoadBalancerDNSName", GetAtt(balancer, "DNSName"), "Internal load balancer of Praefect.")
-    tier.output("PraefectAutoScalingGroupName", Ref(group), "Auto Scaling group of the Praefect servers.",
-                public=True)
-    tier.output("PraefectBootBundleParameterName", Ref(parameter),
-                "SSM parameter naming the Praefect servers' boot bundle.")
+    tier.output("PraefectInternalTokenSecretArn", Ref(internal),
+                "Secret holding the Praefect internal token (Praefect to the Gitaly servers).")
