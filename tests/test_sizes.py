@@ -230,7 +230,7 @@ def test_preambles_follow_the_contract_with_the_boot_scripts():
         assert {"REDIS_CACHE_HOST", "REDIS_CACHE_PORT", "REDIS_CACHE_SECRET_ARN"} <= set(values)
     praefect = _preamble(t, "praefect", "PraefectLaunchTemplate")
     assert set(praefect) == COMMON | {
-        "BUNDLE_SHA256", "GITLAB_DOMAIN", "DB_HOST", "DB_PORT", "DB_SECRET_ARN", "PRAEFECT_DB_NAME",
+        "BUNDLE_SHA256", "DB_HOST", "DB_PORT", "DB_SECRET_ARN", "PRAEFECT_DB_NAME",
         "PRAEFECT_DB_SECRET_ARN", "PRAEFECT_EXTERNAL_SECRET_ARN", "PRAEFECT_INTERNAL_SECRET_ARN",
         "GITALY_NODES", "VIRTUAL_STORAGE"}
     assert praefect["VIRTUAL_STORAGE"] == "cluster" and praefect["PRAEFECT_DB_NAME"] == "praefect_production"

@@ -119,7 +119,6 @@ def build(tier: Tier) -> None:
         "AWS_REGION": Ref("AWS::Region"),
         "CFN_STACK": Ref("AWS::StackName"),
         "CFN_RESOURCE": "PraefectAutoScalingGroup",
-        "GITLAB_DOMAIN": tier.param("DomainName"),
         "DB_HOST": db_host,
         "DB_PORT": db_port,
         "DB_SECRET_ARN": db_secret,
