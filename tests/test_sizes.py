@@ -193,7 +193,8 @@ def test_each_cluster_secret_is_readable_by_the_roles_that_use_it_only():
     g = _grants(built("3k", 2))
     ref = lambda x: json.dumps({"Ref": x}, sort_keys=True)  # noqa: E731
     assert g["PraefectInternalTokenRead"] == ({ref("GitalyRole")}, {ref("PraefectInternalTokenSecret")})
-    assert g["PraefectExternalTokenRead"] == ({ref("InstanceRoleName")}, {ref("PraefectExternalTokenSecret")})
+    assert g["PraefectExternalTokenRead"] == ({ref("InstanceRoleName"), ref("SidekiqRoleName")},
+                                              {ref("PraefectExternalTokenSecret")})
     assert g["PraefectSecretsRead"] == ({ref("PraefectRole")}, {
         ref("PraefectExternalTokenSecret"), ref("PraefectInternalTokenSecretArn"), ref("PraefectDatabaseSecret"),
         ref("DatabaseSecretArn")})
@@ -202,6 +203,22 @@ def test_each_cluster_secret_is_readable_by_the_roles_that_use_it_only():
     own = _grants(built("3k", 2, praefect={"database": "own"}))
     assert ref("PraefectDatabaseMasterSecretArn") in own["PraefectSecretsRead"][1]
     assert ref("DatabaseSecretArn") not in own["PraefectSecretsRead"][1]
+
+
+def test_sidekiq_has_a_role_of_its_own_without_the_secrets_it_does_not_use():
+    t = built("2k", 2)
+    g = _grants(t)
+    ref = lambda x: json.dumps({"Ref": x}, sort_keys=True)  # noqa: E731
+    sidekiq = ref("SidekiqRoleName")
+    reads = {lid for lid, (roles, _) in g.items() if sidekiq in roles}
+    assert reads == {"SidekiqSecretsRead", "SidekiqBootRead", "DatabaseSecretRead", "RedisAuthSecretRead",
+                     "GitalyTokenSecretRead"}
+    assert g["SidekiqSecretsRead"][1] == {ref("RailsSecretsSecret")}
+    assert sidekiq not in g["AppSecretsRead"][0] and sidekiq not in g["AppSecretsWrite"][0]
+    data = t["app"]["Resources"]["SidekiqLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert data["IamInstanceProfile"] == {"Arn": {"Ref": "SidekiqInstanceProfileArn"}}
+    role = t["storage"]["Resources"]["SidekiqRole"]["Properties"]
+    assert [p["PolicyName"] for p in role["Policies"]] == ["gitlab-object-storage", "gitlab-data-key"]
 
 
 # -- the contract with the boot scripts: what each new role's preamble exports -------------------

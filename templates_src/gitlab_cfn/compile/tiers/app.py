@@ -230,7 +230,7 @@ def bucket_variable(kind: str) -> str:
     return "BUCKET_" + kind.replace("-", "_").upper()
 
 
-SIDEKIQ_BOOT_GRANTS = ("AppSecretsRead", "AppSecretsWrite", "SidekiqBootRead")
+SIDEKIQ_BOOT_GRANTS = ("SidekiqSecretsRead", "SidekiqBootRead")
 
 
 def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScalingGroup:
@@ -239,8 +239,11 @@ def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScali
     no load balancer, scaled on its own CPU. It starts after the application servers have
     signalled: by then the database is migrated and gitlab-secrets.json is shared."""
     cfg = tier.cfg.sidekiq
+    role = tier.input("SidekiqRoleName")
+    # gitlab-secrets.json, which the first application server wrote: read, never written.
+    tier.add(grant("SidekiqSecretsRead", secret_read([Ref(secrets["RailsSecretsSecret"])]), [role]))
     parameter = bundle_parameter(tier, "gitlab-sidekiq", logical_id="SidekiqBootBundleParameter",
-                                 grant_id="SidekiqBootRead", role_names=[tier.input("InstanceRoleName")],
+                                 grant_id="SidekiqBootRead", role_names=[role],
                                  what="the GitLab Sidekiq servers")
     values = boot_values(tier, secrets, parameter)
     # Sidekiq neither serves SSH nor seeds the database.
@@ -253,7 +256,7 @@ def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScali
         name="sidekiq",
         image_id=tier.param("GitLabAmiId"),
         instance_type=tier.param("SidekiqInstanceType"),
-        profile_arn=tier.input("InstanceProfileArn"),
+        profile_arn=tier.input("SidekiqInstanceProfileArn"),
         security_group_ids=[tier.input("SidekiqSecurityGroupId")],
         root_size=tier.param("AppRootVolumeSize"),
         user_data=user_data("gitlab-sidekiq", values),

@@ -17,7 +17,7 @@ from troposphere import GetAtt, Ref, Select, elasticache
 
 from gitlab_cfn.compile.naming import tags
 from gitlab_cfn.compile.policies import grant_secret_read
-from gitlab_cfn.compile.tier import Tier, suppress, token_secret
+from gitlab_cfn.compile.tier import Tier, gitlab_roles, suppress, token_secret
 from gitlab_cfn.compile.tiers.database import secret_value
 
 DESCRIPTION = "gitlab-cfn cache: ElastiCache Redis replication group, Multi-AZ, encrypted."
@@ -91,7 +91,7 @@ def replication_group(tier: Tier, name: str, description: str, subnets, tag: str
     if nodes > tier.cfg.az_count:
         suppress(group, "I3037", f"{nodes} nodes over {tier.cfg.az_count} AZs: an AZ takes a second node, "
                                  "the primary and its replicas still span every AZ")
-    tier.add(grant_secret_read(f"{name}AuthSecretRead", token, [tier.input("InstanceRoleName")]))
+    tier.add(grant_secret_read(f"{name}AuthSecretRead", token, gitlab_roles(tier)))
 
     tier.output(f"{name}Endpoint", GetAtt(group, "PrimaryEndPoint.Address"),
                 f"Redis{output_what} primary host name.", public=True)

@@ -23,7 +23,7 @@ from gitlab_cfn.compile.policies import (
     grant_secret_read,
     managed_policy_arn,
 )
-from gitlab_cfn.compile.tier import Tier, generated_secret
+from gitlab_cfn.compile.tier import Tier, generated_secret, gitlab_roles
 
 DESCRIPTION = "gitlab-cfn database: RDS PostgreSQL Multi-AZ DB instance and its secret."
 
@@ -42,7 +42,7 @@ def build(tier: Tier) -> None:
     secret = generated_secret(tier, "DatabaseSecret", "PostgreSQL credentials", "database",
                               key="password", length=40, username=DB_USER)
     db, subnets, params, monitoring = instance(tier, "Database", secret, tier.param("DBInstanceClass"))
-    tier.add(grant_secret_read("DatabaseSecretRead", secret, [tier.input("InstanceRoleName")]))
+    tier.add(grant_secret_read("DatabaseSecretRead", secret, gitlab_roles(tier)))
 
     tier.output("DatabaseEndpoint", GetAtt(db, "Endpoint.Address"), "PostgreSQL host name.", public=True)
     tier.output("DatabasePort", GetAtt(db, "Endpoint.Port"), "PostgreSQL port.")

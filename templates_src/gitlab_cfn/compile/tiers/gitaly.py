@@ -79,7 +79,7 @@ from gitlab_cfn.compile.policies import (
     managed_policy_arn,
     secret_read,
 )
-from gitlab_cfn.compile.tier import Tier, token_secret
+from gitlab_cfn.compile.tier import Tier, gitlab_roles, token_secret
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
@@ -189,7 +189,7 @@ def build(tier: Tier) -> None:
     role, profile = gitaly_role(tier)
     tier.add(grant(
         "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)] if single else [Ref(shell)]),
-        [Ref(role), tier.input("InstanceRoleName")]))
+        [Ref(role), *gitlab_roles(tier)]))
     parameter = bundle_parameter(tier, "gitaly", logical_id="GitalyBootBundleParameter",
                                  grant_id="GitalyBootRead", role_names=[Ref(role)], what="the Gitaly server")
     tier.output("GitLabShellSecretArn", Ref(shell), "Secret of Gitaly's calls back into GitLab.")

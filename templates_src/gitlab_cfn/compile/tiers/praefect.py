@@ -55,7 +55,7 @@ from gitlab_cfn.compile.policies import (
     managed_policy_arn,
     secret_read,
 )
-from gitlab_cfn.compile.tier import Tier, generated_secret, scanner_skip, token_secret
+from gitlab_cfn.compile.tier import Tier, generated_secret, gitlab_roles, scanner_skip, token_secret
 from gitlab_cfn.compile.tiers.gitaly import node_name
 from gitlab_cfn.compile.userdata import user_data
 
@@ -106,7 +106,7 @@ def build(tier: Tier) -> None:
     # database and user); the GitLab servers read the external token only.
     tier.add(grant("PraefectSecretsRead", secret_read([Ref(external), internal, Ref(database), db_secret]),
                    [Ref(role)]))
-    tier.add(grant("PraefectExternalTokenRead", secret_read([Ref(external)]), [tier.input("InstanceRoleName")]))
+    tier.add(grant("PraefectExternalTokenRead", secret_read([Ref(external)]), gitlab_roles(tier)))
     parameter = bundle_parameter(tier, "praefect", logical_id="PraefectBootBundleParameter",
                                  grant_id="PraefectBootRead", role_names=[Ref(role)],
                                  what="the Praefect servers")
