@@ -118,7 +118,7 @@ e2e: $(STAMP) $(CHECKOV_STAMP)
 	scripts/e2e.sh
 
 clean:
-	rm -rf build build-three-az build-no-bastion
+	rm -rf build build-three-az build-no-bastion build-3k
 
 distclean: clean
 	rm -rf $(VENV) $(STANDIN) $(CHECKOV) $(AWSCLI)

@@ -37,3 +37,15 @@ BASTION_INSTANCE_TYPES = ("t3.micro", "t3.small", "t3.medium", "t3a.micro", "t3a
 DB_ENGINE_VERSIONS = ("16", "17")
 # Cluster mode stays disabled; GitLab needs Redis 6 or later and recommends 7.
 CACHE_ENGINE_VERSIONS = ("7.0", "7.1")
+# Types the reference sizes (``sizes``) need beyond the list above: offered by a build
+# that is not the proof of concept, so that the POC's templates stay as they were.
+# Every one is a type EC2 sells in that family.
+EXTRA_INSTANCE_TYPES = (
+    "c5.large", "c5.9xlarge", "c5.12xlarge", "c5.18xlarge",
+    "c6i.large", "c6i.12xlarge", "c6i.16xlarge",
+    "m5.large", "m5.12xlarge", "m5.16xlarge",
+    "m6i.large", "m6i.12xlarge", "m6i.16xlarge",
+    "r5.large", "r5.12xlarge", "r5.16xlarge",
+    "r6i.large", "r6i.12xlarge", "r6i.16xlarge",
+)
+ALL_INSTANCE_TYPES = GITLAB_INSTANCE_TYPES + EXTRA_INSTANCE_TYPES

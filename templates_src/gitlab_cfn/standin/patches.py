@@ -1057,3 +1057,7 @@ def apply_all() -> list[str]:
     for function in PATCHES:
         function()
     return [f.__name__ for f in PATCHES]
+
+
+# Patches of their own modules, registered by importing them (after ``patch`` exists).
+from gitlab_cfn.standin import cluster  # noqa: E402,F401
