@@ -7,8 +7,6 @@ small template that needs the patch.
 import json
 import os
 import re
-import tempfile
-import time
 import urllib.request
 from pathlib import Path
 

@@ -7,7 +7,6 @@ source beside the code. Runs inside the stand-in's virtual environment, next to 
 from __future__ import annotations
 
 import json
-import re
 import string
 from typing import Any
 

@@ -1,6 +1,5 @@
 """cfn-signal with the options of AWS's helper scripts (aws-cfn-bootstrap): refuses others, records the signal."""
 import argparse
-import sys
 
 from fakelib import fail, record
 
