@@ -28,10 +28,12 @@ CACHE_NODE_TYPES = (
     "cache.r5.large", "cache.r5.xlarge",
     "cache.r6g.large", "cache.r6g.xlarge", "cache.r6g.2xlarge",
 )
-GITLAB_INSTANCE_TYPES = _sizes(
+# EC2 sells no c5.8xlarge: c5 goes from 4xlarge to 9xlarge (the EC2 instance-type list,
+# https://aws.amazon.com/ec2/instance-types/c5/); c5.9xlarge is among EXTRA_INSTANCE_TYPES.
+GITLAB_INSTANCE_TYPES = tuple(t for t in _sizes(
     ("c5", "c6i", "m5", "m6i", "r5", "r6i"),
     ("xlarge", "2xlarge", "4xlarge", "8xlarge"),
-)
+) if t != "c5.8xlarge")
 BASTION_INSTANCE_TYPES = ("t3.micro", "t3.small", "t3.medium", "t3a.micro", "t3a.small")
 # GitLab 18 requires PostgreSQL 16 or later; the Linux package bundles 17.
 DB_ENGINE_VERSIONS = ("16", "17")
