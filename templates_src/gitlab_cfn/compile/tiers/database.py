@@ -118,7 +118,12 @@ def _db_instance(tier, logical_id, secret, instance_class, subnets, params, moni
         MasterUserPassword=secret_value(secret, "password"),
         BackupRetentionPeriod=tier.param("DBBackupRetentionPeriod"),
         AutoMinorVersionUpgrade=False,
-        AllowMajorVersionUpgrade=False,
+        # DBEngineVersion offers 16 and 17, and GitLab 19 needs 17: RDS refuses a new major
+        # version through ModifyDBInstance unless this is true ("The AllowMajorVersionUpgrade
+        # flag must be present when upgrading to a new major version"; RDS API reference,
+        # ModifyDBInstance). It allows nothing by itself: the version changes only when the
+        # parameter does, and the change set shows it before it runs.
+        AllowMajorVersionUpgrade=True,
         # Inert until a policy grants rds-db:connect; GitLab itself uses the password.
         EnableIAMDatabaseAuthentication=True,
         DeletionProtection=True,
