@@ -17,7 +17,8 @@ fi
 "$BIN/gitlab-cfn" build -q
 "$BIN/gitlab-cfn" build -q --config configs/three-az.yaml --out build-three-az
 "$BIN/gitlab-cfn" build -q --config configs/no-bastion.yaml --out build-no-bastion
-for out in build build-three-az build-no-bastion; do
+"$BIN/gitlab-cfn" build -q --config configs/size-3k.yaml --out build-3k
+for out in build build-three-az build-no-bastion build-3k; do
   "$BIN/gitlab-cfn" lint -q --build "$out"
   "$BIN/gitlab-cfn" check -q --build "$out"
 done

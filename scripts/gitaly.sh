@@ -9,11 +9,22 @@
 # only once Gitaly accepts connections on its port.
 #
 # Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE GITLAB_DOMAIN
-# GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID.
+# GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID, and GITALY_STORAGE.
+#
+# One server (no cluster): GITALY_STORAGE is 'default' and GITALY_SECRET_ARN the
+# token the application servers hold. A node of a Gitaly Cluster: GITALY_STORAGE
+# is the node's name in Praefect's virtual storage ('gitaly-1', ...; Praefect
+# addresses a node's storage by that name) and GITALY_SECRET_ARN the Praefect
+# internal token, the only token this node accepts (GitLab docs,
+# doc/administration/gitaly/praefect/configure.md, "Gitaly": auth token =
+# PRAEFECT_INTERNAL_TOKEN, storage name = the node's name in Praefect's configuration).
+# A preamble written before the cluster existed has no GITALY_STORAGE: 'default'.
 
 ROLE=gitaly
 DATA_DIR=/var/opt/gitlab/git-data
 GITALY_PORT=8075
+GITALY_STORAGE=${GITALY_STORAGE:-default}
+STORAGE_NAME='^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
 # How long to wait for the volume to appear and for Gitaly to listen (seconds).
 VOLUME_WAIT=${GITALY_VOLUME_WAIT:-300}
 READY_TIMEOUT=${GITALY_READY_TIMEOUT:-300}
@@ -147,7 +158,7 @@ gitaly['configuration'] = {
   listen_addr: $(ruby_string "0.0.0.0:$GITALY_PORT"),
   auth: { token: $(ruby_string "$GITALY_TOKEN") },
   gitlab: { url: $(ruby_string "https://$GITLAB_DOMAIN") },
-  storage: [{ name: 'default', path: $(ruby_string "$DATA_DIR/repositories") }],
+  storage: [{ name: $(ruby_string "$GITALY_STORAGE"), path: $(ruby_string "$DATA_DIR/repositories") }],
 }
 RUBY
 }
@@ -170,6 +181,8 @@ wait_for_gitaly() {
 main() {
   start_boot
   require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID
+  [[ "$GITALY_STORAGE" =~ $STORAGE_NAME ]] ||
+    die "GITALY_STORAGE: '$GITALY_STORAGE' is not a storage name (default, or a cluster node's name such as gitaly-1)"
   GITALY_TOKEN=$(secret_field "$GITALY_SECRET_ARN" token)
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$GITALY_TOKEN" && -n "$SHELL_SECRET" ]] || die "a secret read from Secrets Manager is empty"

@@ -1,13 +1,27 @@
 # shellcheck shell=bash
-# GitLab application server: configures the custom AMI at boot.
-# gitlab.rb for RDS, ElastiCache, Gitaly, S3 and proxied SSL, in the form the
-# installed GitLab version documents. Under a PostgreSQL advisory lock, one
-# server at a time: extensions, shared host keys, shared gitlab-secrets.json,
-# reconfigure, migrations or seeding, one-time settings. Then sshd on the
-# shared host keys and fast SSH key lookup, and success is signalled only once
-# GitLab answers /-/readiness. Preamble variables: see required_env.
+# GitLab application server (BOOT_ROLE gitlab-app) or Sidekiq server
+# (BOOT_ROLE gitlab-sidekiq): configures the custom AMI at boot.
+# gitlab.rb for RDS, ElastiCache (and a separate cache Redis from 10k), Gitaly
+# (one server, or Gitaly Cluster through Praefect's internal load balancer, and
+# the POC's server as a second storage while its repositories move), S3 and
+# proxied SSL, in the form the installed GitLab version documents.
+# An application server, under a PostgreSQL advisory lock, one server at a
+# time: extensions, shared host keys, shared gitlab-secrets.json, reconfigure,
+# migrations or seeding, one-time settings. Then sshd on the shared host keys
+# and fast SSH key lookup, and success is signalled only once GitLab answers
+# /-/readiness. It runs Sidekiq too when RUN_SIDEKIQ is 'true' (the POC);
+# from 2k Sidekiq has servers of its own and RUN_SIDEKIQ is 'false'.
+# A Sidekiq server runs Sidekiq only: no Puma, Workhorse, nginx, sshd changes,
+# migrations or load balancer health; it takes the bootstrap lock only to read
+# the gitlab-secrets.json an application server published (it waits for one),
+# and succeeds once Sidekiq answers its health check (/readiness).
+# GitLab's reference architectures (doc/administration/reference_architectures/3k_users.md,
+# "Configure Sidekiq", "Configure GitLab Rails": sidekiq['enable'] = false on Rails
+# nodes, puma/workhorse/nginx off on Sidekiq nodes). Preamble variables: see required_env.
 
 ROLE=gitlab-app
+# The Sidekiq servers run this script too: BOOT_ROLE gitlab-sidekiq (checked in required_env).
+ROLE=${BOOT_ROLE:-$ROLE}
 PSQL="${PSQL:-/opt/gitlab/embedded/bin/psql}"
 LOCK_KEY=80751001  # pg_advisory_lock key of the gitlab-cfn bootstrap
 # The Rails version of the installed package, e.g. 19.3.0-ee (omnibus-gitlab
@@ -22,6 +36,14 @@ NGINX_SUBKEY_FROM=19.3
 # nginx's port: the load balancer's InstancePort and health-check port (tests
 # read both from the built app template).
 LISTEN_PORT=80
+# Sidekiq's health checks (gitlab.rb template: sidekiq['health_checks_listen_port'], default 8092).
+SIDEKIQ_HEALTH_PORT=8092
+# A Sidekiq server waits this long for an application server to publish gitlab-secrets.json.
+SECRETS_WAIT="${GITLAB_CFN_SECRETS_WAIT:-1800}"
+SECRETS_INTERVAL="${GITLAB_CFN_SECRETS_INTERVAL:-20}"
+# The locked phase's exit status when there is nothing to read yet (sysexits.h EX_TEMPFAIL).
+NOT_YET=75
+STORAGE_NAME='^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
 READINESS_TIMEOUT="${GITLAB_CFN_READINESS_TIMEOUT:-900}"
 READINESS_INTERVAL="${GITLAB_CFN_READINESS_INTERVAL:-5}"
 DB_ATTEMPTS="${GITLAB_CFN_DB_ATTEMPTS:-30}"
@@ -29,14 +51,47 @@ DB_DELAY="${GITLAB_CFN_DB_DELAY:-10}"
 BUCKET_KINDS=(artifacts external_diffs lfs uploads packages dependency_proxy terraform_state ci_secure_files pages)
 HOST_KEY_TYPES=(ed25519 ecdsa rsa)
 
+# Only the application servers read these (a Sidekiq server gets neither).
+WEB_ONLY=(HOST_KEYS_SECRET_ARN ROOT_PASSWORD_SECRET_ARN)
+
 required_env() {
   require_env AWS_REGION CFN_STACK GITLAB_DOMAIN VPC_CIDR DB_HOST DB_PORT DB_NAME \
     DB_SECRET_ARN REDIS_HOST REDIS_PORT REDIS_SECRET_ARN GITALY_ADDRESS GITALY_SECRET_ARN \
-    SHELL_SECRET_ARN RAILS_SECRETS_ARN HOST_KEYS_SECRET_ARN ROOT_PASSWORD_SECRET_ARN BUCKET_BACKUPS
+    SHELL_SECRET_ARN RAILS_SECRETS_ARN BUCKET_BACKUPS
   local kind
   for kind in "${BUCKET_KINDS[@]}"; do
     require_env "BUCKET_${kind^^}"
   done
+  case $ROLE in
+    gitlab-app) require_env "${WEB_ONLY[@]}" ;;
+    gitlab-sidekiq) ;;
+    *) die "BOOT_ROLE: '$ROLE' is not a role of this script (gitlab-app, gitlab-sidekiq)" ;;
+  esac
+  # Absent from a preamble written before these settings existed: today's single-server values.
+  RUN_SIDEKIQ=${RUN_SIDEKIQ:-true}
+  GITALY_STORAGE=${GITALY_STORAGE:-default}
+  [[ "$RUN_SIDEKIQ" == true || "$RUN_SIDEKIQ" == false ]] || die "RUN_SIDEKIQ: '$RUN_SIDEKIQ' is not 'true' or 'false'"
+  [[ "$ROLE" == gitlab-app || "$RUN_SIDEKIQ" == true ]] || die "RUN_SIDEKIQ: a gitlab-sidekiq server runs Sidekiq ('true'), not '$RUN_SIDEKIQ'"
+  [[ "$GITALY_STORAGE" =~ $STORAGE_NAME ]] || die "GITALY_STORAGE: '$GITALY_STORAGE' is not a storage name (default, cluster)"
+  all_or_none GITALY2_ADDRESS GITALY2_SECRET_ARN GITALY2_STORAGE
+  if [[ -n "${GITALY2_STORAGE:-}" ]]; then
+    [[ "$GITALY2_STORAGE" =~ $STORAGE_NAME ]] || die "GITALY2_STORAGE: '$GITALY2_STORAGE' is not a storage name (default, cluster)"
+    [[ "$GITALY2_STORAGE" != "$GITALY_STORAGE" ]] || die "GITALY2_STORAGE: '$GITALY2_STORAGE' is GITALY_STORAGE's name too; each storage needs its own"
+  fi
+  all_or_none REDIS_CACHE_HOST REDIS_CACHE_PORT REDIS_CACHE_SECRET_ARN
+  # GitLab requires a storage named 'default' (doc/administration/gitaly/configure_gitaly.md,
+  # "GitLab requires a default repository storage").
+  [[ "$GITALY_STORAGE" == default || "${GITALY2_STORAGE:-}" == default ]] ||
+    die "GITALY_STORAGE: one repository storage must be named 'default' (GITALY_STORAGE or GITALY2_STORAGE)"
+}
+
+# all_or_none NAME...: the optional variables of one setting come together.
+all_or_none() {
+  local name set=() unset=()
+  for name in "$@"; do
+    if [[ -n "${!name:-}" ]]; then set+=("$name"); else unset+=("$name"); fi
+  done
+  ((${#set[@]} == 0 || ${#unset[@]} == 0)) || die "${unset[0]} is not set but ${set[0]} is: $* come together"
 }
 
 load_secrets() {
@@ -45,10 +100,20 @@ load_secrets() {
   DB_USER=$(printf '%s' "$db" | json_field username)
   DB_PASSWORD=$(printf '%s' "$db" | json_field password)
   REDIS_TOKEN=$(secret_field "$REDIS_SECRET_ARN" token)
+  # With a cluster, the Praefect external token (the address is Praefect's load balancer).
   GITALY_TOKEN=$(secret_field "$GITALY_SECRET_ARN" token)
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$DB_PASSWORD" && -n "$REDIS_TOKEN" && -n "$GITALY_TOKEN" && -n "$SHELL_SECRET" ]] ||
     die "a secret read from Secrets Manager is empty"
+  GITALY2_TOKEN="" REDIS_CACHE_TOKEN=""
+  if [[ -n "${GITALY2_SECRET_ARN:-}" ]]; then
+    GITALY2_TOKEN=$(secret_field "$GITALY2_SECRET_ARN" token)
+    [[ -n "$GITALY2_TOKEN" ]] || die "the token of GITALY2_SECRET_ARN is empty"
+  fi
+  if [[ -n "${REDIS_CACHE_SECRET_ARN:-}" ]]; then
+    REDIS_CACHE_TOKEN=$(secret_field "$REDIS_CACHE_SECRET_ARN" token)
+    [[ -n "$REDIS_CACHE_TOKEN" ]] || die "the token of REDIS_CACHE_SECRET_ARN is empty"
+  fi
 }
 
 # MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.
@@ -102,11 +167,14 @@ redirect_snippet() {
 
 render_gitlab_rb() {
   local kind bucket nginx
-  nginx=$(nginx_prefix)
   cat <<RUBY
-# Written at boot by gitlab-cfn for GitLab $INSTALLED_VERSION; edits are overwritten on the next boot.
+# Written at boot by gitlab-cfn for GitLab $INSTALLED_VERSION ($ROLE); edits are overwritten on the next boot.
 external_url $(ruby_string "https://$GITLAB_DOMAIN")
 
+RUBY
+  if [[ "$ROLE" == gitlab-app ]]; then
+    nginx=$(nginx_prefix)
+    cat <<RUBY
 # TLS ends at the load balancer (guide: "Disable Let's Encrypt", "Add Support for Proxied SSL").
 letsencrypt['enable'] = false
 ${nginx}['listen_port'] = $LISTEN_PORT
@@ -119,7 +187,28 @@ ${nginx}['custom_gitlab_server_config'] = $(ruby_string "$(redirect_snippet)")
 gitlab_rails['trusted_proxies'] = [$(ruby_string "$VPC_CIDR")]
 # The load balancer's readiness checks come from the VPC.
 gitlab_rails['monitoring_whitelist'] = ['127.0.0.0/8', '::1/128', $(ruby_string "$VPC_CIDR")]
+# Sidekiq here too (the POC), or on servers of its own (RUN_SIDEKIQ 'false').
+sidekiq['enable'] = $RUN_SIDEKIQ
 
+RUBY
+  else
+    cat <<RUBY
+# A Sidekiq server: no web server, no load balancer traffic, nothing else of the package.
+letsencrypt['enable'] = false
+puma['enable'] = false
+gitlab_workhorse['enable'] = false
+nginx['enable'] = false
+gitlab_kas['enable'] = false
+prometheus['enable'] = false
+alertmanager['enable'] = false
+gitlab_exporter['enable'] = false
+sidekiq['enable'] = true
+sidekiq['health_checks_enabled'] = true
+sidekiq['health_checks_listen_port'] = $SIDEKIQ_HEALTH_PORT
+
+RUBY
+  fi
+  cat <<RUBY
 # Amazon RDS for PostgreSQL, TLS required.
 postgresql['enable'] = false
 postgres_exporter['enable'] = false
@@ -141,12 +230,31 @@ gitlab_rails['redis_host'] = $(ruby_string "$REDIS_HOST")
 gitlab_rails['redis_port'] = $REDIS_PORT
 gitlab_rails['redis_ssl'] = true
 gitlab_rails['redis_password'] = $(ruby_string "$REDIS_TOKEN")
+RUBY
+  if [[ -n "${REDIS_CACHE_HOST:-}" ]]; then
+    # The cache on its own replication group (allkeys-lru), TLS (rediss://) and AUTH as the
+    # persistent one: omnibus-gitlab gitlab/recipes/gitlab-rails.rb writes redis.cache.yml from
+    # redis_cache_instance (a URL) and redis_cache_password (gitlab.rb template, "Separate instances support").
+    # shellcheck disable=SC2153  # all three are set together (all_or_none)
+    cat <<RUBY
+gitlab_rails['redis_cache_instance'] = $(ruby_string "rediss://$REDIS_CACHE_HOST:$REDIS_CACHE_PORT")
+gitlab_rails['redis_cache_password'] = $(ruby_string "$REDIS_CACHE_TOKEN")
+RUBY
+  fi
+  cat <<RUBY
 
-# The Gitaly server.
+# Repositories: the Gitaly server, or Praefect's load balancer (the external token).
 gitaly['enable'] = false
 gitlab_rails['gitaly_token'] = $(ruby_string "$GITALY_TOKEN")
 gitlab_rails['repositories_storages'] = {
-  'default' => { 'gitaly_address' => $(ruby_string "$GITALY_ADDRESS"), 'gitaly_token' => $(ruby_string "$GITALY_TOKEN") }
+  $(ruby_string "$GITALY_STORAGE") => { 'gitaly_address' => $(ruby_string "$GITALY_ADDRESS"), 'gitaly_token' => $(ruby_string "$GITALY_TOKEN") },
+RUBY
+  if [[ -n "${GITALY2_STORAGE:-}" ]]; then
+    # shellcheck disable=SC2153  # all three are set together (all_or_none)
+    printf "  %s => { 'gitaly_address' => %s, 'gitaly_token' => %s },\n" "$(ruby_string "$GITALY2_STORAGE")" \
+      "$(ruby_string "$GITALY2_ADDRESS")" "$(ruby_string "$GITALY2_TOKEN")"
+  fi
+  cat <<RUBY
 }
 
 # S3 object storage through the instance profile: no keys anywhere.
@@ -192,22 +300,33 @@ SSHD
   fi
 }
 
-# Success only once GitLab serves: /-/readiness through nginx on the load
-# balancer's port (127.0.0.1 is in monitoring_whitelist).
-wait_until_ready() {
-  local deadline=$((SECONDS + READINESS_TIMEOUT)) code
-  log "waiting up to ${READINESS_TIMEOUT}s for /-/readiness on port $LISTEN_PORT"
+# wait_for_http PORT PATH WHAT: until http://127.0.0.1:PORT/PATH answers 200 (READINESS_TIMEOUT).
+wait_for_http() {
+  local port=$1 path=$2 what=$3 deadline=$((SECONDS + READINESS_TIMEOUT)) code
+  log "waiting up to ${READINESS_TIMEOUT}s for $path on port $port"
   while true; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$LISTEN_PORT/-/readiness" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$port$path" || true)
     if [[ "$code" == 200 ]]; then
-      log "GitLab answers /-/readiness"
+      log "$what answers $path"
       return 0
     fi
     if ((SECONDS >= deadline)); then
-      die "GitLab did not answer /-/readiness with 200 on port $LISTEN_PORT within ${READINESS_TIMEOUT}s (last answer: ${code:-none}); see /var/log/gitlab"
+      die "$what did not answer $path with 200 on port $port within ${READINESS_TIMEOUT}s (last answer: ${code:-none}); see /var/log/gitlab"
     fi
     sleep "$READINESS_INTERVAL"
   done
+}
+
+# Success only once GitLab serves: /-/readiness through nginx on the load
+# balancer's port (127.0.0.1 is in monitoring_whitelist).
+wait_until_ready() {
+  wait_for_http "$LISTEN_PORT" /-/readiness GitLab
+}
+
+# A Sidekiq server: Sidekiq's own health check, which answers 200 once Sidekiq
+# is ready to process jobs (GitLab docs, doc/administration/sidekiq/sidekiq_health_check.md).
+wait_until_sidekiq_ready() {
+  wait_for_http "$SIDEKIQ_HEALTH_PORT" /readiness Sidekiq
 }
 
 # The first server's host keys, kept in Secrets Manager for all others.
@@ -262,6 +381,18 @@ PY
   fi
 }
 
+# A Sidekiq server never generates gitlab-secrets.json: it needs the application
+# servers' keys (encrypted columns, sessions). Nothing published yet: NOT_YET.
+restore_published_rails_secrets() {
+  local content
+  content=$(secret_field "$RAILS_SECRETS_ARN" gitlab-secrets.json)
+  if [[ -z "$content" ]]; then
+    log "no application server has published gitlab-secrets.json yet"
+    exit "$NOT_YET"
+  fi
+  printf '%s\n' "$content" | install_file 0600 /etc/gitlab/gitlab-secrets.json
+}
+
 publish_rails_secrets() {
   local out
   out=$(mktemp "$STATE_DIR/rails-secrets.XXXXXX")
@@ -271,8 +402,14 @@ publish_rails_secrets() {
 }
 
 # What must not run on two servers at once; called from the psql session
-# that holds the advisory lock (bootstrap_under_lock).
+# that holds the advisory lock (bootstrap_under_lock). A Sidekiq server only
+# reads the published gitlab-secrets.json here: holding the lock, it knows that
+# the application server that published them has finished its locked phase.
 locked_phase() {
+  if [[ "$ROLE" == gitlab-sidekiq ]]; then
+    restore_published_rails_secrets
+    return
+  fi
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$SHELL_SECRET" ]] || die "the GitLab Shell secret read from Secrets Manager is empty"
   restore_or_publish_host_keys
@@ -295,7 +432,7 @@ locked_phase() {
 }
 
 bootstrap_under_lock() {
-  local rc_file="$STATE_DIR/locked-phase.rc" self
+  local rc_file="$STATE_DIR/locked-phase.rc" self extensions="" waited=0 rc
   self=$(printf '%q' "$0")
   export PGPASSWORD="$DB_PASSWORD"
   # application_name shows in pg_stat_activity which server holds or awaits the lock.
@@ -304,17 +441,28 @@ bootstrap_under_lock() {
   conn="host=$DB_HOST port=$DB_PORT dbname=$DB_NAME user=$DB_USER sslmode=require connect_timeout=10 application_name=gitlab-cfn-$host"
   retry "$DB_ATTEMPTS" "$DB_DELAY" "$PSQL" "$conn" -qtAc 'SELECT 1' >/dev/null ||
     die "database $DB_HOST:$DB_PORT is not reachable with TLS"
-  rm -f "$rc_file"
-  log "waiting for the bootstrap lock"
-  "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q -o /dev/null <<SQL
+  if [[ "$ROLE" == gitlab-app ]]; then
+    extensions="CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE EXTENSION IF NOT EXISTS btree_gist;"
+  fi
+  while true; do
+    rm -f "$rc_file"
+    log "waiting for the bootstrap lock"
+    "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q -o /dev/null <<SQL
 SELECT pg_advisory_lock($LOCK_KEY);
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE EXTENSION IF NOT EXISTS btree_gist;
+$extensions
 \\! GITLAB_CFN_PHASE=locked bash $self </dev/null; echo \$? > $(printf '%q' "$rc_file")
 SELECT pg_advisory_unlock($LOCK_KEY);
 SQL
+    rc=$(cat "$rc_file" 2>/dev/null || true)
+    [[ "$rc" == "$NOT_YET" ]] || break
+    if ((waited >= SECRETS_WAIT)); then
+      die "no application server published gitlab-secrets.json within ${SECRETS_WAIT}s ($RAILS_SECRETS_ARN)"
+    fi
+    sleep "$SECRETS_INTERVAL"
+    waited=$((waited + SECRETS_INTERVAL))
+  done
   unset PGPASSWORD
-  [[ "$(cat "$rc_file" 2>/dev/null)" == 0 ]] || die "the locked bootstrap phase failed"
+  [[ "$rc" == 0 ]] || die "the locked bootstrap phase failed"
 }
 
 main() {
@@ -334,6 +482,14 @@ main() {
   load_secrets
   render_gitlab_rb | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
+  if [[ "$ROLE" == gitlab-sidekiq ]]; then
+    # No migrations and no one-time settings here: the application servers own them.
+    gitlab-ctl reconfigure
+    gitlab-ctl restart sidekiq
+    wait_until_sidekiq_ready
+    log "Sidekiq is configured and ready"
+    return
+  fi
   configure_sshd
   wait_until_ready
   log "GitLab is configured and ready"

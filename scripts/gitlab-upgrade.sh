@@ -10,6 +10,11 @@
 #                                          (Gitaly's), restart Gitaly gracefully and
 #                                          wait until PORT accepts connections again
 #                                          (the repository servers, never replaced)
+#   gitlab-upgrade.sh praefect VERSION deploy|other
+#                                          a Praefect server of a Gitaly Cluster: install
+#                                          exactly VERSION, reconfigure, on the deploy node
+#                                          (one, first) Praefect's SQL migrations, then a
+#                                          graceful restart and a wait for port 2305
 #   gitlab-upgrade.sh post-deployment-migrations
 #                                          the post-deployment migrations, once,
 #                                          after every Rails server runs the new version
@@ -19,7 +24,13 @@
 # so the package does not reconfigure or migrate on its own, upgrade Gitaly
 # first, then the Rails nodes (their regular migrations run with
 # SKIP_POST_DEPLOYMENT_MIGRATIONS=true), and finally run `gitlab-rake db:migrate`
-# once for the post-deployment migrations.
+# once for the post-deployment migrations. With a Gitaly Cluster, GitLab's order is
+# Gitaly, Praefect, Rails, Sidekiq ("Upgrade order"): every Gitaly node, one at a
+# time; then the Praefect nodes, the "Praefect deploy node" first, which alone runs
+# Praefect's database migrations ("Upgrade Gitaly Cluster (Praefect) nodes": GitLab
+# has it set praefect['auto_migrate'] = true and reconfigure; this script runs the
+# command that setting makes reconfigure run, omnibus-gitlab
+# praefect/recipes/database_migrations.rb, and leaves gitlab.rb's false alone).
 
 set -euo pipefail
 
@@ -46,8 +57,12 @@ installed_package() {
   return 1
 }
 
-upgrade_package() {
-  local version=$1 port=${2:-} package edition installed
+PRAEFECT_PORT=2305
+
+# install_package VERSION: exactly VERSION of the installed edition, without the
+# package reconfiguring on its own; then reconfigure.
+install_package() {
+  local version=$1 package edition installed
   [[ "$version" =~ $VERSION_PATTERN ]] || die "not a GitLab version: $version"
   package=$(installed_package) || die "no GitLab package is installed"
   edition=${package#gitlab-}
@@ -64,6 +79,12 @@ upgrade_package() {
       -o Dpkg::Options::=--force-confold "$package=$version-$edition.0"
   fi
   gitlab-ctl reconfigure
+}
+
+upgrade_package() {
+  local version=$1 port=${2:-} package
+  install_package "$version"
+  package=$(installed_package)
   # The new Gitaly binary takes over without dropping connections: Gitaly's graceful
   # restart on SIGHUP (gitlab docs, doc/administration/gitaly/configure_gitaly.md,
   # "gitlab-ctl hup gitaly"); a full restart would fail every repository call meanwhile.
@@ -87,6 +108,21 @@ wait_for_port() {
   die "nothing accepts connections on port $port after the upgrade"
 }
 
+upgrade_praefect() {
+  local version=$1 node=$2 package
+  [[ "$node" == deploy || "$node" == other ]] || die "praefect: the node is 'deploy' or 'other', not '$node'"
+  install_package "$version"
+  package=$(installed_package)
+  if [[ "$node" == deploy ]]; then
+    log "running Praefect's database migrations (the deploy node)"
+    "$ROOT/opt/gitlab/embedded/bin/praefect" -config /var/opt/gitlab/praefect/config.toml sql-migrate
+  fi
+  # Praefect hands over to the new binary gracefully, as Gitaly does (zero_downtime.md).
+  gitlab-ctl hup praefect
+  wait_for_port "$PRAEFECT_PORT"
+  log "$package is at $(dpkg-query -W -f '${Version}' "$package")"
+}
+
 post_deployment_migrations() {
   log "running the post-deployment migrations"
   gitlab-rake db:migrate
@@ -96,8 +132,9 @@ post_deployment_migrations() {
 main() {
   case "${1:-}" in
     package) upgrade_package "${2:-}" "${3:-}" ;;
+    praefect) upgrade_praefect "${2:-}" "${3:-}" ;;
     post-deployment-migrations) post_deployment_migrations ;;
-    *) die "usage: gitlab-upgrade.sh package VERSION [PORT] | post-deployment-migrations" ;;
+    *) die "usage: gitlab-upgrade.sh package VERSION [PORT] | praefect VERSION deploy|other | post-deployment-migrations" ;;
   esac
 }
 

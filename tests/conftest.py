@@ -21,6 +21,14 @@ VARIANTS = {
         "gitaly": {"volume_type": "gp3"},
         "app": {"gitlab_ami": "image-id"},
     },
+    # Every resource a size can add: Sidekiq group, cache and persistent Redis, Gitaly
+    # Cluster beside the kept single server, Praefect's own database.
+    "cluster": {
+        "size": "10k",
+        "az_count": 3,
+        "gitaly": {"keep_single_server": True},
+        "praefect": {"database": "own"},
+    },
 }
 
 

@@ -8,8 +8,8 @@ BAD = [
     ({"nat_gateways": "none"}, "nat_gateways: must be one of per-az, single (got 'none')"),
     ({"bastions": "yes"}, "bastions: must be true or false (got 'yes')"),
     ({"ssh_key_pair": 1}, "ssh_key_pair: must be true or false (got 1)"),
-    ({"databse": {}}, "databse: unknown key (allowed: az_count, nat_gateways, bastions, ssh_key_pair, "
-                      "database, cache, gitaly, app)"),
+    ({"databse": {}}, "databse: unknown key (allowed: size, az_count, nat_gateways, bastions, ssh_key_pair, "
+                      "database, cache, gitaly, app, sidekiq, praefect)"),
     ({"database": {"size": 1}}, "database.size: unknown key (allowed: instance_class, storage_type)"),
     ({"database": "big"}, "database: must be a mapping of keys to values (got 'big')"),
     ({"database": {"storage_type": "st1"}}, "database.storage_type: must be one of io1, gp3 (got 'st1')"),
@@ -17,13 +17,14 @@ BAD = [
     ({"cache": {"replicas": True}}, "cache.replicas: must be a whole number from 1 to 5 (got True)"),
     ({"cache": {"node_type": "cache.t2.micro"}}, "cache.node_type: must be one of cache.t3.medium"),
     ({"gitaly": {"volume_type": "standard"}}, "gitaly.volume_type: must be one of io1, gp3 (got 'standard')"),
-    ({"gitaly": {"instance_type": "t3.large"}}, "gitaly.instance_type: must be one of c5.xlarge"),
+    ({"gitaly": {"instance_type": "t3.large"}}, "gitaly.instance_type: burstable types are not allowed"),
+    ({"gitaly": {"instance_type": "c4.xlarge"}}, "gitaly.instance_type: must be one of c5.xlarge"),
     ({"app": {"instance_type": "m4.xlarge"}}, "app.instance_type: must be one of c5.xlarge"),
     ({"app": {"min_size": 3, "max_size": 2}}, "app: min_size <= max_size must hold (got 3 and 2)"),
     # No desired capacity: a stack update must never reset a scaled-out group.
     ({"app": {"desired_capacity": 2}}, "app.desired_capacity: no longer a setting: the group starts at app.min_size"),
     ({"app": {"scale_in_cpu": 70}}, "app.scale_in_cpu: must be lower than app.scale_out_cpu (got 70 and 60)"),
-    ({"app": {"max_size": 21}}, "app.max_size: must be a whole number from 1 to 20 (got 21)"),
+    ({"app": {"max_size": 101}}, "app.max_size: must be a whole number from 1 to 100 (got 101)"),
     ({"app": {"gitlab_ami": "ami-123"}}, "app.gitlab_ami: must be one of ssm-parameter, image-id (got 'ami-123')"),
     ([1, 2], "config: must be a mapping of keys to values (got [1, 2])"),
 ]

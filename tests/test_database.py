@@ -72,7 +72,7 @@ def test_tls_is_required(default):
 def test_no_burstable_class_in_the_parameter_or_the_config(default):
     allowed = default["main"]["Parameters"]["DBInstanceClass"]["AllowedValues"]
     assert allowed and not [c for c in allowed if c.startswith("db.t")]
-    with pytest.raises(ConfigError, match=r"^database\.instance_class: must be one of .* \(got 'db\.t3\.large'\)$"):
+    with pytest.raises(ConfigError, match=r"^database\.instance_class: burstable types are not allowed .* \(got 'db\.t3\.large'\)$"):
         config.from_dict({"database": {"instance_class": "db.t3.large"}})
 
 

@@ -7,8 +7,6 @@ small template that needs the patch.
 import json
 import os
 import re
-import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -59,21 +57,26 @@ def test_without_the_standin_the_suite_stops_with_one_message(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "GITLAB_CFN_STANDIN_VENV": str(tmp_path / "no-venv")}
-    started = time.time() - 1
+    # A temporary folder of its own: other stand-ins on this machine (a parallel run) write
+    # their logs to the shared one.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "GITLAB_CFN_STANDIN_VENV": str(tmp_path / "no-venv"), "TMPDIR": str(scratch)}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_standin.py",
                           "tests/test_deploy.py", "-k", "patch_fail_loudly or deploy_local_end_to_end"],
                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 3, run.stdout[-2000:]
-    assert not [p for p in Path(tempfile.gettempdir()).glob("gitlab-cfn-standin-*.log") if p.stat().st_mtime >= started]
+    assert not list(scratch.glob("gitlab-cfn-standin-*.log"))
     assert run.stdout.count("run 'make standin'") == 1, run.stdout[-2000:]
     assert " error" not in run.stdout.splitlines()[-1]
 
 
 def test_every_patch_has_a_test():
     names = re.findall(r"^def (\w+)\(\) -> None:", patches_source(), flags=re.M)
-    tested = {n.removeprefix("test_patch_") for n in globals() if n.startswith("test_patch_")}
+    # Here, and in the test files of the modules that register patches of their own.
+    sources = [Path(__file__)] + sorted(Path(__file__).parent.glob("test_standin_*.py"))
+    tested = {n for p in sources for n in re.findall(r"^def test_patch_(\w+)\(", p.read_text(), flags=re.M)}
     assert set(names) == tested
 
 
@@ -309,8 +312,7 @@ def test_patch_resource_models(local_aws):
         "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"GenerateSecretString": {
             "SecretStringTemplate": "{\"username\": \"gitlab\"}", "GenerateStringKey": "password",
             "PasswordLength": 40, "ExcludePunctuation": True}}},
-        "Attachment": {"Type": "AWS::SecretsManager::SecretTargetAttachment", "Properties": {
-            "SecretId": {"Ref": "Secret"}, "TargetId": "db", "TargetType": "AWS::RDS::DBInstance"}},
+        # (SecretTargetAttachment: test_patch_secret_target_attachment_connection_fields, with a database.)
         "CacheSubnets": {"Type": "AWS::ElastiCache::SubnetGroup", "Properties": {"Description": "d", "SubnetIds": subnets}},
         "Redis": {"Type": "AWS::ElastiCache::ReplicationGroup", "Properties": {
             "ReplicationGroupDescription": "r", "Engine": "redis", "CacheNodeType": "cache.t3.medium",
@@ -369,7 +371,7 @@ def _template_object(local_aws, key="v1/main.template.yaml") -> str:
     s3 = local_aws.client("s3", REGION)
     if "gl-templates" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket="gl-templates", CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_object(Bucket="gl-templates", Key=key, Body=b"Resources: {}\n")
+    s3.put_object(Bucket="gl-templates", Key=key, Body=b"Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n")
     return f"https://gl-templates.s3.{REGION}.amazonaws.com/{key}"
 
 
@@ -824,3 +826,224 @@ def test_patch_stack_parameters_as_given(local_aws):
         {"ParameterKey": "Secret", "ParameterValue": "****"},
         {"ParameterKey": "Size", "ParameterValue": "30"},
         {"ParameterKey": "Zones", "ParameterValue": "eu-west-1a,eu-west-1b"}]
+
+
+# -- AWS's rules the stand-in keeps (rules.py) ----------------------------------------------------
+
+def _replication_group(elasticache, name, token, tls=True):
+    return elasticache.create_replication_group(
+        ReplicationGroupId=name, ReplicationGroupDescription="probe", Engine="redis", CacheNodeType="cache.t3.micro",
+        NumCacheClusters=1, TransitEncryptionEnabled=tls, AuthToken=token)
+
+
+def test_patch_elasticache_auth_token_rules(local_aws):
+    from botocore.exceptions import ClientError
+
+    elasticache = local_aws.client("elasticache", REGION)
+    refused = {
+        "no-tls": ("a" * 32, False, "InvalidParameterCombination"),
+        "short": ("a" * 15, True, "InvalidParameterValue"),
+        "long": ("a" * 129, True, "InvalidParameterValue"),
+        "slash": ("a" * 20 + "/", True, "InvalidParameterValue"),
+        "at": ("a" * 20 + "@", True, "InvalidParameterValue"),
+        "quote": ("a" * 20 + '"', True, "InvalidParameterValue"),
+        "space": ("a" * 20 + " b", True, "InvalidParameterValue"),
+        "percent": ("a" * 20 + "%", True, "InvalidParameterValue"),   # printable, but not one of !&#$^<>-
+        "non-ascii": ("a" * 20 + "é", True, "InvalidParameterValue"),
+    }
+    for name, (token, tls, code) in refused.items():
+        with pytest.raises(ClientError) as error:
+            _replication_group(elasticache, f"refused-{name}", token, tls)
+        assert error.value.response["Error"]["Code"] == code, name
+    assert elasticache.describe_replication_groups()["ReplicationGroups"] == []
+    for name, token in {"shortest": "a1" * 8, "longest": "Z9" * 64, "specials": "abcdefgh12345678!&#$^<>-"}.items():
+        group = _replication_group(elasticache, f"kept-{name}", token)["ReplicationGroup"]
+        assert group["AuthTokenEnabled"] is True and group["TransitEncryptionEnabled"] is True
+
+    # Through CloudFormation: the group fails its stack, with the reason.
+    cfn, stack = deploy(local_aws, {"Resources": {"Redis": {"Type": "AWS::ElastiCache::ReplicationGroup", "Properties": {
+        "ReplicationGroupDescription": "probe", "Engine": "redis", "CacheNodeType": "cache.t3.micro",
+        "NumCacheClusters": 1, "TransitEncryptionEnabled": True, "AuthToken": "with/slash-0123456789"}}}})
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert [(lid, "Invalid AuthToken provided" in reason) for lid, reason in failed_events(cfn, stack["StackId"])] \
+        == [("Redis", True)]
+
+
+def test_the_cache_tiers_generated_token_is_one_elasticache_accepts(local_aws):
+    """The token secret of the built cache template, generated by Secrets Manager with the
+    template's own GenerateSecretString, then given to ElastiCache with the group's settings."""
+    from conftest import templates_for
+
+    resources = templates_for({})["cache"]["Resources"]
+    group = resources["RedisReplicationGroup"]["Properties"]
+    secret = group["AuthToken"]["Fn::Sub"][1]["Secret"]["Ref"]
+    generate = resources[secret]["Properties"]["GenerateSecretString"]
+    options = {k: generate[k] for k in ("PasswordLength", "ExcludeCharacters", "ExcludeNumbers", "ExcludePunctuation",
+                                        "ExcludeUppercase", "ExcludeLowercase", "IncludeSpace",
+                                        "RequireEachIncludedType") if k in generate}
+    secrets = local_aws.client("secretsmanager", REGION)
+    elasticache = local_aws.client("elasticache", REGION)
+    for n in range(5):
+        token = secrets.get_random_password(**options)["RandomPassword"]
+        _replication_group(elasticache, f"built-{n}", token, tls=group["TransitEncryptionEnabled"])
+
+
+def test_patch_secret_target_attachment_connection_fields(local_aws):
+    body = {"Resources": {
+        "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"GenerateSecretString": {
+            "SecretStringTemplate": '{"username": "gitlab"}', "GenerateStringKey": "password",
+            "PasswordLength": 40, "ExcludePunctuation": True}}},
+        "Database": {"Type": "AWS::RDS::DBInstance", "Properties": {
+            "Engine": "postgres", "DBInstanceClass": "db.m6i.large", "AllocatedStorage": "100", "Port": "5432",
+            "DBName": "gitlabhq_production", "MasterUsername": "gitlab",
+            "MasterUserPassword": {"Fn::Sub": "{{resolve:secretsmanager:${Secret}:SecretString:password}}"}}},
+        "Attachment": {"Type": "AWS::SecretsManager::SecretTargetAttachment", "Properties": {
+            "SecretId": {"Ref": "Secret"}, "TargetId": {"Ref": "Database"}, "TargetType": "AWS::RDS::DBInstance"}}},
+        "Outputs": {"Secret": {"Value": {"Ref": "Secret"}}, "Database": {"Value": {"Ref": "Database"}}}}
+    cfn, stack = deploy(local_aws, body, name="attached")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
+    database = local_aws.client("rds", REGION).describe_db_instances(
+        DBInstanceIdentifier=outputs(stack)["Database"])["DBInstances"][0]
+    document = json.loads(local_aws.client("secretsmanager", REGION).get_secret_value(
+        SecretId=outputs(stack)["Secret"])["SecretString"])
+    password = document.pop("password")
+    assert len(password) == 40
+    assert document == {"username": "gitlab", "engine": "postgres", "host": database["Endpoint"]["Address"],
+                        "port": 5432, "dbname": "gitlabhq_production",
+                        "dbInstanceIdentifier": database["DBInstanceIdentifier"]}
+
+    # Removed from the stack, the attachment takes its fields out again.
+    del body["Resources"]["Attachment"]
+    cfn.update_stack(StackName="attached", TemplateBody=json.dumps(body))
+    assert cfn.describe_stacks(StackName="attached")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
+    assert json.loads(local_aws.client("secretsmanager", REGION).get_secret_value(
+        SecretId=outputs(stack)["Secret"])["SecretString"]) == {"username": "gitlab", "password": password}
+
+    # A target that is not there fails the attachment.
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"SecretString": '{"password": "x"}'}},
+        "Attachment": {"Type": "AWS::SecretsManager::SecretTargetAttachment", "Properties": {
+            "SecretId": {"Ref": "Secret"}, "TargetId": "no-such-db", "TargetType": "AWS::RDS::DBInstance"}}}},
+        name="unattached")
+    assert failed_events(cfn, stack["StackId"]) == [("Attachment", "DBInstance no-such-db not found.")]
+
+
+def _profile(iam, name):
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return profile["Arn"]
+
+
+def test_patch_launch_template_versions_honoured(local_aws):
+    ec2, iam = local_aws.client("ec2", REGION), local_aws.client("iam", REGION)
+    # A stack's template: an update makes version 2, the default stays 1 (as CloudFormation:
+    # aws-cloudformation/cloudformation-coverage-roadmap#1518).
+    body = {"Resources": {"Template": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+        "ImageId": UBUNTU_IMAGE, "InstanceType": "c5.large"}}}},
+        "Outputs": {"Id": {"Value": {"Ref": "Template"}},
+                    "Latest": {"Value": {"Fn::GetAtt": ["Template", "LatestVersionNumber"]}},
+                    "Default": {"Value": {"Fn::GetAtt": ["Template", "DefaultVersionNumber"]}}}}
+    cfn, stack = deploy(local_aws, body, name="versions")
+    assert (outputs(stack)["Latest"], outputs(stack)["Default"]) == ("1", "1")
+    body["Resources"]["Template"]["Properties"]["LaunchTemplateData"]["InstanceType"] = "c5.xlarge"
+    cfn.update_stack(StackName="versions", TemplateBody=json.dumps(body))
+    updated = cfn.describe_stacks(StackName="versions")["Stacks"][0]
+    assert updated["StackStatus"] == "UPDATE_COMPLETE"
+    assert (outputs(updated)["Latest"], outputs(updated)["Default"]) == ("2", "1")
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=outputs(updated)["Id"])["LaunchTemplateVersions"]
+    assert sorted((v["VersionNumber"], v["LaunchTemplateData"]["InstanceType"]) for v in versions) == \
+        [(1, "c5.large"), (2, "c5.xlarge")]
+
+    # Version 1 (the default) and 2 differ in type and instance profile; each launch uses the
+    # version it names.
+    first, second = _profile(iam, "first"), _profile(iam, "second")
+    template = ec2.create_launch_template(LaunchTemplateName="two", LaunchTemplateData={
+        "ImageId": UBUNTU_IMAGE, "InstanceType": "c5.large", "IamInstanceProfile": {"Arn": first}})["LaunchTemplate"]
+    ec2.create_launch_template_version(LaunchTemplateId=template["LaunchTemplateId"], LaunchTemplateData={
+        "ImageId": UBUNTU_IMAGE, "InstanceType": "m5.large", "IamInstanceProfile": {"Arn": second}})
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24", AvailabilityZone="eu-west-1a")["Subnet"]["SubnetId"]
+    lt = template["LaunchTemplateId"]
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Server": {"Type": "AWS::EC2::Instance", "Properties": {
+            "LaunchTemplate": {"LaunchTemplateId": lt, "Version": "1"}, "SubnetId": subnet}},
+        "Group": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
+            "MinSize": "1", "MaxSize": "1", "VPCZoneIdentifier": [subnet],
+            "LaunchTemplate": {"LaunchTemplateId": lt, "Version": "2"}}}},
+        "Outputs": {"Server": {"Value": {"Ref": "Server"}}}}, name="launches")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
+
+    def launched(instance_id):
+        found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+        return found["InstanceType"], found["IamInstanceProfile"]["Arn"], tags.get("aws:ec2launchtemplate:version")
+
+    assert launched(outputs(stack)["Server"]) == ("c5.large", first, "1")
+    (member,) = local_aws.client("autoscaling", REGION).describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"]
+    assert launched(member["InstanceId"]) == ("m5.large", second, "2")
+
+    # AWS::EC2::Instance takes a version number, not $Latest.
+    cfn, stack = deploy(local_aws, {"Resources": {"Server": {"Type": "AWS::EC2::Instance", "Properties": {
+        "LaunchTemplate": {"LaunchTemplateId": lt, "Version": "$Latest"}, "SubnetId": subnet}}}}, name="latest")
+    assert [lid for lid, _ in failed_events(cfn, stack["StackId"])] == ["Server"]
+
+
+def test_patch_volumes_stay_in_their_zone(local_aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = local_aws.client("ec2", REGION)
+    (instance,) = ec2.run_instances(ImageId=UBUNTU_IMAGE, MinCount=1, MaxCount=1, InstanceType="c5.large",
+                                    Placement={"AvailabilityZone": "eu-west-1a"})["Instances"]
+    elsewhere = ec2.create_volume(AvailabilityZone="eu-west-1b", Size=10)["VolumeId"]
+    with pytest.raises(ClientError) as refused:
+        ec2.attach_volume(VolumeId=elsewhere, InstanceId=instance["InstanceId"], Device="/dev/sdf")
+    assert refused.value.response["Error"] == {
+        "Code": "InvalidVolume.ZoneMismatch",
+        "Message": f"The volume '{elsewhere}' is not in the same availability zone as instance '{instance['InstanceId']}'"}
+    assert ec2.describe_volumes(VolumeIds=[elsewhere])["Volumes"][0]["Attachments"] == []
+    beside = ec2.create_volume(AvailabilityZone="eu-west-1a", Size=10)["VolumeId"]
+    ec2.attach_volume(VolumeId=beside, InstanceId=instance["InstanceId"], Device="/dev/sdf")
+
+    # A stack's instance and a volume of another zone: the instance fails, the stack rolls back.
+    vpc = ec2.create_vpc(CidrBlock="10.6.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.6.1.0/24", AvailabilityZone="eu-west-1a")["Subnet"]["SubnetId"]
+    cfn, stack = deploy(local_aws, {"Resources": {
+        "Data": {"Type": "AWS::EC2::Volume", "Properties": {"AvailabilityZone": "eu-west-1b", "Size": 20}},
+        "Server": {"Type": "AWS::EC2::Instance", "Properties": {
+            "ImageId": UBUNTU_IMAGE, "SubnetId": subnet, "Volumes": [{"Device": "/dev/sdf", "VolumeId": {"Ref": "Data"}}]}}}})
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert [(lid, "InvalidVolume.ZoneMismatch" in r or "not in the same availability zone" in r)
+            for lid, r in failed_events(cfn, stack["StackId"])] == [("Server", True)]
+
+
+def test_patch_servicecatalog_templates_read(local_aws):
+    sc = local_aws.client("servicecatalog", REGION)
+    s3 = local_aws.client("s3", REGION)
+    good = _template_object(local_aws)
+    product = _product(sc, good)["ProductViewDetail"]["ProductViewSummary"]["ProductId"]
+    bodies = {
+        "empty-resources.yaml": b"Resources: {}\n",
+        "no-resources.json": json.dumps({"Outputs": {"X": {"Value": "y"}}}).encode(),
+        "broken.yaml": b"Resources:\n  Topic: [unclosed\n",
+        "a-list.yaml": b"- Resources\n",
+    }
+    for n, (key, body) in enumerate(bodies.items()):
+        s3.put_object(Bucket="gl-templates", Key=key, Body=body)
+        url = f"https://gl-templates.s3.{REGION}.amazonaws.com/{key}"
+        with pytest.raises(sc.exceptions.InvalidParametersException,
+                           match="Invalid templateBody. Please make sure that your template is valid"):
+            sc.create_provisioning_artifact(ProductId=product, IdempotencyToken=f"bad-{n}", Parameters={
+                "Name": f"0.0.{n}", "Info": {"LoadTemplateFromURL": url}})
+        with pytest.raises(sc.exceptions.InvalidParametersException, match="Invalid templateBody"):
+            _product(sc, url, name=f"Broken{n}")
+    assert [a["Name"] for a in sc.list_provisioning_artifacts(ProductId=product)["ProvisioningArtifactDetails"]] \
+        == ["1.0.0"]
+    assert [p["ProductViewSummary"]["Name"] for p in sc.search_products_as_admin()["ProductViewDetails"]] == ["GitLab"]
+    # CloudFormation's short forms are YAML, and read as such.
+    s3.put_object(Bucket="gl-templates", Key="short.yaml", Body=(
+        b"Parameters:\n  Name: {Type: String}\nResources:\n  Topic:\n    Type: AWS::SNS::Topic\n"
+        b"    Properties:\n      TopicName: !Sub '${Name}-topic'\n      Tags: !If [c, [], !Ref AWS::NoValue]\n"))
+    sc.create_provisioning_artifact(ProductId=product, IdempotencyToken="short", Parameters={
+        "Name": "2.0.0", "Info": {"LoadTemplateFromURL": f"https://gl-templates.s3.{REGION}.amazonaws.com/short.yaml"}})

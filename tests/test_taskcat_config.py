@@ -32,7 +32,8 @@ def test_schema_check_can_fail():
 
 
 # taskcat test -> the build config of its template's folder.
-VARIANTS = {"build": None, "build-three-az": "configs/three-az.yaml", "build-no-bastion": "configs/no-bastion.yaml"}
+VARIANTS = {"build": None, "build-three-az": "configs/three-az.yaml", "build-no-bastion": "configs/no-bastion.yaml",
+            "build-3k": "configs/size-3k.yaml"}
 
 
 def test_the_matrix_covers_what_the_issue_asks():
@@ -41,6 +42,9 @@ def test_the_matrix_covers_what_the_issue_asks():
     assert len(tests["three-az"]["regions"]) >= 2
     assert tests["three-az"]["parameters"]["AvailabilityZones"] == "$[taskcat_genaz_3]"
     assert "no-bastion" in tests
+    # A real-AWS test of a Gitaly Cluster size, over three AZs.
+    assert tests["size-3k"]["template"] == "build-3k/templates/main.template.yaml"
+    assert tests["size-3k"]["parameters"]["AvailabilityZones"] == "$[taskcat_genaz_3]"
     assert tests["service-catalog"]["template"] == "build/templates/service-catalog.template.yaml"
     assert (ROOT / ".taskcat.yml").resolve() == (ROOT / "taskcat.yml").resolve()
 
@@ -61,6 +65,22 @@ def test_every_test_gets_exactly_the_parameters_its_build_needs(tmp_path):
         assert required <= set(given), (name, required - set(given))
         assert set(test.get("parameters", {})) <= set(main), name
         assert given["TemplateKeyPrefix"] == f"$[taskcat_project_name]/{folder}/", name
+
+
+def test_no_test_parameter_is_shadowed_by_a_project_parameter():
+    """taskcat gives a project parameter precedence over a test's parameter of the same name
+    (its own schema: "parameters provided in global config take precedence"): a test's value
+    there would be ignored, as the key prefixes of the three-AZ and no-bastion tests once were."""
+    from taskcat._dataclasses import BaseConfig
+
+    cfg = _config()
+    for name, test in cfg["tests"].items():
+        assert set(test.get("parameters", {})) & set(cfg["project"]["parameters"]) == set(), name
+    # What taskcat itself makes of the file: every test keeps its own key prefix.
+    merged = BaseConfig.from_dict({k: v for k, v in cfg.items()})
+    for name, test in merged.tests.items():
+        folder = cfg["tests"][name]["template"].split("/")[0]
+        assert test.parameters["TemplateKeyPrefix"] == f"$[taskcat_project_name]/{folder}/", name
 
 
 def test_the_servers_find_their_boot_bundle_where_taskcat_uploads_it(tmp_path):

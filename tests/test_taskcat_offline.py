@@ -1,5 +1,6 @@
-"""taskcat itself deploys the parent stack in two regions of the local stand-in,
-and the Service Catalog portfolio in one.
+"""taskcat itself deploys the parent stack in two regions of the local stand-in (the
+default build, and the 3k size with its Gitaly Cluster), and the Service Catalog
+portfolio in one.
 
 The project's own taskcat.yml drives it, with the three settings an endpoint
 other than AWS needs (signature v2 for S3, no Lambda packaging, short stack
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import boto3
 import yaml
-from gitlab_cfn.compile import compiler, config
+from gitlab_cfn.compile import compiler, config, sizes
 from gitlab_cfn.operate.deploy import first_failure, stack_states
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,11 +37,14 @@ def seed(region: str) -> None:
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     compiler.write_build(config.BuildConfig(), root / "build")
+    compiler.write_build(config.load(ROOT / "configs" / "size-3k.yaml"), root / "build-3k")
     settings = yaml.safe_load((ROOT / "taskcat.yml").read_text())
     settings["project"].update(s3_enable_sig_v2=True, package_lambda=False, shorten_stack_name=True)
     assert set(REGIONS) <= set(settings["tests"]["default-2az"]["regions"])
     assert settings["tests"]["service-catalog"]["template"].startswith("build/")
+    assert set(REGIONS) <= set(settings["tests"]["size-3k"]["regions"])
     settings["tests"] = {"default-2az": {**settings["tests"]["default-2az"], "regions": REGIONS},
+                         "size-3k": {**settings["tests"]["size-3k"], "regions": REGIONS},
                          "service-catalog": {**settings["tests"]["service-catalog"], "regions": REGIONS[1:]}}
     (root / ".taskcat.yml").write_text(yaml.safe_dump(settings))
     return root
@@ -70,6 +74,7 @@ def check_region(region: str, stack_id: str) -> dict:
     autoscaling = boto3.client("autoscaling", region_name=region)
     (asg,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[out["AutoScalingGroupName"]])["AutoScalingGroups"]
     assert (asg["MinSize"], asg["MaxSize"], asg["HealthCheckType"]) == (2, 4, "ELB")
+    assert "PraefectAutoScalingGroupName" not in out
     policies = autoscaling.describe_policies(AutoScalingGroupName=asg["AutoScalingGroupName"])["ScalingPolicies"]
     assert sorted(p["ScalingAdjustment"] for p in policies) == [-1, 1]
 
@@ -85,6 +90,31 @@ def check_region(region: str, stack_id: str) -> dict:
     subnets = boto3.client("ec2", region_name=region).describe_subnets(
         Filters=[{"Name": "vpc-id", "Values": [out["VpcId"]]}])["Subnets"]
     assert len(subnets) == 4 and {s["AvailabilityZone"] for s in subnets} == {f"{region}a", f"{region}b"}
+    return out
+
+
+def check_cluster(region: str, stack_id: str) -> dict:
+    """The 3k size over three AZs: its groups, the Gitaly servers one per AZ, Praefect behind
+    the internal Network Load Balancer."""
+    cfn = boto3.client("cloudformation", region_name=region)
+    states = stack_states(cfn, stack_id)
+    assert {s.status for s in states} == {"CREATE_COMPLETE"}, first_failure(cfn, stack_id)
+    out = outputs(cfn, stack_id)
+    row = sizes.SIZES["3k"]
+    autoscaling = boto3.client("autoscaling", region_name=region)
+    for name, count in (("AutoScalingGroupName", row.rails[0]), ("SidekiqAutoScalingGroupName", row.sidekiq[0]),
+                        ("PraefectAutoScalingGroupName", row.praefect[0])):
+        (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[out[name]])["AutoScalingGroups"]
+        assert (group["MinSize"], len(group["Instances"])) == (count, count), name
+    ec2 = boto3.client("ec2", region_name=region)
+    gitaly = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+              if i["State"]["Name"] == "running" and i.get("VpcId") == out["VpcId"]
+              and any(t["Key"] == "Name" and "-gitaly-" in t["Value"] for t in i.get("Tags", []))]
+    assert len(gitaly) == 3 and len({i["Placement"]["AvailabilityZone"] for i in gitaly}) == 3
+    elb = boto3.client("elbv2", region_name=region)
+    (nlb,) = [b for b in elb.describe_load_balancers()["LoadBalancers"]
+              if b["VpcId"] == out["VpcId"] and b["Type"] == "network"]
+    assert nlb["Scheme"] == "internal" and out["GitalyAddress"] == f"tcp://{nlb['DNSName']}:2305"
     return out
 
 
@@ -123,6 +153,10 @@ def test_taskcat_deploys_and_deletes_in_two_regions(standin, tmp_path, monkeypat
         test.run()
         stacks = test.test_definition.stacks
         gitlab = [s for s in stacks if s.test_name == "default-2az"]
+        cluster = [s for s in stacks if s.test_name == "size-3k"]
+        assert sorted(s.region_name for s in cluster) == sorted(REGIONS)
+        for stack in cluster:
+            check_cluster(stack.region_name, stack.id)
         (portfolio,) = [s for s in stacks if s.test_name == "service-catalog"]
         assert sorted(s.region_name for s in gitlab) == sorted(REGIONS)
         for stack in gitlab:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gitlab_cfn.compile.choices import (
+    ALL_INSTANCE_TYPES,
     BASTION_INSTANCE_TYPES,
     CACHE_ENGINE_VERSIONS,
     CACHE_NODE_TYPES,
@@ -132,10 +133,21 @@ def _cidr(label, group, description, default=None, pattern=CIDR_VPC_PATTERN):
         + (" (/16 to /28)" if pattern == CIDR_VPC_PATTERN else ""))
 
 
+def instance_types(cfg: BuildConfig) -> tuple[str, ...]:
+    """The GitLab server types a launcher may pick: the POC's list, unless the build is
+    another size or asks for a type outside it (then the reference sizes' types too)."""
+    chosen = {cfg.app.instance_type, cfg.gitaly.instance_type}
+    if cfg.size == "poc" and chosen <= set(GITLAB_INSTANCE_TYPES) and not cfg.sidekiq_group \
+            and not cfg.cluster:
+        return GITLAB_INSTANCE_TYPES
+    return ALL_INSTANCE_TYPES
+
+
 def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
     """Every user-facing parameter for this build, keyed by parameter name."""
     net, acc, app, db, cache, gitaly, loc = GROUPS
     specs: dict[str, ParamSpec] = {}
+    types = instance_types(cfg)
 
     specs["AvailabilityZones"] = ParamSpec(
         type="List<AWS::EC2::AvailabilityZone::Name>",
@@ -198,7 +210,11 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
             label="GitLab AMI id", group=app)
     specs["AppInstanceType"] = _choice(
         "GitLab instance type", app, "EC2 instance type of the GitLab application servers.",
-        GITLAB_INSTANCE_TYPES, cfg.app.instance_type)
+        types, cfg.app.instance_type)
+    if cfg.sidekiq_group:
+        specs["SidekiqInstanceType"] = _choice(
+            "Sidekiq instance type", app, "EC2 instance type of the Sidekiq servers.",
+            types, cfg.sidekiq.instance_type)
     specs["AppRootVolumeSize"] = _number(
         "GitLab root volume (GiB)", app,
         f"Encrypted gp3 root volume of each GitLab server; at least the image's {IMAGE_ROOT_GIB} GiB.",
@@ -237,21 +253,42 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
                      "deploy takes the GitLab image then) and kept on every update. GitLab on Gitaly is "
                      "upgraded in place; a new value here replaces the repository server."),
         label="Gitaly AMI id (pinned; upgraded in place)", group=gitaly)
+    if cfg.cluster and not cfg.gitaly.keep_single_server:
+        del specs["GitalyAmiId"]
+    for n in range(1, cfg.gitaly.nodes + 1 if cfg.cluster else 1):
+        # One parameter per server: a value shared by them would replace them all at once.
+        specs[f"Gitaly{n}AmiId"] = ParamSpec(
+            type="AWS::EC2::Image::Id",
+            description=(f"Image of Gitaly server gitaly-{n}, pinned: set once when the server is created "
+                         "(gitlab-cfn deploy takes the GitLab image then) and kept on every update. GitLab "
+                         "on Gitaly is upgraded in place; a new value here replaces this repository server."),
+            label=f"Gitaly gitaly-{n} AMI id (pinned)", group=gitaly)
     specs["GitalyInstanceType"] = _choice(
-        "Gitaly instance type", gitaly, "EC2 instance type of the Gitaly server.",
-        GITLAB_INSTANCE_TYPES, cfg.gitaly.instance_type)
+        "Gitaly instance type", gitaly,
+        "EC2 instance type of the Gitaly servers." if cfg.cluster else "EC2 instance type of the Gitaly server.",
+        types, cfg.gitaly.instance_type)
+    iops = cfg.gitaly.volume_iops
     if cfg.gitaly.volume_type == "io1":
         specs["GitalyVolumeSize"] = _number(
             "Data volume (GiB)", gitaly, "io1 volume holding the Git repositories.", 20, 20, 16384)
         specs["GitalyVolumeIops"] = _number(
             "Data volume IOPS", gitaly, "io1 IOPS: at most 50 per GiB of the volume.",
-            1000, 100, 64000)
+            iops or 1000, 100, 64000)
     else:
         specs["GitalyVolumeSize"] = _number(
             "Data volume (GiB)", gitaly, "gp3 volume holding the Git repositories.", 100, 20, 16384)
         specs["GitalyVolumeIops"] = _number(
             "Data volume IOPS", gitaly, "gp3 IOPS (GitLab recommends 8,000 read / 2,000 write).",
-            3000, 3000, 16000)
+            iops or 3000, 3000, 16000)
+    if cfg.cluster:
+        specs["PraefectInstanceType"] = _choice(
+            "Praefect instance type", gitaly, "EC2 instance type of the Praefect servers (Gitaly Cluster).",
+            types, cfg.praefect.instance_type)
+        if cfg.praefect.database == "own":
+            specs["PraefectDBInstanceClass"] = _choice(
+                "Praefect database instance class", db,
+                "RDS instance class of Praefect's own database; burstable db.t* classes are not offered.",
+                DB_INSTANCE_CLASSES, cfg.praefect.db_instance_class)
 
     specs["TemplateBucketName"] = ParamSpec(
         type="String", description="S3 bucket holding the published templates.",

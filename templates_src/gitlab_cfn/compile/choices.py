@@ -28,12 +28,26 @@ CACHE_NODE_TYPES = (
     "cache.r5.large", "cache.r5.xlarge",
     "cache.r6g.large", "cache.r6g.xlarge", "cache.r6g.2xlarge",
 )
-GITLAB_INSTANCE_TYPES = _sizes(
+# EC2 sells no c5.8xlarge: c5 goes from 4xlarge to 9xlarge (the EC2 instance-type list,
+# https://aws.amazon.com/ec2/instance-types/c5/); c5.9xlarge is among EXTRA_INSTANCE_TYPES.
+GITLAB_INSTANCE_TYPES = tuple(t for t in _sizes(
     ("c5", "c6i", "m5", "m6i", "r5", "r6i"),
     ("xlarge", "2xlarge", "4xlarge", "8xlarge"),
-)
+) if t != "c5.8xlarge")
 BASTION_INSTANCE_TYPES = ("t3.micro", "t3.small", "t3.medium", "t3a.micro", "t3a.small")
 # GitLab 18 requires PostgreSQL 16 or later; the Linux package bundles 17.
 DB_ENGINE_VERSIONS = ("16", "17")
 # Cluster mode stays disabled; GitLab needs Redis 6 or later and recommends 7.
 CACHE_ENGINE_VERSIONS = ("7.0", "7.1")
+# Types the reference sizes (``sizes``) need beyond the list above: offered by a build
+# that is not the proof of concept, so that the POC's templates stay as they were.
+# Every one is a type EC2 sells in that family.
+EXTRA_INSTANCE_TYPES = (
+    "c5.large", "c5.9xlarge", "c5.12xlarge", "c5.18xlarge",
+    "c6i.large", "c6i.12xlarge", "c6i.16xlarge",
+    "m5.large", "m5.12xlarge", "m5.16xlarge",
+    "m6i.large", "m6i.12xlarge", "m6i.16xlarge",
+    "r5.large", "r5.12xlarge", "r5.16xlarge",
+    "r6i.large", "r6i.12xlarge", "r6i.16xlarge",
+)
+ALL_INSTANCE_TYPES = GITLAB_INSTANCE_TYPES + EXTRA_INSTANCE_TYPES

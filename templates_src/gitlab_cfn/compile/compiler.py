@@ -45,6 +45,8 @@ def build_tiers(cfg: BuildConfig, specs: dict | None = None) -> list[Tier]:
     for name in TIERS:
         if name == "bastion" and not cfg.bastions:
             continue
+        if name == "praefect" and not cfg.cluster:
+            continue
         module = MODULES[name]
         tier = Tier(name=name, cfg=cfg, specs=specs, description=module.DESCRIPTION)
         module.build(tier)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from gitlab_cfn.compile import choices
+from gitlab_cfn.compile import choices, sizes
 from gitlab_cfn.errors import ConfigError
 
 
@@ -42,6 +42,19 @@ def _int_between(low, high):
     return check
 
 
+def _not_burstable(choices, prefix=""):
+    """A choice from ``choices``; a burstable type (t2, t3, t3a, t4g...) gets its own answer."""
+    inner = _one_of(choices)
+
+    def check(path, value):
+        if isinstance(value, str) and value.removeprefix(prefix).startswith("t") and value not in choices:
+            raise ConfigError(
+                f"{path}: burstable types are not allowed (GitLab's reference architectures forbid "
+                f"them: CPU credits run out under sustained load) (got {value!r})")
+        inner(path, value)
+    return check
+
+
 def _boolean(path, value):
     if not isinstance(value, bool):
         raise ConfigError(f"{path}: must be true or false (got {value!r})")
@@ -55,7 +68,7 @@ def _setting(default, check, doc):
 @dataclass(frozen=True)
 class DatabaseConfig:
     instance_class: str = _setting(
-        "db.m6i.large", _one_of(choices.DB_INSTANCE_CLASSES),
+        "db.m6i.large", _not_burstable(choices.DB_INSTANCE_CLASSES, "db."),
         "default RDS instance class (burstable db.t* classes are not offered)")
     storage_type: str = _setting(
         "io1", _one_of(("io1", "gp3")), "RDS storage type (the guide uses Provisioned IOPS, io1)")
@@ -64,28 +77,75 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class CacheConfig:
     node_type: str = _setting(
-        "cache.t3.medium", _one_of(choices.CACHE_NODE_TYPES), "default ElastiCache node type")
+        "cache.t3.medium", _one_of(choices.CACHE_NODE_TYPES),
+        "default ElastiCache node type (the burstable cache.t3.medium of the guide is refused "
+        "for every other size)")
     replicas: int = _setting(
         1, _int_between(1, 5), "read replicas besides the primary, spread over the AZs")
+    separate_cache: bool = _setting(
+        False, _boolean,
+        "a second replication group for GitLab's cache (allkeys-lru), the first one keeping "
+        "the persistent data (noeviction): GitLab's separate Redis instances, from 10k")
 
 
 @dataclass(frozen=True)
 class GitalyConfig:
     instance_type: str = _setting(
-        "c5.xlarge", _one_of(choices.GITLAB_INSTANCE_TYPES), "default Gitaly instance type")
+        "c5.xlarge", _not_burstable(choices.ALL_INSTANCE_TYPES), "default Gitaly instance type")
     volume_type: str = _setting(
         "io1", _one_of(("io1", "gp3")), "EBS type of the repository data volume")
+    volume_iops: int = _setting(
+        0, _int_between(0, 64000),
+        "default IOPS of each data volume; 0: the POC's (1000 on io1, 3000 on gp3). "
+        "GitLab recommends at least 8,000 read / 2,000 write (sizes from 2k set 8000)")
+    nodes: int = _setting(
+        1, _int_between(1, 9),
+        "Gitaly servers: 1 (one server) or a Gitaly Cluster of at least 3, spread over the AZs, "
+        "behind Praefect")
+    keep_single_server: bool = _setting(
+        False, _boolean,
+        "with a Gitaly Cluster: keep the existing single Gitaly server and its volume as storage "
+        "'default' (the cluster becomes storage 'cluster') until its repositories are moved")
+
+
+@dataclass(frozen=True)
+class PraefectConfig:
+    instance_type: str = _setting(
+        "c5.large", _not_burstable(choices.ALL_INSTANCE_TYPES), "default Praefect instance type")
+    nodes: int = _setting(
+        3, _int_between(1, 9), "Praefect servers (Auto Scaling group; at least 3 in a cluster)")
+    database: str = _setting(
+        "main", _one_of(("main", "own")),
+        "Praefect's database: 'main' (database praefect_production and user praefect on the main "
+        "RDS instance) or 'own' (a second RDS Multi-AZ instance)")
+    db_instance_class: str = _setting(
+        "db.m6i.large", _not_burstable(choices.DB_INSTANCE_CLASSES, "db."),
+        "default RDS class of Praefect's own instance (database: own)")
+
+
+@dataclass(frozen=True)
+class SidekiqConfig:
+    instance_type: str = _setting(
+        "m5.xlarge", _not_burstable(choices.ALL_INSTANCE_TYPES), "default Sidekiq instance type")
+    min_size: int = _setting(
+        0, _int_between(0, 50),
+        "Sidekiq Auto Scaling group minimum; 0: no Sidekiq group, the Rails servers run Sidekiq")
+    max_size: int = _setting(0, _int_between(0, 100), "Sidekiq Auto Scaling group maximum")
+    scale_out_cpu: int = _setting(
+        60, _int_between(10, 95), "average CPU % above which one Sidekiq server is added")
+    scale_in_cpu: int = _setting(
+        45, _int_between(5, 90), "average CPU % below which one Sidekiq server is removed")
 
 
 @dataclass(frozen=True)
 class AppConfig:
     instance_type: str = _setting(
-        "c5.xlarge", _one_of(choices.GITLAB_INSTANCE_TYPES), "default GitLab instance type")
+        "c5.xlarge", _not_burstable(choices.ALL_INSTANCE_TYPES), "default GitLab instance type")
     min_size: int = _setting(
-        2, _int_between(1, 20),
+        2, _int_between(1, 50),
         "Auto Scaling group minimum size: the servers a new stack starts with (no desired capacity "
         "is set, so a stack update never undoes a scale-out)")
-    max_size: int = _setting(4, _int_between(1, 20), "Auto Scaling group maximum size")
+    max_size: int = _setting(4, _int_between(1, 100), "Auto Scaling group maximum size")
     scale_out_cpu: int = _setting(
         60, _int_between(10, 95), "average CPU % above which one instance is added")
     scale_in_cpu: int = _setting(
@@ -97,6 +157,10 @@ class AppConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
+    size: str = _setting(
+        "poc", _one_of(sizes.NAMES),
+        "GitLab reference architecture the defaults follow (docs/sizes.md); poc: the guide's "
+        "proof of concept")
     az_count: int = _setting(2, _one_of((2, 3)), "availability zones the VPC spans")
     nat_gateways: str = _setting(
         "per-az", _one_of(("per-az", "single")),
@@ -107,8 +171,21 @@ class BuildConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     gitaly: GitalyConfig = field(default_factory=GitalyConfig)
     app: AppConfig = field(default_factory=AppConfig)
+    sidekiq: SidekiqConfig = field(default_factory=SidekiqConfig)
+    praefect: PraefectConfig = field(default_factory=PraefectConfig)
+
+    @property
+    def cluster(self) -> bool:
+        """A Gitaly Cluster (Praefect) instead of one Gitaly server."""
+        return self.gitaly.nodes > 1
+
+    @property
+    def sidekiq_group(self) -> bool:
+        """Sidekiq on its own servers (the Rails servers then run none)."""
+        return self.sidekiq.min_size > 0
 
     def __post_init__(self):
+        self._check_shape()
         app = self.app
         if not app.min_size <= app.max_size:
             raise ConfigError(
@@ -118,6 +195,42 @@ class BuildConfig:
             raise ConfigError(
                 "app.scale_in_cpu: must be lower than app.scale_out_cpu "
                 f"(got {app.scale_in_cpu} and {app.scale_out_cpu})")
+
+
+def _check_shape(self) -> None:
+    """Contradictions between keys, each refused with the key to change."""
+    gitaly, praefect, sidekiq = self.gitaly, self.praefect, self.sidekiq
+    if gitaly.nodes == 2:
+        raise ConfigError(
+            "gitaly.nodes: a Gitaly Cluster needs at least 3 Gitaly servers whatever the number of "
+            "AZs; use 1 (one server) or 3 to 9 (got 2)")
+    if self.cluster and praefect.nodes < 3:
+        raise ConfigError(
+            f"praefect.nodes: a Gitaly Cluster needs at least 3 Praefect servers (got {praefect.nodes})")
+    if gitaly.keep_single_server and not self.cluster:
+        raise ConfigError(
+            "gitaly.keep_single_server: only with a Gitaly Cluster (gitaly.nodes 3 or more)")
+    if self.size != "poc" and self.cache.node_type.startswith("cache.t"):
+        raise ConfigError(
+            f"cache.node_type: burstable types are not allowed for size {self.size} "
+            f"(got {self.cache.node_type!r})")
+    if sidekiq.min_size > sidekiq.max_size:
+        raise ConfigError(
+            "sidekiq: min_size <= max_size must hold "
+            f"(got {sidekiq.min_size} and {sidekiq.max_size})")
+    if sidekiq.scale_in_cpu >= sidekiq.scale_out_cpu:
+        raise ConfigError(
+            "sidekiq.scale_in_cpu: must be lower than sidekiq.scale_out_cpu "
+            f"(got {sidekiq.scale_in_cpu} and {sidekiq.scale_out_cpu})")
+    if gitaly.volume_iops:
+        low, high = (100, 64000) if gitaly.volume_type == "io1" else (3000, 16000)
+        if not low <= gitaly.volume_iops <= high:
+            raise ConfigError(
+                f"gitaly.volume_iops: {gitaly.volume_type} takes {low} to {high} IOPS "
+                f"(got {gitaly.volume_iops})")
+
+
+BuildConfig._check_shape = _check_shape
 
 
 def _build(cls, data: Any, path: str):
@@ -137,7 +250,7 @@ def _build(cls, data: Any, path: str):
             continue
         where = f"{path}.{name}" if path else name
         value = data[name]
-        if name in _NESTED:
+        if cls is BuildConfig and name in _NESTED:
             values[name] = _build(_NESTED[name], value, where)
         else:
             f.metadata["check"](where, value)
@@ -156,12 +269,30 @@ _NESTED = {
     "cache": CacheConfig,
     "gitaly": GitalyConfig,
     "app": AppConfig,
+    "sidekiq": SidekiqConfig,
+    "praefect": PraefectConfig,
 }
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` written over ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def from_dict(data: dict | None) -> BuildConfig:
-    """Validate a mapping (as read from YAML) and return the build config."""
-    return _build(BuildConfig, data or {}, "")
+    """Validate a mapping (as read from YAML) and return the build config: the
+    size's defaults (``sizes``), with every key the mapping gives written over them."""
+    data = data or {}
+    if isinstance(data, dict) and "size" in data:
+        BuildConfig.__dataclass_fields__["size"].metadata["check"]("size", data["size"])
+        data = _merged(sizes.defaults(data["size"]), data)
+    return _build(BuildConfig, data, "")
 
 
 def load(path: str | Path | None) -> BuildConfig:
@@ -189,7 +320,7 @@ def describe() -> list[tuple[str, Any, str]]:
     def walk(cls, prefix):
         for f in dataclasses.fields(cls):
             key = f"{prefix}{f.name}"
-            if f.name in _NESTED:
+            if cls is BuildConfig and f.name in _NESTED:
                 walk(_NESTED[f.name], key + ".")
             else:
                 rows.append((key, f.default, f.metadata["doc"]))

@@ -16,4 +16,6 @@ IMAGE_ROOT_GIB = 30
 UBUNTU_ROOT_GIB = 8
 # Parameters that name the GitLab image: whatever launches from them launches the
 # GitLab image (lint rule E9008).
-GITLAB_IMAGE_PARAMETERS = ("GitLabAmiId", "GitalyAmiId")
+# The servers of a Gitaly Cluster each have their own pinned image (Gitaly<n>AmiId, at
+# most 9 servers: config gitaly.nodes).
+GITLAB_IMAGE_PARAMETERS = ("GitLabAmiId", "GitalyAmiId", *(f"Gitaly{n}AmiId" for n in range(1, 10)))

@@ -98,6 +98,9 @@ EXCLUDED: dict[str, str] = {
     "rds:DescribeDBCluster*": "the database is an instance, not an Aurora cluster",
     "elasticache:*CacheCluster": "Redis runs as a replication group",
     "elasticache:ModifyReplicationGroupShardConfiguration": "cluster mode is disabled",
+    "cognito-idp:*": "the internal load balancer's listener forwards TCP; no Cognito authentication",
+    "ec2:*IpamPool*": "the internal load balancer takes its addresses from its subnets, not from an IPAM pool",
+    "elasticloadbalancing:ModifyIpPools": "the internal load balancer uses no IPAM pool",
 }
 
 # Wildcards in the registry's lists, and the named actions granted for them.
@@ -129,6 +132,12 @@ UNSCOPED = frozenset({
     "elasticloadbalancing:Describe*", "elasticloadbalancing:DescribeLoadBalancerAttributes",
     "elasticloadbalancing:DescribeLoadBalancerPolicies", "elasticloadbalancing:DescribeLoadBalancers",
     "elasticloadbalancing:DescribeTags",
+    # The internal load balancer's listener and target group (Gitaly Cluster).
+    "elasticloadbalancing:DescribeCapacityReservation", "elasticloadbalancing:DescribeListenerAttributes",
+    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+    # The Redis parameter groups (separate cache and persistent Redis).
+    "elasticache:DescribeEngineDefaultParameters",
     "iam:ListRoles", "kms:CreateKey",
     "rds:DescribeDBEngineVersions", "rds:DescribeEngineDefaultParameters", "rds:DescribeEvents",
     "route53:ListHostedZones", "secretsmanager:GetRandomPassword", "ssm:ListAssociations",
@@ -155,6 +164,13 @@ SCOPES: dict[str, list[str]] = {
     "s3": ["arn:${AWS::Partition}:s3:::gl-*", "arn:${AWS::Partition}:s3:::gl-*/*"],
     "secretsmanager": [_ACCOUNT % ("secretsmanager", "secret:*")],
     "ssm": [_ACCOUNT % ("ssm", "*"), "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/*"],
+}
+
+# More resources of a service, scoped only when the build has a resource of that type
+# (the internal load balancer of a Gitaly Cluster: its target group and listener).
+SCOPES_OF_TYPE: dict[str, tuple[str, str]] = {
+    "AWS::ElasticLoadBalancingV2::TargetGroup": ("elasticloadbalancing", _ACCOUNT % ("elasticloadbalancing", "targetgroup/*")),
+    "AWS::ElasticLoadBalancingV2::Listener": ("elasticloadbalancing", _ACCOUNT % ("elasticloadbalancing", "listener/*")),
 }
 
 # What Service Catalog itself calls with the launch role, besides the handlers.
@@ -230,6 +246,7 @@ class Needs:
     actions: frozenset[str]
     managed_policies: tuple[str, ...]       # ManagedPolicyArns the roles attach
     retained_types: frozenset[str]          # types whose delete actions are withheld
+    types: frozenset[str] = frozenset()     # every resource type of the build
 
 
 def needs(templates: dict[str, dict]) -> Needs:
@@ -255,7 +272,7 @@ def needs(templates: dict[str, dict]) -> Needs:
                 for named in SUBSTITUTES.get(action, [action]):
                     if not excluded(named):
                         actions.add(named)
-    return Needs(frozenset(actions), tuple(sorted(managed)), retained)
+    return Needs(frozenset(actions), tuple(sorted(managed)), retained, frozenset(kinds))
 
 
 def _service(action: str) -> str:
@@ -278,10 +295,12 @@ def statements(need: Needs) -> list[Statement]:
 
     out = []
     for service, actions in sorted(by_service.items()):
+        scopes = SCOPES[service] + [scope for kind, (owner, scope) in sorted(SCOPES_OF_TYPE.items())
+                                    if owner == service and kind in need.types]
         out.append(Statement(
             Sid=service.replace("-", "").capitalize() + "InThisAccount", Effect=Allow,
             Action=[Action(*a.split(":", 1)) for a in actions],
-            Resource=[Sub(s) for s in SCOPES[service]],
+            Resource=[Sub(s) for s in scopes],
         ))
     out.append(Statement(Sid="DescribeAndCreateUnscoped", Effect=Allow,
                          Action=[Action(*a.split(":", 1)) for a in unscoped], Resource=["*"]))

@@ -19,6 +19,7 @@ TIERS = (
     "cache",
     "bastion",
     "gitaly",
+    "praefect",   # with a Gitaly Cluster only
     "app",
     "dns",
 )

@@ -90,6 +90,15 @@ class Tier:
         return list(self.template.outputs)
 
 
+def gitlab_roles(tier: Tier) -> list:
+    """The roles of the GitLab servers that read the services' secrets (database, Redis,
+    Gitaly): the application servers', and the Sidekiq servers' when they have their own."""
+    roles = [tier.input("InstanceRoleName")]
+    if tier.cfg.sidekiq_group:
+        roles.append(tier.input("SidekiqRoleName"))
+    return roles
+
+
 def suppress(resource: AWSObject, rule: str, reason: str) -> None:
     """Silence one cfn-lint rule on one resource, with the reason written beside it.
 

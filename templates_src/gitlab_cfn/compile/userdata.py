@@ -31,12 +31,15 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
     "gitlab-app": ("lib/common.sh", "gitlab-app.sh"),
+    # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE.
+    "gitlab-sidekiq": ("lib/common.sh", "gitlab-app.sh"),
     "gitaly": ("lib/common.sh", "gitaly.sh"),
+    "praefect": ("lib/common.sh", "praefect.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
 # The roles whose user data is the bootstrap, and whose scripts are in the boot bundle.
-BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app")
+BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "praefect")
 BOOTSTRAP = "bootstrap.sh"
 # EC2 refuses user data over 16 KB (before base64).
 MAX_BYTES = 16 * 1024
@@ -53,7 +56,12 @@ MAX_LENGTHS = (
     ("AWS_REGION", 16),
     # /gitlab-cfn/<parent stack name, at most 128>/<role>/boot-bundle
     ("BUNDLE_PARAMETER", len("/gitlab-cfn//gitlab-app/boot-bundle") + 128),
-    ("ADDRESS", 32),          # tcp://<private IPv4>:8075
+    # gitaly-1=<private IPv4>,...: at most 9 nodes (config gitaly.nodes), 25 bytes each.
+    ("GITALY_NODES", 9 * len("gitaly-9=255.255.255.255,")),
+    ("_STORAGE", 16),         # storage names: default, cluster, gitaly-<n>
+    # tcp://<private IPv4>:8075, or tcp://<internal load balancer DNS name>:2305; a DNS
+    # name is at most 253 bytes.
+    ("ADDRESS", len("tcp://") + 253 + len(":2305")),
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
 )

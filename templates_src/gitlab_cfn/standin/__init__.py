@@ -105,5 +105,10 @@ class StandIn:
 
 
 def patches_source() -> str:
-    """The text of the patches module (it imports moto, so it runs only in the stand-in)."""
-    return (Path(__file__).with_name("patches.py")).read_text()
+    """The text of the patches module and of the modules that register patches with it
+    (they import moto, so they run only in the stand-in)."""
+    here = Path(__file__).parent
+    texts = [(here / "patches.py").read_text()]
+    texts += [p.read_text() for p in sorted(here.glob("*.py"))
+              if "from gitlab_cfn.standin.patches import patch" in p.read_text()]
+    return "\n".join(texts)

@@ -30,8 +30,9 @@ from gitlab_cfn.refs import canonical, references
 from gitlab_cfn.verify.lint_rules.StatefulResourcesKept import STATEFUL
 
 KEEP = ("Retain", "Snapshot")
-# Instances whose replacement takes data offline (the Gitaly server's volume moves).
-DATA_INSTANCES = {"GitalyInstance"}
+# Instances whose replacement takes data offline (a Gitaly server's volume moves): the
+# single server, and the servers of a Gitaly Cluster (config gitaly.nodes, at most 9).
+DATA_INSTANCES = {"GitalyInstance", *(f"Gitaly{n}Instance" for n in range(1, 10))}
 # Attributes whose value changes whenever their resource is modified, not only replaced.
 VOLATILE = {"LatestVersionNumber", "DefaultVersionNumber"}
 DELETE, REPLACE, MAY_REPLACE = "delete", "replace", "may replace"

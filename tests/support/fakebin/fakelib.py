@@ -8,7 +8,6 @@ GitLab server has. What they did is appended to /var/log/gitlab-cfn-fakes.log
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import services
 from fakelib import GITLAB_RB, HERE, SECRETS, evaluate_gitlab_rb, fail, installed_version, node, node_file, record
 from support.gitlab_rb import release_for, unknown_settings
 
 SERVICES = {"alertmanager", "gitaly", "gitlab-exporter", "gitlab-kas", "gitlab-workhorse", "logrotate", "nginx",
-            "node-exporter", "prometheus", "puma", "sidekiq", "sshd"}
+            "node-exporter", "praefect", "prometheus", "puma", "sidekiq", "sshd"}
 PIDFILE = Path("/run/gitlab-fake-nginx.pid")
 
 
@@ -43,6 +44,7 @@ def reconfigure() -> None:
     os.chmod(SECRETS, 0o600)
     Path("/var/opt/gitlab").mkdir(parents=True, exist_ok=True)
     Path("/var/opt/gitlab/bootstrapped").write_text("All your bootstraps are belong to Chef")
+    services.reconfigure(evaluated["settings"])
     record(action="reconfigure", version=version, release=release)
 
 
@@ -74,7 +76,8 @@ def main(args: list[str]) -> None:
     if command == "reconfigure" and not rest:
         reconfigure()
     elif command in ("restart", "start"):
-        record(action=command, service=rest[0] if rest else "all")
+        started = services.start(rest[0] if rest else "all", node()["settings"])
+        record(action=command, service=rest[0] if rest else "all", started=started)
         if not rest or rest[0] in ("nginx", "puma"):
             start_nginx()
     elif command == "stop":

@@ -8,6 +8,7 @@ from gitlab_cfn.compile.tiers import (
     dns,
     gitaly,
     network,
+    praefect,
     security_groups,
     storage,
 )
@@ -20,6 +21,7 @@ MODULES = {
     "cache": cache,
     "bastion": bastion,
     "gitaly": gitaly,
+    "praefect": praefect,
     "app": app,
     "dns": dns,
 }

@@ -108,14 +108,15 @@ def load_balancer(tier: Tier) -> elb.LoadBalancer:
     ))
 
 
-def scaling(tier: Tier, group: autoscaling.AutoScalingGroup) -> None:
-    app = tier.cfg.app
+def scaling(tier: Tier, group: autoscaling.AutoScalingGroup, app=None, prefix: str = "",
+            what: str = "GitLab server") -> None:
+    app = app or tier.cfg.app
     for direction, change, comparison, threshold in (
         ("Out", 1, "GreaterThanThreshold", app.scale_out_cpu),
         ("In", -1, "LessThanThreshold", app.scale_in_cpu),
     ):
         policy = tier.add(autoscaling.ScalingPolicy(
-            f"Scale{direction}Policy",
+            f"{prefix}Scale{direction}Policy",
             AutoScalingGroupName=Ref(group),
             PolicyType="SimpleScaling",
             AdjustmentType="ChangeInCapacity",
@@ -123,9 +124,9 @@ def scaling(tier: Tier, group: autoscaling.AutoScalingGroup) -> None:
             Cooldown=str(COOLDOWN),
         ))
         tier.add(cloudwatch.Alarm(
-            f"Cpu{'High' if change > 0 else 'Low'}Alarm",
+            f"{prefix}Cpu{'High' if change > 0 else 'Low'}Alarm",
             AlarmDescription=(
-                f"Scale {direction.lower()} by one GitLab server: average CPU "
+                f"Scale {direction.lower()} by one {what}: average CPU "
                 f"{'above' if change > 0 else 'below'} {threshold}% for 5 minutes"),
             Namespace="AWS/EC2",
             MetricName="CPUUtilization",
@@ -186,6 +187,7 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "REDIS_SECRET_ARN": tier.input("RedisAuthSecretArn"),
         "GITALY_ADDRESS": tier.input("GitalyAddress"),
         "GITALY_SECRET_ARN": tier.input("GitalyTokenSecretArn"),
+        **shape_values(tier.cfg, tier),
         "SHELL_SECRET_ARN": tier.input("GitLabShellSecretArn"),
         "RAILS_SECRETS_ARN": Ref(secrets["RailsSecretsSecret"]),
         "HOST_KEYS_SECRET_ARN": Ref(secrets["SshHostKeysSecret"]),
@@ -202,9 +204,93 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
     return {**values, **bundle_user_data(parameter, pin=True)}
 
 
+def shape_values(cfg, tier: Tier) -> dict:
+    """What the sizes beyond the POC add to the servers' preamble (nothing for the POC, whose
+    user data stays as it was: an absent RUN_SIDEKIQ means 'true', an absent GITALY_STORAGE
+    'default')."""
+    values = {}
+    if cfg.sidekiq_group:
+        values["RUN_SIDEKIQ"] = "false"
+    if cfg.cluster:
+        values["GITALY_STORAGE"] = "default"
+    if cfg.gitaly.keep_single_server:
+        # The kept single server is storage 'default' (GitalyAddress); the cluster is 'cluster'.
+        values["GITALY2_ADDRESS"] = tier.input("Gitaly2Address")
+        values["GITALY2_SECRET_ARN"] = tier.input("Gitaly2TokenSecretArn")
+        values["GITALY2_STORAGE"] = "cluster"
+    if cfg.cache.separate_cache:
+        values["REDIS_CACHE_HOST"] = tier.input("RedisCacheEndpoint")
+        values["REDIS_CACHE_PORT"] = tier.input("RedisCachePort")
+        values["REDIS_CACHE_SECRET_ARN"] = tier.input("RedisCacheAuthSecretArn")
+    return values
+
+
 def bucket_variable(kind: str) -> str:
     """``external-diffs`` -> ``BUCKET_EXTERNAL_DIFFS``, as the boot script reads it."""
     return "BUCKET_" + kind.replace("-", "_").upper()
+
+
+SIDEKIQ_BOOT_GRANTS = ("SidekiqSecretsRead", "SidekiqBootRead")
+
+
+def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScalingGroup:
+    """Sidekiq on its own servers (sizes from 2k): the GitLab image with the Sidekiq role of
+    the boot script (``gitlab-sidekiq``: no Puma, Workhorse, nginx or sshd, no migrations),
+    no load balancer, scaled on its own CPU. It starts after the application servers have
+    signalled: by then the database is migrated and gitlab-secrets.json is shared."""
+    cfg = tier.cfg.sidekiq
+    role = tier.input("SidekiqRoleName")
+    # gitlab-secrets.json, which the first application server wrote: read, never written.
+    tier.add(grant("SidekiqSecretsRead", secret_read([Ref(secrets["RailsSecretsSecret"])]), [role]))
+    parameter = bundle_parameter(tier, "gitlab-sidekiq", logical_id="SidekiqBootBundleParameter",
+                                 grant_id="SidekiqBootRead", role_names=[role],
+                                 what="the GitLab Sidekiq servers")
+    values = boot_values(tier, secrets, parameter)
+    # Sidekiq neither serves SSH nor seeds the database.
+    for name in ("HOST_KEYS_SECRET_ARN", "ROOT_PASSWORD_SECRET_ARN"):
+        del values[name]
+    values["RUN_SIDEKIQ"] = "true"
+    values["CFN_RESOURCE"] = "SidekiqAutoScalingGroup"
+    template = launch_template(
+        tier, "SidekiqLaunchTemplate",
+        name="sidekiq",
+        image_id=tier.param("GitLabAmiId"),
+        instance_type=tier.param("SidekiqInstanceType"),
+        profile_arn=tier.input("SidekiqInstanceProfileArn"),
+        security_group_ids=[tier.input("SidekiqSecurityGroupId")],
+        root_size=tier.param("AppRootVolumeSize"),
+        user_data=user_data("gitlab-sidekiq", values),
+        detailed_monitoring=True,
+    )
+    group = tier.add(autoscaling.AutoScalingGroup(
+        "SidekiqAutoScalingGroup",
+        VPCZoneIdentifier=tier.input("PrivateSubnetIds"),
+        LaunchTemplate=autoscaling.LaunchTemplateSpecification(**from_template(template)),
+        # No DesiredCapacity, as for the application group.
+        MinSize=str(cfg.min_size),
+        MaxSize=str(cfg.max_size),
+        HealthCheckType="EC2",
+        HealthCheckGracePeriod=HEALTH_CHECK_GRACE_SECONDS,
+        MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
+        Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "sidekiq"]), True)),
+        CreationPolicy=CreationPolicy(
+            ResourceSignal=ResourceSignal(Count=cfg.min_size, Timeout=CREATE_TIMEOUT),
+            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
+        ),
+        UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
+            MaxBatchSize=1,
+            MinInstancesInService=max(cfg.min_size - 1, 0),
+            WaitOnResourceSignals=True,
+            PauseTime=UPDATE_TIMEOUT,
+            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
+                              "AlarmNotification", "ScheduledActions"],
+        )),
+        DependsOn=[*SIDEKIQ_BOOT_GRANTS, app_group.title],
+    ))
+    scaling(tier, group, cfg, prefix="Sidekiq", what="Sidekiq server")
+    tier.output("SidekiqAutoScalingGroupName", Ref(group), "Auto Scaling group of the Sidekiq servers.",
+                public=True)
+    return group
 
 
 def build(tier: Tier) -> None:
@@ -261,6 +347,8 @@ def build(tier: Tier) -> None:
         DependsOn=list(BOOT_GRANTS),
     ))
     scaling(tier, group)
+    if tier.cfg.sidekiq_group:
+        sidekiq_group(tier, secrets, group)
 
     tier.param("DomainName")
     tier.output("GitLabUrl", Sub("https://${DomainName}"), "GitLab's URL.",

@@ -23,7 +23,7 @@ from gitlab_cfn.compile.policies import (
     grant_secret_read,
     managed_policy_arn,
 )
-from gitlab_cfn.compile.tier import Tier, generated_secret
+from gitlab_cfn.compile.tier import Tier, generated_secret, gitlab_roles
 
 DESCRIPTION = "gitlab-cfn database: RDS PostgreSQL Multi-AZ DB instance and its secret."
 
@@ -39,9 +39,38 @@ def secret_value(secret, key: str) -> Sub:
 
 def build(tier: Tier) -> None:
     tier.stack_name()
-    key_arn = tier.input("KmsKeyArn")
     secret = generated_secret(tier, "DatabaseSecret", "PostgreSQL credentials", "database",
                               key="password", length=40, username=DB_USER)
+    db, subnets, params, monitoring = instance(tier, "Database", secret, tier.param("DBInstanceClass"))
+    tier.add(grant_secret_read("DatabaseSecretRead", secret, gitlab_roles(tier)))
+
+    tier.output("DatabaseEndpoint", GetAtt(db, "Endpoint.Address"), "PostgreSQL host name.", public=True)
+    tier.output("DatabasePort", GetAtt(db, "Endpoint.Port"), "PostgreSQL port.")
+    tier.output("DatabaseName", DB_NAME, "GitLab database name.")
+    tier.output("DatabaseSecretArn", Ref(secret), "Secret holding the database user and password.",
+                public=True)
+    if tier.cfg.cluster and tier.cfg.praefect.database == "own":
+        # Praefect's own RDS instance (GitLab: "Praefect PostgreSQL", 1+ c5.large). Its master
+        # user creates Praefect's database and user at the first Praefect server's boot.
+        own = generated_secret(tier, "PraefectDatabaseMasterSecret", "Praefect PostgreSQL master credentials",
+                               "praefect-database", key="password", length=40, username=DB_USER)
+        pdb, *_ = instance(tier, "PraefectDatabase", own, tier.param("PraefectDBInstanceClass"),
+                           shared=(subnets, params, monitoring))
+        tier.output("PraefectDatabaseEndpoint", GetAtt(pdb, "Endpoint.Address"),
+                    "Praefect PostgreSQL host name.", public=True)
+        tier.output("PraefectDatabasePort", GetAtt(pdb, "Endpoint.Port"), "Praefect PostgreSQL port.")
+        tier.output("PraefectDatabaseMasterSecretArn", Ref(own),
+                    "Secret holding the Praefect database instance's master user and password.")
+
+
+def instance(tier: Tier, logical_id: str, secret, instance_class, shared=None):
+    """A Multi-AZ PostgreSQL DB instance (``logical_id``) whose master password is ``secret``;
+    the subnet group, parameter group and monitoring role are made once and shared."""
+    key_arn = tier.input("KmsKeyArn")
+    if shared:
+        subnets, params, monitoring = shared
+        return tier.keep(_db_instance(tier, logical_id, secret, instance_class, subnets, params, monitoring, key_arn),
+                         policy="Snapshot"), subnets, params, monitoring
     subnets = tier.add(rds.DBSubnetGroup(
         "DatabaseSubnetGroup",
         DBSubnetGroupDescription="GitLab database: private subnets",
@@ -62,12 +91,18 @@ def build(tier: Tier) -> None:
         AssumeRolePolicyDocument=assume_role("monitoring.rds.amazonaws.com"),
         ManagedPolicyArns=[managed_policy_arn("service-role/AmazonRDSEnhancedMonitoringRole")],
     ))
+    db = tier.keep(_db_instance(tier, logical_id, secret, instance_class, subnets, params, monitoring, key_arn),
+                   policy="Snapshot")
+    return db, subnets, params, monitoring
+
+
+def _db_instance(tier, logical_id, secret, instance_class, subnets, params, monitoring, key_arn) -> rds.DBInstance:
     io1 = tier.cfg.database.storage_type == "io1"
-    db = tier.keep(rds.DBInstance(
-        "Database",
+    db = rds.DBInstance(
+        logical_id,
         Engine="postgres",
         EngineVersion=tier.param("DBEngineVersion"),
-        DBInstanceClass=tier.param("DBInstanceClass"),
+        DBInstanceClass=instance_class,
         AllocatedStorage=tier.param("DBAllocatedStorage"),
         StorageType=tier.cfg.database.storage_type,
         StorageEncrypted=True,
@@ -83,7 +118,12 @@ def build(tier: Tier) -> None:
         MasterUserPassword=secret_value(secret, "password"),
         BackupRetentionPeriod=tier.param("DBBackupRetentionPeriod"),
         AutoMinorVersionUpgrade=False,
-        AllowMajorVersionUpgrade=False,
+        # DBEngineVersion offers 16 and 17, and GitLab 19 needs 17: RDS refuses a new major
+        # version through ModifyDBInstance unless this is true ("The AllowMajorVersionUpgrade
+        # flag must be present when upgrading to a new major version"; RDS API reference,
+        # ModifyDBInstance). It allows nothing by itself: the version changes only when the
+        # parameter does, and the change set shows it before it runs.
+        AllowMajorVersionUpgrade=True,
         # Inert until a policy grants rds-db:connect; GitLab itself uses the password.
         EnableIAMDatabaseAuthentication=True,
         DeletionProtection=True,
@@ -95,19 +135,13 @@ def build(tier: Tier) -> None:
         MonitoringInterval=60,
         MonitoringRoleArn=GetAtt(monitoring, "Arn"),
         Tags=tags("database"),
-    ), policy="Snapshot")
+    )
     if io1:
         db.Iops = tier.param("DBIops")
     tier.add(secretsmanager.SecretTargetAttachment(
-        "DatabaseSecretAttachment",
+        f"{logical_id}SecretAttachment",
         SecretId=Ref(secret),
         TargetId=Ref(db),
         TargetType="AWS::RDS::DBInstance",
     ))
-    tier.add(grant_secret_read("DatabaseSecretRead", secret, [tier.input("InstanceRoleName")]))
-
-    tier.output("DatabaseEndpoint", GetAtt(db, "Endpoint.Address"), "PostgreSQL host name.", public=True)
-    tier.output("DatabasePort", GetAtt(db, "Endpoint.Port"), "PostgreSQL port.")
-    tier.output("DatabaseName", DB_NAME, "GitLab database name.")
-    tier.output("DatabaseSecretArn", Ref(secret), "Secret holding the database user and password.",
-                public=True)
+    return db

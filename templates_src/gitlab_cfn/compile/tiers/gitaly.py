@@ -39,14 +39,24 @@ therefore come from values that change only on purpose:
 Lint rule E9010 refuses a stateful server whose create-only properties hang on an
 SSM-typed or shared parameter.
 
-Seam for Gitaly Cluster: consumers only see ``GitalyAddress`` and
-``GitalyTokenSecretArn``. A Praefect cluster (three Gitaly nodes, three
-Praefect nodes, its PostgreSQL and an internal load balancer) replaces
-``gitaly_node`` and publishes its internal load balancer under the same two
-outputs; nothing outside this tier changes.
+Gitaly Cluster (config ``gitaly.nodes`` 3 or more; sizes from 3k), as GitLab's
+"Configure Gitaly Cluster" describes it (https://docs.gitlab.com/administration/gitaly/praefect/configure/):
 
-Exposes: ``GitalyAddress``, ``GitalyPrivateIp``, ``GitalyInstanceId``,
-``GitalyTokenSecretArn``, ``GitLabShellSecretArn``, ``GitalyBootBundleParameterName``.
+- ``gitaly.nodes`` Gitaly servers ``Gitaly<n>Instance``, node ``n`` in private subnet
+  ``(n-1) mod AZs + 1``, each with its own kept, encrypted volume ``Gitaly<n>DataVolume``,
+  built exactly like the single server above (pinned image, constant launch template,
+  never in a group that replaces them); each serves storage ``gitaly-<n>``;
+- the internal token (Praefect to Gitaly; the Gitaly servers' auth token), generated in
+  Secrets Manager with the stack's key;
+- Praefect, its load balancer and the cluster's address are the praefect tier's. With
+  ``gitaly.keep_single_server`` the single server stays beside the cluster (storage
+  ``default``, the same logical ids and user data, so an update from the POC neither
+  replaces nor deletes it).
+
+Exposes: ``GitLabShellSecretArn``, ``GitalyBootBundleParameterName``; with the single
+server ``GitalyAddress``, ``GitalyTokenSecretArn``, ``GitalyPrivateIp``,
+``GitalyInstanceId``; with a cluster ``Gitaly<n>InstanceId``, ``Gitaly<n>PrivateIp``,
+``PraefectInternalTokenSecretArn``.
 """
 
 from __future__ import annotations
@@ -69,7 +79,7 @@ from gitlab_cfn.compile.policies import (
     managed_policy_arn,
     secret_read,
 )
-from gitlab_cfn.compile.tier import Tier, token_secret
+from gitlab_cfn.compile.tier import Tier, gitlab_roles, token_secret
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
@@ -81,18 +91,36 @@ BOOT_TIMEOUT = "PT30M"
 BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead")
 
 
-def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter) -> ec2.Instance:
-    """One Gitaly server and its repository volume."""
-    # Only what never changes: a new version of it would replace the server.
-    template = launch_template(
+
+
+def node_name(n: int) -> str:
+    """The Gitaly node (and storage) name of cluster node ``n`` (1-based), as Praefect knows it."""
+    return f"gitaly-{n}"
+
+
+def gitaly_template(tier: Tier) -> ec2.LaunchTemplate:
+    """The Gitaly servers' launch template: only what never changes (a new version of it
+    would replace every server), made once and shared by them."""
+    existing = tier.template.resources.get("GitalyLaunchTemplate")
+    if existing is not None:
+        return existing
+    return launch_template(
         tier, "GitalyLaunchTemplate",
         name="gitaly",
         root_size=IMAGE_ROOT_GIB,
         key_pair=False,
     )
+
+
+def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *, prefix: str = "Gitaly",
+                storage: str | None = None, grants=BOOT_GRANTS) -> ec2.Instance:
+    """One Gitaly server ``<prefix>Instance`` and its repository volume ``<prefix>DataVolume``.
+    ``storage``: the storage name it serves, told to a cluster's nodes only (the single
+    server's user data must never change, and it serves 'default')."""
+    template = gitaly_template(tier)
     io1 = tier.cfg.gitaly.volume_type == "io1"
     volume = tier.keep(ec2.Volume(
-        "GitalyDataVolume",
+        f"{prefix}DataVolume",
         AvailabilityZone=az,
         Size=tier.param("GitalyVolumeSize"),
         VolumeType=tier.cfg.gitaly.volume_type,
@@ -102,39 +130,39 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter) ->
     ), policy="Snapshot")
     if not io1:
         volume.Throughput = 250
+    values = {
+        "AWS_REGION": Ref("AWS::Region"),
+        "CFN_STACK": Ref("AWS::StackName"),
+        "CFN_RESOURCE": f"{prefix}Instance",
+        "GITLAB_DOMAIN": tier.param("DomainName"),
+        "GITALY_SECRET_ARN": Ref(secrets["token"]),
+        "SHELL_SECRET_ARN": Ref(secrets["shell"]),
+        "DATA_VOLUME_ID": Ref(volume),
+        # The parameter only: this user data must never change.
+        **bundle_user_data(parameter, pin=False),
+    }
+    if storage is not None:
+        values["GITALY_STORAGE"] = storage
     return tier.add(ec2.Instance(
-        "GitalyInstance",
+        f"{prefix}Instance",
         LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
         # Pinned, used by this server only (ImageId is create-only).
-        ImageId=tier.param("GitalyAmiId"),
+        ImageId=tier.param(f"{prefix}AmiId"),
         # Updated in place (stop and start; no interruption for the groups and profile).
         InstanceType=tier.param("GitalyInstanceType"),
         IamInstanceProfile=Ref(profile),
         SecurityGroupIds=[tier.input("GitalySecurityGroupId")],
         SubnetId=subnet_id,
         Volumes=[ec2.MountPoint(Device=DATA_DEVICE, VolumeId=Ref(volume))],
-        UserData=user_data("gitaly", {
-            "AWS_REGION": Ref("AWS::Region"),
-            "CFN_STACK": Ref("AWS::StackName"),
-            "CFN_RESOURCE": "GitalyInstance",
-            "GITLAB_DOMAIN": tier.param("DomainName"),
-            "GITALY_SECRET_ARN": Ref(secrets["token"]),
-            "SHELL_SECRET_ARN": Ref(secrets["shell"]),
-            "DATA_VOLUME_ID": Ref(volume),
-            # The parameter only: this user data must never change.
-            **bundle_user_data(parameter, pin=False),
-        }),
+        UserData=user_data("gitaly", values),
         CreationPolicy=signal_policy(1, BOOT_TIMEOUT),
-        DependsOn=list(BOOT_GRANTS),
-        Tags=tags("gitaly"),
+        DependsOn=list(grants),
+        Tags=tags("gitaly" if storage is None else f"gitaly-{prefix.removeprefix('Gitaly')}"),
     ))
 
 
-def build(tier: Tier) -> None:
-    tier.stack_name()
+def gitaly_role(tier: Tier) -> tuple[iam.Role, iam.InstanceProfile]:
     key_arn = tier.input("KmsKeyArn")
-    token = token_secret(tier, "GitalyTokenSecret", "Gitaly auth token", "gitaly")
-    shell = token_secret(tier, "GitLabShellSecret", "shell secret (Gitaly to GitLab calls)", "gitaly")
     role = tier.add(iam.Role(
         "GitalyRole",
         Path=IAM_PATH,
@@ -149,22 +177,70 @@ def build(tier: Tier) -> None:
         Tags=tags("gitaly"),
     ))
     profile = tier.add(iam.InstanceProfile("GitalyInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    return role, profile
+
+
+def build(tier: Tier) -> None:
+    tier.stack_name()
+    cfg = tier.cfg
+    single = not cfg.cluster or cfg.gitaly.keep_single_server
+    token = token_secret(tier, "GitalyTokenSecret", "Gitaly auth token", "gitaly") if single else None
+    shell = token_secret(tier, "GitLabShellSecret", "shell secret (Gitaly to GitLab calls)", "gitaly")
+    role, profile = gitaly_role(tier)
     tier.add(grant(
-        "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)]),
-        [Ref(role), tier.input("InstanceRoleName")]))
+        "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)] if single else [Ref(shell)]),
+        [Ref(role), *gitlab_roles(tier)]))
     parameter = bundle_parameter(tier, "gitaly", logical_id="GitalyBootBundleParameter",
                                  grant_id="GitalyBootRead", role_names=[Ref(role)], what="the Gitaly server")
-
-    azs = tier.param("AvailabilityZones")
-    instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs),
-                           {"token": token, "shell": shell}, parameter)
-    address = GetAtt(instance, "PrivateIp")
-    tier.output("GitalyAddress", Sub(f"tcp://${{Ip}}:{GITALY_PORT}", Ip=address),
-                "Gitaly address for GitLab's repository storage.", public=True)
-    tier.output("GitalyPrivateIp", address, "Private address of the Gitaly server.")
-    tier.output("GitalyInstanceId", Ref(instance), "Instance id of the Gitaly server.")
-    tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
-                public=True)
     tier.output("GitLabShellSecretArn", Ref(shell), "Secret of Gitaly's calls back into GitLab.")
     tier.output("GitalyBootBundleParameterName", Ref(parameter),
                 "SSM parameter naming the Gitaly server's boot bundle, read at its first boot.", public=True)
+
+    azs = tier.param("AvailabilityZones")
+    instance = None
+    if single:
+        instance = gitaly_node(tier, profile, tier.input("PrivateSubnet1Id"), Select(0, azs),
+                               {"token": token, "shell": shell}, parameter)
+        address = GetAtt(instance, "PrivateIp")
+        tier.output("GitalyAddress", Sub(f"tcp://${{Ip}}:{GITALY_PORT}", Ip=address),
+                    "Gitaly address for GitLab's repository storage.", public=True)
+        tier.output("GitalyPrivateIp", address, "Private address of the Gitaly server.")
+        tier.output("GitalyInstanceId", Ref(instance), "Instance id of the Gitaly server.")
+        tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
+                    public=True)
+    if cfg.cluster:
+        cluster(tier, role, profile, shell, parameter, single=instance)
+
+
+def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, single=None) -> None:
+    """The Gitaly servers of a Gitaly Cluster and the internal token Praefect reaches them
+    with (the praefect tier builds Praefect and its load balancer)."""
+    cfg = tier.cfg
+    internal = token_secret(tier, "PraefectInternalTokenSecret",
+                            "Praefect internal token (Praefect to Gitaly)", "praefect")
+    # The Gitaly servers read it here; the Praefect servers are granted it in their tier.
+    tier.add(grant("PraefectInternalTokenRead", secret_read([Ref(internal)]), [Ref(gitaly_role_)]))
+
+    node_grants = (*BOOT_GRANTS, "PraefectInternalTokenRead")
+    nodes = []
+    for n in range(1, cfg.gitaly.nodes + 1):
+        i = (n - 1) % cfg.az_count
+        nodes.append(gitaly_node(
+            tier, gitaly_profile, tier.input(f"PrivateSubnet{i + 1}Id"), Select(i, tier.param("AvailabilityZones")),
+            {"token": internal, "shell": shell}, gitaly_parameter, prefix=f"Gitaly{n}",
+            storage=node_name(n), grants=node_grants))
+    # Servers sharing a private subnet (more servers than AZs, or the kept single server in
+    # the first one): lint rule E9010 asks why, on each of them.
+    placed = [(0, single)] if single is not None else []
+    placed += [((n - 1) % cfg.az_count, node) for n, node in enumerate(nodes, 1)]
+    for index, server in placed:
+        if sum(1 for other, _ in placed if other == index) > 1:
+            subnet = f"PrivateSubnet{index + 1}Id"
+            server.Metadata = {"gitlab-cfn": {"shared-by-design": {subnet: (
+                f"{len(placed)} Gitaly servers over {cfg.az_count} AZs share subnets; {subnet} is the network "
+                "stack's output, which changes only when that subnet is replaced, never for another server")}}}
+    for n, node in enumerate(nodes, 1):
+        tier.output(f"Gitaly{n}InstanceId", Ref(node), f"Instance id of Gitaly server {node_name(n)}.")
+        tier.output(f"Gitaly{n}PrivateIp", GetAtt(node, "PrivateIp"), f"Private address of Gitaly server {node_name(n)}.")
+    tier.output("PraefectInternalTokenSecretArn", Ref(internal),
+                "Secret holding the Praefect internal token (Praefect to the Gitaly servers).")

@@ -12,6 +12,21 @@ rule carries a description.
 - Gitaly: 8075 from the application only; 22 from the bastions
 - bastion: 22 from ``RemoteAccessCIDR`` (a Rule refuses 0.0.0.0/0)
 
+With a Sidekiq group (sizes from 2k), Sidekiq servers: no inbound traffic but SSH from the
+bastions; out to the database, Redis and Gitaly (or the internal load balancer).
+
+With a Gitaly Cluster (sizes from 3k), following the flows of GitLab's Gitaly Cluster
+network requirements (https://docs.gitlab.com/administration/gitaly/praefect/configure/#network-connectivity-requirements):
+
+- internal load balancer (a Network Load Balancer with this group): 2305 from the
+  application and Sidekiq servers; out to the Praefect servers on 2305 only (its
+  health checks come from this group too, so no range wider than a group is opened)
+- Praefect: 2305 from the internal load balancer; out to Gitaly 8075, the database
+  5432, and HTTPS (GitLab's internal API through the external load balancer, AWS APIs)
+- Gitaly: 8075 from Praefect and from the other Gitaly servers (replication between
+  the nodes of the cluster); from the application servers only when the single
+  server is kept beside the cluster
+
 Exposes: ``<Group>SecurityGroupId`` for each group.
 """
 
@@ -32,7 +47,8 @@ NO_EGRESS = ec2.SecurityGroupRule(
     IpProtocol="icmp", FromPort=252, ToPort=86, CidrIp="255.255.255.255/32",
     Description="Disallow all traffic")
 
-PORTS = {"http": 80, "https": 443, "ssh": 22, "postgres": 5432, "redis": 6379, "gitaly": 8075}
+PORTS = {"http": 80, "https": 443, "ssh": 22, "postgres": 5432, "redis": 6379, "gitaly": 8075,
+         "praefect": 2305}
 
 
 class Groups:
@@ -93,6 +109,12 @@ def build(tier: Tier) -> None:
     g.group("Database", "GitLab RDS PostgreSQL: from the application servers only")
     g.group("Cache", "GitLab ElastiCache Redis: from the application servers only")
     g.group("Gitaly", "GitLab Gitaly server: from the application servers only")
+    cfg = tier.cfg
+    if cfg.sidekiq_group:
+        g.group("Sidekiq", "GitLab Sidekiq servers: no inbound traffic but administrator SSH")
+    if cfg.cluster:
+        g.group("InternalLoadBalancer", "GitLab internal load balancer: Praefect from the GitLab servers")
+        g.group("Praefect", "GitLab Praefect servers: from the internal load balancer only")
     if bastions:
         g.group("Bastion", "GitLab bastion hosts: SSH from the remote access range")
 
@@ -105,14 +127,34 @@ def build(tier: Tier) -> None:
     g.allow("App", "LoadBalancer", "ssh", "Git over SSH forwarded by the load balancer")
     g.allow("Database", "App", "postgres", "PostgreSQL from the GitLab application servers")
     g.allow("Cache", "App", "redis", "Redis from the GitLab application servers")
-    g.allow("Gitaly", "App", "gitaly", "Gitaly RPC from the GitLab application servers")
-    for source in ("App", "Gitaly"):
+    servers = ["App"] + (["Sidekiq"] if cfg.sidekiq_group else [])
+    if cfg.sidekiq_group:
+        g.allow("Database", "Sidekiq", "postgres", "PostgreSQL from the GitLab Sidekiq servers")
+        g.allow("Cache", "Sidekiq", "redis", "Redis from the GitLab Sidekiq servers")
+    if not cfg.cluster or cfg.gitaly.keep_single_server:
+        for source in servers:
+            what = "application" if source == "App" else "Sidekiq"
+            g.allow("Gitaly", source, "gitaly", f"Gitaly RPC from the GitLab {what} servers")
+    if cfg.cluster:
+        for source in servers:
+            what = "application" if source == "App" else "Sidekiq"
+            g.allow("InternalLoadBalancer", source, "praefect", f"Praefect RPC from the GitLab {what} servers")
+        g.allow("Praefect", "InternalLoadBalancer", "praefect",
+                "Praefect RPC and TCP health checks from the internal load balancer")
+        g.allow("Gitaly", "Praefect", "gitaly", "Gitaly RPC from the Praefect servers")
+        g.allow("Gitaly", "Gitaly", "gitaly", "Gitaly RPC between the Gitaly servers (replication)")
+        g.allow("Database", "Praefect", "postgres", "PostgreSQL from the Praefect servers (Praefect database)")
+    outbound = servers + ["Gitaly"] + (["Praefect"] if cfg.cluster else [])
+    for source in outbound:
         g.allow_out(source, "https", "HTTPS to AWS APIs, package repositories and GitLab's URL")
         g.allow_out(source, "http", "HTTP to package repositories")
     if bastions:
         g.allow("Bastion", tier.param("RemoteAccessCIDR"), "ssh", "Administrator SSH from the remote access range")
         g.allow("App", "Bastion", "ssh", "Administrator SSH from the bastion hosts")
         g.allow("Gitaly", "Bastion", "ssh", "Administrator SSH from the bastion hosts")
+        for extra in ("Sidekiq", "Praefect"):
+            if extra in g.groups:
+                g.allow(extra, "Bastion", "ssh", "Administrator SSH from the bastion hosts")
         g.allow_out("Bastion", "https", "HTTPS to AWS APIs and package repositories")
         g.allow_out("Bastion", "http", "HTTP to package repositories")
 

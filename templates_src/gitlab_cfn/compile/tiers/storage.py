@@ -212,6 +212,35 @@ def build(tier: Tier) -> None:
         Tags=tags("gitlab"),
     ))
     profile = tier.add(iam.InstanceProfile("InstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    if tier.cfg.sidekiq_group:
+        # Sidekiq's servers use object storage and the data key as the application servers do,
+        # but are granted fewer of the stack's secrets (no root password, no SSH host keys).
+        sidekiq = tier.add(iam.Role(
+            "SidekiqRole",
+            Path=IAM_PATH,
+            Description="GitLab Sidekiq servers: object storage, the secrets Sidekiq reads, Session Manager.",
+            AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
+            ManagedPolicyArns=[
+                managed_policy_arn("AmazonSSMManagedInstanceCore"),
+                managed_policy_arn("CloudWatchAgentServerPolicy"),
+            ],
+            Policies=[
+                iam.Policy(
+                    PolicyName="gitlab-object-storage",
+                    PolicyDocument=gitlab_object_storage([GetAtt(b, "Arn") for b in buckets.values()]),
+                ),
+                iam.Policy(
+                    PolicyName="gitlab-data-key",
+                    PolicyDocument=kms_use(key_arn, ["s3", "secretsmanager"]),
+                ),
+            ],
+            Tags=tags("sidekiq"),
+        ))
+        sidekiq_profile = tier.add(iam.InstanceProfile("SidekiqInstanceProfile", Path=IAM_PATH,
+                                                       Roles=[Ref(sidekiq)]))
+        tier.output("SidekiqRoleName", Ref(sidekiq), "IAM role of the GitLab Sidekiq servers.")
+        tier.output("SidekiqInstanceProfileArn", GetAtt(sidekiq_profile, "Arn"),
+                    "Instance profile of the GitLab Sidekiq servers.")
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",

@@ -16,7 +16,11 @@ the old instance, so the update fails. Such properties must not hang on
   are SSM-typed or feed several stacks in ``Metadata: gitlab-cfn: shared-parameters``.
 
 The parent stack's name (``ParentStackName``), which never changes for a stack,
-may be used anywhere.
+may be used anywhere. A server may share a parameter with other resources of its
+template only where its own metadata explains why, parameter by parameter, under
+``gitlab-cfn: shared-by-design`` (the servers of a Gitaly Cluster outnumbering the
+AZs share a subnet of the network stack); an empty reason does not count, and the
+SSM-typed and parent-shared checks still apply.
 """
 
 from cfnlint.rules import CloudFormationLintRule, RuleMatch
@@ -72,6 +76,7 @@ class StatefulInstancePinned(CloudFormationLintRule):
                 for ref in _refs((resources[template].get("Properties") or {}).get("LaunchTemplateData")):
                     sources.setdefault(ref, set()).add(f"LaunchTemplate (version of {template})")
             own = {name, template}
+            explained = ((resource.get("Metadata") or {}).get("gitlab-cfn") or {}).get("shared-by-design") or {}
             for param in sorted(p for p in sources if p in parameters and p != PARENT_STACK_NAME):
                 props_named = ", ".join(sorted(sources[param]))
                 why = None
@@ -82,7 +87,7 @@ class StatefulInstancePinned(CloudFormationLintRule):
                 else:
                     users = sorted(other for other, res in resources.items()
                                    if other not in own and param in _refs(res))
-                    if users:
+                    if users and not str(explained.get(param) or "").strip():
                         why = f"also used by {', '.join(users)}"
                 if why:
                     matches.append(RuleMatch(

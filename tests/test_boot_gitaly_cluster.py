@@ -1,0 +1,85 @@
+"""A Gitaly node of a Gitaly Cluster booted with the real disk programs (support/disk.py).
+
+The same program as the single Gitaly server (``userdata.body("gitaly")``); in a
+cluster its storage is named after the node (GITALY_STORAGE, the name Praefect's
+virtual storage gives it) and it accepts the Praefect internal token
+(GITALY_SECRET_ARN), never the external one the application servers hold.
+"""
+
+import json
+
+import pytest
+from gitlab_cfn.compile import userdata, versions
+from support.disk import Machine, namespaces_available, sparse_image
+
+pytestmark = pytest.mark.skipif(namespaces_available() is not None,
+                                reason=f"the namespace machine cannot run: {namespaces_available()}")
+
+DISK_LINK = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210"
+INTERNAL = "arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:PraefectInternalToken-AbCdEf"
+EXTERNAL = "arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:PraefectExternalToken-AbCdEf"
+ENV = {
+    "AWS_REGION": "ap-southeast-2",
+    "CFN_STACK": "gitlab-production-GitalyClusterStack-1A2B3C4D5E6F7",
+    "CFN_RESOURCE": "GitalyNode2",
+    "GITLAB_DOMAIN": "gitlab.engineering.example.com",
+    "GITALY_SECRET_ARN": INTERNAL,
+    "GITALY_STORAGE": "gitaly-2",
+    "SHELL_SECRET_ARN": "arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:ShellSecret-AbCdEf",
+    "DATA_VOLUME_ID": "vol-0fedcba9876543210",
+    "GITALY_VOLUME_WAIT": "20",
+    "GITALY_READY_TIMEOUT": "10",
+}
+
+
+@pytest.fixture
+def machine(tmp_path):
+    m = Machine(tmp_path / "gitaly-2")
+    m.put_secrets({INTERNAL: {"token": "praefectInternalT0ken"}, EXTERNAL: {"token": "praefectExternalT0ken"},
+                   ENV["SHELL_SECRET_ARN"]: {"token": "shellT0ken"}})
+    m.write("/etc/fstab", "proc /proc proc defaults 0 0\n")
+    m.attach(sparse_image(tmp_path / "volume.img"), DISK_LINK)
+    yield m
+    m.detach()
+
+
+@pytest.mark.parametrize("minor", [versions.SUPPORTED_MINORS[0], versions.SUPPORTED_MINORS[-1]],
+                         ids=lambda m: f"{m[0]}.{m[1]}")
+def test_a_cluster_node_serves_its_node_storage_with_the_internal_token(machine, minor):
+    """The oldest and newest supported versions boot; the file is the same on all
+    (test_the_cluster_gitlab_rb_is_documented_on_every_supported_version)."""
+    release = versions.SETTINGS_RELEASE[minor]
+    machine.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", f"{release}-ee\n")
+    result = machine.boot(userdata.body("gitaly"), ENV)
+    assert result.returncode == 0, result.stderr
+    reconfigured = json.loads((machine.state / "reconfigured.json").read_text())
+    assert reconfigured["release"] == release
+    gitaly = reconfigured["gitaly"]
+    assert gitaly["storage"] == [{"name": "gitaly-2", "path": "/var/opt/gitlab/git-data/repositories"}]
+    assert gitaly["auth"] == {"token": "praefectInternalT0ken"}
+    assert gitaly["listen_addr"] == "0.0.0.0:8075"
+    assert [s["--exit-code"] for s in machine.signals()] == ["0"]
+    assert "praefectInternalT0ken" not in result.stderr + result.stdout
+
+
+def test_the_cluster_gitlab_rb_is_documented_on_every_supported_version(machine, tmp_path):
+    from support.disk import evaluate_gitlab_rb, undocumented
+
+    machine.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", "19.3.0-ee\n")
+    result = machine.boot(userdata.body("gitaly"), ENV)
+    assert result.returncode == 0, result.stderr
+    rb = machine.upper("/etc/gitlab/gitlab.rb")
+    evaluated = evaluate_gitlab_rb(rb)
+    for release in versions.SETTINGS_RELEASE.values():
+        assert undocumented(evaluated, release) == [], release
+
+
+def test_a_storage_name_praefect_cannot_address_fails_the_boot_before_anything_is_written(machine):
+    machine.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", "19.3.0-ee\n")
+    result = machine.boot(userdata.body("gitaly"), {**ENV, "GITALY_STORAGE": "Gitaly 2"})
+    assert result.returncode == 1
+    assert "error: GITALY_STORAGE: 'Gitaly 2' is not a storage name (default, or a cluster node's name such as gitaly-1)" \
+        in result.stderr
+    assert [s["--exit-code"] for s in machine.signals()] == ["1"]
+    assert machine.calls("gitlab-ctl") == []
+    assert not machine.upper("/etc/gitlab/gitlab.rb").exists()
