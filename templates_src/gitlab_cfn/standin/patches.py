@@ -1054,12 +1054,6 @@ def servicecatalog_templates_read() -> None:
     install_template_validation()
 
 
-# Resource signals (signals.py): SignalResource; CreationPolicy honoured when GITLAB_CFN_STANDIN_SIGNAL_TIMEOUT is set.
-from gitlab_cfn.standin import signals as _signals  # noqa: E402
-
-PATCHES += [_signals.signal_resource, _signals.creation_policy_waits_for_signals]
-
-
 def apply_all() -> list[str]:
     for function in PATCHES:
         function()
@@ -1069,3 +1063,4 @@ def apply_all() -> list[str]:
 # Patches of their own modules, registered by importing them (after ``patch`` exists).
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
+from gitlab_cfn.standin import signals  # noqa: E402,F401

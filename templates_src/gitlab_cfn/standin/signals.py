@@ -1,7 +1,7 @@
 """Resource signals: ``SignalResource`` and, when asked for, ``CreationPolicy`` honoured.
 
 moto has no ``SignalResource`` and creates a resource with a ``CreationPolicy``
-as if no server had to boot. Two named patches (registered in ``patches.py``):
+as if no server had to boot. Two named patches (registered with ``patches.patch``):
 
 - ``signal_resource``: the CloudFormation ``SignalResource`` call (StackName,
   LogicalResourceId, UniqueId, Status SUCCESS|FAILURE). A signal for a stack that
@@ -44,6 +44,9 @@ from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import ValidationError
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.responses import EmptyResult
+
+from gitlab_cfn.standin.patches import _NESTING, ResourceCreateFailed
+from gitlab_cfn.standin.patches import patch
 
 TIMEOUT_VARIABLE = "GITLAB_CFN_STANDIN_SIGNAL_TIMEOUT"
 STATUSES = ("SUCCESS", "FAILURE")
@@ -100,6 +103,7 @@ def _stack_name(stack_id: str) -> str:
     return stack_id.split("/")[1] if stack_id.count("/") >= 2 else stack_id
 
 
+@patch
 def signal_resource() -> None:
     def signal_resource(self) -> EmptyResult:
         name = self._get_param("StackName")
@@ -134,10 +138,10 @@ def signal_resource() -> None:
     CloudFormationResponse.signal_resource = signal_resource
 
 
+@patch
 def creation_policy_waits_for_signals() -> None:
     if mode_timeout() is None:
         return
-    from gitlab_cfn.standin.patches import _NESTING, ResourceCreateFailed
 
     original_create = parsing.parse_and_create_resource
 
