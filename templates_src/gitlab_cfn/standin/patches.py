@@ -71,8 +71,9 @@ that deploys a small template through the running server:
 - ``volumes_stay_in_their_zone``: InvalidVolume.ZoneMismatch attaching a volume of another zone.
 - ``servicecatalog_templates_read``: a product version whose template is not JSON or YAML, or
   has no Resources, is refused (moto's artifacts only checked the object existed).
+- ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
 
-The rules of the last five are in ``rules.py``.
+The rules of ``elasticache_auth_token_rules`` to ``servicecatalog_templates_read`` are in ``rules.py``.
 """
 
 from __future__ import annotations
@@ -1062,3 +1063,4 @@ def apply_all() -> list[str]:
 # Patches of their own modules, registered by importing them (after ``patch`` exists).
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
+from gitlab_cfn.standin import signals  # noqa: E402,F401
