@@ -54,7 +54,17 @@ class Endpoint:
         self.standin = None
 
     def __enter__(self):
-        from gitlab_cfn.operate.aws import Aws
+        from gitlab_cfn.operate.aws import Aws, check_region
+
+        if getattr(self.args, "region", None) is not None:
+            check_region(self.args.region)
+        for region in (getattr(self.args, "regions", None) or "").split(","):
+            if region:
+                check_region(region, "--regions")
+        if getattr(self.args, "stack_name", None) is not None:
+            from gitlab_cfn.operate.deploy import check_stack_name
+
+            check_stack_name(self.args.stack_name)
 
         if getattr(self.args, "local", False):
             if self.args.endpoint_url:

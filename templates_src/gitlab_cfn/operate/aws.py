@@ -43,3 +43,32 @@ class Aws:
                     kwargs.update(STANDIN_CREDENTIALS)
             self._clients[key] = boto3.client(service, **kwargs)
         return self._clients[key]
+
+
+def known_regions() -> set[str]:
+    """Every region botocore's endpoint data names, in every partition (offline)."""
+    session = boto3.session.Session()
+    found: set[str] = set()
+    for partition in session.get_available_partitions():
+        found |= set(session.get_available_regions("cloudformation", partition_name=partition))
+    return found
+
+
+def check_region(region: str, flag: str = "--region") -> None:
+    """Refuse a region that does not exist or is misspelt (``eu-wst-1``, ``EU-WEST-1``)."""
+    from gitlab_cfn.errors import ConfigError
+
+    regions = known_regions()
+    if region in regions:
+        return
+    close = [region.lower()] if region.lower() in regions else \
+        sorted(r for r in regions if _near(r, region.lower()))
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"{flag}: {region!r} is not an AWS region{hint}; regions are lower case, like eu-west-1 "
+                      f"({len(regions)} known to botocore)")
+
+
+def _near(a: str, b: str) -> bool:
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.85

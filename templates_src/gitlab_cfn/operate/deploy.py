@@ -43,29 +43,67 @@ EMBEDDED = re.compile(r"Embedded stack (arn:aws[\w-]*:cloudformation:[^ ]+) was 
 
 # -- parameters ---------------------------------------------------------------------------------
 
-def load_params(path: str | Path | None) -> dict[str, str]:
-    """A parameter file: {"Key": "value"}, or CloudFormation's [{"ParameterKey", "ParameterValue"}]."""
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"--params: cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"--params: {path} is neither JSON nor YAML") from None
-    if isinstance(data, list):
+def load_params(path: str | Path | None, inline: list[str] | None = None) -> dict[str, str]:
+    """Parameter values from a file and from ``--param Key=Value`` (which win over the file).
+
+    The file is JSON or YAML in one of the shapes the AWS tools use: a mapping
+    ``{"Key": "value"}``; ``{"Parameters": {"Key": "value"}}`` (the file of ``aws
+    cloudformation deploy --parameter-overrides file://...`` and of taskcat's
+    ``parameters``); or CloudFormation's ``[{"ParameterKey": .., "ParameterValue": ..}]``
+    (``aws cloudformation create-stack --parameters file://...``). A key given twice
+    is refused, in the file and inline."""
+    from gitlab_cfn.compile import strict_yaml
+
+    values: dict[str, str] = {}
+    if path is not None:
         try:
-            return {str(p["ParameterKey"]): _text(p["ParameterValue"]) for p in data}
-        except (TypeError, KeyError):
-            raise ConfigError("--params: a list must hold {ParameterKey, ParameterValue} items") from None
-    if isinstance(data, dict):
-        return {str(k): _text(v) for k, v in data.items()}
-    raise ConfigError(f"--params: {path} must be a mapping of parameter names to values")
+            data = strict_yaml.load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"--params: cannot read {path}: {exc.strerror}") from None
+        except strict_yaml.DuplicateKey as exc:
+            raise ConfigError(f"--params: {path}: {exc.problem}; each parameter may be given once") from None
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise ConfigError(f"--params: {path} is neither JSON nor YAML") from None
+        if isinstance(data, dict) and set(data) == {"Parameters"} and isinstance(data["Parameters"], dict):
+            data = data["Parameters"]
+        if isinstance(data, list):
+            if not all(isinstance(p, dict) and "ParameterKey" in p and "ParameterValue" in p for p in data):
+                raise ConfigError("--params: a list must hold {ParameterKey, ParameterValue} items")
+            keys = [str(p["ParameterKey"]) for p in data]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise ConfigError(f"--params: {path}: ParameterKey {', '.join(twice)} given twice; "
+                                  "each parameter may be given once")
+            data = {str(p["ParameterKey"]): p["ParameterValue"] for p in data}
+        if not isinstance(data, dict):
+            raise ConfigError(f"--params: {path} must be a mapping of parameter names to values, "
+                              '{"Parameters": {...}}, or a [{ParameterKey, ParameterValue}] list')
+        values = {str(k): _text(str(k), v, "--params") for k, v in data.items()}
+    seen: set[str] = set()
+    for item in inline or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--param: {item!r} is not KEY=VALUE (for example --param DomainName=gitlab.example.com)")
+        if key in seen:
+            raise ConfigError(f"--param: {key} given twice; each parameter may be given once")
+        seen.add(key)
+        values[key] = value
+    return values
 
 
-def _text(value: Any) -> str:
+def _text(name: str, value: Any, source: str = "--params") -> str:
+    """A parameter value as CloudFormation takes it: a string (a list joins with commas)."""
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+        if any(isinstance(v, (dict, list)) for v in value):
+            raise ConfigError(f"{source}: {name}: a list of mappings or lists; a parameter value is a string "
+                              "or a list of strings (joined with commas)")
+        return ",".join(_text(name, v, source) for v in value)
+    if isinstance(value, dict):
+        raise ConfigError(f"{source}: {name}: a mapping; a parameter value is a string, a number "
+                          "or a list of strings")
+    if value is None:
+        raise ConfigError(f"{source}: {name}: no value; give a string (\"\" for an empty one)")
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
@@ -97,7 +135,7 @@ def _rule_value(node: Any, params: dict[str, str]) -> Any:
 
 
 def check_params(template: dict, params: dict[str, str], az_count: int | None = None,
-                 elsewhere: set[str] = frozenset()) -> list[str]:
+                 elsewhere: set[str] = frozenset(), region: str | None = None) -> list[str]:
     """Every way the values break the parent template's constraints; empty when they fit.
 
     ``elsewhere``: names whose values come from elsewhere (the stack's previous values,
@@ -123,6 +161,11 @@ def check_params(template: dict, params: dict[str, str], az_count: int | None = 
             bad = [z for z in zones if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]", z)]
             if bad:
                 problems.append(f"{name}: not Availability Zone names: {', '.join(bad)}")
+            # An Availability Zone name is its region's name and a letter (eu-west-1a).
+            other = [z for z in zones if z not in bad and region and z[:-1] != region]
+            if other:
+                problems.append(f"{name}: {', '.join(other)} not in region {region}; give zones of {region} "
+                                f"({region}a, {region}b, ...)")
             if az_count and len(zones) != az_count:
                 problems.append(f"{name}: exactly {az_count} Availability Zones are needed (got {len(zones)})")
             if len(set(zones)) != len(zones):
@@ -324,6 +367,8 @@ class DeployRequest:
     assume_yes: bool = False
     # Only ``upgrade`` moves the servers to another GitLab version (see version_guard).
     version_change: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    role_arn: str | None = None
     poll: float = 10.0
     timeout: float = 120 * 60
 
@@ -544,6 +589,45 @@ def confirm(question: str, assume_yes: bool, stdin=None, stream=None) -> bool:
 
 FAILED_CREATE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
 
+# CloudFormation API reference: CreateStack StackName ("must start with an alphabetical character
+# and can't be longer than 128 characters", [a-zA-Z][-a-zA-Z0-9]*), Tag (Key 1-128, Value 0-256,
+# "aws:" reserved, at most 50 tags), RoleARN (20-2048 characters, an IAM role).
+STACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]{0,127}")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+RESERVED_TAG = "gitlab-cfn:version"
+
+
+def check_stack_name(name: str) -> None:
+    if not STACK_NAME.fullmatch(name or ""):
+        raise ConfigError(f"--stack-name: {name!r} is not a CloudFormation stack name (a letter, then letters, "
+                          "digits and hyphens, at most 128 characters)")
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    """``--tags K=V ...`` as a mapping; refuses what CloudFormation refuses."""
+    tags: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tags: {item!r} is not KEY=VALUE (for example --tags team=platform)")
+        if key in tags:
+            raise ConfigError(f"--tags: {key} given twice; each tag key may be given once")
+        if len(key) > 128 or len(value) > 256:
+            raise ConfigError(f"--tags: {key[:40]}: a key has 1-128 characters and a value at most 256")
+        if key.lower().startswith("aws:") or key == RESERVED_TAG:
+            raise ConfigError(f"--tags: {key}: keys starting with aws: and {RESERVED_TAG} are reserved")
+        tags[key] = value
+    if len(tags) > 49:
+        raise ConfigError(f"--tags: {len(tags)} tags; at most 49 (CloudFormation takes 50, one is {RESERVED_TAG})")
+    return tags
+
+
+def check_request(request: DeployRequest) -> None:
+    check_stack_name(request.stack_name)
+    if request.role_arn is not None and not ROLE_ARN.fullmatch(request.role_arn):
+        raise ConfigError(f"--role-arn: {request.role_arn!r} is not an IAM role ARN "
+                          "(arn:aws:iam::123456789012:role/NAME)")
+
 
 def cleanup_command(request: DeployRequest) -> str:
     return f"gitlab-cfn destroy --stack-name {request.stack_name} --region {request.region} --confirm {request.stack_name}"
@@ -563,7 +647,9 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     # given may come from the running stack (an update) or the SSM image parameter.
     not_given = {name for name in definitions if name not in request.params and name not in location}
     az_count = manifest.get("config", {}).get("az_count")
-    problems = check_params(template, {**request.params, **location}, az_count, elsewhere=not_given)
+    check_request(request)
+    problems = check_params(template, {**request.params, **location}, az_count, elsewhere=not_given,
+                            region=request.region)
     _raise_problems(problems)
 
     cfn = aws.client("cloudformation", request.region)
@@ -597,21 +683,29 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
 
     url = template_url(bucket, request.region, prefix)
     parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(params.items())]
-    tags = [{"Key": "gitlab-cfn:version", "Value": __version__}]
+    tags = [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())] + \
+        [{"Key": "gitlab-cfn:version", "Value": __version__}]
+    role = {"RoleARN": request.role_arn} if request.role_arn else {}
     changes: list[dict] = []
     if existing is None:
+        # Termination protection on: a stack holding a GitLab instance is deleted only by
+        # ``gitlab-cfn destroy`` (which turns it off in the open) or on purpose in the console.
         stack_id = cfn.create_stack(StackName=request.stack_name, TemplateURL=url, Parameters=parameters,
-                                    Capabilities=CAPABILITIES, OnFailure="ROLLBACK", Tags=tags)["StackId"]
-        progress.done(f"creating stack {request.stack_name}")
+                                    Capabilities=CAPABILITIES, OnFailure="ROLLBACK", Tags=tags,
+                                    EnableTerminationProtection=True, **role)["StackId"]
+        progress.done(f"creating stack {request.stack_name} (termination protection on)")
     else:
         stack_id = existing["StackId"]
         if reused:
-            progress.done(f"reusing the stack's previous values of {', '.join(reused)}")
+            before = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
+            progress.done("reusing the stack's previous values: "
+                          + ", ".join(f"{k}={before.get(k, '')}" for k in reused))
         parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in reused]
         name = f"gitlab-cfn-{int(time.time())}"
         change_set = cfn.create_change_set(StackName=request.stack_name, ChangeSetName=name, TemplateURL=url,
                                            Parameters=parameters, Capabilities=CAPABILITIES,
-                                           ChangeSetType="UPDATE", IncludeNestedStacks=True, Tags=tags)["Id"]
+                                           ChangeSetType="UPDATE", IncludeNestedStacks=True, Tags=tags,
+                                           **role)["Id"]
         status, reason = _wait_change_set(cfn, change_set, request.poll)
         if status != "CREATE_COMPLETE":
             cfn.delete_change_set(ChangeSetName=change_set)

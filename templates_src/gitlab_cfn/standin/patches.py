@@ -1006,6 +1006,13 @@ def servicecatalog_constraints() -> None:
     install_constraints()
 
 
+@patch
+def termination_protection() -> None:
+    from gitlab_cfn.standin.termination import install
+
+    install()
+
+
 def apply_all() -> list[str]:
     for function in PATCHES:
         function()
