@@ -23,6 +23,7 @@ from gitlab_cfn.cli import (
     deploy,
     destroy,
     diff,
+    inspect,
     lint,
     publish,
     standin,
@@ -30,7 +31,7 @@ from gitlab_cfn.cli import (
 )
 from gitlab_cfn.errors import GitlabCfnError
 
-SUBCOMMANDS = (build, lint, check, diff, deploy, destroy, upgrade, publish, catalog, standin, bake_ami)
+SUBCOMMANDS = (build, lint, check, diff, deploy, inspect, destroy, upgrade, publish, catalog, standin, bake_ami)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,8 +46,27 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so that every ``finally`` runs."""
+
+
+def _stop_signal(signum, frame):
+    import signal
+
+    # Once: the cleanup that follows (stopping a stand-in, removing files) is not cut short.
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = parser().parse_args(argv)
+    # SIGTERM and SIGHUP end the command as Ctrl-C does: a stand-in it started is stopped,
+    # temporary folders are removed (Python's default for them ends the process at once).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _stop_signal)
     try:
         return args.func(args)
     except GitlabCfnError as exc:
@@ -58,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gitlab-cfn: error: AWS: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("gitlab-cfn: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
 

@@ -20,10 +20,13 @@ def run(args: argparse.Namespace) -> int:
                                    tags=deploy.parse_tags(args.tags), role_arn=args.role_arn,
                                    poll=args.poll_seconds)
     progress = Progress(quiet=args.quiet)
-    with Endpoint(args) as aws:
+    template, manifest = deploy._parent_template(build)   # a missing build fails before anything starts
+    deploy.check_request(request)
+    with Endpoint(args, one_shot=True) as aws:
         if args.local:
-            template, manifest = deploy._parent_template(build)
-            filled = local.fill(aws, args.region, template, params, manifest["config"]["az_count"])
+            running = deploy._existing(aws.client("cloudformation", args.region), args.stack_name)
+            previous = {p["ParameterKey"] for p in (running or {}).get("Parameters", [])}
+            filled = local.fill(aws, args.region, template, params, manifest["config"]["az_count"], skip=previous)
             for name, value in filled.items():
                 progress.done(f"local value {name} = {value}")
             request.params = {**filled, **params}

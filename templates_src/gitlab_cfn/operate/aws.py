@@ -30,6 +30,7 @@ STANDIN_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": 
 @dataclass
 class Aws:
     endpoint_url: str | None = None
+    standin: bool = False   # the local stand-in: its fake credentials, whatever the environment holds
     _clients: dict = field(default_factory=dict, repr=False)
 
     def client(self, service: str, region: str) -> Any:
@@ -39,7 +40,7 @@ class Aws:
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
                 session = boto3.session.Session()
-                if session.get_credentials() is None:
+                if self.standin or session.get_credentials() is None:
                     kwargs.update(STANDIN_CREDENTIALS)
             self._clients[key] = boto3.client(service, **kwargs)
         return self._clients[key]

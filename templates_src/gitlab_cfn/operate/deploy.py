@@ -567,6 +567,15 @@ def change_set_rows(cfn, change_set_id: str, allow: set[str], tier: str = "main"
             return rows
 
 
+def change_summary(rows: list[ResourceChange]) -> str:
+    """``3 Add, 2 Modify (1 replaced), 0 Remove in 2 stacks (app, cache)``."""
+    n = {a: sum(1 for r in rows if r.action == a) for a in ("Add", "Modify", "Remove")}
+    replaced = sum(1 for r in rows if r.replacement in ("True", "Conditional"))
+    stacks = list(dict.fromkeys(r.stack for r in rows))
+    return (f"{n['Add']} Add, {n['Modify']} Modify ({replaced} replaced or maybe), {n['Remove']} Remove "
+            f"in {len(stacks)} stack{'s' if len(stacks) != 1 else ''} ({', '.join(stacks)})")
+
+
 def confirm(question: str, assume_yes: bool, stdin=None, stream=None) -> bool:
     """y/N on a terminal; ``--yes`` for scripts; without either, refuse (bad input)."""
     import sys
@@ -697,9 +706,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     else:
         stack_id = existing["StackId"]
         if reused:
-            before = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
-            progress.done("reusing the stack's previous values: "
-                          + ", ".join(f"{k}={before.get(k, '')}" for k in reused))
+            progress.done(reused_line(existing, definitions, reused))
         parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in reused]
         name = f"gitlab-cfn-{int(time.time())}"
         change_set = cfn.create_change_set(StackName=request.stack_name, ChangeSetName=name, TemplateURL=url,
@@ -720,6 +727,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
             return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
         for row in rows:
             progress.done(f"change: {row.line()}")
+        progress.done(f"change set: {change_summary(rows)}")
         changes = [row.as_dict() for row in rows]
         blocking = [row for row in rows if row.loses_data and not row.allowed]
         if blocking:
@@ -754,6 +762,18 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         for line in left_behind(cfn, stack_id):
             progress.done(f"left behind: {line}")
     return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+
+
+def reused_line(existing: dict, definitions: dict, reused: list[str]) -> str:
+    """Which previous values an update keeps: those set at deploy time by name and value,
+    those still at the template's default by count."""
+    before = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
+    named = [k for k in reused if "Default" not in definitions.get(k, {})
+             or str(definitions[k]["Default"]) != before.get(k)]
+    rest = len(reused) - len(named)
+    shown = ", ".join(f"{k}={before.get(k, '')}" for k in named)
+    tail = f"{'; and ' if named else ''}{rest} at their default" if rest else ""
+    return f"reusing the stack's previous values: {shown}{tail}"
 
 
 def left_behind(cfn, stack_id: str) -> list[str]:

@@ -65,6 +65,14 @@ class StandIn:
                 [str(self.python), "-m", "gitlab_cfn.standin.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True)
+        try:
+            return self._wait_until_it_answers()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed while starting: the process never outlives this.
+            self.stop()
+            raise
+
+    def _wait_until_it_answers(self) -> StandIn:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -76,7 +84,6 @@ class StandIn:
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
         self._keep_log = True
-        self.stop()
         raise StandInError(f"the local AWS stand-in did not answer within {START_TIMEOUT:.0f}s; see {self.log}")
 
     def reset(self) -> None:
