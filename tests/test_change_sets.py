@@ -148,8 +148,8 @@ def test_a_new_image_rolls_the_app_after_confirmation_and_leaves_the_pinned_gita
         os.close(controller)
     assert declined.returncode == 1, declined.stderr
     lines = declined.stderr.splitlines()
-    assert any(line.endswith("reusing the stack's previous values of AppInstanceType, GitLabAmiId, GitalyAmiId")
-               for line in lines)
+    assert any("reusing the stack's previous values of AppInstanceType, GitLabAmiId, GitalyAmiId (GitalyAmiId="
+               in line and line.endswith("; 2 at their default)") for line in lines)
     changes = [line.split("change: ", 1)[1] for line in lines if "change: " in line]
     assert changes == [
         "app: Modify  AppLaunchTemplate (AWS::EC2::LaunchTemplate): LaunchTemplateData (parameter ImageId)",

@@ -108,8 +108,12 @@ class Endpoint:
 
 def publish_request(args: argparse.Namespace, **extra):
     """The published location that ``publish`` writes and ``catalog publish`` reads."""
+    from gitlab_cfn.operate.aws import check_region
     from gitlab_cfn.operate.publish import PublishRequest
 
+    for region in (args.regions or "").split(","):
+        if region:
+            check_region(region, "--regions")
     return PublishRequest(
         bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r], prefix=args.prefix,
         version=args.version or __version__, single_bucket=args.single_bucket, **extra)

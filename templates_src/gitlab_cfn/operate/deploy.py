@@ -765,15 +765,14 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
 
 
 def reused_line(existing: dict, definitions: dict, reused: list[str]) -> str:
-    """Which previous values an update keeps: those set at deploy time by name and value,
-    those still at the template's default by count."""
+    """Which previous values an update keeps: every name, and the value of each one that is
+    not the template's default (those still at their default are counted)."""
     before = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
     named = [k for k in reused if "Default" not in definitions.get(k, {})
              or str(definitions[k]["Default"]) != before.get(k)]
     rest = len(reused) - len(named)
-    shown = ", ".join(f"{k}={before.get(k, '')}" for k in named)
-    tail = f"{'; and ' if named else ''}{rest} at their default" if rest else ""
-    return f"reusing the stack's previous values: {shown}{tail}"
+    values = [f"{k}={before.get(k, '')}" for k in named] + ([f"{rest} at their default"] if rest else [])
+    return f"reusing the stack's previous values of {', '.join(reused)} ({'; '.join(values)})"
 
 
 def left_behind(cfn, stack_id: str) -> list[str]:
@@ -806,6 +805,8 @@ def left_behind(cfn, stack_id: str) -> list[str]:
 
 
 def _raise_problems(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
     if problems:
         raise ConfigError(f"{len(problems)} parameter problem{'s' if len(problems) > 1 else ''}:\n  "
                           + "\n  ".join(problems))

@@ -203,7 +203,9 @@ def deploy_portfolio(request: PortfolioRequest, aws: Aws, progress: Progress) ->
         key = f"{request.publish.key_prefix}templates/{PORTFOLIO}.template.yaml"
         try:
             aws.client("s3", bucket_region).head_object(Bucket=bucket, Key=key)
-        except ClientError:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                raise
             raise ConfigError(f"--version: {request.publish.version} is not published in s3://{bucket}/{key} "
                               f"({region}); run gitlab-cfn publish first") from None
         urls[region] = template_url(bucket, bucket_region, request.publish.key_prefix, PORTFOLIO)
