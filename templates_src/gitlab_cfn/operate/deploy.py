@@ -426,6 +426,33 @@ def _ssm_image(aws: Aws, region: str, names: list[str], parameter: str = GITLAB_
                       f"in {region}; bake an image first (gitlab-cfn bake-ami) or give the image id in --params")
 
 
+def check_ssm_parameters(aws: Aws, region: str, definitions: dict, params: dict[str, str]) -> None:
+    """Every SSM parameter a parameter of SSM type names exists, before anything is uploaded.
+
+    CloudFormation resolves them when the stack is created or updated and fails the
+    whole operation on a missing one ("Parameters [NAME] referenced by template have
+    types not supported by CloudFormation" / "Unable to fetch parameters"; User Guide,
+    "Specify existing resources at runtime with CloudFormation-supplied parameter types")."""
+    from botocore.exceptions import ClientError
+
+    ssm = None
+    for name, definition in definitions.items():
+        if not str(definition.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
+            continue
+        source = params.get(name) or definition.get("Default")
+        if not source:
+            continue
+        ssm = ssm or aws.client("ssm", region)
+        try:
+            ssm.get_parameter(Name=source)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                raise
+            raise ConfigError(f"{name}: SSM parameter {source} does not exist in {region}; nothing was uploaded; "
+                              "bake an image first (gitlab-cfn bake-ami) or give another parameter name "
+                              f"(--param {name}=/path/of/parameter)") from None
+
+
 def image_version(ec2, image: str) -> str | None:
     """The GitLab version an image was baked with (its tag), or None (not ours, or gone)."""
     from botocore.exceptions import ClientError
@@ -684,6 +711,8 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         guard(cfn, existing["StackId"], request, progress)
         if not request.version_change:
             version_guard(aws, request.region, existing, template, request.params, progress)
+
+    check_ssm_parameters(aws, request.region, definitions, request.params)
 
     s3 = aws.client("s3", request.region)
     ensure_bucket(s3, bucket, request.region)
