@@ -81,3 +81,86 @@ def _write(folder: Path, text: str) -> Path:
     path = folder / "c.yaml"
     path.write_text(text)
     return path
+
+
+# -- the newcomer path of the README, as written, against one persistent stand-in ---------------
+
+def readme_block(heading: str) -> list[str]:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split(f"### {heading}\n", 1)[1].split("\n#", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_newcomer_path_runs_as_written(tmp_path):
+    import pty
+    import shlex
+    import signal
+    import time
+
+    lines = readme_block("Your first stack, on your laptop")
+    assert lines[0] == ".venv/bin/gitlab-cfn standin &" and lines[-1] == "kill %1"
+    env = {**os.environ, "GITLAB_CFN_STANDIN_SESSION": str(tmp_path / "session.json"), "PYTHONWARNINGS": "ignore"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    session = subprocess.Popen([EXE, "standin"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=tmp_path)
+    results, timings = {}, {}
+    try:
+        printed = [session.stdout.readline().strip() for _ in range(3)]
+        assert printed[0].startswith("AWS_ENDPOINT_URL=http://127.0.0.1:")
+        assert printed[1:] == ["AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"]
+        for line in lines[1:-1]:
+            argv = shlex.split(line)
+            assert argv[0] == ".venv/bin/gitlab-cfn"
+            argv = [EXE, *argv[1:]]
+            if argv[1] in ("deploy", "destroy"):
+                argv += ["--poll-seconds", "0.2"]
+            controller, terminal = pty.openpty()   # a person at a terminal, who answers y
+            os.write(controller, b"y\n")
+            try:
+                started = time.perf_counter()
+                result = subprocess.run(argv, stdin=terminal, capture_output=True, text=True, env=env,
+                                        cwd=tmp_path, timeout=300)
+                timings.setdefault(argv[1], time.perf_counter() - started)
+            finally:
+                os.close(terminal)
+                os.close(controller)
+            assert result.returncode == 0, f"{line}\n{result.stderr}"
+            results.setdefault(" ".join(argv[1:3]), []).append(result)
+    finally:
+        session.send_signal(signal.SIGINT)
+        session.communicate(timeout=30)
+    assert session.returncode == 0
+    assert not (tmp_path / "session.json").exists()
+
+    first, update = results["deploy --local"]
+    assert "creating stack demo (termination protection on)" in first.stderr
+    assert "local value CertificateArn = arn:aws:acm:eu-west-1:123456789012:certificate/" in first.stderr
+    # The update: the demo values found again, only the parameter given changes, shown and applied.
+    assert "local value" not in update.stderr
+    assert "reusing the stack's previous values of " in update.stderr
+    changes = [x.split("change: ", 1)[1] for x in update.stderr.splitlines() if "] change: " in x]
+    assert changes == ["security-groups: Modify  BastionFromCidrSsh (AWS::EC2::SecurityGroupIngress) [REPLACED]: "
+                       "CidrIp (create-only, parameter RemoteAccessCIDR)"]
+    assert "execute these 1 changes to stack demo? [y/N] y" in update.stderr
+    assert update.stderr.splitlines()[-1] == "stack demo: UPDATE_COMPLETE"
+    (diff,) = results["diff --local"]
+    assert diff.stdout == "" and diff.stderr.splitlines()[-1].startswith("0 replaced, 0 may be replaced, 0 deleted, "
+                                                                           "0 added, 0 modified")
+    (status,) = results["status --local"]
+    assert status.stdout.splitlines()[0].split()[:3] == ["demo", "UPDATE_COMPLETE", "9/9"]
+    assert len(status.stdout.splitlines()) == 10 and status.stdout.endswith("termination protection: on\n")
+    (outputs,) = results["outputs --local"]
+    assert "GitLabUrl" in outputs.stdout and "https://gitlab.example.test" in outputs.stdout
+    (events,) = results["events --local"]
+    assert len(events.stdout.splitlines()) == 5
+    (destroyed,) = results["destroy --local"]
+    assert "turned off termination protection of stack demo" in destroyed.stderr
+    assert destroyed.stderr.splitlines()[-1].startswith("stack demo: DELETE_COMPLETE;")
+    (catalog_deploy,) = results["catalog deploy"]
+    assert catalog_deploy.stderr.splitlines()[-1] == "portfolio stack gitlab-portfolio: created in 1 of 1 regions"
+    (catalog_publish,) = results["catalog publish"]
+    assert catalog_publish.stderr.splitlines()[-1] == "version 1.1.0: added in 1 of 1 regions"
+    print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
