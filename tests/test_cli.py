@@ -164,3 +164,27 @@ def test_the_newcomer_path_runs_as_written(tmp_path):
     (catalog_publish,) = results["catalog publish"]
     assert catalog_publish.stderr.splitlines()[-1] == "version 1.1.0: added in 1 of 1 regions"
     print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+
+
+def test_the_figures_the_readme_gives_are_the_builds(tmp_path):
+    """Counts in the README are derived from a build here, so they cannot drift from it."""
+    import json
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    out = tmp_path / "build"
+    assert run("build", "-q", "--out", str(out)).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    # The tree of "What you get" lists every template of the build, and nothing else.
+    tree = readme.split("## What you get", 1)[1].split("```", 2)[1]
+    listed = re.findall(r"([a-z-]+)\.template\.yaml", tree)
+    assert sorted(listed) == sorted(manifest["templates"])
+    # "KMS key, N gl- buckets": the storage template's buckets, every name starting with gl-.
+    (count,) = re.findall(r"(\d+) gl- buckets", readme)
+    storage = yaml.safe_load((out / manifest["templates"]["storage"]["path"]).read_text())
+    buckets = [r for r in storage["Resources"].values() if r["Type"] == "AWS::S3::Bucket"]
+    names = [json.dumps(r["Properties"]["BucketName"]) for r in buckets]
+    assert all(name.startswith('{"Fn::Join": ["-", ["gl", ') for name in names), names
+    assert int(count) == len(buckets)
