@@ -188,3 +188,37 @@ def test_the_figures_the_readme_gives_are_the_builds(tmp_path):
     names = [json.dumps(r["Properties"]["BucketName"]) for r in buckets]
     assert all(name.startswith('{"Fn::Join": ["-", ["gl", ') for name in names), names
     assert int(count) == len(buckets)
+
+
+def test_diff_lists_every_change_per_template_and_json_gives_the_same(tmp_path):
+    import json
+
+    (tmp_path / "single.yaml").write_text("nat_gateways: single\n")
+    (tmp_path / "lean.yaml").write_text("nat_gateways: single\nbastions: false\n")
+    for name, extra in (("two", []), ("one", ["--config", str(tmp_path / "single.yaml")]),
+                        ("lean", ["--config", str(tmp_path / "lean.yaml")])):
+        assert run("build", "-q", "--out", str(tmp_path / name), *extra).returncode == 0
+    result = run("diff", str(tmp_path / "two"), str(tmp_path / "one"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "main.template.yaml\n"
+        "  MODIFY       NetworkStack (AWS::CloudFormation::Stack): its nested template (network) changes\n"
+        "network.template.yaml\n"
+        "  MODIFY       PrivateDefaultRoute2 (AWS::EC2::Route): NatGatewayId changed\n"
+        "  DELETE       NatEip2 (AWS::EC2::EIP): logical id gone\n"
+        "  DELETE       NatGateway2 (AWS::EC2::NatGateway): logical id gone\n")
+    assert result.stderr == ("0 replaced, 0 may be replaced, 2 deleted, 0 added, 2 modified; 0 hold data, "
+                             "0 without Retain or Snapshot\n")
+    as_json = json.loads(run("diff", str(tmp_path / "two"), str(tmp_path / "one"), "--json").stdout)
+    assert [(r["template"], r["action"], r["logical_id"]) for r in as_json] == [
+        ("main", "modify", "NetworkStack"), ("network", "modify", "PrivateDefaultRoute2"),
+        ("network", "delete", "NatEip2"), ("network", "delete", "NatGateway2")]
+    assert as_json[1]["properties"] == ["NatGatewayId"]
+    # Back again: additions, and a whole nested template removed then added.
+    back = run("diff", str(tmp_path / "lean"), str(tmp_path / "two"), "--json")
+    rows = json.loads(back.stdout)
+    added = {(r["template"], r["logical_id"]) for r in rows if r["action"] == "add"}
+    assert {("network", "NatGateway2"), ("network", "NatEip2"), ("bastion", "BastionA")} <= added
+    assert all(r["reasons"] == ["its nested template is new"] for r in rows
+               if r["template"] == "bastion" and r["action"] == "add")
+    assert ("main", "add", "BastionStack") in {(r["template"], r["action"], r["logical_id"]) for r in rows}

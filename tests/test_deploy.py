@@ -14,6 +14,7 @@ from gitlab_cfn.operate.deploy import (
     first_failure,
     load_params,
 )
+from gitlab_cfn import __version__
 from test_cli import EXE
 
 ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -68,6 +69,28 @@ def test_parameter_files_in_both_forms(tmp_path):
     broken.write_text(json.dumps([{"Key": "x"}]))
     with pytest.raises(ConfigError, match="ParameterKey"):
         load_params(broken)
+
+
+def test_parameter_file_shapes_and_inline_values(tmp_path):
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("DomainName: a.test\nAvailabilityZones: [eu-west-1a, eu-west-1b]\nDBIops: 3000\n")
+    wrapped = tmp_path / "w.json"
+    wrapped.write_text(json.dumps({"Parameters": {"DomainName": "a.test", "AvailabilityZones": "eu-west-1a,eu-west-1b",
+                                                  "DBIops": 3000}}))
+    listed = tmp_path / "l.json"
+    listed.write_text(json.dumps([{"ParameterKey": "DomainName", "ParameterValue": "a.test"},
+                                  {"ParameterKey": "AvailabilityZones", "ParameterValue": "eu-west-1a,eu-west-1b"},
+                                  {"ParameterKey": "DBIops", "ParameterValue": "3000"}]))
+    expected = {"DomainName": "a.test", "AvailabilityZones": "eu-west-1a,eu-west-1b", "DBIops": "3000"}
+    assert load_params(mapping) == load_params(wrapped) == load_params(listed) == expected
+    # Inline values win over the file's; an equals sign in a value stays in it.
+    assert load_params(listed, ["DomainName=b.test", "KeyPairName=a=b"]) == {
+        **expected, "DomainName": "b.test", "KeyPairName": "a=b"}
+    assert load_params(None, ["HostedZoneId="]) == {"HostedZoneId": ""}
+    twice = tmp_path / "t.yaml"
+    twice.write_text("DomainName: a.test\nKeyPairName: ops\nDomainName: b.test\n")
+    with pytest.raises(ConfigError, match=r"^--params: .*t.yaml: key 'DomainName' given twice \(lines 1 and 3\)"):
+        load_params(twice)
 
 
 def test_bad_parameters_exit_2_before_anything_is_sent(build, tmp_path):
@@ -148,7 +171,13 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     params = tmp_path / "params.json"
     params.write_text(json.dumps(_seed(local_aws)))
     common = ["--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1", "--params", str(params)]
-    assert deploy_cmd(*common, build=build).returncode == 0
+    role = "arn:aws:iam::123456789012:role/gitlab-cfn-deployer"
+    assert deploy_cmd(*common, "--tags", "team=platform", "cost-centre=42", "--role-arn", role,
+                      build=build).returncode == 0
+    created = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
+    assert {t["Key"]: t["Value"] for t in created["Tags"]} == {
+        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__}
+    assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
 
     # Same build again: the guard finds nothing, the change set holds no changes.
     again = deploy_cmd(*common, build=build)
@@ -334,7 +363,13 @@ def test_a_build_that_changes_no_boot_script_updates_no_server(build, local_aws,
     params = tmp_path / "params.json"
     params.write_text(json.dumps(_seed(local_aws)))
     common = ["--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1", "--params", str(params)]
-    assert deploy_cmd(*common, build=build).returncode == 0
+    role = "arn:aws:iam::123456789012:role/gitlab-cfn-deployer"
+    assert deploy_cmd(*common, "--tags", "team=platform", "cost-centre=42", "--role-arn", role,
+                      build=build).returncode == 0
+    created = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
+    assert {t["Key"]: t["Value"] for t in created["Tags"]} == {
+        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__}
+    assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
     cfn, ssm = local_aws.client("cloudformation", "eu-west-1"), local_aws.client("ssm", "eu-west-1")
 
     def physical(tier: str, logical_id: str) -> str:
