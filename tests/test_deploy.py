@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -259,6 +260,43 @@ def test_first_failure_follows_nested_stacks(local_aws):
     assert (failure.logical_id, failure.resource_type) == ("Broken", "AWS::Foo::Bar")
     assert failure.stack.startswith("top-Child-")
     assert failure.reason == "the stand-in cannot create AWS::Foo::Bar"
+
+
+def test_status_and_events_put_the_failing_nested_resource_first(local_aws, standin):
+    s3 = local_aws.client("s3", "us-east-1")
+    s3.create_bucket(Bucket="nested")
+    s3.put_object(Bucket="nested", Key="child.json", Body=json.dumps({"Resources": {
+        "Fine": {"Type": "AWS::SNS::Topic"}, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Fine"}}}))
+    cfn = local_aws.client("cloudformation", "us-east-1")
+    cfn.create_stack(StackName="top", TemplateBody=json.dumps({"Resources": {
+        "Topic": {"Type": "AWS::SNS::Topic"},
+        "Child": {"Type": "AWS::CloudFormation::Stack", "DependsOn": "Topic",
+                  "Properties": {"TemplateURL": "https://nested.s3.us-east-1.amazonaws.com/child.json"}}},
+        "Outputs": {"TopicArn": {"Value": {"Ref": "Topic"}}}}))
+    where = ["--stack-name", "top", "--region", "us-east-1", "--endpoint-url", standin.endpoint]
+
+    def cli(*args):
+        result = subprocess.run([EXE, *args, *where], capture_output=True, text=True, env=ENV, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    status = cli("status")
+    assert re.match(r"FAILED: Broken \(AWS::Foo::Bar\) in stack top-Child-\w+: the stand-in cannot create "
+                    r"AWS::Foo::Bar\n", status), status
+    assert status.splitlines()[1].split()[:2] == ["top", "ROLLBACK_COMPLETE"]
+    document = json.loads(cli("status", "--json"))
+    assert document["status"] == "ROLLBACK_COMPLETE" and document["failure"]["logical_id"] == "Broken"
+    events = cli("events").splitlines()
+    assert events[0].startswith("FAILING ") and " Broken (AWS::Foo::Bar)  CREATE_FAILED  the stand-in cannot" in events[0]
+    assert sum(line.startswith("FAILING") for line in events) == 1
+    listed = json.loads(cli("events", "--json", "--limit", "3"))
+    assert len(listed) == 3 and listed[0]["failing"] is True and listed[0]["logical_id"] == "Broken"
+    # Newest first after the failing one, like DescribeStackEvents.
+    times = [e["time"] for e in json.loads(cli("events", "--json"))[1:]]
+    assert times == sorted(times, reverse=True)
+    missing = subprocess.run([EXE, "outputs", "--stack-name", "nope", "--region", "us-east-1", "--endpoint-url",
+                              standin.endpoint], capture_output=True, text=True, env=ENV, timeout=60)
+    assert missing.returncode == 2 and missing.stderr == "gitlab-cfn: error: --stack-name: no stack nope in us-east-1\n"
 
 
 def test_a_failed_create_is_explained_and_destroy_cleans_it_up(build, local_aws, standin, tmp_path):

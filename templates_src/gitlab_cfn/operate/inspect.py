@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from gitlab_cfn.errors import ConfigError
-from gitlab_cfn.operate.deploy import Failure, _existing, first_failure, nested_resources
+from gitlab_cfn.operate.deploy import EMBEDDED, Failure, _existing, first_failure, nested_resources
 
 
 @dataclass
@@ -127,7 +127,14 @@ def events(cfn, stack_name: str, region: str, limit: int | None = None) -> list[
     top = _stack(cfn, stack_name, region)
     order, _ = _stack_ids(cfn, top["StackId"])
     found: list[tuple[object, int, Event]] = []
-    for sid in order:
+    # Nested stacks come from the resources and from the events: a nested stack deleted by a
+    # rollback is no longer a resource, but its events (the failure among them) remain.
+    queue, seen = list(order), set()
+    while queue:
+        sid = queue.pop(0)
+        if sid in seen:
+            continue
+        seen.add(sid)
         for page in cfn.get_paginator("describe_stack_events").paginate(StackName=sid):
             for e in page["StackEvents"]:
                 stamp = e.get("Timestamp")
@@ -135,6 +142,13 @@ def events(cfn, stack_name: str, region: str, limit: int | None = None) -> list[
                     stamp.isoformat(timespec="seconds") if hasattr(stamp, "isoformat") else str(stamp),
                     e.get("StackName", ""), e.get("LogicalResourceId", ""), e.get("ResourceType", ""),
                     e.get("ResourceStatus", ""), e.get("ResourceStatusReason") or "")))
+                if e.get("ResourceType") != "AWS::CloudFormation::Stack" or \
+                        e.get("LogicalResourceId") == e.get("StackName"):
+                    continue
+                embedded = EMBEDDED.search(e.get("ResourceStatusReason") or "")
+                child = embedded.group(1) if embedded else e.get("PhysicalResourceId") or ""
+                if child.startswith("arn:") and child not in seen:
+                    queue.append(child)
     # Newest first (DescribeStackEvents' own order); equal times keep the order they came in.
     ordered = [e for _, _, e in sorted(found, key=lambda t: (t[0], -t[1]), reverse=True)]
     failure = first_failure(cfn, top["StackId"])
