@@ -181,9 +181,12 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
 
     # Same build again: the guard finds nothing, the change set holds no changes.
-    again = deploy_cmd(*common, build=build)
+    again = deploy_cmd(*common, "--json", build=build)
     assert again.returncode == 0, again.stderr
     assert any(line.endswith("stack gl: no changes") for line in again.stderr.splitlines())
+    document = json.loads(again.stdout)
+    assert document["changes"] == [] and document["reused"]["AppInstanceType"] == "c5.xlarge"
+    assert "DomainName" not in document["reused"]   # given in the file, not reused
 
     # Other zones: only a parameter changes; the nested change sets show the cache's
     # replication group replaced (its zones are create-only), and the update is refused.

@@ -379,6 +379,7 @@ class DeployResult:
     status: str
     outputs: dict[str, str]
     changes: list[dict] = field(default_factory=list)
+    reused: dict[str, str] = field(default_factory=dict)   # previous values an update kept
 
 
 def _parent_template(build_dir: Path) -> tuple[dict, dict]:
@@ -725,6 +726,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         [{"Key": "gitlab-cfn:version", "Value": __version__}]
     role = {"RoleARN": request.role_arn} if request.role_arn else {}
     changes: list[dict] = []
+    kept: dict[str, str] = {}
     if existing is None:
         # Termination protection on: a stack holding a GitLab instance is deleted only by
         # ``gitlab-cfn destroy`` (which turns it off in the open) or on purpose in the console.
@@ -736,6 +738,8 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
         stack_id = existing["StackId"]
         if reused:
             progress.done(reused_line(existing, definitions, reused))
+        kept = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])
+                if p["ParameterKey"] in reused}
         parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in reused]
         name = f"gitlab-cfn-{int(time.time())}"
         change_set = cfn.create_change_set(StackName=request.stack_name, ChangeSetName=name, TemplateURL=url,
@@ -747,13 +751,13 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
             cfn.delete_change_set(ChangeSetName=change_set)
             if "didn't contain changes" in reason or "No updates" in reason:
                 progress.done(f"stack {request.stack_name}: no changes")
-                return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
+                return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [], kept)
             raise CheckFailed(f"change set for {request.stack_name} failed: {reason}")
         rows = change_set_rows(cfn, change_set, request.allow_replace)
         if not rows:
             cfn.delete_change_set(ChangeSetName=change_set)
             progress.done(f"stack {request.stack_name}: no changes")
-            return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
+            return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [], kept)
         for row in rows:
             progress.done(f"change: {row.line()}")
         progress.done(f"change set: {change_summary(rows)}")
@@ -790,7 +794,8 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     if existing is not None:
         for line in left_behind(cfn, stack_id):
             progress.done(f"left behind: {line}")
-    return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+    return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes,
+                        kept if existing is not None else {})
 
 
 def reused_line(existing: dict, definitions: dict, reused: list[str]) -> str:
@@ -907,4 +912,4 @@ def outputs_table(outputs: dict[str, str]) -> str:
 
 def as_json(result: DeployResult) -> str:
     return json.dumps({"stack_id": result.stack_id, "status": result.status, "outputs": result.outputs,
-                       "changes": result.changes}, indent=2, sort_keys=True)
+                       "changes": result.changes, "reused": result.reused}, indent=2, sort_keys=True)
