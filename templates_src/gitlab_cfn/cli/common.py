@@ -29,11 +29,11 @@ def quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
-def aws_arguments(parser: argparse.ArgumentParser, local: bool = True) -> None:
+def aws_arguments(parser: argparse.ArgumentParser, local: bool = True, one_shot: bool = False) -> None:
     parser.add_argument("--stack-name", required=True, help="CloudFormation stack name")
     parser.add_argument("--region", required=True, help="AWS region")
     if local:
-        local_option(parser)
+        local_option(parser, one_shot)
     parser.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint (for example a running stand-in)")
     parser.add_argument("--poll-seconds", type=float, default=10, metavar="S", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -50,7 +50,7 @@ def register(sub) -> None:
                     "not given come from the image SSM parameter at creation. On failure, name the "
                     "first failing resource of the deepest failing nested stack and exit 1. "
                     "A new stack gets termination protection (destroy turns it off).")
-    aws_arguments(deploy_p)
+    aws_arguments(deploy_p, one_shot=True)
     deploy_p.add_argument("--params", metavar="FILE", help="parameter values: a JSON or YAML mapping, "
                                                           "{\"Parameters\": {...}} (aws cloudformation deploy, "
                                                           "taskcat), or a ParameterKey/ParameterValue list")
