@@ -22,12 +22,13 @@ STANDIN_STAMP := $(STANDIN)/.installed-$(shell cat requirements-standin.txt | sh
 AWSCLI := .venv-awscli
 AWSCLI_STAMP := $(AWSCLI)/.installed-$(shell cat requirements-awscli.txt | sha256sum | cut -c1-12)
 
-.PHONY: build lint check test test-tools standin awscli scanner bench e2e clean distclean help
+.PHONY: build lint check test test-tools diagram-tools standin awscli scanner bench mutants e2e clean distclean help
 
 help:
 	@echo "make build   create .venv and .venv-checkov, compile build/, lint and scan every template"
 	@echo "make test    install test dependencies and the local AWS stand-in, run the whole suite"
 	@echo "make bench   median whole-process timings of build (every config), lint and check"
+	@echo "make mutants one-line bugs (ports, locks, TLS, grants, egress, bake) the suite must catch"
 	@echo "make e2e     the taskcat matrix in real AWS regions (needs credentials; skipped without)"
 	@echo "make clean   remove build/ ; make distclean also removes .venv/"
 
@@ -55,10 +56,16 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 scanner: $(CHECKOV_STAMP)
 
-build: $(STAMP) $(CHECKOV_STAMP)
+build: $(STAMP) $(CHECKOV_STAMP) diagram-tools
 	$(BIN)/gitlab-cfn build
+	$(BIN)/gitlab-cfn diagram
 	$(BIN)/gitlab-cfn lint
 	$(BIN)/gitlab-cfn check
+
+# Graphviz's dot, which gitlab-cfn diagram draws with (the diagrams package is a Python dependency).
+diagram-tools:
+	@command -v dot >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; }
 
 lint: $(STAMP)
 	$(BIN)/gitlab-cfn lint
@@ -95,12 +102,16 @@ $(STANDIN_STAMP): requirements-standin.txt
 
 standin: $(STANDIN_STAMP)
 
-test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) $(AWSCLI_STAMP) test-tools
+test: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) $(AWSCLI_STAMP) test-tools diagram-tools
 	$(BIN)/python -m pytest
 
 # Timings are a benchmark, not a test: a loaded machine must not fail CI.
 bench: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python tests/bench.py
+
+# One-line bugs the suite must catch, each run against the tests meant to catch it (minutes).
+mutants: $(STAMP) $(CHECKOV_STAMP) $(STANDIN_STAMP) $(AWSCLI_STAMP) test-tools
+	$(BIN)/python tests/mutants.py
 
 # Real AWS, opt-in: skipped (and says so) without credentials. Not part of `make test`.
 e2e: $(STAMP) $(CHECKOV_STAMP)

@@ -21,6 +21,7 @@ import subprocess
 import pytest
 from gitlab_cfn.compile import userdata, versions
 from gitlab_cfn.errors import ConfigError
+from support import shellcheck
 from support.disk import INSTANCE_ID, Machine, dpkg_stanza, namespaces_available
 
 pytestmark = pytest.mark.skipif(namespaces_available() is not None or not os.path.exists("/usr/bin/cloud-init"),
@@ -288,5 +289,4 @@ def test_the_builders_supported_minors_are_versions_py():
 def test_the_builders_program_is_shellcheck_clean(tmp_path):
     path = tmp_path / "bake.sh"
     path.write_text(userdata.body("bake"))
-    result = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+    shellcheck.assert_clean(path)

@@ -24,6 +24,7 @@ import boto3
 import pytest
 from gitlab_cfn.compile import bundle, userdata
 from gitlab_cfn.standin import StandIn
+from support import shellcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -311,9 +312,6 @@ def test_access_denied_is_waited_out_until_the_grant_arrives(server, tmp_path, m
 
 
 def test_bootstrap_is_shellcheck_clean():
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is missing: `make test` installs it from Debian's packages"
     path = ROOT / "scripts" / "bootstrap.sh"
-    result = subprocess.run([shellcheck, "-s", "bash", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+    shellcheck.assert_clean(path)
     assert os.access(path, os.R_OK)

@@ -1,4 +1,4 @@
-"""The package's import direction: cli -> operate -> verify -> compile, stand-in apart.
+"""The package's import direction: cli -> operate -> report -> verify -> compile, stand-in apart.
 
 A module may import from its own layer and the layers below it, never above; the
 stand-in (which runs in its own virtual environment) imports none of the others.
@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "templates_src" / "gitlab_cfn"
-ORDER = ("compile", "verify", "operate", "cli")
+ORDER = ("compile", "verify", "report", "operate", "cli")
 SHARED = {"errors", "refs", ""}
 
 
@@ -71,7 +71,7 @@ def test_nothing_lower_imports_anything_higher():
 
 def test_the_layers_exist_and_nothing_else_sits_at_the_top():
     top = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
-    assert top == {"__init__", "__main__", "errors", "refs", "compile", "verify", "operate", "standin", "cli"}
+    assert top == {"__init__", "__main__", "errors", "refs", "compile", "verify", "report", "operate", "standin", "cli"}
 
 
 def test_an_upward_import_is_reported(tmp_path):

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -178,6 +179,8 @@ def test_diff_command_fails_on_data_and_passes_when_allowed(tmp_path):
 
 def test_diff_against_a_git_revision(tmp_path):
     root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
     if subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
                       capture_output=True).returncode != 0:
         pytest.skip("not in a git work tree with commits (for example an unpacked release)")

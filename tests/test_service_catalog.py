@@ -2,7 +2,8 @@
 
 The launch role is derived from the CloudFormation registry's handler permissions
 of the build's resource types; these tests hold it to that (every action the
-handlers need is granted or excluded with a reason), to its scope (this account
+handlers need is granted or excluded with a reason), to an expected set written
+apart from that derivation (support/launch_role_needs.py), to its scope (this account
 and region, IAM under /gitlab-cfn/, no delete of retained data), and show the
 derivation and the gate failing on bad input. Then the portfolio template is
 deployed on the stand-in from its published URL and `gitlab-cfn catalog publish`
@@ -13,6 +14,7 @@ import copy
 import json
 import subprocess
 from fnmatch import fnmatchcase
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -25,8 +27,10 @@ from gitlab_cfn.operate.deploy import first_failure, stack_states
 from gitlab_cfn.operate.progress import Progress
 from gitlab_cfn.operate.publish import PublishRequest, publish
 from gitlab_cfn.verify import iam
+from support.launch_role_needs import NEEDS
 from test_cli import EXE
 from test_publish import ENV, REGIONS, buckets, build  # noqa: F401 (build is a fixture)
+from troposphere import encode_to_dict
 
 ROLE = "arn:aws:iam::123456789012:role/Developers"
 
@@ -66,6 +70,55 @@ def test_every_handler_permission_is_granted_or_excluded_with_a_reason(variant):
                         unexplained.append(f"{kind} {handler}: {named}")
     assert unexplained == []
     assert len(actions) > 200
+
+
+def _not_granted(built: dict, actions: list[str]) -> list[str]:
+    """The needs written in tests/support/launch_role_needs.py that ``actions`` do not allow."""
+    kinds = {r["Type"] for t in product_of(built).values() for r in t["Resources"].values()}
+    unknown = sorted(kinds - set(NEEDS))
+    assert unknown == [], f"write the needs of {unknown} in tests/support/launch_role_needs.py, from their schemas"
+    return [f"{kind}: {action}" for kind in sorted(kinds) for action in NEEDS[kind] if not allows(actions, action)]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_launch_role_grants_what_each_resource_type_needs(variant):
+    """Expected set independent of the product's derivation: literal data from the registry schemas."""
+    built = templates_for(VARIANTS[variant])
+    assert _not_granted(built, granted(launch_statements(built))) == []
+
+
+def test_an_action_removed_from_the_launch_role_fails_the_needs_check(default, monkeypatch):
+    actions = granted(launch_statements(default))
+    assert _not_granted(default, [a for a in actions if a != "rds:CreateDBInstance"]) == \
+        ["AWS::RDS::DBInstance: rds:CreateDBInstance"]
+    # Excluded by the product's own table, with a reason: the product's derivation agrees with
+    # itself, and the independent check still fails.
+    monkeypatch.setitem(launch_role.EXCLUDED, "ec2:AttachVolume", "volumes are never attached")
+    launch_role.excluded.cache_clear()
+    try:
+        statements = launch_role.statements(launch_role.needs(product_of(default)))
+        narrowed = granted([encode_to_dict(s) for s in statements])
+    finally:
+        monkeypatch.undo()
+        launch_role.excluded.cache_clear()
+    assert "ec2:AttachVolume" not in narrowed
+    assert _not_granted(default, narrowed) == ["AWS::EC2::Instance: ec2:AttachVolume"]
+
+
+def test_the_expected_needs_are_the_registry_handlers_own():
+    """Every action of launch_role_needs.py is one its type's handlers list (a wildcard there
+    stands for the named calls), in the schemas cfn-lint ships: the literal data keeps to its source."""
+    import cfnlint
+
+    folder = Path(cfnlint.__file__).parent / "data" / "schemas"
+    providers = json.loads((folder / "providers" / "us-east-1.json").read_text())
+    strays = []
+    for kind, needed in NEEDS.items():
+        handlers = json.loads((folder / "resources" / f"{providers[kind]}.json").read_text())["handlers"]
+        listed = {p for name, h in handlers.items() if name != "list" for p in h.get("permissions", [])}
+        strays += [f"{kind}: {a}" for a in needed if not any(fnmatchcase(a.lower(), p.lower()) for p in listed)]
+    assert strays == []
+    assert sum(map(len, NEEDS.values())) > 300
 
 
 def test_the_launch_role_cannot_delete_what_the_stacks_retain(default):

@@ -11,6 +11,7 @@ from gitlab_cfn.compile import compiler, config
 from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate import upgrade
 from gitlab_cfn.operate.progress import Progress
+from support import shellcheck
 from test_cli import EXE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,8 +116,7 @@ def test_the_script_is_sent_whole_through_a_here_document():
 
 
 def test_the_script_is_shellcheck_clean():
-    result = subprocess.run(["shellcheck", "--format=gcc", str(SCRIPT)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+    shellcheck.assert_clean(SCRIPT, shell=None)
 
 
 # -- on the stand-in -----------------------------------------------------------------------------

@@ -2,13 +2,13 @@
 bundle as the bootstrap runs them, checked with bash -n, shellcheck, size."""
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import props, resources, templates_for
 from gitlab_cfn.compile import userdata
+from support import shellcheck
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SECRET_VALUES = ["s3cr3tDbPassw0rd", "redisAuthT0ken", "gitalyT0ken", "shellT0ken", "r00tPassw0rd"]
@@ -135,10 +135,7 @@ def test_preamble_exports_exactly_what_the_bootstrap_and_the_script_require(role
 
 def _shellcheck_clean(path):
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is missing: `make test` installs it from Debian's packages"
-    result = subprocess.run([shellcheck, "-s", "bash", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+    shellcheck.assert_clean(path)
 
 
 @pytest.mark.parametrize("role", ROLES_IN_TEMPLATES + ["bake"])
@@ -177,10 +174,14 @@ def test_worst_case_user_data_fits_with_room_to_grow():
 
 def test_shellcheck_gate_can_fail(tmp_path):
     path = tmp_path / "bad.sh"
-    path.write_text(rendered_user_data("bastion") + "\nrm -rf $UNQUOTED/*\n")
-    result = subprocess.run([shutil.which("shellcheck") or "shellcheck", "-s", "bash", str(path)],
-                            capture_output=True, text=True)
-    assert result.returncode != 0 and "SC2086" in result.stdout
+    text = rendered_user_data("bastion")
+    path.write_text(text + "\nrm -rf $UNQUOTED/*\n")
+    # Any version: on the line added and nowhere else, SC2086 (an unquoted expansion) and
+    # SC2115 (rm of "$VAR/*" with VAR possibly empty).
+    line = len((text + "\n").splitlines()) + 1
+    assert shellcheck.findings(path) == [("SC2086", line), ("SC2115", line)]
+    with pytest.raises(AssertionError, match="SC2086"):
+        shellcheck.assert_clean(path)
 
 
 @pytest.mark.parametrize("variant", [{}, {"az_count": 3, "bastions": False}])

@@ -22,7 +22,9 @@ from gitlab_cfn.cli import (
     check,
     deploy,
     destroy,
+    diagram,
     diff,
+    estimate,
     inspect,
     lint,
     publish,
@@ -31,7 +33,8 @@ from gitlab_cfn.cli import (
 )
 from gitlab_cfn.errors import GitlabCfnError
 
-SUBCOMMANDS = (build, lint, check, diff, deploy, inspect, destroy, upgrade, publish, catalog, standin, bake_ami)
+SUBCOMMANDS = (build, lint, check, diff, deploy, inspect, destroy, upgrade, publish, catalog, standin, bake_ami,
+               estimate, diagram)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -30,8 +30,10 @@ def register(sub) -> None:
     check = sub.add_parser(
         "check", help="security gate: checkov, IAM policy analysis, allowlisted skips",
         description="Scan every built template with checkov (offline), analyse every IAM policy "
-                    "document with parliament and the project's IAM rules, and refuse checkov skips "
-                    "that are not allowlisted or carry no reason. Exit 1 on any finding.")
+                    "document with parliament and the project's IAM rules, refuse checkov skips "
+                    "that are not allowlisted or carry no reason, and check that every server's "
+                    "boot scripts are allowed their AWS calls (IAM, KMS) and can reach what they "
+                    "connect to (security groups, routes, network ACLs). Exit 1 on any finding.")
     build_option(check)
     quiet_option(check)
     check.set_defaults(func=run)

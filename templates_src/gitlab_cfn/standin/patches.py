@@ -62,6 +62,17 @@ that deploys a small template through the running server:
 - ``servicecatalog_portfolio_associations``: products and IAM principals in portfolios
   (moto has neither); a portfolio or product still associated cannot be deleted.
 - ``servicecatalog_constraints``: launch and other constraints, on a product of the portfolio.
+- ``elasticache_auth_token_rules``: a Redis AUTH token needs transit encryption, 16 to 128
+  characters, letters, digits and ``!&#$^<>-`` only (moto accepted any).
+- ``secret_target_attachment_connection_fields``: a SecretTargetAttachment writes the DB
+  instance's engine, host, port, dbname and identifier into the secret (moto: nothing).
+- ``launch_template_versions_honoured``: instances and Auto Scaling group members launch from
+  the version named (moto: the latest for instances, the default for group members).
+- ``volumes_stay_in_their_zone``: InvalidVolume.ZoneMismatch attaching a volume of another zone.
+- ``servicecatalog_templates_read``: a product version whose template is not JSON or YAML, or
+  has no Resources, is refused (moto's artifacts only checked the object existed).
+
+The rules of the last five are in ``rules.py``.
 """
 
 from __future__ import annotations
@@ -476,7 +487,8 @@ def instance_launch_template_and_network() -> None:
         spec = props.get("LaunchTemplate")
         if spec:
             template = backend.launch_templates[spec["LaunchTemplateId"]]
-            data = template.latest_version().data
+            # The version named (launch_template_versions_honoured checks it names one).
+            data = template.get_version(spec["Version"]).data if spec.get("Version") else template.default_version().data
             # The template's root and other volumes too (CloudFormation launches the instance
             # from the template; moto's model reads neither).
             for key in ("ImageId", "InstanceType", "KeyName", "BlockDeviceMappings"):
@@ -1004,6 +1016,41 @@ def servicecatalog_constraints() -> None:
     from gitlab_cfn.standin.servicecatalog import install_constraints
 
     install_constraints()
+
+
+@patch
+def elasticache_auth_token_rules() -> None:
+    from gitlab_cfn.standin.rules import install_auth_token_rules
+
+    install_auth_token_rules()
+
+
+@patch
+def secret_target_attachment_connection_fields() -> None:
+    from gitlab_cfn.standin.rules import install_secret_target_attachment
+
+    install_secret_target_attachment()
+
+
+@patch
+def launch_template_versions_honoured() -> None:
+    from gitlab_cfn.standin.rules import install_launch_template_versions
+
+    install_launch_template_versions()
+
+
+@patch
+def volumes_stay_in_their_zone() -> None:
+    from gitlab_cfn.standin.rules import install_volume_zones
+
+    install_volume_zones()
+
+
+@patch
+def servicecatalog_templates_read() -> None:
+    from gitlab_cfn.standin.rules import install_template_validation
+
+    install_template_validation()
 
 
 @patch

@@ -1,0 +1,196 @@
+"""``make mutants``: realistic one-line bugs, each of which the suite must catch.
+
+A test suite is only as good as the bugs it fails on. Each entry below is a
+one-line change a reviewer would worry about — a port, the lock order, the TLS
+mode, an IAM or KMS grant, an egress rule, something the image bake leaves
+behind — with the tests that are meant to catch it. ``make mutants`` applies
+each change to a scratch copy of the repository (the working tree is never
+touched), runs those tests there, and reports, for each mutant, whether it was
+*killed* (a test failed) and by which test. A mutant that survives is a hole in
+the suite: the command exits 1.
+
+The table itself cannot rot: ``tests/test_mutants.py`` (part of ``make test``)
+checks that every ``old`` text occurs exactly once in its file, so a refactor
+that moves the line makes the suite fail until the entry follows it.
+
+Run ``make mutants`` (a few minutes: the boot tests run once per mutant) or
+``.venv/bin/python tests/mutants.py --only port`` for one kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENVS = (".venv", ".venv-standin", ".venv-checkov", ".venv-awscli")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    kind: str        # port, lock order, TLS mode, IAM/KMS grant, egress, bake leftovers, ...
+    path: str        # file, relative to the repository
+    old: str         # text that occurs exactly once in the file
+    new: str
+    tests: tuple[str, ...]   # pytest node ids or files that must fail
+    why: str         # what would happen on a real account
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "listen-port", "port", "scripts/gitlab-app.sh",
+        "LISTEN_PORT=80\n", "LISTEN_PORT=8080\n",
+        ("tests/test_boot_nginx.py", "tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves"),
+        "the load balancer sends traffic and health checks to port 80: every target unhealthy"),
+    Mutant(
+        "try-lock", "lock order", "scripts/gitlab-app.sh",
+        "SELECT pg_advisory_lock($LOCK_KEY);", "SELECT pg_try_advisory_lock($LOCK_KEY);",
+        ("tests/test_boot_app.py::test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets",),
+        "two first servers migrate and seed at once and write different secrets"),
+    Mutant(
+        "unlock-first", "lock order", "scripts/gitlab-app.sh",
+        "\\\\! GITLAB_CFN_PHASE=locked bash $self </dev/null; echo \\$? > $(printf '%q' \"$rc_file\")\n"
+        "SELECT pg_advisory_unlock($LOCK_KEY);\n",
+        "SELECT pg_advisory_unlock($LOCK_KEY);\n"
+        "\\\\! GITLAB_CFN_PHASE=locked bash $self </dev/null; echo \\$? > $(printf '%q' \"$rc_file\")\n",
+        ("tests/test_boot_app.py::test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets",),
+        "the locked phase runs after the lock is released: the lock serialises nothing"),
+    Mutant(
+        "lock-psql-no-tls", "TLS mode", "scripts/gitlab-app.sh",
+        "user=$DB_USER sslmode=require connect_timeout=10",
+        "user=$DB_USER sslmode=disable connect_timeout=10",
+        ("tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves",),
+        "RDS with rds.force_ssl=1 refuses the connection: no server ever boots"),
+    Mutant(
+        "rails-db-no-tls", "TLS mode", "scripts/gitlab-app.sh",
+        "gitlab_rails['db_sslmode'] = 'require'", "gitlab_rails['db_sslmode'] = 'disable'",
+        ("tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves",),
+        "Rails cannot connect to RDS, which requires TLS"),
+    Mutant(
+        "redis-no-tls", "TLS mode", "scripts/gitlab-app.sh",
+        "gitlab_rails['redis_ssl'] = true", "gitlab_rails['redis_ssl'] = false",
+        ("tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves",
+         "tests/test_boot_versions.py"),
+        "ElastiCache with transit encryption refuses plain connections"),
+    Mutant(
+        "bake-keeps-host-keys", "bake leftovers", "scripts/bake-install.sh",
+        '  rm -f "$ROOT"/etc/ssh/ssh_host_*\n', "",
+        ("tests/test_bake_install.py",),
+        "every server from the image shares the builder's SSH host keys"),
+    Mutant(
+        "bake-keeps-machine-id", "bake leftovers", "scripts/bake-install.sh",
+        "cloud-init clean --logs --machine-id", "cloud-init clean --logs",
+        ("tests/test_bake_install.py",),
+        "every server from the image shares one machine-id (journald, DHCP client id)"),
+    Mutant(
+        "token-punctuation", "stand-in model", "templates_src/gitlab_cfn/compile/tier.py",
+        "ExcludePunctuation=True,", "ExcludePunctuation=False,",
+        ("tests/test_standin.py::test_the_cache_tiers_generated_token_is_one_elasticache_accepts",),
+        "ElastiCache refuses an AUTH token with '/', '@' or '\"': the cache tier never creates"),
+    Mutant(
+        "launch-role-no-tags", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/launch_role.py",
+        '    "ec2:CopyVolumes": "volumes are never copied",\n',
+        '    "ec2:CopyVolumes": "volumes are never copied",\n    "ec2:CreateTags": "not needed",\n',
+        ("tests/test_service_catalog.py::test_the_launch_role_grants_what_each_resource_type_needs",),
+        "a Service Catalog launch fails on the first tagged resource"),
+    Mutant(
+        "kms-no-data-key", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/policies.py",
+        "Action=[kms.Decrypt, kms.GenerateDataKey],", "Action=[kms.Decrypt],",
+        ("tests/test_access.py::test_every_build_passes_the_access_check",),
+        "a server cannot write an SSE-KMS object or a new secret version: boot fails on AccessDenied"),
+    Mutant(
+        "postgres-port", "egress", "templates_src/gitlab_cfn/compile/tiers/security_groups.py",
+        '"postgres": 5432,', '"postgres": 5433,',
+        ("tests/test_flows.py::test_every_build_passes_the_flow_check",),
+        "the servers' egress and the database's ingress open 5433: no server reaches RDS"),
+    Mutant(
+        "private-route-narrowed", "egress", "templates_src/gitlab_cfn/compile/tiers/network.py",
+        '            DestinationCidrBlock="0.0.0.0/0",\n            NatGatewayId=Ref(nat),',
+        '            DestinationCidrBlock="10.0.0.0/8",\n            NatGatewayId=Ref(nat),',
+        ("tests/test_flows.py::test_every_build_passes_the_flow_check",),
+        "private servers cannot reach Secrets Manager, S3 or the package repository through the NAT"),
+)
+
+
+def apply(root: Path, mutant: Mutant) -> None:
+    path = root / mutant.path
+    text = path.read_text()
+    count = text.count(mutant.old)
+    if count != 1:
+        raise SystemExit(f"mutant {mutant.name}: its text occurs {count} times in {mutant.path} (must be once)")
+    path.write_text(text.replace(mutant.old, mutant.new))
+
+
+def scratch_copy(into: Path) -> Path:
+    """The repository's tracked and untracked-but-not-ignored files, and links to its tool venvs."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, check=True, capture_output=True).stdout.split(b"\0")
+    root = into / "repo"
+    for name in filter(None, files):
+        source = REPO / os.fsdecode(name)
+        if source.is_file():
+            target = root / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    for venv in VENVS:
+        if (REPO / venv).exists():
+            (root / venv).symlink_to(REPO / venv)
+    return root
+
+
+FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+(?: - .{0,160})?)", re.M)
+
+
+def run(mutant: Mutant, workdir: Path) -> tuple[bool, str, float]:
+    root = scratch_copy(workdir / mutant.name)
+    apply(root, mutant)
+    env = {**os.environ, "PYTHONPATH": str(root / "templates_src")}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(root / ".venv" / "bin" / "python"), "-m", "pytest", "-x", "-q", "-rfE",
+         "-p", "no:cacheprovider", *mutant.tests],
+        cwd=root, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    failed = FAILED.findall(result.stdout)
+    killed = result.returncode == 1 and bool(failed)
+    if result.returncode not in (0, 1):
+        # Collection errors, interrupted runs or a missing tool prove nothing about the mutant.
+        raise SystemExit(f"mutant {mutant.name}: pytest exit {result.returncode}\n{result.stdout[-2000:]}")
+    return killed, (failed[0] if failed else ""), elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run the mutants of this kind or name only")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if args.only in (None, m.kind, m.name)]
+    if not chosen:
+        kinds = sorted({m.kind for m in MUTANTS} | {m.name for m in MUTANTS})
+        print(f"mutants: --only: no mutant of that kind or name (allowed: {', '.join(kinds)})", file=sys.stderr)
+        return 2
+    survivors = []
+    with tempfile.TemporaryDirectory(prefix="gitlab-cfn-mutants-") as tmp:
+        for mutant in chosen:
+            killed, test, elapsed = run(mutant, Path(tmp))
+            verdict = f"killed by {test}" if killed else "SURVIVED"
+            print(f"{mutant.kind:15} {mutant.name:24} {verdict} ({elapsed:.0f} s)", flush=True)
+            if not killed:
+                survivors.append(mutant)
+            shutil.rmtree(Path(tmp) / mutant.name, ignore_errors=True)
+    for mutant in survivors:
+        print(f"mutants: {mutant.name} survived {', '.join(mutant.tests)}: {mutant.why}", file=sys.stderr)
+    print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
