@@ -191,7 +191,7 @@ for name, argv in REGION_EVERYWHERE:
 for name, argv in STACK_NAME_EVERYWHERE:
     for label, bad in (("underscore", "git_lab"), ("digit-first", "1gitlab"), ("too-long", "g" * 129)):
         flag = "--portfolio-stack" if name == "catalog-deploy" else "--stack-name"
-        TABLE.append(Case(f"{name}-stack-name-{label}", argv(bad), 2, ("is not a CloudFormation stack name",
+        TABLE.append(Case(f"{name}-stack-name-{label}", argv(bad), 2, (f"{flag}: ", "is not a CloudFormation stack name",
                                                                        "at most 128 characters")))
 for name, argv in AWS_FAILING:
     # A HEAD answer has no body: S3 throttling then shows as its status, 503.

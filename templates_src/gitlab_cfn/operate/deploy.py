@@ -634,9 +634,9 @@ ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 RESERVED_TAG = "gitlab-cfn:version"
 
 
-def check_stack_name(name: str) -> None:
+def check_stack_name(name: str, flag: str = "--stack-name") -> None:
     if not STACK_NAME.fullmatch(name or ""):
-        raise ConfigError(f"--stack-name: {name!r} is not a CloudFormation stack name (a letter, then letters, "
+        raise ConfigError(f"{flag}: {name!r} is not a CloudFormation stack name (a letter, then letters, "
                           "digits and hyphens, at most 128 characters)")
 
 

@@ -192,7 +192,7 @@ def deploy_portfolio(request: PortfolioRequest, aws: Aws, progress: Progress) ->
         wait,
     )
 
-    check_stack_name(request.stack_name)
+    check_stack_name(request.stack_name, "--portfolio-stack")
     if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]+", request.principal_arn or ""):
         raise ConfigError(f"--principal-arn: {request.principal_arn!r} is not an IAM role or group ARN "
                           "(arn:aws:iam::123456789012:role/Developers)")
