@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from gitlab_cfn.cli.common import note
 
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     server = StandIn()
     try:
         server.start()
-        where = session.write(server.endpoint, server.process.pid)
+        where = session.write(server.endpoint, os.getpid())   # the process to stop (kill PID)
         print(f"AWS_ENDPOINT_URL={server.endpoint}", flush=True)
         for name, value in session.CREDENTIALS.items():
             print(f"{name}={value}", flush=True)
