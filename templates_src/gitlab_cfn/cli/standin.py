@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
 
     running = session.current()
     if running:
-        raise ConfigError(f"a local stand-in already runs at {running['endpoint']} (process {running['pid']}); "
+        raise ConfigError(f"a local stand-in already runs at {running['endpoint']} (gitlab-cfn standin, process {running['pid']}); "
                           f"stop it first, or set GITLAB_CFN_STANDIN_SESSION to another file for a second one")
     server = StandIn()
     try:
