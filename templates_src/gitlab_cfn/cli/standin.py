@@ -14,8 +14,9 @@ def run(args: argparse.Namespace) -> int:
 
     running = session.current()
     if running:
-        raise ConfigError(f"a local stand-in already runs at {running['endpoint']} (gitlab-cfn standin, process {running['pid']}); "
-                          f"stop it first, or set GITLAB_CFN_STANDIN_SESSION to another file for a second one")
+        raise ConfigError(f"a local stand-in already runs at {running['endpoint']} (gitlab-cfn standin, process "
+                          f"{running['pid']}); stop it first, or set GITLAB_CFN_STANDIN_SESSION to another file "
+                          "for a second one")
     server = StandIn()
     try:
         server.start()
