@@ -130,7 +130,7 @@ def test_the_newcomer_path_runs_as_written(tmp_path):
             assert result.returncode == 0, f"{line}\n{result.stderr}"
             results.setdefault(" ".join(argv[1:3]), []).append(result)
     finally:
-        session.send_signal(signal.SIGINT)
+        session.send_signal(signal.SIGTERM)   # kill %1
         session.communicate(timeout=30)
     assert session.returncode == 0
     assert not (tmp_path / "session.json").exists()

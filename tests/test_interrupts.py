@@ -45,6 +45,13 @@ def marked(marker: str) -> list[int]:
     return found
 
 
+def _default_signals() -> None:
+    """As a command typed at a terminal gets them, even when this test runs as a background job
+    (whose SIGINT a shell ignores, and ignored signals are inherited)."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 class Run:
     def __init__(self, argv: list[str], tmp_path: Path):
         self.marker = f"GITLAB_CFN_INTERRUPT_MARK={uuid.uuid4().hex}"
@@ -56,7 +63,7 @@ class Run:
                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PYTHONDONTWRITEBYTECODE": "1"}
         # Its own session: the signal goes to this process only, as kill(1) would send it.
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                        cwd=tmp_path, start_new_session=True)
+                                        cwd=tmp_path, start_new_session=True, preexec_fn=_default_signals)
         self.seen: list[str] = []
 
     def wait_for(self, text: str, timeout: float = 120) -> None:

@@ -68,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # SIGTERM and SIGHUP end the command as Ctrl-C does: a stand-in it started is stopped,
     # temporary folders are removed (Python's default for them ends the process at once).
+    # A signal ignored by whoever started us stays ignored (nohup's SIGHUP, SIGINT of a
+    # background job of a script).
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, _stop_signal)
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _stop_signal)
     try:
         return args.func(args)
     except GitlabCfnError as exc:
