@@ -27,7 +27,8 @@ from test_aws_errors import Endpoint as Answering
 from test_aws_errors import bad_endpoint  # noqa: F401  (fixture)
 from test_cli import EXE
 
-ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_MAX_ATTEMPTS": "2",
+# One attempt: botocore's retries before giving up are tests/test_aws_errors.py's subject.
+ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_MAX_ATTEMPTS": "1",
        "PYTHONWARNINGS": "ignore"}
 STACK = ["--stack-name", "gl", "--region", "eu-west-1"]
 ROLE = "arn:aws:iam::123456789012:role/Developers"
