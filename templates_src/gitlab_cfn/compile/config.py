@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from gitlab_cfn.compile import choices, sizes
+from gitlab_cfn.compile import choices, sizes, strict_yaml
 from gitlab_cfn.errors import ConfigError
 
 
@@ -305,7 +305,9 @@ def load(path: str | Path | None) -> BuildConfig:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = strict_yaml.load(text)
+    except strict_yaml.DuplicateKey as exc:
+        raise ConfigError(f"--config: {path}: {exc.problem}; each key may be given once") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

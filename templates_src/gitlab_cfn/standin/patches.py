@@ -1054,6 +1054,13 @@ def servicecatalog_templates_read() -> None:
     install_template_validation()
 
 
+@patch
+def termination_protection() -> None:
+    from gitlab_cfn.standin.termination import install
+
+    install()
+
+
 def apply_all() -> list[str]:
     for function in PATCHES:
         function()
