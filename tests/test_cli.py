@@ -178,9 +178,17 @@ def test_the_figures_the_readme_gives_are_the_builds(tmp_path):
     assert run("build", "-q", "--out", str(out)).returncode == 0
     manifest = json.loads((out / "manifest.json").read_text())
     # The tree of "What you get" lists every template of the build, and nothing else.
+    # Templates that only the reference sizes build say so on their line ("... sizes only").
     tree = readme.split("## What you get", 1)[1].split("```", 2)[1]
     listed = re.findall(r"([a-z-]+)\.template\.yaml", tree)
-    assert sorted(listed) == sorted(manifest["templates"])
+    sized = re.findall(r"([a-z-]+)\.template\.yaml\s+[^\n]*sizes only", tree)
+    assert sorted(set(listed) - set(sized)) == sorted(manifest["templates"])
+    cluster = tmp_path / "cluster"
+    (tmp_path / "3k.yaml").write_text("size: 3k\n")
+    assert run("build", "-q", "--config", str(tmp_path / "3k.yaml"), "--out", str(cluster)).returncode == 0
+    cluster_templates = json.loads((cluster / "manifest.json").read_text())["templates"]
+    assert sorted(listed) == sorted(set(manifest["templates"]) | set(cluster_templates))
+    assert set(sized) == set(cluster_templates) - set(manifest["templates"])
     # "KMS key, N gl- buckets": the storage template's buckets, every name starting with gl-.
     (count,) = re.findall(r"(\d+) gl- buckets", readme)
     storage = yaml.safe_load((out / manifest["templates"]["storage"]["path"]).read_text())
