@@ -177,7 +177,7 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
                       build=build).returncode == 0
     created = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
     assert {t["Key"]: t["Value"] for t in created["Tags"]} == {
-        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__}
+        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__, "gitlab-cfn:size": "poc"}
     assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
 
     # Same build again: the guard finds nothing, the change set holds no changes.
@@ -409,7 +409,7 @@ def test_a_build_that_changes_no_boot_script_updates_no_server(build, local_aws,
                       build=build).returncode == 0
     created = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
     assert {t["Key"]: t["Value"] for t in created["Tags"]} == {
-        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__}
+        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__, "gitlab-cfn:size": "poc"}
     assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
     cfn, ssm = local_aws.client("cloudformation", "eu-west-1"), local_aws.client("ssm", "eu-west-1")
 
@@ -444,3 +444,47 @@ def test_a_build_that_changes_no_boot_script_updates_no_server(build, local_aws,
         moved = json.loads(ssm.get_parameter(Name=f"/gitlab-cfn/gl/{role}/boot-bundle")["Parameter"]["Value"])
         assert moved["sha256"] == location["sha256"] and moved["key"] != location["key"]
         assert moved["key"] == prefix + location["key"].split("/", 3)[3]
+
+
+# -- moving a stack to another size -------------------------------------------------------------
+
+def _main_parameters(cfg: dict) -> dict:
+    from gitlab_cfn.compile import compiler, config
+
+    return compiler.compile_data(config.from_dict(cfg))["main.template.yaml"]["Parameters"]
+
+
+def _stack(values: dict, size: str | None = None) -> dict:
+    tags = [{"Key": "gitlab-cfn:size", "Value": size}] if size else []
+    return {"Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()], "Tags": tags}
+
+
+def test_a_move_to_another_size_takes_the_sizes_types_unless_the_operator_chose_others():
+    from gitlab_cfn.operate.deploy import size_defaults
+
+    poc, big = _main_parameters({}), _main_parameters({"size": "3k"})
+    previous = {name: str(d["Default"]) for name, d in poc.items() if "Default" in d and name in big}
+    previous["DBInstanceClass"] = "db.r6i.xlarge"          # the operator's own choice
+    reused = sorted(previous)
+    # A stack without the size tag predates the sizes: it is a poc.
+    changed = size_defaults(_stack(previous), big, reused, "3k", 2)
+    assert changed["AppInstanceType"] == str(big["AppInstanceType"]["Default"]) != previous["AppInstanceType"]
+    assert changed["CacheNodeType"] == str(big["CacheNodeType"]["Default"])
+    assert not changed["CacheNodeType"].startswith("cache.t")
+    assert "DBInstanceClass" not in changed
+    # Parameters no size sets keep their previous values.
+    assert not {"VpcCidr", "DomainName", "AvailabilityZones"} & set(changed)
+    # The same size again: nothing is changed.
+    assert size_defaults(_stack(previous, "3k"), big, reused, "3k", 2) == {}
+
+
+def test_a_previous_value_the_new_template_refuses_is_named_before_anything_is_sent():
+    from gitlab_cfn.operate.deploy import reused_problems
+
+    definitions = {"GitalyVolumeIops": {"Type": "Number", "MinValue": 3000, "MaxValue": 16000, "Default": 8000},
+                   "DomainName": {"Type": "String"}}
+    problems = reused_problems(_stack({"GitalyVolumeIops": "1000", "DomainName": "gitlab.example.com"}),
+                               definitions, ["GitalyVolumeIops", "DomainName"])
+    assert problems == ["GitalyVolumeIops: must be at least 3000 (got 1000) (the stack's previous value, "
+                        "which this update would keep; give --param GitalyVolumeIops=VALUE)"]
+    assert reused_problems(_stack({"GitalyVolumeIops": "3000"}), definitions, ["GitalyVolumeIops"]) == []

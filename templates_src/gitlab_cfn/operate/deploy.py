@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 
 from gitlab_cfn import __version__
+from gitlab_cfn.compile import catalog as param_catalog
+from gitlab_cfn.compile import config as build_config
 from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 from gitlab_cfn.compile.compiler import product_entries, read_manifest, stack_files
 from gitlab_cfn.compile.constraints import violations
@@ -696,6 +698,16 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
                           f"delete); nothing was changed; clean up with: {cleanup_command(request)}")
     previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
     reused = sorted(not_given & previous)
+    size = manifest.get("config", {}).get("size", "poc")
+    resized: dict[str, str] = {}
+    if existing:
+        resized = size_defaults(existing, definitions, reused, size, az_count)
+        for name, value in resized.items():
+            before = _previous_values(existing)[name]
+            progress.done(f"size {_stack_size(existing)} -> {size}: {name} {before} -> {value} "
+                          f"(the size's default; give --param {name}={before} to keep it)")
+        reused = [name for name in reused if name not in resized]
+        _raise_problems(reused_problems(existing, definitions, reused))
     images = [name for name in image_parameters(template) if name in not_given and name not in previous]
     filled: dict[str, str] = {}
     if images:
@@ -707,7 +719,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     _raise_problems(check_params(template, {**request.params, **location, **filled}, az_count,
                                  elsewhere=set(reused)))
     bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
-    params = {**request.params, **filled, **location, "TemplateBucketName": bucket}
+    params = {**request.params, **resized, **filled, **location, "TemplateBucketName": bucket}
     if existing:
         guard(cfn, existing["StackId"], request, progress)
         if not request.version_change:
@@ -723,7 +735,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     url = template_url(bucket, request.region, prefix)
     parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(params.items())]
     tags = [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())] + \
-        [{"Key": "gitlab-cfn:version", "Value": __version__}]
+        [{"Key": "gitlab-cfn:version", "Value": __version__}, {"Key": SIZE_TAG, "Value": size}]
     role = {"RoleARN": request.role_arn} if request.role_arn else {}
     changes: list[dict] = []
     kept: dict[str, str] = {}
@@ -796,6 +808,61 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
             progress.done(f"left behind: {line}")
     return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes,
                         kept if existing is not None else {})
+
+
+# The size a stack was last deployed at (config ``size``); a stack without it predates the
+# sizes, so it was built as the proof of concept.
+SIZE_TAG = "gitlab-cfn:size"
+
+
+def _stack_size(existing: dict) -> str:
+    return next((t["Value"] for t in existing.get("Tags", []) if t["Key"] == SIZE_TAG), "poc")
+
+
+def _previous_values(existing: dict) -> dict[str, str]:
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
+
+
+def size_defaults(existing: dict, definitions: dict, reused: list[str], size: str,
+                  az_count: int | None) -> dict[str, str]:
+    """A move to another size: the parameters the size sets (instance types, classes,
+    counts) take the new size's defaults instead of the stack's previous values, unless
+    the operator had changed them from the old size's default (then the operator's value
+    stays). Without this, a stack moved from poc to 3k would keep poc's types and a
+    burstable cache node."""
+    before = _stack_size(existing)
+    if before == size or before not in build_config.sizes.NAMES:
+        return {}
+    old_defaults = {name: spec.default for name, spec in param_catalog.parameters(
+        build_config.from_dict({"size": before, "az_count": az_count or 2})).items()}
+    values = _previous_values(existing)
+    changed = {}
+    for name in reused:
+        new = definitions.get(name, {}).get("Default")
+        old = old_defaults.get(name)
+        if new is None or old is None or str(new) == str(old) or definitions[name].get("NoEcho"):
+            continue
+        if values.get(name) == str(old):
+            changed[name] = str(new)
+    return changed
+
+
+def reused_problems(existing: dict, definitions: dict, reused: list[str]) -> list[str]:
+    """Previous values an update would keep that the new template no longer accepts.
+
+    CloudFormation checks a reused value against the new template's constraints and fails
+    the change set (an IOPS figure under a new minimum, an instance type no longer
+    offered); said here, before anything is uploaded, with the flag that fixes it."""
+    values = _previous_values(existing)
+    problems = []
+    for name in reused:
+        definition = definitions.get(name, {})
+        if definition.get("NoEcho") or name not in values:
+            continue
+        for problem in violations(name, definition, values[name]):
+            problems.append(f"{problem} (the stack's previous value, which this update would keep; "
+                            f"give --param {name}=VALUE)")
+    return problems
 
 
 def reused_line(existing: dict, definitions: dict, reused: list[str]) -> str:
