@@ -79,7 +79,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "redis-no-tls", "TLS mode", "scripts/gitlab-app.sh",
         "gitlab_rails['redis_ssl'] = true", "gitlab_rails['redis_ssl'] = false",
         ("tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves",
-         "tests/test_boot_versions.py"),
+         "tests/test_boot_versions.py", "tests/test_boot_redis.py",
+         "tests/test_standin_boots.py::test_the_stack_completes_from_its_servers_signals"),
         "ElastiCache with transit encryption refuses plain connections"),
     Mutant(
         "redis-cache-wrong-token", "secret", "scripts/gitlab-app.sh",
