@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 # Debian packages the tests run: shellcheck over the user data, ruby -c over gitlab.rb; the
-# real programs of the boot tests (tests/support/boot.py): sshd -t, a PostgreSQL server, nginx,
+# real programs of the boot tests (tests/support/boot.py): sshd -t, a PostgreSQL server, a Redis
+# server (TLS only, like ElastiCache with transit encryption), nginx,
 # slirp4netns (a network for the servers' namespaces), ip, curl, openssl; for the Gitaly volume
 # and the image builder (tests/support/disk.py): sfdisk, cloud-init, gpg.
 # COMMAND or COMMAND:PACKAGE when the package is named otherwise.
 TEST_TOOLS := shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2 sshd:openssh-server \
-	pg_ctlcluster:postgresql nginx slirp4netns curl openssl
+	pg_ctlcluster:postgresql redis-server nginx slirp4netns curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHECKOV := .venv-checkov

@@ -79,8 +79,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "redis-no-tls", "TLS mode", "scripts/gitlab-app.sh",
         "gitlab_rails['redis_ssl'] = true", "gitlab_rails['redis_ssl'] = false",
         ("tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves",
-         "tests/test_boot_versions.py"),
+         "tests/test_boot_versions.py", "tests/test_boot_redis.py",
+         "tests/test_standin_boots.py::test_the_stack_completes_from_its_servers_signals"),
         "ElastiCache with transit encryption refuses plain connections"),
+    Mutant(
+        "redis-cache-wrong-token", "secret", "scripts/gitlab-app.sh",
+        """gitlab_rails['redis_cache_password'] = $(ruby_string "$REDIS_CACHE_TOKEN")""",
+        """gitlab_rails['redis_cache_password'] = $(ruby_string "$REDIS_TOKEN")""",
+        ("tests/test_boot_sidekiq.py::test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets",),
+        "the cache replication group has its own AUTH token: every cache read fails WRONGPASS, readiness never passes"),
+    Mutant(
+        "redis-cache-no-tls", "TLS mode", "scripts/gitlab-app.sh",
+        """$(ruby_string "rediss://$REDIS_CACHE_HOST""", """$(ruby_string "redis://$REDIS_CACHE_HOST""",
+        ("tests/test_boot_sidekiq.py::test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets",),
+        "the cache replication group encrypts in transit too and refuses a plain redis:// connection"),
     Mutant(
         "bake-keeps-host-keys", "bake leftovers", "scripts/bake-install.sh",
         '  rm -f "$ROOT"/etc/ssh/ssh_host_*\n', "",

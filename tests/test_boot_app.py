@@ -197,7 +197,7 @@ def test_access_denied_is_retried_with_a_growing_wait_until_the_grant_arrives(cl
                 for variable, (name, value) in boot.SECRETS.items()}
 
         server = cloud.server()
-        env = {**boot.preamble_values(cloud.pg.port, cloud.pg.database, arns), "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{enforcing.port}",
+        env = {**boot.preamble_values(cloud.pg.port, cloud.pg.database, arns), **cloud.redis_env(), "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{enforcing.port}",
                "AWS_ACCESS_KEY_ID": server_key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": server_key["SecretAccessKey"],
                "GITLAB_CFN_DENIED_DELAY": "1", "GITLAB_CFN_DENIED_MAX_DELAY": "2", "GITLAB_CFN_DENIED_BUDGET": "60",
                # Any other error is retried quickly and gives up at once here: a denial must not count as one.

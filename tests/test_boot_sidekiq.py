@@ -39,10 +39,9 @@ def large(cloud) -> dict[str, str]:
     with its own token secret, and a cache Redis with its own AUTH token secret."""
     client = boot.secrets_client(cloud.standin.endpoint)
     poc = client.create_secret(Name="gitlab-test/poc-gitaly", SecretString=json.dumps({"token": "pocGitalyT0ken"}))
-    cache = client.create_secret(Name="gitlab-test/redis-cache", SecretString=json.dumps({"token": "redisCacheT0ken"}))
+    cache = client.create_secret(Name="gitlab-test/redis-cache", SecretString=json.dumps({"token": boot.REDIS_CACHE_TOKEN}))
     return {"GITALY_ADDRESS": CLUSTER, "GITALY_STORAGE": "cluster", "GITALY2_ADDRESS": "tcp://10.0.1.123:8075",
-            "GITALY2_SECRET_ARN": poc["ARN"], "GITALY2_STORAGE": "default", "REDIS_CACHE_HOST": "cache.example.com",
-            "REDIS_CACHE_PORT": "6380", "REDIS_CACHE_SECRET_ARN": cache["ARN"]}
+            "GITALY2_SECRET_ARN": poc["ARN"], "GITALY2_STORAGE": "default", **cloud.cache_redis_env(cache["ARN"])}
 
 
 def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(cloud):
@@ -60,8 +59,8 @@ def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(c
     assert rails["repositories_storages"] == {
         "cluster": {"gitaly_address": CLUSTER, "gitaly_token": "gitalyT0ken"},
         "default": {"gitaly_address": "tcp://10.0.1.123:8075", "gitaly_token": "pocGitalyT0ken"}}
-    assert (rails["redis_cache_instance"], rails["redis_cache_password"]) == ("rediss://cache.example.com:6380",
-                                                                            "redisCacheT0ken")
+    assert (rails["redis_cache_instance"], rails["redis_cache_password"]) == (
+        f"rediss://{boot.HOST}:{cloud.redis['cache'].port}", "redisCacheT0ken")
     everything = first.stdout + first.stderr + app.read("/var/log/gitlab-cfn-fakes.log")
     assert [s for s in ("pocGitalyT0ken", "redisCacheT0ken") if s in everything] == []
 

@@ -59,7 +59,7 @@ sys.exit(gitlab_ctl(sys.argv[1:], Path(os.environ.get("FAKE_STATE", {FAKE_STATE!
 HOST = "10.0.2.2"
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
-NEEDS = {"sshd": "openssh-server", "slirp4netns": "slirp4netns", "unshare": "util-linux", "ruby": "ruby", "ip": "iproute2",
+NEEDS = {"redis-server": "redis-server", "sshd": "openssh-server", "slirp4netns": "slirp4netns", "unshare": "util-linux", "ruby": "ruby", "ip": "iproute2",
          "nginx": "nginx", "openssl": "openssl", "curl": "curl"}
 
 
@@ -144,6 +144,56 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# -- Redis (ElastiCache) -------------------------------------------------------------------------
+
+class Redis:
+    """A real Redis server on 127.0.0.1:<free port> as ElastiCache runs one with
+    TransitEncryptionEnabled and an AuthToken: TLS only (``port 0``; a plain connection is
+    refused by the handshake), every command but AUTH refused until the token is given
+    (``requirepass``). Clients are not asked for certificates (``tls-auth-clients no``):
+    ElastiCache does not ask for them either. Its certificate is a throwaway self-signed one."""
+
+    def __init__(self, password: str, name: str = "redis"):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"gitlab-cfn-{name}-"))
+        self.port, self.password, self.name = free_port(), password, name
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Redis:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", f"/CN=gitlab-cfn-test-{self.name}", "-keyout", str(self.dir / "server.key"),
+                        "-out", str(self.dir / "server.crt")], check=True, capture_output=True)
+        (self.dir / "redis.conf").write_text(
+            f"bind 127.0.0.1\nport 0\ntls-port {self.port}\ntls-cert-file {self.dir / 'server.crt'}\n"
+            f"tls-key-file {self.dir / 'server.key'}\ntls-auth-clients no\nrequirepass {self.password}\n"
+            f"dir {self.dir}\nsave \"\"\nappendonly no\ndaemonize no\nlogfile {self.dir / 'log'}\n")
+        self.process = subprocess.Popen(["redis-server", str(self.dir / "redis.conf")], stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while self.command("PING") != "+PONG":
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}: {log[-2000:]}")
+            time.sleep(0.05)
+        return self
+
+    def command(self, *words: str, password: str | None = None) -> str:
+        """One command over TLS after AUTH (this server's token unless PASSWORD): the first reply line."""
+        from support.fakebin.fakelib import redis_exchange
+
+        try:
+            return redis_exchange("127.0.0.1", self.port, True, self.password if password is None else password,
+                                  [list(words)])[-1]
+        except OSError as exc:
+            return f"error: {exc}"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # -- the account's secrets ----------------------------------------------------------------------
 
 SECRETS = {
@@ -156,6 +206,8 @@ SECRETS = {
     "RAILS_SECRETS_ARN": ("rails-secrets", {}),
     "HOST_KEYS_SECRET_ARN": ("ssh-host-keys", {}),
 }
+# The separate cache Redis's AUTH token (10k; tests give it to REDIS_CACHE_SECRET_ARN).
+REDIS_CACHE_TOKEN = "redisCacheT0ken"
 SECRET_VALUES = ["s3cr3tDbPassw0rd", "redisAuthT0ken", "gitalyT0ken", "shellT0ken", "r00tPassw0rd"]
 REGION = "ap-southeast-2"
 BUCKET_KINDS = ("artifacts", "external_diffs", "lfs", "uploads", "packages", "dependency_proxy",

@@ -29,16 +29,32 @@ def postgres(boot_tools):
     return _POSTGRES[0]
 
 
+_REDIS: dict[str, boot.Redis] = {}
+
+
+def redis_servers() -> dict[str, boot.Redis]:
+    """The stack's ElastiCache replication groups for the whole run, started on first use:
+    "main" with the AUTH token the harness's Redis secret holds, "cache" (10k's separate cache
+    Redis) with its own (redisCacheT0ken, the token tests give REDIS_CACHE_SECRET_ARN)."""
+    if not _REDIS:
+        for name, password in (("main", boot.SECRETS["REDIS_SECRET_ARN"][1]["token"]), ("cache", boot.REDIS_CACHE_TOKEN)):
+            _REDIS[name] = boot.Redis(password, f"redis-{name}").start()
+            atexit.register(_REDIS[name].stop)
+    return _REDIS
+
+
 class Cloud:
     """One stack's worth of AWS (the stand-in) and database, and the servers booting against them."""
 
     def __init__(self, standin, postgres, base):
         self.standin, self.pg, self.base = standin, postgres, base
+        self.redis = redis_servers()
         standin.reset()
         postgres.fresh_database()
         self.arns = boot.create_secrets(standin.endpoint)
         self.env = {
             **boot.preamble_values(postgres.port, postgres.database, self.arns),
+            **self.redis_env(),
             # The instance profile's credentials, as the AWS CLI finds them on an instance.
             "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{standin.port}",
             "AWS_ACCESS_KEY_ID": "testing",
@@ -48,6 +64,15 @@ class Cloud:
             "GITLAB_CFN_DB_ATTEMPTS": "3",
             "GITLAB_CFN_DB_DELAY": "1",
         }
+
+    def redis_env(self) -> dict[str, str]:
+        """The ElastiCache endpoint as a server reaches the test's Redis (like DB_HOST)."""
+        return {"REDIS_HOST": boot.HOST, "REDIS_PORT": str(self.redis["main"].port)}
+
+    def cache_redis_env(self, secret_arn: str) -> dict[str, str]:
+        """A separate cache Redis (10k), its token in SECRET_ARN."""
+        return {"REDIS_CACHE_HOST": boot.HOST, "REDIS_CACHE_PORT": str(self.redis["cache"].port),
+                "REDIS_CACHE_SECRET_ARN": secret_arn}
 
     def server(self, name: str = "server-1", version: str = "19.3.0-ee") -> boot.Server:
         return boot.Server(self.base, name, version)

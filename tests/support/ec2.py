@@ -19,6 +19,10 @@ What the harness plays, besides EC2:
   instance's endpoint name resolves to a forwarder, on its port, to it (the VPC's route).
   All of it is read from the stand-in's RDS and EC2, never from the user data: the user
   data's wiring is what the boot checks.
+- ElastiCache: the test's Redis (TLS only, AUTH required) stands for the stack's replication
+  group: it takes the AUTH token of the secret of the group's own stack (what ElastiCache
+  does with ``AuthToken``), and the group's primary endpoint name resolves to a forwarder,
+  on its port, to it. Read from the stand-in's ElastiCache and CloudFormation, as for RDS.
 - EBS: each volume the stand-in attached to a Gitaly instance is a sparse file behind a
   loop device, at the NVMe path EC2 gives it; its ``/dev`` is an overlay of its own.
 Roles it cannot boot (the bastions install packages from the internet) are refused:
@@ -41,6 +45,7 @@ from support import boot
 
 SUPPORT = Path(__file__).resolve().parent
 DB_ALIAS = "127.0.0.2"  # where the RDS endpoint's name points on a server
+REDIS_ALIAS = "127.0.0.3"  # where the ElastiCache primary endpoint's name points on a server
 # The boot scripts' waits, shortened for tests (their defaults are minutes).
 KNOBS = {
     "GITLAB_CFN_READINESS_TIMEOUT": "30",
@@ -67,8 +72,14 @@ class Booted:
 
 
 class Hypervisor:
-    def __init__(self, standin, postgres: boot.Postgres, base: Path, region: str):
-        self.standin, self.pg, self.base, self.region = standin, postgres, base, region
+    def __init__(self, standin, postgres: boot.Postgres, base: Path, region: str, redis: boot.Redis | None = None):
+        if redis is None:
+            from support.boot_fixtures import redis_servers
+
+            redis = redis_servers()["main"]
+        self.standin, self.pg, self.base, self.region, self.redis = standin, postgres, base, region, redis
+        self._redis_password = redis.password
+        self._elasticache: tuple[str, int] | None = None
         self.booted: dict[str, Booted] = {}
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -124,6 +135,7 @@ class Hypervisor:
         server.write(server.program_path, user_data, 0o700)
         if role == "gitlab-app":
             self._as_rds(server)
+            self._as_elasticache(server)
         else:
             self._as_gitaly(server, instance_id)
         booted = self.booted[instance_id] = Booted(instance_id, role, server)
@@ -162,7 +174,7 @@ class Hypervisor:
         PostgreSQL, whose master user takes the password of the database's own stack's secret."""
         with self._lock:
             if self._rds is None:
-                identifier, secret = self._stack_database()
+                identifier, secret = self._stack_resource_and_secret("AWS::RDS::DBInstance")
                 (db,) = self._client("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
                 if (db["MasterUsername"], db["DBName"]) != (self.pg.user, self.pg.database):
                     raise AssertionError(f"the stack's database is {db['MasterUsername']}@{db['DBName']}, "
@@ -178,19 +190,45 @@ class Hypervisor:
             f"for _ in $(seq 200); do (exec 3<>/dev/tcp/{DB_ALIAS}/{port}) 2>/dev/null && break; sleep 0.05; done",
         ]
 
-    def _stack_database(self) -> tuple[str, str]:
-        """The stack's DB instance and its MasterUserPassword's secret: the only secret of its stack."""
+    def _as_elasticache(self, server: boot.Server) -> None:
+        """The stack's replication group, from the stand-in: its primary endpoint's name resolves
+        to a forwarder, on its port, to the test's Redis, which takes the AUTH token of the group's
+        own stack's secret (``requirepass``, set at run time; ``stop`` gives the old one back)."""
+        with self._lock:
+            if self._elasticache is None:
+                group_id, secret = self._stack_resource_and_secret("AWS::ElastiCache::ReplicationGroup")
+                (group,) = self._client("elasticache").describe_replication_groups(
+                    ReplicationGroupId=group_id)["ReplicationGroups"]
+                if not group.get("TransitEncryptionEnabled"):
+                    raise AssertionError(f"the stack's replication group {group_id} is not encrypted in transit: "
+                                         "the test's Redis speaks TLS only")
+                token = json.loads(self._client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])["token"]
+                answer = self.redis.command("CONFIG", "SET", "requirepass", token)
+                if answer != "+OK":
+                    raise AssertionError(f"the test's Redis did not take the stack's AUTH token: {answer}")
+                self.redis.password = token
+                endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+                self._elasticache = (endpoint["Address"], int(endpoint["Port"]))
+        address, port = self._elasticache
+        server.write("/etc/hosts", server.read("/etc/hosts") + f"{REDIS_ALIAS} {address}\n")
+        server.setup_lines += [
+            f"{sys.executable} {SUPPORT / 'tcp_forward.py'} {REDIS_ALIAS} {port} {boot.HOST} {self.redis.port} &",
+            f"for _ in $(seq 200); do (exec 3<>/dev/tcp/{REDIS_ALIAS}/{port}) 2>/dev/null && break; sleep 0.05; done",
+        ]
+
+    def _stack_resource_and_secret(self, kind: str) -> tuple[str, str]:
+        """The one resource of KIND and the only secret of its stack (its password or token)."""
         cfn = self._client("cloudformation")
         found = []
         for stack in cfn.describe_stacks()["Stacks"]:
             resources = cfn.describe_stack_resources(StackName=stack["StackId"])["StackResources"]
-            databases = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::RDS::DBInstance"]
-            # (the stand-in lists the secret's target attachment as a secret too, same id)
+            ours = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == kind]
+            # (the stand-in lists a secret's target attachment as a secret too, same id)
             secrets = {r["PhysicalResourceId"] for r in resources
                        if r.get("ResourceType") == "AWS::SecretsManager::Secret"}
-            found += [(database, secrets) for database in databases]
+            found += [(resource, secrets) for resource in ours]
         if len(found) != 1 or len(found[0][1]) != 1:
-            raise AssertionError(f"expected one DB instance in a stack with one secret, found {found}")
+            raise AssertionError(f"expected one {kind} in a stack with one secret, found {found}")
         return found[0][0], next(iter(found[0][1]))
 
     def _as_gitaly(self, server: boot.Server, instance_id: str) -> None:
@@ -222,6 +260,9 @@ class Hypervisor:
                 booted.server.detach_volumes()
         if self._rds:
             self.pg.admin(f"ALTER ROLE {self.pg.user} PASSWORD '{self.pg.password}'")
+        if self._elasticache:
+            self.redis.command("CONFIG", "SET", "requirepass", self._redis_password)
+            self.redis.password = self._redis_password
 
     def of_role(self, role: str) -> list[Booted]:
         return sorted((b for b in self.booted.values() if b.role == role), key=lambda b: b.instance_id)

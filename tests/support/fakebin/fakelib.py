@@ -75,3 +75,86 @@ def rails_nginx(node: dict) -> dict:
     for key, value in old.items():
         new.setdefault(key, value)
     return new
+
+
+# -- Redis, as GitLab's readiness checks reach it -------------------------------------------------
+
+def _resp(words: list[str]) -> bytes:
+    out = f"*{len(words)}\r\n"
+    for w in words:
+        out += f"${len(w.encode())}\r\n{w}\r\n"
+    return out.encode()
+
+
+def redis_exchange(host: str, port: int, tls: bool, password: str | None, commands: list[list[str]],
+                   timeout: float = 5) -> list[str]:
+    """AUTH (when PASSWORD) and COMMANDS on a new connection, TLS when TLS, as a Redis client
+    (RESP); the first line of each reply. An error reply, a refused handshake or a closed
+    connection raises OSError naming it.
+
+    The server's certificate is not verified: the test servers' certificates are self-signed
+    and no CA is given to the servers, whereas ElastiCache's is signed by Amazon and trusted by
+    the OS store. What is checked is that the client speaks TLS (ElastiCache with
+    TransitEncryptionEnabled accepts nothing else) and authenticates with the right token."""
+    import ssl
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+        replies = []
+        for words in ([["AUTH", password]] if password else []) + commands:
+            sock.sendall(_resp(words))
+            line = b""
+            while not line.endswith(b"\r\n"):
+                chunk = sock.recv(1)
+                if not chunk:
+                    raise ConnectionError(f"{host}:{port} closed the connection after {words[0]}"
+                                          + ("" if tls else " (a plain connection to a TLS-only server)"))
+                line += chunk
+            reply = line.decode(errors="replace").strip()
+            if reply.startswith("-"):
+                raise ConnectionError(f"{host}:{port} answered {words[0]} with {reply[1:]}")
+            replies.append(reply)
+        return replies
+    finally:
+        sock.close()
+
+
+def redis_instances(rails: dict) -> list[tuple[str, str, int, bool, str | None]]:
+    """Every Redis gitlab.rb configures, with the readiness checks that use it:
+    (checks, host, port, tls, password). The persistent one from redis_host, redis_port,
+    redis_ssl, redis_password; the cache from redis_cache_instance (a redis:// or rediss://
+    URL) and redis_cache_password when set, else the persistent one serves it too
+    (omnibus-gitlab gitlab.rb template, "Redis settings" and "Separate instances support";
+    gitlab-org/gitlab app/controllers/health_controller.rb runs the Redis checks with the
+    database's, each a PING: lib/gitlab/health_checks/redis/*_check.rb)."""
+    from urllib.parse import unquote, urlparse
+
+    main = ("redis_check, queues_check, shared_state_check", rails.get("redis_host"),
+            int(rails.get("redis_port", 6379)), bool(rails.get("redis_ssl", False)), rails.get("redis_password"))
+    cache_url = rails.get("redis_cache_instance")
+    if not cache_url:
+        return [(main[0] + ", cache_check", *main[1:])]
+    url = urlparse(str(cache_url))
+    password = rails.get("redis_cache_password") or (unquote(url.password) if url.password else None)
+    return [main, ("cache_check", url.hostname, url.port or 6379, url.scheme == "rediss", password)]
+
+
+def redis_failures(rails: dict) -> list[str]:
+    """GitLab's readiness Redis checks, run now: one line per failing Redis naming its checks."""
+    failures = []
+    for checks, host, port, tls, password in redis_instances(rails):
+        if not host:
+            failures.append(f"{checks}: no Redis host configured")
+            continue
+        try:
+            (pong,) = redis_exchange(str(host), port, tls, password, [["PING"]])[-1:]
+            if pong != "+PONG":
+                failures.append(f"{checks}: PING answered {pong}")
+        except OSError as exc:
+            failures.append(f"{checks}: {exc}")
+    return failures

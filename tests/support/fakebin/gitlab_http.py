@@ -4,7 +4,11 @@ Listens where the configured nginx listens (listen_port, default 443 for an
 https external_url and 80 otherwise), answers plain HTTP on a TLS port with
 nginx's 400, and /-/readiness with 200 to clients in monitoring_whitelist
 (GitLab's default ['127.0.0.0/8', '::1/128']), 404 to others, once Rails has
-started (FAKE_RAILS_START_SECONDS after start, 503 before).
+started (FAKE_RAILS_START_SECONDS after start, 503 before) and while every Redis
+gitlab.rb configures answers: at each request, as GitLab's readiness does
+(gitlab-org/gitlab app/controllers/health_controller.rb: the Redis checks with the
+database's), it connects to each (TLS when redis_ssl or rediss://), AUTHs with its
+password and PINGs; any failure is a 503 naming the failing checks (fakelib.redis_failures).
 """
 import ipaddress
 import json
@@ -12,7 +16,7 @@ import os
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from fakelib import node, rails_nginx
+from fakelib import node, rails_nginx, redis_failures
 
 NODE = node()
 NGINX = rails_nginx(NODE)
@@ -41,6 +45,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(404, "")
         if time.time() < READY_AT:
             return self.answer(503, {"status": "failed"})
+        failures = redis_failures(RAILS)
+        if failures:
+            checks = {check: [{"status": "failed", "message": message}]
+                      for names, message in (line.split(": ", 1) for line in failures) for check in names.split(", ")}
+            return self.answer(503, {"status": "failed", **checks})
         return self.answer(200, {"status": "ok", "master_check": [{"status": "ok"}]})
 
     def log_message(self, *args):

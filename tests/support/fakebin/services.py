@@ -19,7 +19,9 @@ What a boot can see of them, as the package runs them:
   Redis settings (the package's own PostgreSQL and Redis are off on these servers),
   and answers its health checks (``/readiness``, ``/liveness``) on
   ``sidekiq['health_checks_listen_address']:['health_checks_listen_port']``
-  (defaults ``localhost``, 8092).
+  (defaults ``localhost``, 8092). Its jobs come from Redis: ``/readiness`` answers 200
+  only while every Redis gitlab.rb configures takes its AUTH and PING, over TLS when
+  configured so (fakelib.redis_failures, checked at each request), 503 naming them otherwise.
 """
 
 from __future__ import annotations
@@ -55,20 +57,24 @@ while True:
     conn, _ = s.accept(); conn.close()
 """
 HEALTH = """
-import sys
+import json, sys
+sys.path.insert(0, %r)
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from fakelib import node, redis_failures
+RAILS = node()["settings"].get("gitlab_rails", {})
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         known = self.path in ("/readiness", "/liveness")
-        body = b'{"status": "ok"}' if known else b""
-        self.send_response(200 if known else 404)
+        failures = redis_failures(RAILS) if self.path == "/readiness" else []
+        body = json.dumps({"status": "failed", "redis": failures} if failures else {"status": "ok"}).encode() if known else b""
+        self.send_response((503 if failures else 200) if known else 404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
         pass
 ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
-"""
+""" % str(Path(__file__).resolve().parent)
 
 
 def enabled(settings: dict, service: str) -> bool:
