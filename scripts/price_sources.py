@@ -16,8 +16,9 @@ Every figure keeps its source; a figure no source gives is left out (``estimate`
 the item in one line). Three rules derive figures and say so (sources ``ec2-linear``,
 ``rds-6i-as-5``, ``rds-multi-az-rule``); tests/test_estimate.py checks each rule against every
 us-east-1 figure it could have derived but which is sourced. A source table is trusted for a
-type only where its us-east-1 figure equals the snapshot's sourced one (the ElastiCache table
-mixes engines and regions for some types: cache.m5.large reads 0.06 in us-west-2).
+type only where its us-east-1 figure equals the snapshot's sourced one, and for ElastiCache also
+only where no region is below us-east-1 (that table gives some types another type's figures:
+cache.m5.large reads 0.06 in us-west-2).
 """
 
 from __future__ import annotations
