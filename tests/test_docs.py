@@ -45,3 +45,38 @@ def test_quick_start_is_the_two_commands():
     assert commands == ["make build", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+# -- docs/estimate.md: the per-size cost and create-time tables are regenerated, not copied -------
+
+def _size_table_drift(text: str, trees: dict, snapshot: dict | None = None) -> list[str]:
+    """The blocks of docs/estimate.md that differ from what report/sizetable.py writes now."""
+    from gitlab_cfn.report import sizetable
+
+    wanted = {"cost": sizetable.cost_markdown(trees, snapshot), "time": sizetable.time_markdown(trees)}
+    drift = []
+    for name, table in wanted.items():
+        found = re.search(rf"<!-- sizetable:{name} -->\n(.*?)\n<!-- /sizetable:{name} -->", text, re.S)
+        if found is None or found.group(1) != table:
+            drift.append(name)
+    return drift
+
+
+def test_the_per_size_estimates_in_the_docs_are_regenerated_from_the_builds():
+    import copy
+
+    from gitlab_cfn.compile import sizes
+    from gitlab_cfn.report import prices, sizetable
+
+    text = (ROOT / "docs" / "estimate.md").read_text()
+    trees = sizetable.builds()
+    assert {size for size, _ in trees} == set(sizes.NAMES)
+    assert _size_table_drift(text, trees) == []
+    # The check fails when a figure of the doc is no longer what the code and snapshot give:
+    # a changed price (the doc left as it is) and a changed figure in the doc.
+    snapshot = copy.deepcopy(prices.load_snapshot())
+    for table in snapshot["regions"].values():
+        table["ec2_hour"]["c5.xlarge"]["price"] += 0.01
+    assert _size_table_drift(text, trees, snapshot) == ["cost"]
+    edited = text.replace(" 43.9 min |", " 40.0 min |", 1)
+    assert edited != text and _size_table_drift(edited, trees) == ["time"]

@@ -356,3 +356,111 @@ def test_every_type_a_build_offers_has_a_price(variant):
                 if name.endswith(suffix):
                     missing |= {v for v in spec.get("AllowedValues", []) if v not in table[section]}
     assert not missing
+
+
+# -- the regions of taskcat.yml besides us-east-1 --------------------------------------------------
+
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tier(cfg: dict, name: str) -> stack.Stack:
+    """One nested stack of a build, alone (its parameters at their defaults)."""
+    return stack.tree(compiler.compile_data(config.from_dict(cfg)), root=f"{name}.template.yaml")
+
+
+def test_every_taskcat_region_is_in_the_snapshot():
+    assert set(_script("price_table").regions()) == set(SNAPSHOT["regions"])
+
+
+def test_a_changed_instance_type_changes_the_total_by_that_types_price_difference_in_another_region():
+    # eu-west-1 prices every resource of the application tier (the whole build lacks one figure there).
+    region = "eu-west-1"
+    table = SNAPSHOT["regions"][region]["ec2_hour"]
+    base = estimate.estimate(tier({}, "app"), prices.Prices(region), estimate.load_assumptions())
+    bigger = estimate.estimate(tier({"app": {"instance_type": "c5.2xlarge"}}, "app"), prices.Prices(region),
+                               estimate.load_assumptions())
+    step = (table["c5.2xlarge"]["price"] - table["c5.xlarge"]["price"]) * HOURS
+    assert table["c5.xlarge"]["price"] != ec2("c5.xlarge")              # a price of its own, not us-east-1's
+    assert bigger.total - base.total == pytest.approx(step * 2)        # min_size 2
+    assert bigger.total_max - base.total_max == pytest.approx(step * 4)  # max_size 4
+    assert {line.unit_price for line in base.lines if line.item.startswith("EC2")} == {table["c5.xlarge"]["price"]}
+
+
+def test_a_region_lacking_a_figure_refuses_the_build_in_one_line_naming_it(capsys):
+    _fails(capsys, ["estimate", "--config", "configs/three-az.yaml", "--region", "eu-west-1"],
+           "rds_iops_month", "eu-west-1")
+
+
+def _linear_mismatches(table: dict, rule) -> list[str]:
+    """Sourced figures of ``table`` (type -> price) that ``rule`` would derive differently."""
+    return [t for t, price in table.items()
+            if (derived := rule(table, t)) is not None and derived != pytest.approx(price, abs=1e-9)]
+
+
+def test_the_linear_rule_reproduces_every_sourced_figure_it_could_have_derived():
+    """ec2-linear derives the .large, .medium ... sizes of a region from its .xlarge; in us-east-1,
+    where karpenter gives every size, the rule must give exactly the sourced figures."""
+    script = _script("price_sources")
+    rule = script.linear_derivation
+    sourced = {t: e["price"] for t, e in SNAPSHOT["regions"]["us-east-1"]["ec2_hour"].items()}
+    derivable = [t for t in sourced if rule(sourced, t) is not None]
+    assert {"c5.large", "m5.large", "t3.micro", "t3a.nano"} <= set(derivable)
+    assert _linear_mismatches(sourced, rule) == []
+    # The check fails on a table the rule does not fit: one xlarge price moved, or t2, whose
+    # t2.small (0.023) is not t2.xlarge/8 (0.0232) and is therefore left out of the rule.
+    assert _linear_mismatches({**sourced, "m5.xlarge": 0.2}, rule) == ["m5.large"]
+    families = script.LINEAR_FAMILIES
+
+    def with_t2(table, t):
+        families.add("t2")
+        try:
+            return rule(table, t)
+        finally:
+            families.discard("t2")
+    assert "t2.small" in _linear_mismatches(sourced, with_t2)
+
+
+def test_every_derived_figure_of_the_snapshot_is_what_its_rule_gives():
+    rule = _script("price_sources").linear_derivation
+    for region, table in SNAPSHOT["regions"].items():
+        ec2_table = {t: e["price"] for t, e in table["ec2_hour"].items() if e["source"] != "ec2-linear"}
+        for itype, entry in table["ec2_hour"].items():
+            if entry["source"] == "ec2-linear":
+                assert entry["price"] == pytest.approx(rule(ec2_table, itype)), (region, itype)
+        rds = table.get("rds_hour", {})
+        for cls, entry in rds.items():
+            if entry["source"] == "rds-6i-as-5":
+                assert entry["price"] == rds[cls.replace("6i.", "5.")]["price"], (region, cls)
+    # The rule behind rds-6i-as-5, where both classes are sourced (us-east-1):
+    us = SNAPSHOT["regions"]["us-east-1"]["rds_hour"]
+    pairs = [(c, c.replace("6i.", "5.")) for c, e in us.items()
+             if c.startswith(("db.m6i.", "db.r6i.")) and e["source"] != "rds-linear" and c.replace("6i.", "5.") in us]
+    assert len(pairs) >= 4 and all(us[a]["price"] == us[b]["price"] for a, b in pairs)
+
+
+def _cheaper_than_us_east_1(snapshot: dict) -> list[tuple[str, str, str]]:
+    us = snapshot["regions"]["us-east-1"]
+    cheaper = []
+    for region, table in snapshot["regions"].items():
+        for name in ("ec2_hour", "rds_hour", "elasticache_hour", "ebs_gb_month"):
+            for key, entry in table.get(name, {}).items():
+                if key in us.get(name, {}) and entry["price"] < us[name][key]["price"]:
+                    cheaper.append((region, name, key))
+    return cheaper
+
+
+def test_other_regions_cost_more_than_us_east_1_where_both_are_sourced():
+    """A guard against a table that gives one type another's figures (the ElastiCache table did:
+    cache.m5.large 0.06 in us-west-2): no region of taskcat.yml is cheaper than us-east-1."""
+    assert _cheaper_than_us_east_1(SNAPSHOT) == []
+    bad = copy.deepcopy(SNAPSHOT)
+    bad["regions"]["us-west-2"]["elasticache_hour"]["cache.t3.medium"]["price"] = 0.06
+    assert _cheaper_than_us_east_1(bad) == [("us-west-2", "elasticache_hour", "cache.t3.medium")]
