@@ -60,6 +60,7 @@ GROUPS = (
     "Database (Amazon RDS for PostgreSQL)",
     "Cache (Amazon ElastiCache for Redis)",
     "Gitaly (Git repository storage)",
+    "Monitoring and operations",
     "Template location",
 )
 
@@ -132,9 +133,31 @@ def _cidr(label, group, description, default=None, pattern=CIDR_VPC_PATTERN):
         + (" (/16 to /28)" if pattern == CIDR_VPC_PATTERN else ""))
 
 
+# An e-mail address, as SNS takes it for an email subscription: local part, @, domain.
+EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+
+
+def operations_parameters(group: str) -> dict[str, ParamSpec]:
+    """Logs, alarms (tiers ``logs`` and ``monitoring``)."""
+    from gitlab_cfn.compile.observability import DEFAULT_RETENTION_DAYS, RETENTION_DAYS
+
+    return {
+        "LogRetentionDays": ParamSpec(
+            type="Number", label="Log retention (days)", group=group,
+            description="Days CloudWatch Logs keeps GitLab's logs (one of CloudWatch's retention values).",
+            default=DEFAULT_RETENTION_DAYS, allowed_values=RETENTION_DAYS,
+            constraint="must be one of CloudWatch Logs' retention values: " + ", ".join(map(str, RETENTION_DAYS))),
+        "AlarmEmail": ParamSpec(
+            type="String", label="Alarm e-mail (optional)", group=group, default="",
+            description="Address the alarms are sent to (SNS asks it to confirm). Empty: subscribe to the topic yourself.",
+            allowed_pattern=f"^$|{EMAIL_PATTERN}", max_length=254,
+            constraint="must be empty or an e-mail address such as ops@example.com"),
+    }
+
+
 def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
     """Every user-facing parameter for this build, keyed by parameter name."""
-    net, acc, app, db, cache, gitaly, loc = GROUPS
+    net, acc, app, db, cache, gitaly, ops, loc = GROUPS
     specs: dict[str, ParamSpec] = {}
 
     specs["AvailabilityZones"] = ParamSpec(
@@ -252,6 +275,8 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
         specs["GitalyVolumeIops"] = _number(
             "Data volume IOPS", gitaly, "gp3 IOPS (GitLab recommends 8,000 read / 2,000 write).",
             3000, 3000, 16000)
+
+    specs.update(operations_parameters(ops))
 
     specs["TemplateBucketName"] = ParamSpec(
         type="String", description="S3 bucket holding the published templates.",

@@ -18,8 +18,10 @@ TIERS = (
     "database",
     "cache",
     "bastion",
+    "logs",
     "gitaly",
     "app",
+    "monitoring",
     "dns",
 )
 MAIN = "main"

@@ -56,6 +56,8 @@ MAX_LENGTHS = (
     ("ADDRESS", 32),          # tcp://<private IPv4>:8075
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
+    # /gitlab-cfn/<parent stack name, at most 128>/<8 characters of a stack id>
+    ("LOG_GROUP_PREFIX", len("/gitlab-cfn//") + 128 + 8),
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -7,6 +7,8 @@ from gitlab_cfn.compile.tiers import (
     database,
     dns,
     gitaly,
+    logs,
+    monitoring,
     network,
     security_groups,
     storage,
@@ -19,7 +21,9 @@ MODULES = {
     "database": database,
     "cache": cache,
     "bastion": bastion,
+    "logs": logs,
     "gitaly": gitaly,
     "app": app,
+    "monitoring": monitoring,
     "dns": dns,
 }

@@ -62,5 +62,6 @@ def build(tier: Tier) -> None:
 
     tier.output("RedisEndpoint", GetAtt(group, "PrimaryEndPoint.Address"), "Redis primary host name.",
                 public=True)
+    tier.output("RedisReplicationGroupId", Ref(group), "Replication group id (its member clusters' CloudWatch dimension).")
     tier.output("RedisPort", GetAtt(group, "PrimaryEndPoint.Port"), "Redis port.")
     tier.output("RedisAuthSecretArn", Ref(token), "Secret holding the Redis AUTH token.", public=True)

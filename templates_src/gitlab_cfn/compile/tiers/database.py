@@ -107,6 +107,7 @@ def build(tier: Tier) -> None:
     tier.add(grant_secret_read("DatabaseSecretRead", secret, [tier.input("InstanceRoleName")]))
 
     tier.output("DatabaseEndpoint", GetAtt(db, "Endpoint.Address"), "PostgreSQL host name.", public=True)
+    tier.output("DatabaseInstanceId", Ref(db), "DB instance identifier (its CloudWatch dimension).")
     tier.output("DatabasePort", GetAtt(db, "Endpoint.Port"), "PostgreSQL port.")
     tier.output("DatabaseName", DB_NAME, "GitLab database name.")
     tier.output("DatabaseSecretArn", Ref(secret), "Secret holding the database user and password.",

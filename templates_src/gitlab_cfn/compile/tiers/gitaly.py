@@ -70,6 +70,7 @@ from gitlab_cfn.compile.policies import (
     secret_read,
 )
 from gitlab_cfn.compile.tier import Tier, token_secret
+from gitlab_cfn.compile.tiers.logs import agent_grant
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
@@ -78,7 +79,7 @@ GITALY_PORT = 8075
 DATA_DEVICE = "/dev/sdf"
 BOOT_TIMEOUT = "PT30M"
 # The grants the server reads with while it boots: it depends on them.
-BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead")
+BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead", "GitalyCloudWatchAgent")
 
 
 def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter) -> ec2.Instance:
@@ -121,6 +122,8 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter) ->
             "GITALY_SECRET_ARN": Ref(secrets["token"]),
             "SHELL_SECRET_ARN": Ref(secrets["shell"]),
             "DATA_VOLUME_ID": Ref(volume),
+            # The stack's log groups (tier logs): the server boots once they exist.
+            "LOG_GROUP_PREFIX": tier.input("LogGroupPrefix"),
             # The parameter only: this user data must never change.
             **bundle_user_data(parameter, pin=False),
         }),
@@ -142,13 +145,13 @@ def build(tier: Tier) -> None:
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
             managed_policy_arn("AmazonSSMManagedInstanceCore"),
-            managed_policy_arn("CloudWatchAgentServerPolicy"),
         ],
         Policies=[iam.Policy(
             PolicyName="gitlab-data-key", PolicyDocument=kms_use(key_arn, ["secretsmanager"]))],
         Tags=tags("gitaly"),
     ))
     profile = tier.add(iam.InstanceProfile("GitalyInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    tier.add(agent_grant("GitalyCloudWatchAgent", [Ref(role)]))
     tier.add(grant(
         "GitalyTokenSecretRead", secret_read([Ref(token), Ref(shell)]),
         [Ref(role), tier.input("InstanceRoleName")]))

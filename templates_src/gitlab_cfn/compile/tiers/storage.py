@@ -7,7 +7,7 @@ backups and ``Retain`` on delete and replace; and the IAM role and instance
 profile of the GitLab application servers: the guide's S3 policy (object
 actions on ``<bucket>/*``, bucket actions on the bucket) narrowed to these
 buckets, use of the key through S3 and Secrets Manager, Session Manager and the
-CloudWatch agent. Tiers that own secrets grant the role read access to them.
+CloudWatch agent (tier ``logs`` grants it). Tiers that own secrets grant the role read access to them.
 
 Bucket names are ``gl-<kind>-<account>-<region>-<stack suffix>``: the guide's
 ``gl-`` prefix, unique per account and region, and unique per stack so that two
@@ -197,7 +197,6 @@ def build(tier: Tier) -> None:
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
             managed_policy_arn("AmazonSSMManagedInstanceCore"),
-            managed_policy_arn("CloudWatchAgentServerPolicy"),
         ],
         Policies=[
             iam.Policy(
