@@ -9,7 +9,7 @@
 # only once Gitaly accepts connections on its port.
 #
 # Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE GITLAB_DOMAIN
-# GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID.
+# GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID LOG_GROUP_PREFIX.
 
 ROLE=gitaly
 DATA_DIR=/var/opt/gitlab/git-data
@@ -169,7 +169,7 @@ wait_for_gitaly() {
 
 main() {
   start_boot
-  require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID
+  require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID LOG_GROUP_PREFIX
   GITALY_TOKEN=$(secret_field "$GITALY_SECRET_ARN" token)
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$GITALY_TOKEN" && -n "$SHELL_SECRET" ]] || die "a secret read from Secrets Manager is empty"
@@ -178,6 +178,7 @@ main() {
   gitlab-ctl reconfigure
   wait_for_gitaly
   log "Gitaly accepts connections on port $GITALY_PORT"
+  configure_cloudwatch_agent gitaly
 }
 
 main "$@"

@@ -32,7 +32,8 @@ HOST_KEY_TYPES=(ed25519 ecdsa rsa)
 required_env() {
   require_env AWS_REGION CFN_STACK GITLAB_DOMAIN VPC_CIDR DB_HOST DB_PORT DB_NAME \
     DB_SECRET_ARN REDIS_HOST REDIS_PORT REDIS_SECRET_ARN GITALY_ADDRESS GITALY_SECRET_ARN \
-    SHELL_SECRET_ARN RAILS_SECRETS_ARN HOST_KEYS_SECRET_ARN ROOT_PASSWORD_SECRET_ARN BUCKET_BACKUPS
+    SHELL_SECRET_ARN RAILS_SECRETS_ARN HOST_KEYS_SECRET_ARN ROOT_PASSWORD_SECRET_ARN BUCKET_BACKUPS \
+    LOG_GROUP_PREFIX
   local kind
   for kind in "${BUCKET_KINDS[@]}"; do
     require_env "BUCKET_${kind^^}"
@@ -336,6 +337,7 @@ main() {
   bootstrap_under_lock
   configure_sshd
   wait_until_ready
+  configure_cloudwatch_agent gitlab-app
   log "GitLab is configured and ready"
 }
 
