@@ -118,6 +118,15 @@ def test_a_blank_volume_is_formatted_mounted_by_uuid_and_gitaly_listens(machine,
     rb = machine.upper("/etc/gitlab/gitlab.rb")
     assert oct(rb.stat().st_mode & 0o777) == "0o600"
     assert "gitalyT0ken" not in result.stderr and "shellT0ken" not in result.stderr
+    # The CloudWatch agent was given its configuration (which its fake control script
+    # validated): Gitaly's log and the boot log, the data volume's disk metrics.
+    agent = json.loads(machine.upper("/opt/aws/amazon-cloudwatch-agent/etc/gitlab-cfn.json").read_text())
+    shipped = {e["file_path"]: e["log_group_name"] for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert shipped == {"/var/log/gitlab/gitaly/current": ENV["LOG_GROUP_PREFIX"] + "/gitaly",
+                       "/var/log/cloud-init-output.log": ENV["LOG_GROUP_PREFIX"] + "/boot"}
+    assert agent["metrics"]["metrics_collected"]["disk"]["resources"] == ["/", DATA_DIR]
+    loaded = [json.loads(line) for line in machine.upper("/var/log/gitlab-cfn-fakes.log").read_text().splitlines()]
+    assert [e["action"] for e in loaded if e["command"] == "amazon-cloudwatch-agent-ctl"] == ["fetch-config"]
 
 
 def test_reboot_mounts_the_volume_by_uuid_and_a_second_boot_changes_nothing(machine, tmp_path):

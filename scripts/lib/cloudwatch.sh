@@ -103,7 +103,7 @@ configure_cloudwatch_agent() {
   [[ -x "$ROOT$CLOUDWATCH_AGENT_CTL" ]] ||
     die "the CloudWatch agent is not installed ($CLOUDWATCH_AGENT_CTL): bake the image with gitlab-cfn bake-ami"
   cloudwatch_config "$role" | install_file 0644 "$ROOT$CLOUDWATCH_CONFIG"
-  "$ROOT$CLOUDWATCH_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$CLOUDWATCH_CONFIG" >/dev/null ||
+  "$ROOT$CLOUDWATCH_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$ROOT$CLOUDWATCH_CONFIG" >/dev/null ||
     die "the CloudWatch agent refused its configuration $CLOUDWATCH_CONFIG"
   log "CloudWatch agent: logs to $LOG_GROUP_PREFIX/*, metrics to gitlab-cfn/${stack%/*}"
 }

@@ -17,7 +17,6 @@ as the agent's translator does.
 Run as a program (``argv``), or with ``--check FILE`` by tests outside a server.
 """
 
-from __future__ import annotations
 
 import argparse
 import json
@@ -25,8 +24,9 @@ import os
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SCHEMA = HERE / "cloudwatch_agent_schema.json"
+# Beside this file in support/fakebin, which is also on sys.path when installed on a server.
+SCHEMA = next(p for p in (Path(d) / "cloudwatch_agent_schema.json"
+                          for d in [Path(__file__).resolve().parent, *sys.path]) if p.exists())
 
 
 def gitlab_log_paths() -> set[str]:
