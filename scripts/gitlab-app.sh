@@ -319,6 +319,11 @@ SQL
 }
 
 main() {
+  # The scheduled backup (lib/backup.sh), run by cron with its own environment.
+  case "${GITLAB_CFN_PHASE:-}" in
+    backup) backup_phase; return ;;
+    backup-locked) backup_locked_phase; return ;;
+  esac
   if [[ "${GITLAB_CFN_PHASE:-}" == locked ]]; then
     # Re-entered from psql while the lock is held: no signal from here, and the
     # database password stays with the session that holds the lock.
@@ -336,6 +341,7 @@ main() {
   render_gitlab_rb | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
   configure_sshd
+  install_backup_schedule "$(readlink -f "$0")"
   wait_until_ready
   configure_cloudwatch_agent gitlab-app
   log "GitLab is configured and ready"

@@ -246,7 +246,7 @@ def test_every_alarm_notifies_the_encrypted_topic(default):
     alarms = {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert sorted(alarms) == sorted([
         "LoadBalancerUnhealthyAlarm", "LoadBalancer5xxAlarm", "AppInServiceAlarm", "DatabaseCpuAlarm",
-        "DatabaseStorageAlarm", "CacheMemoryAlarm", "CacheEvictionsAlarm", "GitalyDiskAlarm"])
+        "DatabaseStorageAlarm", "CacheMemoryAlarm", "CacheEvictionsAlarm", "GitalyDiskAlarm", "BackupAlarm"])
     for lid, p in alarms.items():
         assert p["AlarmActions"] == p["OKActions"] == [{"Ref": "AlarmTopic"}], lid
 

@@ -30,7 +30,7 @@ from gitlab_cfn.errors import GitlabCfnError
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
-    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "gitlab-app.sh"),
+    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "gitlab-app.sh"),
     "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "gitaly.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),

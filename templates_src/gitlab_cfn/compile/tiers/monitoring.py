@@ -17,6 +17,7 @@ DatabaseStorageAlarm         FreeStorageSpace / DBAllocatedStorage              
 CacheMemoryAlarm             AWS/ElastiCache DatabaseMemoryUsagePercentage (primary)  > 80 % for 15 minutes
 CacheEvictionsAlarm          AWS/ElastiCache Evictions (primary)                     > 0 for 15 minutes
 GitalyDiskAlarm              the agent's disk_used_percent of the Gitaly data path   > 80 % (20 % free)
+BackupAlarm                  BackupSucceeded of the nightly backup (lib/backup.sh)   < 1, or none for a day
 ===========================  ======================================================  ====================
 
 The Gitaly disk metric is the CloudWatch agent's (``scripts/lib/cloudwatch.sh``),
@@ -138,6 +139,15 @@ def alarms(tier: Tier, topic) -> dict[str, cloudwatch.Alarm]:
         Dimensions=[_dim("Stack", tier.stack_name()), _dim("Role", "gitaly"), _dim("path", GITALY_DATA_PATH)],
         Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=GITALY_DISK_USED_PERCENT,
         ComparisonOperator="GreaterThanThreshold")
+    # scripts/lib/backup.sh publishes BackupSucceeded (1 or 0) after each nightly run;
+    # no value for a day (missing data, breaching) is a late backup. It also fires on a
+    # new stack until the first night's backup has run.
+    made["BackupAlarm"] = _alarm(
+        tier, "BackupAlarm", "the nightly GitLab backup failed or did not run", topic,
+        Namespace=namespace, MetricName="BackupSucceeded",
+        Dimensions=[_dim("Stack", tier.stack_name())],
+        Statistic="Minimum", Period=86400, EvaluationPeriods=1, Threshold=1,
+        ComparisonOperator="LessThanThreshold", TreatMissingData="breaching")
     return made
 
 
