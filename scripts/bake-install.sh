@@ -36,14 +36,8 @@ install_aws_cli() {
   ln -sf /snap/bin/aws "$ROOT/usr/local/bin/aws"
 }
 
-# The CloudWatch agent (AWS's Debian package, from its regional S3 download location),
-# checked against AWS's signing key before dpkg installs it:
-# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/download-CloudWatch-Agent-on-EC2-Instance-commandline-first.html
-# ("Download and install the CloudWatch agent package": ubuntu/amd64/latest/amazon-cloudwatch-agent.deb;
-# "Verifying the signature of the CloudWatch agent package": the .sig beside it, the key at
-# assets/amazon-cloudwatch-agent.gpg and its fingerprint). Boot configures it (lib/cloudwatch.sh).
+# The CloudWatch agent, signature checked (docs/operations.md; AWS: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/download-CloudWatch-Agent-on-EC2-Instance-commandline-first.html).
 CLOUDWATCH_AGENT_FINGERPRINT="${GITLAB_CFN_CLOUDWATCH_AGENT_FINGERPRINT:-937616F3450B7D806CBD9725D58167303B789C72}"
-CLOUDWATCH_AGENT_KEY_URL=https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg
 
 install_cloudwatch_agent() {
   local dir url gnupg fingerprint
@@ -54,16 +48,15 @@ install_cloudwatch_agent() {
   dir=$(mktemp -d "$STATE_DIR/cloudwatch-agent.XXXXXX")
   retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.deb" "$url/amazon-cloudwatch-agent.deb"
   retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.deb.sig" "$url/amazon-cloudwatch-agent.deb.sig"
-  retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.gpg" "$CLOUDWATCH_AGENT_KEY_URL"
+  retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.gpg" https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg
   gnupg="$dir/gnupg"
   mkdir -m 700 "$gnupg"
   gpg --homedir "$gnupg" --batch --quiet --import "$dir/amazon-cloudwatch-agent.gpg" 2>/dev/null ||
-    die "$CLOUDWATCH_AGENT_KEY_URL is not an OpenPGP key"
+    die "the CloudWatch agent's key is not an OpenPGP key"
   fingerprint=$(gpg --homedir "$gnupg" --batch --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
   [[ "$fingerprint" == "$CLOUDWATCH_AGENT_FINGERPRINT" ]] ||
     die "the CloudWatch agent's signing key has fingerprint '$fingerprint', not AWS's $CLOUDWATCH_AGENT_FINGERPRINT"
-  gpg --homedir "$gnupg" --batch --quiet --verify "$dir/amazon-cloudwatch-agent.deb.sig" \
-    "$dir/amazon-cloudwatch-agent.deb" 2>/dev/null ||
+  gpg --homedir "$gnupg" --batch -q --verify "$dir"/amazon-cloudwatch-agent.deb{.sig,} 2>/dev/null ||
     die "the CloudWatch agent package does not match its signature"
   gpgconf --homedir "$gnupg" --kill gpg-agent 2>/dev/null || true
   dpkg -i -E "$dir/amazon-cloudwatch-agent.deb" >/dev/null
