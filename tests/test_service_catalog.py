@@ -71,7 +71,7 @@ def test_every_handler_permission_is_granted_or_excluded_with_a_reason(variant):
 def test_the_launch_role_cannot_delete_what_the_stacks_retain(default):
     need = launch_role.needs(product_of(default))
     assert need.retained_types == {"AWS::S3::Bucket", "AWS::KMS::Key", "AWS::SecretsManager::Secret",
-                                   "AWS::Logs::LogGroup"}
+                                   "AWS::Logs::LogGroup", "AWS::Backup::BackupVault"}
     actions = granted(launch_statements(default))
     for action in ("s3:DeleteBucket", "kms:ScheduleKeyDeletion", "secretsmanager:DeleteSecret", "logs:DeleteLogGroup",
                    "iam:CreateUser", "iam:PutUserPolicy"):
@@ -247,7 +247,7 @@ def test_the_portfolio_deploys_from_its_link_and_catalog_publish_adds_versions(l
         TemplateURL=first.urls[region].replace("/main.template.yaml", "/product.template.yaml"),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in launch.items()])["StackId"]
     states = stack_states(cfn, stack_id)
-    assert len(states) == 11 and {s.status for s in states} == {"CREATE_COMPLETE"}, first_failure(cfn, stack_id)
+    assert len(states) == 12 and {s.status for s in states} == {"CREATE_COMPLETE"}, first_failure(cfn, stack_id)
 
     # A version that is not published yet is refused before any region changes.
     refused = _catalog_publish(standin, "1.1.0")

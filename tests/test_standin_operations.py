@@ -16,6 +16,10 @@ def test_every_operations_patch_has_a_test():
     names = re.findall(r"^def (\w+)\(\) -> None:", OPERATIONS.read_text(), flags=re.M)
     tested = {n.removeprefix("test_patch_") for n in globals() if n.startswith("test_patch_")}
     assert names and set(names) == tested
+    # The models, all three, by the one test that deploys them.
+    assert set(re.findall(r'return "(AWS::Backup::\w+)"', OPERATIONS.read_text())) == {
+        "AWS::Backup::BackupVault", "AWS::Backup::BackupPlan", "AWS::Backup::BackupSelection"}
+    assert "test_backup_models" in globals()
 
 
 def test_the_stand_in_knows_cloudwatch_retention_values():
@@ -74,3 +78,51 @@ def test_patch_log_group_key_usable_by_logs(local_aws):
     assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
     ((logical, reason),) = failed_events(cfn, stack["StackId"])
     assert logical == "Group" and "not allowed to be used with Arn" in reason
+
+
+BACKUP_ROLE = {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+    "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": ["backup.amazonaws.com"]},
+                                            "Action": ["sts:AssumeRole"]}]}}}
+
+
+def _backup_template(key, days=35, copy=None, role=True, plan="probe"):
+    rule = {"RuleName": "Daily", "TargetBackupVault": {"Ref": "Vault"}, "ScheduleExpression": "cron(0 3 * * ? *)",
+            "Lifecycle": {"DeleteAfterDays": days}}
+    if copy is not None:
+        rule["CopyActions"] = [{"DestinationBackupVaultArn": copy, "Lifecycle": {"DeleteAfterDays": days}}]
+    resources = {
+        "Vault": {"Type": "AWS::Backup::BackupVault", "Properties": {"BackupVaultName": "gitlab-cfn-probe",
+                                                                       "EncryptionKeyArn": key}},
+        "Plan": {"Type": "AWS::Backup::BackupPlan", "Properties": {"BackupPlan": {
+            "BackupPlanName": plan, "BackupPlanRule": [rule]}}},
+        "Selection": {"Type": "AWS::Backup::BackupSelection", "Properties": {
+            "BackupPlanId": {"Ref": "Plan"}, "BackupSelection": {
+                "SelectionName": "data",
+                "IamRoleArn": {"Fn::GetAtt": ["Role", "Arn"]} if role else f"arn:aws:iam::{ACCOUNT}:role/nope",
+                "Resources": [f"arn:aws:s3:::gl-probe"]}}},
+    }
+    if role:
+        resources["Role"] = BACKUP_ROLE
+    return {"Resources": resources, "Outputs": {"Vault": {"Value": {"Ref": "Vault"}}, "Plan": {"Value": {"Ref": "Plan"}}}}
+
+
+def test_backup_models(local_aws):
+    key = _key(local_aws, [])
+    cfn, stack = deploy(local_aws, _backup_template(key), name="backup-good")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
+    client = local_aws.client("backup", REGION)
+    vault = client.describe_backup_vault(BackupVaultName="gitlab-cfn-probe")
+    assert vault["EncryptionKeyArn"] == key
+    plan_id = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["Plan"]
+    assert client.get_backup_plan(BackupPlanId=plan_id)["BackupPlan"]["Rules"][0]["Lifecycle"] == {"DeleteAfterDays": 35}
+    cfn.delete_stack(StackName=stack["StackId"])
+    for template, name, reason in (
+        (_backup_template(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000"), "backup-nokey",
+         "does not exist"),
+        (_backup_template(key, days=0), "backup-days", "DeleteAfterDays must be at least 1"),
+        (_backup_template(key, copy="arn:aws:s3:::not-a-vault"), "backup-copy", "Invalid DestinationBackupVaultArn"),
+        (_backup_template(key, role=False, plan="no-role"), "backup-role", "no such role"),
+    ):
+        cfn, stack = deploy(local_aws, template, name=name)
+        assert stack["StackStatus"] == "ROLLBACK_COMPLETE", name
+        assert any(reason in r for _, r in failed_events(cfn, stack["StackId"])), (name, failed_events(cfn, stack["StackId"]))

@@ -137,8 +137,12 @@ def _cidr(label, group, description, default=None, pattern=CIDR_VPC_PATTERN):
 EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 
 
+BACKUP_VAULT_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:backup:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
+                            r"backup-vault:[A-Za-z0-9_.-]{2,50}$")
+
+
 def operations_parameters(group: str) -> dict[str, ParamSpec]:
-    """Logs, alarms (tiers ``logs`` and ``monitoring``)."""
+    """Logs, alarms and backups (tiers ``logs``, ``monitoring``, ``backup``)."""
     from gitlab_cfn.compile.observability import DEFAULT_RETENTION_DAYS, RETENTION_DAYS
 
     return {
@@ -152,6 +156,15 @@ def operations_parameters(group: str) -> dict[str, ParamSpec]:
             description="Address the alarms are sent to (SNS asks it to confirm). Empty: subscribe to the topic yourself.",
             allowed_pattern=f"^$|{EMAIL_PATTERN}", max_length=254,
             constraint="must be empty or an e-mail address such as ops@example.com"),
+        "BackupRetentionDays": ParamSpec(
+            type="Number", label="Backup retention (days)", group=group, default=35, min_value=1, max_value=36500,
+            description="Days AWS Backup keeps each daily recovery point of the database, Gitaly volume and buckets.",
+            constraint="must be a number of days from 1 to 36500"),
+        "BackupCopyVaultArn": ParamSpec(
+            type="String", label="Copy backups to vault (optional)", group=group, default="",
+            description="ARN of an AWS Backup vault in another region (create it first) to copy each recovery point to. Empty: no copy.",
+            allowed_pattern=BACKUP_VAULT_ARN_PATTERN,
+            constraint="must be empty or a backup vault ARN: arn:aws:backup:REGION:ACCOUNT:backup-vault:NAME"),
     }
 
 

@@ -80,6 +80,10 @@ EXCLUDED: dict[str, str] = {
     "logs:PutBearerTokenAuthentication": "log groups take no bearer-token ingestion",
     "logs:PutLogGroupDeletionProtection": "log groups have no deletion protection",
     "sns:*DataProtectionPolicy": "the alarm topic has no data protection policy",
+    "backup-storage:*": "no AWS Backup storage mounts (called by AWS Backup itself)",
+    "backup:*BackupVaultAccessPolicy": "the vault has no access policy",
+    "backup:*BackupVaultLockConfiguration": "the vault has no lock",
+    "backup:*BackupVaultNotifications": "the vault sends no notifications",
     "s3:REST.PUT.OBJECT": "not an IAM action (an S3 access-log operation name, listed by AWS::Logs::LogGroup's schema)",
     "managed-fleets:*": "no managed fleets behind the Auto Scaling group",
     "vpc-lattice:*": "no VPC Lattice traffic sources on the Auto Scaling group",
@@ -148,6 +152,7 @@ _ACCOUNT = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
 # Resources each service's actions may act on: this account and region only.
 SCOPES: dict[str, list[str]] = {
     "autoscaling": [_ACCOUNT % ("autoscaling", "*")],
+    "backup": [_ACCOUNT % ("backup", "backup-vault:gitlab-cfn-*"), _ACCOUNT % ("backup", "backup-plan:*")],
     "cloudformation": [_ACCOUNT % ("cloudformation", "stack/SC-*/*")],
     "cloudwatch": [_ACCOUNT % ("cloudwatch", "alarm:*"),
                    "arn:${AWS::Partition}:cloudwatch::${AWS::AccountId}:dashboard/*"],
@@ -180,9 +185,9 @@ SERVICE_CATALOG_ACTIONS = [
     "cloudformation:UntagResource", "cloudformation:ValidateTemplate",
 ]
 # Roles are passed only to the services that use them.
-PASS_ROLE_TO = ["ec2.amazonaws.com", "monitoring.rds.amazonaws.com"]
+PASS_ROLE_TO = ["ec2.amazonaws.com", "monitoring.rds.amazonaws.com", "backup.amazonaws.com"]
 # Service-linked roles the product's services create on first use in an account.
-SERVICE_LINKED = ["autoscaling.amazonaws.com", "elasticache.amazonaws.com", "rds.amazonaws.com",
+SERVICE_LINKED = ["autoscaling.amazonaws.com", "elasticache.amazonaws.com", "rds.amazonaws.com", "backup.amazonaws.com",
                   "elasticloadbalancing.amazonaws.com"]
 SPECIAL = {"iam:PassRole", "iam:CreateServiceLinkedRole", "iam:AttachRolePolicy", "iam:DetachRolePolicy"}
 

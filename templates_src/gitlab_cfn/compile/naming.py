@@ -22,6 +22,7 @@ TIERS = (
     "gitaly",
     "app",
     "monitoring",
+    "backup",
     "dns",
 )
 MAIN = "main"

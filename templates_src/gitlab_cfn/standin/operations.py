@@ -14,6 +14,15 @@ has its ``test_patch_*`` in tests/test_standin_operations.py:
   specified KMS key does not exist or is not allowed to be used with Arn '<group arn>'"
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
   moto ignores the key.
+
+And CloudFormation models for the AWS Backup types moto's CloudFormation does not know
+(``AWS::Backup::BackupVault``, ``BackupPlan``, ``BackupSelection``), created in moto's
+backup backend, refusing what AWS Backup refuses: a vault key that does not exist, a
+rule keeping recovery points less than a day, a copy to something that is not a backup
+vault ARN, a selection whose role does not exist or whose plan does not
+(https://docs.aws.amazon.com/aws-backup/latest/devguide/API_CreateBackupPlan.html,
+API_CreateBackupSelection.html). Registered by importing this module
+(``test_backup_models`` in tests/test_standin_operations.py).
 """
 
 from __future__ import annotations
@@ -169,3 +178,115 @@ def log_group_key_usable_by_logs() -> None:
             return original_associate(self, log_group_name, kms_key_id, *args, **kwargs)
 
         LogsBackend.associate_kms_key = associate_kms_key
+
+
+# -- AWS Backup models ---------------------------------------------------------------------------
+
+import re  # noqa: E402
+
+from moto.core.common_models import CloudFormationModel  # noqa: E402
+
+from gitlab_cfn.standin.models import _Model  # noqa: E402
+
+VAULT_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:backup:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:backup-vault:[A-Za-z0-9_.-]{2,50}$")
+
+
+class _BackupError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _backup(account_id: str, region: str):
+    from moto.backup.models import backup_backends
+
+    return backup_backends[account_id][region]
+
+
+class BackupVault(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Backup::BackupVault"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "BackupVaultName"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        props = cloudformation_json.get("Properties", {})
+        name = props.get("BackupVaultName") or resource_name
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{2,50}", name):
+            raise _BackupError(f"Invalid backup vault name {name!r}: 2 to 50 letters, digits, hyphens, underscores, dots")
+        key = props.get("EncryptionKeyArn")
+        if key:
+            from moto.kms.models import kms_backends
+
+            if key.rsplit("/", 1)[-1] not in kms_backends[account_id][region_name].keys:
+                raise _BackupError(f"Invalid EncryptionKeyArn: key {key} does not exist")
+        vault = _backup(account_id, region_name).create_backup_vault(name, {}, key, "")
+        return cls(name, BackupVaultName=name, BackupVaultArn=vault.backup_vault_arn)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):  # type: ignore[override]
+        _backup(account_id, region_name).delete_backup_vault(resource_name)
+
+
+class BackupPlan(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Backup::BackupPlan"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        spec = cloudformation_json.get("Properties", {}).get("BackupPlan", {})
+        backend = _backup(account_id, region_name)
+        rules = []
+        for rule in spec.get("BackupPlanRule", []):
+            vault = rule.get("TargetBackupVault")
+            if vault not in backend.vaults:
+                raise _BackupError(f"Backup vault {vault} does not exist")
+            for lifecycle in [rule.get("Lifecycle")] + [c.get("Lifecycle") for c in rule.get("CopyActions", [])]:
+                if lifecycle and "DeleteAfterDays" in lifecycle and int(lifecycle["DeleteAfterDays"]) < 1:
+                    raise _BackupError("Lifecycle DeleteAfterDays must be at least 1")
+            for copy in rule.get("CopyActions", []):
+                if not VAULT_ARN.match(copy.get("DestinationBackupVaultArn", "")):
+                    raise _BackupError(f"Invalid DestinationBackupVaultArn {copy.get('DestinationBackupVaultArn')!r}")
+            rules.append({k: v for k, v in rule.items() if k != "TargetBackupVault"} | {"TargetBackupVaultName": vault})
+        plan = backend.create_backup_plan({"BackupPlanName": spec.get("BackupPlanName", resource_name), "Rules": rules},
+                                          {}, "")
+        return cls(plan.backup_plan_id, BackupPlanId=plan.backup_plan_id, BackupPlanArn=plan.backup_plan_arn,
+                   VersionId=plan.version_id)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):  # type: ignore[override]
+        _backup(account_id, region_name).delete_backup_plan(resource_name)
+
+
+SELECTIONS: dict[str, dict] = {}
+
+
+class BackupSelection(_Model, CloudFormationModel):
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Backup::BackupSelection"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[override]
+        from moto.iam.models import iam_backends
+        from moto.utilities.utils import get_partition
+
+        props = cloudformation_json.get("Properties", {})
+        plan_id = props.get("BackupPlanId")
+        if plan_id not in _backup(account_id, region_name).plans:
+            raise _BackupError(f"Backup plan {plan_id} does not exist")
+        selection = props.get("BackupSelection", {})
+        role_arn = selection.get("IamRoleArn", "")
+        roles = iam_backends[account_id][get_partition(region_name)].roles.values()
+        if role_arn not in [r.arn for r in roles]:
+            raise _BackupError(f"Invalid IamRoleArn {role_arn!r}: no such role")
+        if not selection.get("Resources") and not selection.get("ListOfTags"):
+            raise _BackupError("A backup selection needs Resources or ListOfTags")
+        selection_id = f"{plan_id}-{len(SELECTIONS) + 1}"
+        SELECTIONS[selection_id] = {"plan": plan_id, **selection}
+        return cls(selection_id, SelectionId=selection_id, BackupPlanId=plan_id)

@@ -2,6 +2,7 @@
 
 from gitlab_cfn.compile.tiers import (
     app,
+    backup,
     bastion,
     cache,
     database,
@@ -25,5 +26,6 @@ MODULES = {
     "gitaly": gitaly,
     "app": app,
     "monitoring": monitoring,
+    "backup": backup,
     "dns": dns,
 }

@@ -166,6 +166,7 @@ def build(tier: Tier) -> None:
                 "Gitaly address for GitLab's repository storage.", public=True)
     tier.output("GitalyPrivateIp", address, "Private address of the Gitaly server.")
     tier.output("GitalyInstanceId", Ref(instance), "Instance id of the Gitaly server.")
+    tier.output("GitalyDataVolumeId", Ref("GitalyDataVolume"), "EBS volume of the repositories (backed up by tier backup).")
     tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
                 public=True)
     tier.output("GitLabShellSecretArn", Ref(shell), "Secret of Gitaly's calls back into GitLab.")
