@@ -50,6 +50,7 @@ load_secrets() {
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$DB_PASSWORD" && -n "$REDIS_TOKEN" && -n "$GITALY_TOKEN" && -n "$SHELL_SECRET" ]] ||
     die "a secret read from Secrets Manager is empty"
+  load_smtp_credentials "${SMTP_SECRET_NAME:-}"
 }
 
 # MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.
@@ -338,7 +339,7 @@ main() {
   required_env
   check_installed_version
   load_secrets
-  render_gitlab_rb | install_file 0600 /etc/gitlab/gitlab.rb
+  { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; } | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
   configure_sshd
   install_backup_schedule "$(readlink -f "$0")"

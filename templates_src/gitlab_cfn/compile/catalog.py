@@ -137,6 +137,9 @@ def _cidr(label, group, description, default=None, pattern=CIDR_VPC_PATTERN):
 EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 
 
+# An SES sender: an address, or a domain (GitLab then sends from gitlab@<domain>).
+SENDER_PATTERN = (r"^$|^([A-Za-z0-9._%+-]+@)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,200}$"
 BACKUP_VAULT_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:backup:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
                             r"backup-vault:[A-Za-z0-9_.-]{2,50}$")
 
@@ -156,6 +159,18 @@ def operations_parameters(group: str) -> dict[str, ParamSpec]:
             description="Address the alarms are sent to (SNS asks it to confirm). Empty: subscribe to the topic yourself.",
             allowed_pattern=f"^$|{EMAIL_PATTERN}", max_length=254,
             constraint="must be empty or an e-mail address such as ops@example.com"),
+        "EmailSender": ParamSpec(
+            type="String", label="Outbound e-mail sender (optional)", group=group, default="",
+            description=("Address or domain GitLab sends e-mail from through Amazon SES (an SES identity you "
+                         "verified in this region). Empty: GitLab sends no e-mail."),
+            allowed_pattern=SENDER_PATTERN, max_length=254,
+            constraint="must be empty, an e-mail address (gitlab@example.com) or a domain (example.com)"),
+        "SmtpCredentialsSecretName": ParamSpec(
+            type="String", label="SES SMTP credentials secret", group=group, default="",
+            description=("Name of a Secrets Manager secret in this region holding the SES SMTP credentials as "
+                         '{"username": ..., "password": ...}; needed with a sender.'),
+            allowed_pattern=SECRET_NAME_PATTERN, max_length=200,
+            constraint="must be empty or a Secrets Manager secret name (letters, digits, /_+=.@-)"),
         "BackupRetentionDays": ParamSpec(
             type="Number", label="Backup retention (days)", group=group, default=35, min_value=1, max_value=36500,
             description="Days AWS Backup keeps each daily recovery point of the database, Gitaly volume and buckets.",

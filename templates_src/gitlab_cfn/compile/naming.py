@@ -19,6 +19,7 @@ TIERS = (
     "cache",
     "bastion",
     "logs",
+    "email",
     "gitaly",
     "app",
     "monitoring",

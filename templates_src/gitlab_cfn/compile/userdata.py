@@ -30,7 +30,7 @@ from gitlab_cfn.errors import GitlabCfnError
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
-    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "gitlab-app.sh"),
+    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
     "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "gitaly.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
@@ -55,9 +55,11 @@ MAX_LENGTHS = (
     ("BUNDLE_PARAMETER", len("/gitlab-cfn//gitlab-app/boot-bundle") + 128),
     ("ADDRESS", 32),          # tcp://<private IPv4>:8075
     ("_ID", 32),              # volume ids
+    ("SMTP_SECRET_NAME", 200),  # the parameter's MaxLength (before _NAME: the first match counts)
     ("_NAME", 64),
     # /gitlab-cfn/<parent stack name, at most 128>/<8 characters of a stack id>
     ("LOG_GROUP_PREFIX", len("/gitlab-cfn//") + 128 + 8),
+    ("EMAIL_SENDER", 254),    # the parameter's MaxLength
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
