@@ -50,7 +50,9 @@ load_secrets() {
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$DB_PASSWORD" && -n "$REDIS_TOKEN" && -n "$GITALY_TOKEN" && -n "$SHELL_SECRET" ]] ||
     die "a secret read from Secrets Manager is empty"
-  load_smtp_credentials "${SMTP_SECRET_NAME:-}"
+  if [[ -n "${EMAIL_SENDER:-}" ]]; then
+    load_smtp_credentials "$(smtp_secret_name)"
+  fi
 }
 
 # MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.

@@ -46,3 +46,11 @@ def test_bad_backup_parameters_are_refused_before_anything_is_sent(default):
                               ("BackupCopyVaultArn", "dr-vault", "backup vault ARN")):
         (problem,) = [p for p in check_params(template, {name: value}) if p.startswith(name)]
         assert says in problem, problem
+
+
+def test_the_vault_name_fits_aws_backup_limit_for_any_stack(default):
+    # 2 to 50 characters; a long parent stack name must not matter (the stand-in refused
+    # gitlab-cfn-<stack name>-<suffix> for a Service Catalog stack's name).
+    name = props(default["backup"], "BackupVault")["BackupVaultName"]
+    assert name == {"Fn::Join": ["-", ["gitlab-cfn", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]}
+    assert len("gitlab-cfn-" + "0a1b2c3d-1111-2222-3333-444455556666") <= 50

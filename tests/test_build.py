@@ -8,7 +8,7 @@ import yaml
 from gitlab_cfn.compile import compiler, config
 from gitlab_cfn.errors import ConfigError
 
-PRODUCT = ["main", "network", "security-groups", "storage", "database", "cache", "bastion", "logs", "email", "gitaly",
+PRODUCT = ["main", "network", "security-groups", "storage", "database", "cache", "bastion", "logs", "gitaly",
            "app",
            "monitoring", "backup", "dns"]
 ALL = PRODUCT + ["service-catalog"]  # the stack's templates, then the portfolio

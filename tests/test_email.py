@@ -58,48 +58,55 @@ def test_a_quote_in_the_password_stays_in_its_string():
 def test_sender_must_be_an_address_or_a_domain(default):
     template = default["main"]
     for good in ("", "gitlab@example.com", "example.com", "mail.example.co.uk"):
-        assert not [p for p in check_params(template, {"EmailSender": good, "SmtpCredentialsSecretName": "ses/smtp"})
-                    if p.startswith("Email")], good
+        assert not [p for p in check_params(template, {"EmailSender": good}) if p.startswith("Email")], good
     for bad in ("gitlab", "gitlab@", "@example.com", "Example.COM", "gitlab@example", "a b@example.com"):
         (problem,) = [p for p in check_params(template, {"EmailSender": bad}) if p.startswith("EmailSender")]
-        assert "an e-mail address (gitlab@example.com) or a domain (example.com)" in problem, bad
-    # A sender needs the credentials secret (the parent's Rule).
-    problems = check_params(template, {"EmailSender": "example.com"})
-    assert any(p.startswith("EmailNeedsSmtpCredentials:") for p in problems)
+        assert "an e-mail address (gitlab@example.com) or a domain (example.com)" in problem, (bad, problem)
+    # Longer than the servers' user data allows for it.
+    assert any(p.startswith("EmailSender") for p in check_params(template, {"EmailSender": "g@" + "a" * 80 + ".com"}))
 
 
 def test_email_on_grants_the_secret_and_port_587_only(default):
-    email = default["email"]
-    assert email["Conditions"]["EmailOn"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EmailSender"}, ""]}]}
-    egress = email["Resources"]["AppToSesSmtp"]
+    for tier in ("security-groups", "storage"):
+        assert default[tier]["Conditions"]["EmailOn"] == {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": "EmailSender"}, ""]}]}, tier
+    egress = default["security-groups"]["Resources"]["AppToSesSmtp"]
     assert egress["Condition"] == "EmailOn"
     p = egress["Properties"]
     assert (p["IpProtocol"], p["FromPort"], p["ToPort"], p["CidrIp"]) == ("tcp", 587, 587, "0.0.0.0/0")
-    assert [r["Type"] for r in email["Resources"].values()].count("AWS::EC2::SecurityGroupEgress") == 1
-    read = email["Resources"]["SmtpCredentialsRead"]
-    assert read["Condition"] == "EmailOn" and read["Properties"]["Roles"] == [{"Ref": "InstanceRoleName"}]
+    assert p["GroupId"] == {"Fn::GetAtt": ["AppSecurityGroup", "GroupId"]}
+    read = default["storage"]["Resources"]["SmtpCredentialsRead"]
+    assert read["Condition"] == "EmailOn" and read["Properties"]["Roles"] == [{"Ref": "InstanceRole"}]
     (statement,) = read["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    assert statement["Resource"] == [{"Fn::Sub": [
-        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${Name}-??????",
-        {"Name": {"Ref": "SmtpCredentialsSecretName"}}]}]
-    # The servers boot after it and are told the sender and the secret.
+    assert statement["Resource"] == [{"Fn::Sub": (
+        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+        "gitlab-cfn/${ParentStackName}/ses-smtp-credentials-??????")}]
+    # The servers are told the sender; the secret's name is the same convention on both sides.
     app = default["main"]["Resources"]["AppStack"]["Properties"]["Parameters"]
-    assert app["EmailSmtpSecretName"] == {"Fn::GetAtt": ["EmailStack", "Outputs.EmailSmtpSecretName"]}
     assert app["EmailSender"] == {"Ref": "EmailSender"}
+    name = subprocess.run(["bash", "-c", f"source {SCRIPTS / 'lib/common.sh'}; source {SCRIPTS / 'lib/email.sh'}; "
+                           "smtp_secret_name"], capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ["PATH"], "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d"})
+    assert name.stdout == statement["Resource"][0]["Fn::Sub"].split("secret:", 1)[1].removesuffix("-??????").replace(
+        "${ParentStackName}", "gitlab-production")
 
 
-def test_the_server_reads_the_credentials_only_when_named(tmp_path):
+def test_the_server_reads_the_credentials_of_the_secret_it_names(tmp_path):
     fake = tmp_path / "aws"
     fake.write_text("#!/bin/sh\necho \"$@\" >> \"$CALLS\"\n"
                     "echo '{\"username\": \"AKIAEXAMPLE\", \"password\": \"pw\"}'\n")
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/email.sh'}\n"
-              "load_smtp_credentials \"$1\"; printf '%s|%s' \"$SMTP_USER\" \"$SMTP_PASSWORD\"\n")
-    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "AWS_REGION": "eu-west-1", "CALLS": str(calls)}
-    off = subprocess.run(["bash", "-c", script, "x", ""], capture_output=True, text=True, env=env, timeout=30)
-    assert off.returncode == 0 and off.stdout == "|" and not calls.exists()
-    on = subprocess.run(["bash", "-c", script, "x", "ses/smtp"], capture_output=True, text=True, env=env, timeout=30)
-    assert on.returncode == 0 and on.stdout == "AKIAEXAMPLE|pw"
-    assert re.search(r"secretsmanager get-secret-value --region eu-west-1 --secret-id ses/smtp", calls.read_text())
+              "load_smtp_credentials \"$(smtp_secret_name)\"; printf '%s|%s' \"$SMTP_USER\" \"$SMTP_PASSWORD\"\n")
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "AWS_REGION": "eu-west-1", "CALLS": str(calls),
+           "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d"}
+    on = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    assert on.returncode == 0 and on.stdout == "AKIAEXAMPLE|pw", on.stderr
+    assert re.search(r"secretsmanager get-secret-value --region eu-west-1 --secret-id "
+                     r"gitlab-cfn/gitlab-production/ses-smtp-credentials", calls.read_text())
+    fake.write_text("#!/bin/sh\necho '{}'\n")
+    empty = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    assert empty.returncode == 1
+    assert "the SMTP credentials secret has no username and password" in empty.stderr

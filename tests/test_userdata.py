@@ -34,7 +34,6 @@ def sample(name: str) -> str:
         "DATA_VOLUME_ID": "vol-0123456789abcdef0",
         "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d",
         "EMAIL_SENDER": "gitlab@engineering.example.com",
-        "SMTP_SECRET_NAME": "gitlab-production/ses-smtp-credentials",
         "GITLAB_VERSION": "18.5.1",
         "GITLAB_EDITION": "ee",
         "BAKE_SOURCE": "gitlab-ami",

@@ -8,11 +8,18 @@
 
 SMTP_PORT=587
 
-# load_smtp_credentials SECRET_NAME: sets SMTP_USER and SMTP_PASSWORD ("" when no secret).
+# smtp_secret_name: the stack's secret of the SES SMTP credentials,
+# gitlab-cfn/<stack name>/ses-smtp-credentials (storage.SMTP_SECRET_NAME), the stack name
+# from LOG_GROUP_PREFIX (/gitlab-cfn/<stack name>/<suffix>).
+smtp_secret_name() {
+  local stack=${LOG_GROUP_PREFIX#/gitlab-cfn/}
+  printf 'gitlab-cfn/%s/ses-smtp-credentials' "${stack%/*}"
+}
+
+# load_smtp_credentials SECRET_NAME: sets SMTP_USER and SMTP_PASSWORD.
+SMTP_USER="" SMTP_PASSWORD=""
 load_smtp_credentials() {
   local json
-  SMTP_USER="" SMTP_PASSWORD=""
-  [[ -n "$1" ]] || return 0
   json=$(secret_string "$1")
   SMTP_USER=$(printf '%s' "$json" | json_field username)
   SMTP_PASSWORD=$(printf '%s' "$json" | json_field password)

@@ -191,7 +191,6 @@ def preamble_values(db_port: int, db_name: str, arns: dict[str, str], stack: str
         "LOG_GROUP_PREFIX": f"/gitlab-cfn/{stack}/0a1b2c3d",
         # Outbound e-mail off (the parameters' defaults).
         "EMAIL_SENDER": "",
-        "SMTP_SECRET_NAME": "",
         **arns,
     }
     for kind in BUCKET_KINDS:

@@ -138,8 +138,9 @@ EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])
 
 
 # An SES sender: an address, or a domain (GitLab then sends from gitlab@<domain>).
+# Bounded for the servers' user data (userdata.MAX_LENGTHS).
+EMAIL_SENDER_MAX_LENGTH = 80
 SENDER_PATTERN = (r"^$|^([A-Za-z0-9._%+-]+@)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-SECRET_NAME_PATTERN = r"^$|^[A-Za-z0-9/_+=.@-]{1,200}$"
 BACKUP_VAULT_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:backup:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
                             r"backup-vault:[A-Za-z0-9_.-]{2,50}$")
 
@@ -162,15 +163,10 @@ def operations_parameters(group: str) -> dict[str, ParamSpec]:
         "EmailSender": ParamSpec(
             type="String", label="Outbound e-mail sender (optional)", group=group, default="",
             description=("Address or domain GitLab sends e-mail from through Amazon SES (an SES identity you "
-                         "verified in this region). Empty: GitLab sends no e-mail."),
-            allowed_pattern=SENDER_PATTERN, max_length=254,
+                         "verified in this region), with the SES SMTP credentials in the secret "
+                         "gitlab-cfn/<stack name>/ses-smtp-credentials. Empty: GitLab sends no e-mail."),
+            allowed_pattern=SENDER_PATTERN, max_length=EMAIL_SENDER_MAX_LENGTH,
             constraint="must be empty, an e-mail address (gitlab@example.com) or a domain (example.com)"),
-        "SmtpCredentialsSecretName": ParamSpec(
-            type="String", label="SES SMTP credentials secret", group=group, default="",
-            description=("Name of a Secrets Manager secret in this region holding the SES SMTP credentials as "
-                         '{"username": ..., "password": ...}; needed with a sender.'),
-            allowed_pattern=SECRET_NAME_PATTERN, max_length=200,
-            constraint="must be empty or a Secrets Manager secret name (letters, digits, /_+=.@-)"),
         "BackupRetentionDays": ParamSpec(
             type="Number", label="Backup retention (days)", group=group, default=35, min_value=1, max_value=36500,
             description="Days AWS Backup keeps each daily recovery point of the database, Gitaly volume and buckets.",

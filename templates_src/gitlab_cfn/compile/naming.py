@@ -19,7 +19,6 @@ TIERS = (
     "cache",
     "bastion",
     "logs",
-    "email",
     "gitaly",
     "app",
     "monitoring",

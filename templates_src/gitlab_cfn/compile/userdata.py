@@ -55,11 +55,10 @@ MAX_LENGTHS = (
     ("BUNDLE_PARAMETER", len("/gitlab-cfn//gitlab-app/boot-bundle") + 128),
     ("ADDRESS", 32),          # tcp://<private IPv4>:8075
     ("_ID", 32),              # volume ids
-    ("SMTP_SECRET_NAME", 200),  # the parameter's MaxLength (before _NAME: the first match counts)
     ("_NAME", 64),
     # /gitlab-cfn/<parent stack name, at most 128>/<8 characters of a stack id>
     ("LOG_GROUP_PREFIX", len("/gitlab-cfn//") + 128 + 8),
-    ("EMAIL_SENDER", 254),    # the parameter's MaxLength
+    ("EMAIL_SENDER", 80),     # catalog.EMAIL_SENDER_MAX_LENGTH
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -65,13 +65,6 @@ def _rules(cfg: BuildConfig, declared: set[str]) -> dict:
             "Assert": Not(Equals(Ref("RemoteAccessCIDR"), "0.0.0.0/0")),
             "AssertDescription": "RemoteAccessCIDR must not be 0.0.0.0/0: give the range administrators connect from.",
         }]}
-    if "EmailSender" in declared:
-        rules["EmailNeedsSmtpCredentials"] = {
-            "RuleCondition": Not(Equals(Ref("EmailSender"), "")),
-            "Assertions": [{
-                "Assert": Not(Equals(Ref("SmtpCredentialsSecretName"), "")),
-                "AssertDescription": "With an EmailSender, SmtpCredentialsSecretName must name the secret of the SES SMTP credentials.",
-            }]}
     subnets = [f"{kind}Subnet{i}Cidr" for i in range(1, cfg.az_count + 1) for kind in ("Public", "Private")]
     rules["SubnetCidrsDistinct"] = {"Assertions": [
         {

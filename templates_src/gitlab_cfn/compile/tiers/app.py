@@ -192,9 +192,8 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "ROOT_PASSWORD_SECRET_ARN": Ref(secrets["RootPasswordSecret"]),
         # The stack's log groups (tier logs): the servers boot once they exist.
         "LOG_GROUP_PREFIX": tier.input("LogGroupPrefix"),
-        # Outbound e-mail (tier email, scripts/lib/email.sh): both empty when it is off.
+        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off.
         "EMAIL_SENDER": tier.param("EmailSender"),
-        "SMTP_SECRET_NAME": tier.input("EmailSmtpSecretName"),
     }
     for logical, kind in BUCKETS.items():
         # The container registry is not turned on by the boot script (it needs its own

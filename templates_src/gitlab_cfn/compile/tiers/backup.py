@@ -10,7 +10,7 @@ versioning, which they have) in a vault encrypted with the stack's key, kept
 region, created beforehand) when one is given.
 
 The vault is kept when the stack goes (it holds the recovery points a restore needs); its
-name carries 8 characters of this stack's id, so a later stack of the same name gets its own.
+name is ``gitlab-cfn-<this stack's id>``, so a later stack of the same name gets its own.
 
 Exposes: ``BackupVaultName``, ``BackupPlanId``.
 """
@@ -44,10 +44,12 @@ COMPLETION_WINDOW_MINUTES = 1440
 
 def build(tier: Tier) -> None:
     tier.stack_name()
-    suffix = Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
+    # AWS Backup vault names have 2 to 50 characters
+    # (https://docs.aws.amazon.com/aws-backup/latest/devguide/API_CreateBackupVault.html):
+    # "gitlab-cfn-" and this stack's id (a UUID, 36), unique and always short enough.
     vault = tier.keep(backup.BackupVault(
         "BackupVault",
-        BackupVaultName=Join("-", ["gitlab-cfn", tier.stack_name(), suffix]),
+        BackupVaultName=Join("-", ["gitlab-cfn", Select(2, Split("/", Ref("AWS::StackId")))]),
         EncryptionKeyArn=tier.input("KmsKeyArn"),
     ))
     role = tier.add(iam.Role(

@@ -26,6 +26,7 @@ from troposphere import (
     GetAtt,
     If,
     Join,
+    Not,
     Or,
     Ref,
     Select,
@@ -44,6 +45,7 @@ from gitlab_cfn.compile.policies import (
     kms_use,
     log_bucket,
     managed_policy_arn,
+    secret_read,
     tls_only_bucket,
 )
 from gitlab_cfn.compile.tier import Tier, scanner_skip
@@ -151,6 +153,23 @@ def log_bucket_resources(tier: Tier) -> s3.Bucket:
     return logs
 
 
+# The secret of the SES SMTP credentials, named by convention (scripts/lib/email.sh reads
+# the same name): the user creates it before giving EmailSender.
+SMTP_SECRET_NAME = "gitlab-cfn/${ParentStackName}/ses-smtp-credentials"
+
+
+def smtp_credentials_grant(tier: Tier, role) -> None:
+    """With a sender, the GitLab servers may read the SES SMTP credentials secret, by name
+    with the six characters Secrets Manager appends
+    (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html)."""
+    tier.template.add_condition("EmailOn", Not(Equals(tier.param("EmailSender"), "")))
+    tier.add(iam.PolicyType(
+        "SmtpCredentialsRead", Condition="EmailOn", PolicyName="SmtpCredentialsRead", Roles=[Ref(role)],
+        PolicyDocument=secret_read([Sub(
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + SMTP_SECRET_NAME + "-??????")]),
+    ))
+
+
 def build(tier: Tier) -> None:
     tier.stack_name()
     key = tier.keep(kms.Key(
@@ -211,6 +230,7 @@ def build(tier: Tier) -> None:
         Tags=tags("gitlab"),
     ))
     profile = tier.add(iam.InstanceProfile("InstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    smtp_credentials_grant(tier, role)
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",
