@@ -295,3 +295,26 @@ def test_the_builds_of_every_variant_wire_the_new_tiers():
         names = list(compiler.compile_data(config.from_dict(cfg)))
         assert "logs.template.yaml" in names and "monitoring.template.yaml" in names
     assert "LogRetentionDays" in catalog.parameters(config.BuildConfig())
+
+
+def test_bad_operations_parameters_exit_2_before_anything_is_sent(tmp_path):
+    """The CLI: a retention CloudWatch does not offer, a sender that is neither an address nor a
+    domain, a copy target that is not a backup vault: exit 2, each named on its line, nothing sent."""
+    from test_cli import EXE
+
+    out = tmp_path / "build"
+    compiler.write_build(config.BuildConfig(), out)
+    params = tmp_path / "p.yaml"
+    params.write_text("LogRetentionDays: 45\nEmailSender: gitlab@\nBackupCopyVaultArn: my-dr-vault\n")
+    # An endpoint nothing listens on: any AWS call would fail with exit 1, not 2.
+    result = subprocess.run([EXE, "deploy", "--build", str(out), "--stack-name", "x", "--region", "eu-west-1",
+                             "--params", str(params), "--endpoint-url", "http://127.0.0.1:9"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    assert result.returncode == 2, result.stderr
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("gitlab-cfn: error: ") and first.endswith("parameter problems:")
+    named = {line.strip().split(":", 1)[0] for line in rest}
+    assert {"LogRetentionDays", "EmailSender", "BackupCopyVaultArn"} <= named, rest
+    (retention,) = [line for line in rest if line.strip().startswith("LogRetentionDays:")]
+    assert "45" in retention and "3653" in retention
