@@ -32,6 +32,8 @@ def sample(name: str) -> str:
         "REDIS_PORT": "6379",
         "GITALY_ADDRESS": "tcp://10.0.1.123:8075",
         "DATA_VOLUME_ID": "vol-0123456789abcdef0",
+        "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d",
+        "EMAIL_SENDER": "gitlab@engineering.example.com",
         "GITLAB_VERSION": "18.5.1",
         "GITLAB_EDITION": "ee",
         "BAKE_SOURCE": "gitlab-ami",

@@ -188,6 +188,9 @@ def preamble_values(db_port: int, db_name: str, arns: dict[str, str], stack: str
         "REDIS_HOST": "master.gi1abc2defgh3ij.abcdef.apse2.cache.amazonaws.com",
         "REDIS_PORT": "6379",
         "GITALY_ADDRESS": "tcp://10.0.1.123:8075",
+        "LOG_GROUP_PREFIX": f"/gitlab-cfn/{stack}/0a1b2c3d",
+        # Outbound e-mail off (the parameters' defaults).
+        "EMAIL_SENDER": "",
         **arns,
     }
     for kind in BUCKET_KINDS:
@@ -244,7 +247,9 @@ class Server:
         header = (f"#!{sys.executable}\nimport sys\nsys.path[:0] = [{str(FAKEBIN)!r}, {str(REPO / 'tests')!r}, "
                   f"{str(REPO / 'templates_src')!r}]\n")
         for name, where in (("gitlab-ctl", "/opt/gitlab/bin/gitlab-ctl"), ("gitlab-rake", "/opt/gitlab/bin/gitlab-rake"),
-                            ("gitlab-rails", "/opt/gitlab/bin/gitlab-rails"), ("cfn-signal", "/opt/aws/bin/cfn-signal")):
+                            ("gitlab-rails", "/opt/gitlab/bin/gitlab-rails"), ("cfn-signal", "/opt/aws/bin/cfn-signal"),
+                            ("amazon-cloudwatch-agent-ctl",
+                             "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl")):
             self.write(where, header + (FAKEBIN / f"{name}.py").read_text(), 0o755)
         systemctl = self.dir / "systemctl"
         systemctl.write_text(header + (FAKEBIN / "systemctl.py").read_text())

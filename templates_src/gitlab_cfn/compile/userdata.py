@@ -30,11 +30,12 @@ from gitlab_cfn.errors import GitlabCfnError
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
-    "gitlab-app": ("lib/common.sh", "gitlab-app.sh"),
-    # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE.
-    "gitlab-sidekiq": ("lib/common.sh", "gitlab-app.sh"),
-    "gitaly": ("lib/common.sh", "gitaly.sh"),
-    "praefect": ("lib/common.sh", "praefect.sh"),
+    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
+    # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE
+    # (it sources the backup functions too, but schedules no backup on a Sidekiq server).
+    "gitlab-sidekiq": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
+    "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "gitaly.sh"),
+    "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "praefect.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
@@ -64,6 +65,9 @@ MAX_LENGTHS = (
     ("ADDRESS", len("tcp://") + 253 + len(":2305")),
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
+    # /gitlab-cfn/<parent stack name, at most 128>/<8 characters of a stack id>
+    ("LOG_GROUP_PREFIX", len("/gitlab-cfn//") + 128 + 8),
+    ("EMAIL_SENDER", 80),     # catalog.EMAIL_SENDER_MAX_LENGTH
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -1054,6 +1054,8 @@ def servicecatalog_templates_read() -> None:
 
 
 def apply_all() -> list[str]:
+    from gitlab_cfn.standin import operations  # noqa: F401  (registers the operations patches)
+
     for function in PATCHES:
         function()
     return [f.__name__ for f in PATCHES]

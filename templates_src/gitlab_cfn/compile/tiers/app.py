@@ -192,6 +192,10 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "RAILS_SECRETS_ARN": Ref(secrets["RailsSecretsSecret"]),
         "HOST_KEYS_SECRET_ARN": Ref(secrets["SshHostKeysSecret"]),
         "ROOT_PASSWORD_SECRET_ARN": Ref(secrets["RootPasswordSecret"]),
+        # The stack's log groups (tier logs): the servers boot once they exist.
+        "LOG_GROUP_PREFIX": tier.input("LogGroupPrefix"),
+        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off.
+        "EMAIL_SENDER": tier.param("EmailSender"),
     }
     for logical, kind in BUCKETS.items():
         # The container registry is not turned on by the boot script (it needs its own
@@ -356,6 +360,7 @@ def build(tier: Tier) -> None:
     tier.output("LoadBalancerDNSName", GetAtt(lb, "DNSName"), "Load balancer DNS name.", public=True)
     tier.output("LoadBalancerHostedZoneId", GetAtt(lb, "CanonicalHostedZoneNameID"),
                 "Route 53 zone of the load balancer, for alias records.")
+    tier.output("LoadBalancerName", Ref(lb), "Name of the load balancer (its CloudWatch dimension).")
     tier.output("AutoScalingGroupName", Ref(group), "Auto Scaling group of the GitLab servers.",
                 public=True)
     tier.output("RootPasswordSecretArn", Ref(secrets["RootPasswordSecret"]),
