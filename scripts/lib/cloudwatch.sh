@@ -8,6 +8,9 @@
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/install-CloudWatch-Agent-commandline-fleet.html
 #
 # Needs LOG_GROUP_PREFIX (/gitlab-cfn/<parent stack>/<suffix>, tier logs) and AWS_REGION.
+# The servers' user data carries only LOG_GROUP_ID (the suffix, 8 characters: the user data
+# is limited to 16 KB) and BUNDLE_PARAMETER (/gitlab-cfn/<parent stack>/<role>/boot-bundle):
+# the prefix is put together from the two when this file is sourced.
 # The families and their files are those of templates_src/gitlab_cfn/compile/observability.py
 # (LOG_FAMILIES, ROLE_FAMILIES); a test keeps the two tables equal.
 
@@ -15,6 +18,18 @@ CLOUDWATCH_AGENT_DIR="${CLOUDWATCH_AGENT_DIR:-/opt/aws/amazon-cloudwatch-agent}"
 CLOUDWATCH_AGENT_CTL="$CLOUDWATCH_AGENT_DIR/bin/amazon-cloudwatch-agent-ctl"
 CLOUDWATCH_CONFIG="$CLOUDWATCH_AGENT_DIR/etc/gitlab-cfn.json"
 GITALY_DATA_PATH=/var/opt/gitlab/git-data
+LOG_GROUP_ID_PATTERN='^[0-9a-f]{8}$'
+
+# log_group_prefix_from_id: LOG_GROUP_PREFIX from LOG_GROUP_ID and the parent stack's name in
+# BUNDLE_PARAMETER, unless LOG_GROUP_PREFIX is set. Nothing when either is missing or malformed
+# (require_env LOG_GROUP_PREFIX then names what is missing).
+log_group_prefix_from_id() {
+  [[ -z "${LOG_GROUP_PREFIX:-}" && "${LOG_GROUP_ID:-}" =~ $LOG_GROUP_ID_PATTERN ]] || return 0
+  [[ "${BUNDLE_PARAMETER:-}" =~ ^(/gitlab-cfn/[A-Za-z][A-Za-z0-9-]*)/[a-z-]+/boot-bundle$ ]] || return 0
+  LOG_GROUP_PREFIX="${BASH_REMATCH[1]}/$LOG_GROUP_ID"
+  export LOG_GROUP_PREFIX
+}
+log_group_prefix_from_id
 
 # cloudwatch_log_files FAMILY: the files of one log family.
 cloudwatch_log_files() {
@@ -81,8 +96,10 @@ config = {
         "namespace": f"gitlab-cfn/{stack}",
         "append_dimensions": {"InstanceId": "${aws:InstanceId}"},
         # Also published without InstanceId, so that an alarm can name the metric
-        # of a role without knowing its servers.
-        "aggregation_dimensions": [["Stack", "Role"], ["Stack", "Role", "path"]],
+        # of a role without knowing its servers; and per server without device and
+        # fstype (the Gitaly disk alarm of each Gitaly server).
+        "aggregation_dimensions": [["Stack", "Role"], ["Stack", "Role", "path"],
+                                   ["InstanceId", "Stack", "Role", "path"]],
         "metrics_collected": {
             "mem": {"measurement": ["mem_used_percent"], "append_dimensions": dims},
             "disk": {"measurement": ["used_percent", "inodes_free"], "resources": disk_paths,

@@ -63,10 +63,9 @@ MAX_LENGTHS = (
     # tcp://<private IPv4>:8075, or tcp://<internal load balancer DNS name>:2305; a DNS
     # name is at most 253 bytes.
     ("ADDRESS", len("tcp://") + 253 + len(":2305")),
+    ("LOG_GROUP_ID", 8),      # 8 characters of the logs stack's id (tier logs, LogGroupId)
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
-    # /gitlab-cfn/<parent stack name, at most 128>/<8 characters of a stack id>
-    ("LOG_GROUP_PREFIX", len("/gitlab-cfn//") + 128 + 8),
     ("EMAIL_SENDER", 80),     # catalog.EMAIL_SENDER_MAX_LENGTH
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -100,8 +99,7 @@ def preamble(role: str, names: list[str]) -> str:
     for name in names:
         if not NAME.match(name):
             raise UserDataError(f"user data variable {name!r} must be UPPER_SNAKE_CASE")
-    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role}): values from CloudFormation, then the "
-             + ("bootstrap." if role in BOOTSTRAPPED else "boot script.")]
+    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role})"]
     lines += [f"export {name}='${{{name}}}'" for name in sorted(names)]
     return "\n".join(lines) + "\n"
 

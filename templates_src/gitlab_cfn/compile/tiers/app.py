@@ -41,6 +41,7 @@ from gitlab_cfn.compile.instances import (
 from gitlab_cfn.compile.naming import tags
 from gitlab_cfn.compile.policies import grant, secret_read, secret_write
 from gitlab_cfn.compile.tier import Tier, generated_secret
+from gitlab_cfn.compile.tiers.database import DB_NAME
 from gitlab_cfn.compile.tiers.storage import BUCKETS
 from gitlab_cfn.compile.userdata import user_data
 
@@ -180,7 +181,9 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "VPC_CIDR": tier.param("VpcCidr"),
         "DB_HOST": tier.input("DatabaseEndpoint"),
         "DB_PORT": tier.input("DatabasePort"),
-        "DB_NAME": tier.input("DatabaseName"),
+        # A constant (the database tier's DatabaseName output): as a literal it counts at its
+        # own length in the user data budget (userdata.MAX_LENGTHS), not at any name's.
+        "DB_NAME": DB_NAME,
         "DB_SECRET_ARN": tier.input("DatabaseSecretArn"),
         "REDIS_HOST": tier.input("RedisEndpoint"),
         "REDIS_PORT": tier.input("RedisPort"),
@@ -192,8 +195,9 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "RAILS_SECRETS_ARN": Ref(secrets["RailsSecretsSecret"]),
         "HOST_KEYS_SECRET_ARN": Ref(secrets["SshHostKeysSecret"]),
         "ROOT_PASSWORD_SECRET_ARN": Ref(secrets["RootPasswordSecret"]),
-        # The stack's log groups (tier logs): the servers boot once they exist.
-        "LOG_GROUP_PREFIX": tier.input("LogGroupPrefix"),
+        # The stack's log groups (tier logs): the servers boot once they exist. Their prefix
+        # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
+        "LOG_GROUP_ID": tier.input("LogGroupId"),
         # Outbound e-mail through SES (scripts/lib/email.sh); empty: off.
         "EMAIL_SENDER": tier.param("EmailSender"),
     }

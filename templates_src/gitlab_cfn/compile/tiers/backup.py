@@ -4,7 +4,9 @@ GitLab's guidance for RDS and S3 (https://docs.gitlab.com/administration/backup_
 "Configure AWS Backup to back up RDS (and S3) data", "copy backups to a separate region")
 and the issue's Gitaly volume snapshots, in one plan: every day at 03:00 UTC (after the
 02:30 ``gitlab-backup`` of the repositories, scripts/lib/backup.sh) a recovery point of
-the RDS instance, the Gitaly data volume and every ``gl-`` bucket (S3 backups need
+the RDS instance (and Praefect's own, if any), every Gitaly server's data volume (the
+single server's ``GitalyDataVolume``, each Gitaly Cluster node's ``Gitaly<n>DataVolume``)
+and every ``gl-`` bucket (S3 backups need
 versioning, which they have) in a vault encrypted with the stack's key, kept
 ``BackupRetentionDays`` days, and copied to ``BackupCopyVaultArn`` (a vault in another
 region, created beforehand) when one is given.
@@ -80,12 +82,24 @@ def build(tier: Tier) -> None:
             )],
         ),
     ))
-    resources = [
-        Sub("arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${DatabaseInstanceId}"),
-        Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/${GitalyDataVolumeId}"),
-    ] + [Sub(f"arn:${{AWS::Partition}}:s3:::${{{logical}BucketName}}") for logical in BUCKETS]
-    tier.input("DatabaseInstanceId")
-    tier.input("GitalyDataVolumeId")
+    cfg = tier.cfg
+    databases = ["DatabaseInstanceId"]
+    if cfg.cluster and cfg.praefect.database == "own":
+        # Praefect's own database: which node holds which repository, and the replication queue.
+        databases.append("PraefectDatabaseInstanceId")
+    # The single Gitaly server's volume, and each Gitaly Cluster node's (Gitaly<n>DataVolume).
+    volumes = []
+    if not cfg.cluster or cfg.gitaly.keep_single_server:
+        volumes.append("GitalyDataVolumeId")
+    if cfg.cluster:
+        volumes += [f"Gitaly{n}DataVolumeId" for n in range(1, cfg.gitaly.nodes + 1)]
+    resources = (
+        [Sub(f"arn:${{AWS::Partition}}:rds:${{AWS::Region}}:${{AWS::AccountId}}:db:${{{name}}}") for name in databases]
+        + [Sub(f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:volume/${{{name}}}")
+           for name in volumes]
+        + [Sub(f"arn:${{AWS::Partition}}:s3:::${{{logical}BucketName}}") for logical in BUCKETS])
+    for name in databases + volumes:
+        tier.input(name)
     for logical in BUCKETS:
         tier.input(f"{logical}BucketName")
     tier.add(backup.BackupSelection(

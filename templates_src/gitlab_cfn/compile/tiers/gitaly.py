@@ -139,8 +139,9 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
         "GITALY_SECRET_ARN": Ref(secrets["token"]),
         "SHELL_SECRET_ARN": Ref(secrets["shell"]),
         "DATA_VOLUME_ID": Ref(volume),
-        # The stack's log groups (tier logs): the server boots once they exist.
-        "LOG_GROUP_PREFIX": tier.input("LogGroupPrefix"),
+        # The stack's log groups (tier logs): the server boots once they exist. Their prefix
+        # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
+        "LOG_GROUP_ID": tier.input("LogGroupId"),
         # The parameter only: this user data must never change.
         **bundle_user_data(parameter, pin=False),
     }

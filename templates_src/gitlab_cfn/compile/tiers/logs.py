@@ -8,13 +8,13 @@ with the stack's KMS key (whose key policy lets CloudWatch Logs use it for exact
 these groups, see ``policies.kms_key_policy``); and the managed policy of the
 CloudWatch agent on every server: write log events to these groups only, put
 metrics in the stack's own namespace only (``cloudwatch:namespace`` condition).
-Granted here to the GitLab servers' role; the Gitaly (and any later) tier grants
-the same policy to its own role with ``agent_grant``.
+Granted here to the GitLab servers' roles (application and Sidekiq); the Gitaly and
+Praefect tiers grant the same policy to their own roles with ``agent_grant``.
 
 Created before the servers, so that the groups exist when the agent starts (the
 agent may not create groups: ``logs:CreateLogGroup`` is not granted).
 
-Exposes: ``LogGroupPrefix``, ``MetricsNamespace``.
+Exposes: ``LogGroupPrefix``, ``LogGroupId``, ``MetricsNamespace``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gitlab_cfn.compile.observability import (
     log_group_logical_id,
 )
 from gitlab_cfn.compile.policies import VERSION, grant
-from gitlab_cfn.compile.tier import Tier
+from gitlab_cfn.compile.tier import Tier, gitlab_roles
 
 DESCRIPTION = "gitlab-cfn logs: CloudWatch log groups of GitLab's logs, the CloudWatch agent's policy."
 
@@ -102,10 +102,14 @@ def build(tier: Tier) -> None:
             KmsKeyId=key_arn,
         ))
         groups.append(group.title)
-    # The GitLab servers' role; other roles get the same grant in their own tier
-    # (agent_grant), made from the stack name alone.
-    tier.add(agent_grant("AppCloudWatchAgent", [tier.input("InstanceRoleName")], depends_on=list(groups)))
+    # The GitLab servers' roles (application, and Sidekiq's when it has servers of its own);
+    # other roles get the same grant in their own tier (agent_grant), made from the stack
+    # name alone.
+    tier.add(agent_grant("AppCloudWatchAgent", gitlab_roles(tier), depends_on=list(groups)))
     tier.output("LogGroupPrefix", prefix, "Prefix of the stack's CloudWatch log groups.",
                 public=True)
+    # What the servers' user data carries: the prefix's last part only (the boot reads the
+    # parent stack's name from its bundle parameter's name, lib/cloudwatch.sh).
+    tier.output("LogGroupId", suffix, "Last part of the log group prefix (8 characters of this stack's id).")
     tier.output("MetricsNamespace", Sub(METRICS_NAMESPACE),
                 "CloudWatch namespace of the servers' memory, disk and backup metrics.")

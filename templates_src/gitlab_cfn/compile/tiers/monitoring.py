@@ -17,11 +17,12 @@ DatabaseStorageAlarm         FreeStorageSpace / DBAllocatedStorage              
 CacheMemoryAlarm             AWS/ElastiCache DatabaseMemoryUsagePercentage (primary)  > 80 % for 15 minutes
 CacheEvictionsAlarm          AWS/ElastiCache Evictions (primary)                     > 0 for 15 minutes
 GitalyDiskAlarm              the agent's disk_used_percent of the Gitaly data path   > 80 % (20 % free)
+                             (one per Gitaly server: Gitaly<n>DiskAlarm per cluster node)
 BackupAlarm                  BackupSucceeded of the nightly backup (lib/backup.sh)   < 1, or none for a day
 ===========================  ======================================================  ====================
 
 The Gitaly disk metric is the CloudWatch agent's (``scripts/lib/cloudwatch.sh``),
-aggregated over the dimensions Stack, Role and path in the stack's namespace.
+aggregated over the dimensions InstanceId, Stack, Role and path in the stack's namespace.
 
 Exposes: ``AlarmTopicArn``, ``DashboardName``.
 """
@@ -132,13 +133,24 @@ def alarms(tier: Tier, topic) -> dict[str, cloudwatch.Alarm]:
         Namespace="AWS/ElastiCache", MetricName="Evictions", Dimensions=cache,
         Statistic="Sum", Period=300, EvaluationPeriods=3, Threshold=0,
         ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
-    made["GitalyDiskAlarm"] = _alarm(
-        tier, "GitalyDiskAlarm",
-        f"a Gitaly data volume is more than {GITALY_DISK_USED_PERCENT}% full", topic,
-        Namespace=namespace, MetricName="disk_used_percent",
-        Dimensions=[_dim("Stack", tier.stack_name()), _dim("Role", "gitaly"), _dim("path", GITALY_DATA_PATH)],
-        Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=GITALY_DISK_USED_PERCENT,
-        ComparisonOperator="GreaterThanThreshold")
+    # One alarm per Gitaly server (the single server, each Gitaly Cluster node), on the
+    # agent's per-server aggregation (InstanceId, Stack, Role, path: scripts/lib/cloudwatch.sh).
+    cfg = tier.cfg
+    servers = []
+    if not cfg.cluster or cfg.gitaly.keep_single_server:
+        servers.append(("Gitaly", "the Gitaly data volume"))
+    if cfg.cluster:
+        servers += [(f"Gitaly{n}", f"the data volume of Gitaly server gitaly-{n}")
+                    for n in range(1, cfg.gitaly.nodes + 1)]
+    for prefix, what in servers:
+        made[f"{prefix}DiskAlarm"] = _alarm(
+            tier, f"{prefix}DiskAlarm",
+            f"{what} is more than {GITALY_DISK_USED_PERCENT}% full", topic,
+            Namespace=namespace, MetricName="disk_used_percent",
+            Dimensions=[_dim("InstanceId", tier.input(f"{prefix}InstanceId")), _dim("Stack", tier.stack_name()),
+                        _dim("Role", "gitaly"), _dim("path", GITALY_DATA_PATH)],
+            Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=GITALY_DISK_USED_PERCENT,
+            ComparisonOperator="GreaterThanThreshold")
     # scripts/lib/backup.sh publishes BackupSucceeded (1 or 0) after each nightly run;
     # no value for a day (missing data, breaching) is a late backup. It also fires on a
     # new stack until the first night's backup has run.
