@@ -54,3 +54,23 @@ def test_the_vault_name_fits_aws_backup_limit_for_any_stack(default):
     name = props(default["backup"], "BackupVault")["BackupVaultName"]
     assert name == {"Fn::Join": ["-", ["gitlab-cfn", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]]}
     assert len("gitlab-cfn-" + "0a1b2c3d-1111-2222-3333-444455556666") <= 50
+
+
+def test_the_plan_backs_up_every_gitaly_cluster_node_and_praefect_s_own_database():
+    from conftest import templates_for
+
+    t = templates_for({"size": "10k", "gitaly": {"keep_single_server": True}, "praefect": {"database": "own"}})
+    subs = [r["Fn::Sub"] for r in props(t["backup"], "BackupSelection")["BackupSelection"]["Resources"]]
+    volumes = [s.rsplit("/", 1)[1] for s in subs if ":volume/" in s]
+    assert volumes == ["${GitalyDataVolumeId}", "${Gitaly1DataVolumeId}", "${Gitaly2DataVolumeId}",
+                       "${Gitaly3DataVolumeId}"]
+    assert [s.rsplit(":", 1)[1] for s in subs if ":db:" in s] == ["${DatabaseInstanceId}", "${PraefectDatabaseInstanceId}"]
+    main = t["main"]["Resources"]["BackupStack"]["Properties"]["Parameters"]
+    for n in (1, 2, 3):
+        assert main[f"Gitaly{n}DataVolumeId"] == {"Fn::GetAtt": ["GitalyStack", f"Outputs.Gitaly{n}DataVolumeId"]}
+        assert t["gitaly"]["Outputs"][f"Gitaly{n}DataVolumeId"]["Value"] == {"Ref": f"Gitaly{n}DataVolume"}
+    assert main["PraefectDatabaseInstanceId"] == {"Fn::GetAtt": ["DatabaseStack", "Outputs.PraefectDatabaseInstanceId"]}
+    # Without the kept server its volume is gone, and so is it from the selection.
+    alone = templates_for({"size": "10k"})
+    subs = [r["Fn::Sub"] for r in props(alone["backup"], "BackupSelection")["BackupSelection"]["Resources"]]
+    assert not any("${GitalyDataVolumeId}" in s for s in subs)

@@ -230,9 +230,10 @@ def test_the_agent_may_write_only_its_stack_logs_and_metrics(default):
 
 def test_servers_boot_after_the_log_groups_exist(default):
     main = default["main"]["Resources"]
+    # The servers' user data carries the groups' id (lib/cloudwatch.sh puts the prefix together).
     for stack in ("AppStack", "GitalyStack"):
-        assert main[stack]["Properties"]["Parameters"]["LogGroupPrefix"] == {
-            "Fn::GetAtt": ["LogsStack", "Outputs.LogGroupPrefix"]}, stack
+        assert main[stack]["Properties"]["Parameters"]["LogGroupId"] == {
+            "Fn::GetAtt": ["LogsStack", "Outputs.LogGroupId"]}, stack
     grant = default["logs"]["Resources"]["AppCloudWatchAgent"]
     assert sorted(grant["DependsOn"]) == sorted(log_group_logical_id(f) for f in LOG_FAMILIES)
 
@@ -318,3 +319,41 @@ def test_bad_operations_parameters_exit_2_before_anything_is_sent(tmp_path):
     assert {"LogRetentionDays", "EmailSender", "BackupCopyVaultArn"} <= named, rest
     (retention,) = [line for line in rest if line.strip().startswith("LogRetentionDays:")]
     assert "45" in retention and "3653" in retention
+
+
+def test_a_cluster_has_a_disk_alarm_per_gitaly_server_and_the_agent_on_every_role():
+    from conftest import templates_for
+
+    t = templates_for({"size": "10k", "gitaly": {"keep_single_server": True}})
+    alarms = {lid: r["Properties"] for lid, r in t["monitoring"]["Resources"].items()
+              if r["Type"] == "AWS::CloudWatch::Alarm" and lid.endswith("DiskAlarm")}
+    assert sorted(alarms) == ["Gitaly1DiskAlarm", "Gitaly2DiskAlarm", "Gitaly3DiskAlarm", "GitalyDiskAlarm"]
+    main = t["main"]["Resources"]["MonitoringStack"]["Properties"]["Parameters"]
+    for lid, alarm in alarms.items():
+        prefix = lid.removesuffix("DiskAlarm")
+        dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert dims["InstanceId"] == {"Ref": f"{prefix}InstanceId"}
+        assert main[f"{prefix}InstanceId"] == {"Fn::GetAtt": ["GitalyStack", f"Outputs.{prefix}InstanceId"]}
+    # Without the kept server, the cluster nodes only.
+    alone = templates_for({"size": "10k"})["monitoring"]["Resources"]
+    assert sorted(lid for lid in alone if lid.endswith("DiskAlarm")) == ["Gitaly1DiskAlarm", "Gitaly2DiskAlarm",
+                                                                       "Gitaly3DiskAlarm"]
+    # The agent's grant on the Sidekiq role, on Praefect's, and on the Gitaly servers' (one role).
+    assert t["logs"]["Resources"]["AppCloudWatchAgent"]["Properties"]["Roles"] == [
+        {"Ref": "InstanceRoleName"}, {"Ref": "SidekiqRoleName"}]
+    assert t["praefect"]["Resources"]["PraefectCloudWatchAgent"]["Properties"]["Roles"] == [{"Ref": "PraefectRole"}]
+    assert "PraefectCloudWatchAgent" in t["praefect"]["Resources"]["PraefectAutoScalingGroup"]["DependsOn"]
+    for n in (1, 2, 3):
+        node = t["gitaly"]["Resources"][f"Gitaly{n}Instance"]
+        assert "GitalyCloudWatchAgent" in node["DependsOn"]
+        assert node["Properties"]["IamInstanceProfile"] == {"Ref": "GitalyInstanceProfile"}
+    for tier in ("storage", "praefect"):
+        for r in t[tier]["Resources"].values():
+            if r["Type"] == "AWS::IAM::Role":
+                assert not any("CloudWatchAgentServerPolicy" in str(a) for a in r["Properties"].get("ManagedPolicyArns", []))
+
+
+def test_the_per_server_disk_alarm_names_a_dimension_set_the_agent_publishes():
+    cfg = agent_config("gitaly")
+    assert ["InstanceId", "Stack", "Role", "path"] in cfg["metrics"]["aggregation_dimensions"]
+    assert cfg["metrics"]["append_dimensions"] == {"InstanceId": "${aws:InstanceId}"}

@@ -188,7 +188,10 @@ def preamble_values(db_port: int, db_name: str, arns: dict[str, str], stack: str
         "REDIS_HOST": "master.gi1abc2defgh3ij.abcdef.apse2.cache.amazonaws.com",
         "REDIS_PORT": "6379",
         "GITALY_ADDRESS": "tcp://10.0.1.123:8075",
-        "LOG_GROUP_PREFIX": f"/gitlab-cfn/{stack}/0a1b2c3d",
+        # As the template gives them: the log groups' id, and the bundle parameter whose name
+        # holds the parent stack's (lib/cloudwatch.sh puts the log group prefix together).
+        "LOG_GROUP_ID": "0a1b2c3d",
+        "BUNDLE_PARAMETER": f"/gitlab-cfn/{stack}/gitlab-app/boot-bundle",
         # Outbound e-mail off (the parameters' defaults).
         "EMAIL_SENDER": "",
         **arns,
