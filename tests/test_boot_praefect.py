@@ -199,6 +199,7 @@ def render(env: dict[str, str], secrets: dict[str, str] | None = None) -> subpro
 
 RENDER_ENV = {"AWS_REGION": boot.REGION, "CFN_STACK": "gitlab-test", "DB_HOST": "praefect.abc.rds.amazonaws.com",
               "DB_PORT": "5432", "PRAEFECT_DB_NAME": DATABASE, "GITALY_NODES": GITALY_NODES, "VIRTUAL_STORAGE": "cluster",
+              "LOG_GROUP_ID": "0a1b2c3d", "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-test/praefect/boot-bundle",
               **{v: f"arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:{n}-AbCdEf" for v, (n, _) in SECRETS.items()}}
 
 
