@@ -10,11 +10,6 @@
 #                                          (Gitaly's), restart Gitaly gracefully and
 #                                          wait until PORT accepts connections again
 #                                          (the repository servers, never replaced)
-#   gitlab-upgrade.sh praefect VERSION deploy|other
-#                                          a Praefect server of a Gitaly Cluster: install
-#                                          exactly VERSION, reconfigure, on the deploy node
-#                                          (one, first) Praefect's SQL migrations, then a
-#                                          graceful restart and a wait for port 2305
 #   gitlab-upgrade.sh post-deployment-migrations
 #                                          the post-deployment migrations, once,
 #                                          after every Rails server runs the new version
@@ -25,12 +20,11 @@
 # first, then the Rails nodes (their regular migrations run with
 # SKIP_POST_DEPLOYMENT_MIGRATIONS=true), and finally run `gitlab-rake db:migrate`
 # once for the post-deployment migrations. With a Gitaly Cluster, GitLab's order is
-# Gitaly, Praefect, Rails, Sidekiq ("Upgrade order"): every Gitaly node, one at a
-# time; then the Praefect nodes, the "Praefect deploy node" first, which alone runs
-# Praefect's database migrations ("Upgrade Gitaly Cluster (Praefect) nodes": GitLab
-# has it set praefect['auto_migrate'] = true and reconfigure; this script runs the
-# command that setting makes reconfigure run, omnibus-gitlab
-# praefect/recipes/database_migrations.rb, and leaves gitlab.rb's false alone).
+# Gitaly, Praefect, Rails, Sidekiq ("Upgrade order"): the Gitaly nodes here, one at a
+# time; the Praefect servers are not upgraded in place but replaced by their Auto
+# Scaling group's rolling update in the same stack update as the Rails servers, before
+# them, each new server running Praefect's migrations under the bootstrap lock at boot
+# (scripts/praefect.sh; docs/gitaly-cluster.md, "Upgrading a cluster").
 
 set -euo pipefail
 
@@ -56,8 +50,6 @@ installed_package() {
   done
   return 1
 }
-
-PRAEFECT_PORT=2305
 
 # install_package VERSION: exactly VERSION of the installed edition, without the
 # package reconfiguring on its own; then reconfigure.
@@ -108,21 +100,6 @@ wait_for_port() {
   die "nothing accepts connections on port $port after the upgrade"
 }
 
-upgrade_praefect() {
-  local version=$1 node=$2 package
-  [[ "$node" == deploy || "$node" == other ]] || die "praefect: the node is 'deploy' or 'other', not '$node'"
-  install_package "$version"
-  package=$(installed_package)
-  if [[ "$node" == deploy ]]; then
-    log "running Praefect's database migrations (the deploy node)"
-    "$ROOT/opt/gitlab/embedded/bin/praefect" -config /var/opt/gitlab/praefect/config.toml sql-migrate
-  fi
-  # Praefect hands over to the new binary gracefully, as Gitaly does (zero_downtime.md).
-  gitlab-ctl hup praefect
-  wait_for_port "$PRAEFECT_PORT"
-  log "$package is at $(dpkg-query -W -f '${Version}' "$package")"
-}
-
 post_deployment_migrations() {
   log "running the post-deployment migrations"
   gitlab-rake db:migrate
@@ -132,9 +109,8 @@ post_deployment_migrations() {
 main() {
   case "${1:-}" in
     package) upgrade_package "${2:-}" "${3:-}" ;;
-    praefect) upgrade_praefect "${2:-}" "${3:-}" ;;
     post-deployment-migrations) post_deployment_migrations ;;
-    *) die "usage: gitlab-upgrade.sh package VERSION [PORT] | praefect VERSION deploy|other | post-deployment-migrations" ;;
+    *) die "usage: gitlab-upgrade.sh package VERSION [PORT] | post-deployment-migrations" ;;
   esac
 }
 

@@ -67,6 +67,14 @@ def props(template: dict, logical_id: str) -> dict:
 
 # -- the local AWS stand-in ----------------------------------------------------------------------
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_standin_session(tmp_path_factory):
+    """--local in the tests never finds the person's own `gitlab-cfn standin` session."""
+    import os
+
+    os.environ["GITLAB_CFN_STANDIN_SESSION"] = str(tmp_path_factory.mktemp("standin-session") / "session.json")
+
+
 @pytest.fixture(scope="session")
 def standin():
     """moto's server on 127.0.0.1, one process for the whole session."""

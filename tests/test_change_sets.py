@@ -148,8 +148,8 @@ def test_a_new_image_rolls_the_app_after_confirmation_and_leaves_the_pinned_gita
         os.close(controller)
     assert declined.returncode == 1, declined.stderr
     lines = declined.stderr.splitlines()
-    assert any(line.endswith("reusing the stack's previous values of AppInstanceType, GitLabAmiId, GitalyAmiId")
-               for line in lines)
+    assert any("reusing the stack's previous values of AppInstanceType, GitLabAmiId, GitalyAmiId (GitalyAmiId="
+               in line and line.endswith("; 2 at their default)") for line in lines)
     changes = [line.split("change: ", 1)[1] for line in lines if "change: " in line]
     assert changes == [
         "app: Modify  AppLaunchTemplate (AWS::EC2::LaunchTemplate): LaunchTemplateData (parameter ImageId)",
@@ -208,8 +208,13 @@ def test_without_the_image_parameter_a_create_is_refused_before_anything_is_sent
     assert local_aws.client("cloudformation", REGION).describe_stacks()["Stacks"] == []
     given = deploy(standin, build, tmp_path, params={"AvailabilityZones": "eu-west-1a,eu-west-1b",
                                                      "GitalyAmiId": OLDER_IMAGE, "GitLabAmiId": "/gitlab-cfn/ami/gitlab"})
-    # GitLabAmiId's SSM parameter does not exist either: CloudFormation's own validation says so.
-    assert given.returncode == 1 and "Unable to fetch parameters [/gitlab-cfn/ami/gitlab]" in given.stderr
+    # GitLabAmiId's SSM parameter does not exist either (CloudFormation would refuse the create,
+    # "Unable to fetch parameters"): deploy says so before anything is uploaded.
+    assert given.returncode == 2, given.stderr
+    assert given.stderr.splitlines()[-1].startswith(
+        "gitlab-cfn: error: GitLabAmiId: SSM parameter /gitlab-cfn/ami/gitlab does not exist in eu-west-1; "
+        "nothing was uploaded")
+    assert local_aws.client("s3", REGION).list_buckets()["Buckets"] == []
 
 
 def test_local_fills_the_pinned_image_like_the_other_demo_values(build):

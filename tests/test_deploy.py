@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -14,6 +15,7 @@ from gitlab_cfn.operate.deploy import (
     first_failure,
     load_params,
 )
+from gitlab_cfn import __version__
 from test_cli import EXE
 
 ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -68,6 +70,28 @@ def test_parameter_files_in_both_forms(tmp_path):
     broken.write_text(json.dumps([{"Key": "x"}]))
     with pytest.raises(ConfigError, match="ParameterKey"):
         load_params(broken)
+
+
+def test_parameter_file_shapes_and_inline_values(tmp_path):
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("DomainName: a.test\nAvailabilityZones: [eu-west-1a, eu-west-1b]\nDBIops: 3000\n")
+    wrapped = tmp_path / "w.json"
+    wrapped.write_text(json.dumps({"Parameters": {"DomainName": "a.test", "AvailabilityZones": "eu-west-1a,eu-west-1b",
+                                                  "DBIops": 3000}}))
+    listed = tmp_path / "l.json"
+    listed.write_text(json.dumps([{"ParameterKey": "DomainName", "ParameterValue": "a.test"},
+                                  {"ParameterKey": "AvailabilityZones", "ParameterValue": "eu-west-1a,eu-west-1b"},
+                                  {"ParameterKey": "DBIops", "ParameterValue": "3000"}]))
+    expected = {"DomainName": "a.test", "AvailabilityZones": "eu-west-1a,eu-west-1b", "DBIops": "3000"}
+    assert load_params(mapping) == load_params(wrapped) == load_params(listed) == expected
+    # Inline values win over the file's; an equals sign in a value stays in it.
+    assert load_params(listed, ["DomainName=b.test", "KeyPairName=a=b"]) == {
+        **expected, "DomainName": "b.test", "KeyPairName": "a=b"}
+    assert load_params(None, ["HostedZoneId="]) == {"HostedZoneId": ""}
+    twice = tmp_path / "t.yaml"
+    twice.write_text("DomainName: a.test\nKeyPairName: ops\nDomainName: b.test\n")
+    with pytest.raises(ConfigError, match=r"^--params: .*t.yaml: key 'DomainName' given twice \(lines 1 and 3\)"):
+        load_params(twice)
 
 
 def test_bad_parameters_exit_2_before_anything_is_sent(build, tmp_path):
@@ -151,12 +175,21 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     params = tmp_path / "params.json"
     params.write_text(json.dumps(_seed(local_aws)))
     common = ["--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1", "--params", str(params)]
-    assert deploy_cmd(*common, build=build).returncode == 0
+    role = "arn:aws:iam::123456789012:role/gitlab-cfn-deployer"
+    assert deploy_cmd(*common, "--tags", "team=platform", "cost-centre=42", "--role-arn", role,
+                      build=build).returncode == 0
+    created = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
+    assert {t["Key"]: t["Value"] for t in created["Tags"]} == {
+        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__, "gitlab-cfn:size": "poc"}
+    assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
 
     # Same build again: the guard finds nothing, the change set holds no changes.
-    again = deploy_cmd(*common, build=build)
+    again = deploy_cmd(*common, "--json", build=build)
     assert again.returncode == 0, again.stderr
     assert any(line.endswith("stack gl: no changes") for line in again.stderr.splitlines())
+    document = json.loads(again.stdout)
+    assert document["changes"] == [] and document["reused"]["AppInstanceType"] == "c5.xlarge"
+    assert "DomainName" not in document["reused"]   # given in the file, not reused
 
     # Other zones: only a parameter changes; the nested change sets show the cache's
     # replication group replaced (its zones are create-only), and the update is refused.
@@ -233,6 +266,43 @@ def test_first_failure_follows_nested_stacks(local_aws):
     assert (failure.logical_id, failure.resource_type) == ("Broken", "AWS::Foo::Bar")
     assert failure.stack.startswith("top-Child-")
     assert failure.reason == "the stand-in cannot create AWS::Foo::Bar"
+
+
+def test_status_and_events_put_the_failing_nested_resource_first(local_aws, standin):
+    s3 = local_aws.client("s3", "us-east-1")
+    s3.create_bucket(Bucket="nested")
+    s3.put_object(Bucket="nested", Key="child.json", Body=json.dumps({"Resources": {
+        "Fine": {"Type": "AWS::SNS::Topic"}, "Broken": {"Type": "AWS::Foo::Bar", "DependsOn": "Fine"}}}))
+    cfn = local_aws.client("cloudformation", "us-east-1")
+    cfn.create_stack(StackName="top", TemplateBody=json.dumps({"Resources": {
+        "Topic": {"Type": "AWS::SNS::Topic"},
+        "Child": {"Type": "AWS::CloudFormation::Stack", "DependsOn": "Topic",
+                  "Properties": {"TemplateURL": "https://nested.s3.us-east-1.amazonaws.com/child.json"}}},
+        "Outputs": {"TopicArn": {"Value": {"Ref": "Topic"}}}}))
+    where = ["--stack-name", "top", "--region", "us-east-1", "--endpoint-url", standin.endpoint]
+
+    def cli(*args):
+        result = subprocess.run([EXE, *args, *where], capture_output=True, text=True, env=ENV, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    status = cli("status")
+    assert re.match(r"FAILED: Broken \(AWS::Foo::Bar\) in stack top-Child-\w+: the stand-in cannot create "
+                    r"AWS::Foo::Bar\n", status), status
+    assert status.splitlines()[1].split()[:2] == ["top", "ROLLBACK_COMPLETE"]
+    document = json.loads(cli("status", "--json"))
+    assert document["status"] == "ROLLBACK_COMPLETE" and document["failure"]["logical_id"] == "Broken"
+    events = cli("events").splitlines()
+    assert events[0].startswith("FAILING ") and " Broken (AWS::Foo::Bar)  CREATE_FAILED  the stand-in cannot" in events[0]
+    assert sum(line.startswith("FAILING") for line in events) == 1
+    listed = json.loads(cli("events", "--json", "--limit", "3"))
+    assert len(listed) == 3 and listed[0]["failing"] is True and listed[0]["logical_id"] == "Broken"
+    # Newest first after the failing one, like DescribeStackEvents.
+    times = [e["time"] for e in json.loads(cli("events", "--json"))[1:]]
+    assert times == sorted(times, reverse=True)
+    missing = subprocess.run([EXE, "outputs", "--stack-name", "nope", "--region", "us-east-1", "--endpoint-url",
+                              standin.endpoint], capture_output=True, text=True, env=ENV, timeout=60)
+    assert missing.returncode == 2 and missing.stderr == "gitlab-cfn: error: --stack-name: no stack nope in us-east-1\n"
 
 
 def test_a_failed_create_is_explained_and_destroy_cleans_it_up(build, local_aws, standin, tmp_path):
@@ -337,7 +407,13 @@ def test_a_build_that_changes_no_boot_script_updates_no_server(build, local_aws,
     params = tmp_path / "params.json"
     params.write_text(json.dumps(_seed(local_aws)))
     common = ["--endpoint-url", standin.endpoint, "--stack-name", "gl", "--region", "eu-west-1", "--params", str(params)]
-    assert deploy_cmd(*common, build=build).returncode == 0
+    role = "arn:aws:iam::123456789012:role/gitlab-cfn-deployer"
+    assert deploy_cmd(*common, "--tags", "team=platform", "cost-centre=42", "--role-arn", role,
+                      build=build).returncode == 0
+    created = local_aws.client("cloudformation", "eu-west-1").describe_stacks(StackName="gl")["Stacks"][0]
+    assert {t["Key"]: t["Value"] for t in created["Tags"]} == {
+        "team": "platform", "cost-centre": "42", "gitlab-cfn:version": __version__, "gitlab-cfn:size": "poc"}
+    assert created["RoleARN"] == role and created["EnableTerminationProtection"] is True
     cfn, ssm = local_aws.client("cloudformation", "eu-west-1"), local_aws.client("ssm", "eu-west-1")
 
     def physical(tier: str, logical_id: str) -> str:
@@ -371,3 +447,47 @@ def test_a_build_that_changes_no_boot_script_updates_no_server(build, local_aws,
         moved = json.loads(ssm.get_parameter(Name=f"/gitlab-cfn/gl/{role}/boot-bundle")["Parameter"]["Value"])
         assert moved["sha256"] == location["sha256"] and moved["key"] != location["key"]
         assert moved["key"] == prefix + location["key"].split("/", 3)[3]
+
+
+# -- moving a stack to another size -------------------------------------------------------------
+
+def _main_parameters(cfg: dict) -> dict:
+    from gitlab_cfn.compile import compiler, config
+
+    return compiler.compile_data(config.from_dict(cfg))["main.template.yaml"]["Parameters"]
+
+
+def _stack(values: dict, size: str | None = None) -> dict:
+    tags = [{"Key": "gitlab-cfn:size", "Value": size}] if size else []
+    return {"Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()], "Tags": tags}
+
+
+def test_a_move_to_another_size_takes_the_sizes_types_unless_the_operator_chose_others():
+    from gitlab_cfn.operate.deploy import size_defaults
+
+    poc, big = _main_parameters({}), _main_parameters({"size": "3k"})
+    previous = {name: str(d["Default"]) for name, d in poc.items() if "Default" in d and name in big}
+    previous["DBInstanceClass"] = "db.r6i.xlarge"          # the operator's own choice
+    reused = sorted(previous)
+    # A stack without the size tag predates the sizes: it is a poc.
+    changed = size_defaults(_stack(previous), big, reused, "3k", 2)
+    assert changed["AppInstanceType"] == str(big["AppInstanceType"]["Default"]) != previous["AppInstanceType"]
+    assert changed["CacheNodeType"] == str(big["CacheNodeType"]["Default"])
+    assert not changed["CacheNodeType"].startswith("cache.t")
+    assert "DBInstanceClass" not in changed
+    # Parameters no size sets keep their previous values.
+    assert not {"VpcCidr", "DomainName", "AvailabilityZones"} & set(changed)
+    # The same size again: nothing is changed.
+    assert size_defaults(_stack(previous, "3k"), big, reused, "3k", 2) == {}
+
+
+def test_a_previous_value_the_new_template_refuses_is_named_before_anything_is_sent():
+    from gitlab_cfn.operate.deploy import reused_problems
+
+    definitions = {"GitalyVolumeIops": {"Type": "Number", "MinValue": 3000, "MaxValue": 16000, "Default": 8000},
+                   "DomainName": {"Type": "String"}}
+    problems = reused_problems(_stack({"GitalyVolumeIops": "1000", "DomainName": "gitlab.example.com"}),
+                               definitions, ["GitalyVolumeIops", "DomainName"])
+    assert problems == ["GitalyVolumeIops: must be at least 3000 (got 1000) (the stack's previous value, "
+                        "which this update would keep; give --param GitalyVolumeIops=VALUE)"]
+    assert reused_problems(_stack({"GitalyVolumeIops": "3000"}), definitions, ["GitalyVolumeIops"]) == []

@@ -310,6 +310,21 @@ def test_network_load_balancer_targets_are_flows():
         "no ingress rule")
 
 
+def test_gitaly_cluster_nodes_reach_each_other():
+    """Gitaly replicates a repository by calling the Gitaly node that holds it: every node of a
+    cluster (the nodes the Praefect servers' GITALY_NODES name) reaches every other on 8075."""
+    result = check(templates_for({"size": "3k"}))
+    nodes = [f"Gitaly{n}Instance" for n in (1, 2, 3)]
+    assert {(a, b, 8075) for a in nodes for b in nodes if a != b} <= edges(result)
+
+    for rule in ("GitalyToGitalyGitaly", "GitalyFromGitalyGitaly"):
+        def drop(t, rule=rule):
+            del t["security-groups"]["Resources"][rule]
+        findings = changed(drop, {"size": "3k"})
+        one(findings, "Gitaly1Instance", "Gitaly2Instance", "8075")
+        assert all("Gitaly replication" in f for f in findings), findings
+
+
 # -- day-2 operations -----------------------------------------------------------------------------
 
 CLUSTER = {"size": "10k", "gitaly": {"keep_single_server": True}}

@@ -232,3 +232,24 @@ def test_a_replaced_instance_profile_reaches_the_instance_through_its_launch_tem
         "replace", "LaunchTemplate refers to Template.LatestVersionNumber, which changes")
     assert "Template" not in found  # updated in place, not replaced
     assert [c.logical_id for c in changes if c.blocking] == ["GitalyInstance"]
+
+
+def test_moving_the_praefect_database_is_refused_with_what_to_do(tmp_path):
+    """Praefect routes by the records in its database: pointing a running cluster at its own,
+    empty, instance loses every repository, though no resource holding data is replaced."""
+    old, new = _builds(tmp_path, {"size": "3k"}, {"size": "3k", "praefect": {"database": "own"}})
+    (moved,) = [c for c in diff_builds(old, new) if c.blocking]
+    assert moved.name == "praefect:PraefectLaunchTemplate" and not moved.data_loss
+    assert moved.reasons == [
+        "its database moves (DB_HOST, DB_PORT changed): the Praefect servers would start on an empty database "
+        "and find no repository; stop Praefect, copy praefect_production with pg_dump and psql as "
+        "https://docs.gitlab.com/administration/postgresql/moving/ describes, then allow it"]
+    result = subprocess.run([EXE, "diff", str(old), str(new)], capture_output=True, text=True)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "praefect:PraefectLaunchTemplate would be replaced (its database moves" in line and "pg_dump" in line
+    assert subprocess.run([EXE, "diff", str(old), str(new), "--allow", "praefect:PraefectLaunchTemplate"],
+                          capture_output=True, text=True).returncode == 0
+    # Anything else about the Praefect servers may change freely.
+    _, bigger = _builds(tmp_path / "b", {}, {"size": "3k", "praefect": {"instance_type": "c5.xlarge"}})
+    assert [c for c in diff_builds(old, bigger) if c.blocking] == []

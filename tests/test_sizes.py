@@ -120,7 +120,8 @@ def test_cluster_servers_spread_over_the_azs_with_volumes_and_pinned_images_of_t
         assert volume["Properties"]["Encrypted"] is True and volume["Properties"]["VolumeType"] == "gp3"
         assert node["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "GitalyLaunchTemplate"}
     # GitLab's IOPS guidance: at least 8,000 (an EBS volume's IOPS serve reads and writes).
-    assert t["main"]["Parameters"]["GitalyVolumeIops"]["Default"] >= 8000
+    assert t["main"]["Parameters"]["GitalyNodeVolumeIops"]["Default"] >= 8000
+    assert "GitalyVolumeIops" not in t["main"]["Parameters"]      # no single server: no parameter of its own
     # Never in a group that replaces them: no Gitaly server is launched by an Auto Scaling group.
     for props in groups(t).values():
         assert "Gitaly" not in json.dumps(props["LaunchTemplate"])
@@ -289,7 +290,7 @@ def test_new_roles_user_data_fits_at_its_longest(role):
     ({"gitaly": {"keep_single_server": True}}, "gitaly.keep_single_server"),
     ({"size": "2k", "gitaly": {"keep_single_server": True}}, "gitaly.keep_single_server"),
     ({"size": "1k"}, "size"),
-    ({"size": "3k", "gitaly": {"volume_iops": 20000}}, "gitaly.volume_iops"),
+    ({"size": "3k", "gitaly": {"volume_iops": 70000}}, "gitaly.volume_iops"),
 ])
 def test_contradictions_are_refused_naming_the_key(data, key):
     with pytest.raises(ConfigError) as raised:
@@ -405,3 +406,45 @@ def test_the_size_table_in_the_docs_is_the_code_s():
     assert sizes.table_markdown() in text
     assert sizes.SOURCE in text
     assert re.search(r"\b1k\b", text)
+
+
+# The single server's volume settings: the parameters a POC stack was created with must stay
+# valid (a deploy reuses their previous values) and its volume must not change type.
+VOLUME_PARAMS = ("GitalyVolumeSize", "GitalyVolumeIops")
+
+
+def _single_volume(t: dict) -> tuple[dict, dict]:
+    volume = t["gitaly"]["Resources"]["GitalyDataVolume"]["Properties"]
+    params = {name: {k: v for k, v in t["main"]["Parameters"][name].items() if k != "Description"}
+              for name in VOLUME_PARAMS}
+    return {k: v for k, v in volume.items() if k != "AvailabilityZone"}, params
+
+
+@pytest.mark.parametrize("lean", [False, True])
+@pytest.mark.parametrize("size", SIZES)
+def test_the_single_gitaly_server_keeps_the_volume_the_poc_built(size, lean):
+    extra = {"gitaly": {"volume_type": "gp3"}} if lean else {}
+    kept = {"keep_single_server": True} if sizes.SIZES[size].cluster else {}
+    poc = _single_volume(templates_for(extra))
+    grown = _single_volume(templates_for({**extra, "size": size, "gitaly": {**extra.get("gitaly", {}), **kept}}))
+    assert grown == poc
+    if sizes.SIZES[size].cluster:   # the new cluster servers take the size's volume
+        t = built(size, 2, gitaly=kept)
+        node = t["gitaly"]["Resources"]["Gitaly1DataVolume"]["Properties"]
+        assert (node["VolumeType"], node["Iops"]) == ("gp3", {"Ref": "GitalyNodeVolumeIops"})
+        assert param_default(t, "main", "GitalyNodeVolumeIops") == sizes.GITALY_CLUSTER_IOPS
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_the_cluster_s_gitaly_servers_are_updated_one_at_a_time(kept):
+    """One GitalyInstanceType drives every server, and a type change stops and starts each:
+    each server depends on the previous one, so CloudFormation never stops two at once."""
+    extra = {"gitaly": {"keep_single_server": True, "nodes": 4}} if kept else {}
+    g = built("3k", 3, **extra)["gitaly"]["Resources"]
+    chain = (["GitalyInstance"] if kept else []) + [f"Gitaly{n}Instance" for n in range(1, 5 if kept else 4)]
+    servers = sorted(lid for lid, r in g.items() if r["Type"] == "AWS::EC2::Instance")
+    assert sorted(chain) == servers
+    for before, after in zip(chain, chain[1:]):
+        assert before in g[after]["DependsOn"], (before, after)
+        assert [d for d in g[after]["DependsOn"] if d in servers] == [before]
+    assert not [d for d in g[chain[0]].get("DependsOn", []) if d in servers]

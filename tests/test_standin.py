@@ -1047,3 +1047,19 @@ def test_patch_servicecatalog_templates_read(local_aws):
         b"    Properties:\n      TopicName: !Sub '${Name}-topic'\n      Tags: !If [c, [], !Ref AWS::NoValue]\n"))
     sc.create_provisioning_artifact(ProductId=product, IdempotencyToken="short", Parameters={
         "Name": "2.0.0", "Info": {"LoadTemplateFromURL": f"https://gl-templates.s3.{REGION}.amazonaws.com/short.yaml"}})
+
+
+def test_patch_termination_protection(local_aws):
+    from botocore.exceptions import ClientError
+
+    cfn = local_aws.client("cloudformation", REGION)
+    cfn.create_stack(StackName="kept", TemplateBody=json.dumps({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}),
+                     EnableTerminationProtection=True)
+    assert cfn.describe_stacks(StackName="kept")["Stacks"][0]["EnableTerminationProtection"] is True
+    with pytest.raises(ClientError, match=r"Stack \[kept\] cannot be deleted while TerminationProtection is enabled"):
+        cfn.delete_stack(StackName="kept")
+    assert cfn.describe_stacks(StackName="kept")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    stack_id = cfn.update_termination_protection(StackName="kept", EnableTerminationProtection=False)["StackId"]
+    assert stack_id.startswith(f"arn:aws:cloudformation:{REGION}:123456789012:stack/kept/")
+    cfn.delete_stack(StackName="kept")
+    assert [s for s in cfn.describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"] == []

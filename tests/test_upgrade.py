@@ -307,3 +307,23 @@ def test_upgrade_end_to_end_on_the_standin(local_aws, standin, build, tmp_path):
         ([result["migrations_on"]], "bash -s -- post-deployment-migrations <<'GITLAB_CFN_UPGRADE_SCRIPT'"),
     ]
     assert result["migrations_on"] in {i["InstanceId"] for i in servers_after}
+
+
+def test_praefect_servers_are_not_upgraded_in_place(machine):
+    """The Praefect servers are replaced by their group's roll inside the stack update (their
+    boot migrates under the lock): the script has no in-place step for them."""
+    result, calls = machine("praefect", NEW, "deploy")
+    assert result.returncode == 1 and calls == []
+    assert "usage: gitlab-upgrade.sh package VERSION [PORT] | post-deployment-migrations" in result.stderr
+
+
+def test_the_roll_s_time_counts_every_group_the_stack_update_replaces():
+    """The stack update rolls the Praefect group, then the Rails and Sidekiq groups: 45 minutes
+    a server at most, for every one of them, and one more."""
+    plan = upgrade.Plan("id", OLD, OLD, NEW, "/p", "ami-1", ["i-1"], "app-group", 3,
+                        rolled={"PraefectAutoScalingGroup": 3, "SidekiqAutoScalingGroup": 2})
+    assert plan.roll_minutes == (3 + 3 + 2 + 1) * upgrade.ROLL_MINUTES_PER_SERVER
+    assert ("GitLab servers rolled, one at a time: Auto Scaling group app-group (3 servers, then 3 of "
+            "PraefectAutoScalingGroup, then 2 of SidekiqAutoScalingGroup; up to 405 min)") in plan.lines()
+    alone = upgrade.Plan("id", OLD, OLD, NEW, "/p", "ami-1", ["i-1"], "app-group", 1)
+    assert alone.roll_minutes == 120      # at least two hours

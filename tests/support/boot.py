@@ -48,6 +48,13 @@ def _kept_under_tmp() -> list[Path]:
     checkout (its fakes and tool virtual environments), wherever it was cloned."""
     wanted = {REPO, AWSCLI.parent.parent.resolve(), Path(sys.executable).resolve().parent}
     return sorted(p for p in wanted if p.is_relative_to("/tmp"))
+# Where the Gitaly role's fake gitlab-ctl keeps its state (on the server's disk).
+FAKE_STATE = "/var/lib/gitlab-cfn-fake"
+GITALY_CTL = f"""import os
+from pathlib import Path
+from support.disk import gitlab_ctl
+sys.exit(gitlab_ctl(sys.argv[1:], Path(os.environ.get("FAKE_STATE", {FAKE_STATE!r}))))
+"""
 # slirp4netns: the host's loopback as seen from the namespace.
 HOST = "10.0.2.2"
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -211,25 +218,30 @@ class Boot:
     seconds: float
 
 
-class Server:
-    """One instance's disk; ``boot()`` is a (re)boot of it."""
+class Disk:
+    """A machine's disk, shared by both harnesses (``Server`` here, ``disk.Machine``): overlay
+    layers over this machine's folders (``upper/<layer>``, ``work/<layer>`` under DIR), kept
+    between boots, so a second boot is a reboot."""
 
-    def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app"):
-        self.name, self.role, self.dir = name, role, base / name
-        self.program = userdata.body(role)
-        self.program_path = f"/opt/gitlab-cfn/boot/{hashlib.sha256(self.program.encode()).hexdigest()}/{role}.sh"
-        for layer in LAYERS:
+    def __init__(self, directory: Path, layers: tuple[str, ...]):
+        self.dir, self.layers = directory, layers
+        for layer in layers:
             (self.dir / "upper" / layer).mkdir(parents=True, exist_ok=True)
             (self.dir / "work" / layer).mkdir(parents=True, exist_ok=True)
-        self.install_image(version)
+
+    def overlay_mounts(self) -> str:
+        """The shell lines, run in a new mount namespace, that put the layers over the real folders."""
+        up, work = self.dir / "upper", self.dir / "work"
+        return "\n".join(f"mount -t overlay overlay -o lowerdir=/{layer},upperdir={up / layer},"
+                         f"workdir={work / layer} /{layer}" for layer in self.layers)
 
     def path(self, inside: str) -> Path:
         """Where a server path lives on its disk (its upper layer)."""
         inside = inside.lstrip("/")
-        for layer in sorted(LAYERS, key=len, reverse=True):
+        for layer in sorted(self.layers, key=len, reverse=True):
             if inside == layer or inside.startswith(layer + "/"):
                 return self.dir / "upper" / inside
-        raise ValueError(f"{inside} is not on the server's own layers {LAYERS}")
+        raise ValueError(f"{inside} is not on the server's own layers {self.layers}")
 
     def write(self, inside: str, text: str, mode: int = 0o644) -> Path:
         path = self.path(inside)
@@ -244,6 +256,22 @@ class Server:
     def exists(self, inside: str) -> bool:
         return self.path(inside).exists()
 
+
+class Server(Disk):
+    """One instance's disk; ``boot()`` is a (re)boot of it."""
+
+    def __init__(self, base: Path, name: str, version: str = "19.3.0-ee", role: str = "gitlab-app",
+                 layers: tuple[str, ...] | None = None):
+        # A Gitaly server's /dev is its own too: its data volume appears there.
+        super().__init__(base / name, layers or (LAYERS + (("dev",) if role == "gitaly" else ())))
+        self.name, self.role = name, role
+        self.loops: list[str] = []
+        self.program = userdata.body(role)
+        self.program_path = f"/opt/gitlab-cfn/boot/{hashlib.sha256(self.program.encode()).hexdigest()}/{role}.sh"
+        # Shell lines run in the namespaces as root just before the program (the instance's network, disks).
+        self.setup_lines: list[str] = []
+        self.install_image(version)
+
     def install_image(self, version: str) -> None:
         """What the AMI and cloud-init give an instance: the GitLab package (fakes for its
         commands), the AWS CLI, cfn-signal, this instance's SSH host keys, the boot program."""
@@ -254,6 +282,11 @@ class Server:
                             ("amazon-cloudwatch-agent-ctl",
                              "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl")):
             self.write(where, header + (FAKEBIN / f"{name}.py").read_text(), 0o755)
+        if self.role == "gitaly":
+            # The Gitaly role's gitlab-ctl is support/disk.py's: it checks gitlab.rb for the
+            # installed version and listens where gitaly['configuration'] says (its state in FAKE_STATE).
+            self.write("/opt/gitlab/bin/gitlab-ctl", header + GITALY_CTL, 0o755)
+            self.path(FAKE_STATE).mkdir(parents=True, exist_ok=True)
         systemctl = self.dir / "systemctl"
         systemctl.write_text(header + (FAKEBIN / "systemctl.py").read_text())
         systemctl.chmod(0o755)
@@ -276,14 +309,32 @@ class Server:
                            check=True)
         self.write(self.program_path, self.program, 0o755)
 
+    def attach_volume(self, volume_id: str, size_mib: int = 64) -> str:
+        """An EBS volume: a sparse file behind a loop device, at the NVMe path EC2 gives
+        VOLUME_ID, in the server's own /dev (``detach_volumes`` ends it)."""
+        if "dev" not in self.layers:
+            raise ValueError(f"{self.name}: a volume needs the server's own /dev (layers {self.layers})")
+        image = self.dir / f"{volume_id}.img"
+        with open(image, "wb") as f:
+            f.truncate(size_mib * 1024 * 1024)
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
+                                text=True).stdout.strip()
+        self.loops.append(device)
+        link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
+        self.setup_lines += [f"mkdir -p {Path(link).parent}", f"ln -sfn {device} {link}"]
+        return device
+
+    def detach_volumes(self) -> None:
+        for device in self.loops:
+            subprocess.run(["losetup", "--detach", device], capture_output=True)
+        self.loops.clear()
+
     def set_version(self, version: str) -> None:
         self.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", version + "\n")
 
     def start(self, env: dict[str, str]) -> subprocess.Popen:
         """Power on: the program runs in the server's namespaces (see ``wait``)."""
-        up, work = self.dir / "upper", self.dir / "work"
-        mounts = "\n".join(f"mount -t overlay overlay -o lowerdir=/{layer},upperdir={up / layer},"
-                           f"workdir={work / layer} /{layer}" for layer in LAYERS)
+        mounts = self.overlay_mounts()
         keep = "\n".join(f"mkdir -p {path} && mount --bind /run/host-tmp/{path.relative_to('/tmp')} {path}"
                           for path in _kept_under_tmp())
         setup = f"""set -e
@@ -302,6 +353,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 {keep}
 umount -l /run/host-tmp && rmdir /run/host-tmp
 hostname {self.name}
+{chr(10).join(self.setup_lines)}
 cd /
 exec bash {self.program_path}
 """
@@ -381,10 +433,11 @@ def render_gitlab_rb(version: str, values: dict[str, str], secrets: dict[str, st
 
 
 def evaluate_gitlab_rb(text: str) -> dict:
-    """A gitlab.rb evaluated by Ruby as the package's settings DSL does: {"settings", "calls"}."""
+    """A gitlab.rb evaluated by Ruby as the package's settings DSL does: {"settings", "calls", "assignments"}
+    (support/gitlab_rb_eval.rb, the one evaluator of every harness)."""
     with tempfile.NamedTemporaryFile("w", suffix=".rb") as rb:
         rb.write(text)
         rb.flush()
-        done = subprocess.run(["ruby", str(FAKEBIN / "gitlab_rb_eval.rb"), rb.name], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(["ruby", str(Path(__file__).resolve().parent / "gitlab_rb_eval.rb"), rb.name],
+                              capture_output=True, text=True, check=True)
     return json.loads(done.stdout)

@@ -30,21 +30,21 @@ from pathlib import Path
 
 from gitlab_cfn.compile import versions
 
+from support.boot import Disk
+
 SUPPORT = Path(__file__).resolve().parent
 SOURCES = SUPPORT.parents[1] / "templates_src"
 OVERLAID = ("/etc", "/var", "/opt", "/dev", "/root", "/home")
 REGION = "ap-southeast-2"
 INSTANCE_ID = "i-0fedcba9876543210"
 
-# Runs inside the namespaces, as root: overlays, a fresh /run, loopback up.
+LAYERS = tuple(folder.lstrip("/") for folder in OVERLAID)
+# Runs inside the namespaces, as root: overlays (the disk's, boot.Disk.overlay_mounts), a fresh /run,
+# loopback up.
 SETUP = r"""
 set -eu
-base=$1; shift
-for dir in /etc /var /opt /dev /root /home; do
-  name=${dir#/}
-  mkdir -p "$base/upper/$name" "$base/work/$name"
-  mount -t overlay overlay -o "lowerdir=$dir,upperdir=$base/upper/$name,workdir=$base/work/$name" "$dir"
-done
+shift
+{mounts}
 mount -t tmpfs -o mode=755 tmpfs /run
 ip link set lo up
 if [ -n "${DISK_LINK:-}" ]; then
@@ -117,8 +117,11 @@ fail("snap: nothing may be installed from the Snap Store here (the AWS CLI is on
 
 # -- the machine ------------------------------------------------------------------------------
 
-class Machine:
+class Machine(Disk):
+    """A machine over this one's files (``Disk``: the overlay layers of ``LAYERS``), no network."""
+
     def __init__(self, base: Path):
+        super().__init__(base, LAYERS)
         self.base = base
         self.state = base / "state"
         self.bin = base / "bin"
@@ -172,7 +175,7 @@ class Machine:
             **(env or {}),
         }
         command = ["unshare", "--mount", "--net", "--propagation", "private", "--",
-                   "bash", "-c", SETUP, "setup", str(self.base), *argv]
+                   "bash", "-c", SETUP.replace("{mounts}", self.overlay_mounts()), "setup", str(self.base), *argv]
         return subprocess.run(command, capture_output=True, text=True, env=full, timeout=timeout)
 
     def shell(self, script: str, **kwargs) -> subprocess.CompletedProcess:

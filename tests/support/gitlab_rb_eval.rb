@@ -1,22 +1,26 @@
-# Evaluates a gitlab.rb the way the Linux package does (plain Ruby, settings
-# auto-vivified on read) and prints what it sets, as JSON:
-#   {"assignments": [{"key": "gitaly['configuration']", "value": ..., "symbols": [...]}],
-#    "calls": ["external_url", ...]}
-# "symbols" are the symbol keys of a hash value, at any depth.
+# Evaluates a gitlab.rb the way the Linux package's settings DSL does: every
+# top-level name is a settings hash that grows on assignment and auto-vivifies
+# on read, and a top-level name given arguments is a call (external_url ...).
+# Prints, as JSON:
+#   {"settings": {"gitlab_rails": {...}, ...},             the node attributes (the fakes read them)
+#    "calls": {"external_url": "https://...", ...},         each call's argument(s)
+#    "assignments": [{"key": "gitaly['configuration']", "value": ..., "symbols": [...]}]}
+# "symbols" are the symbol keys of an assigned hash value, at any depth (the
+# documented-settings check compares them with the release's template).
+# One evaluator for every harness: support/boot.py, support/disk.py and the fakes of fakebin/.
 require 'json'
 
-class Setting
-  def initialize(path, out)
-    @path = path
-    @out = out
-  end
+ASSIGNMENTS = []
 
-  def [](key)
-    Setting.new("#{@path}['#{key}']", @out)
+class Settings < Hash
+  def initialize(path)
+    @path = path
+    super() { |hash, key| hash.store(key, Settings.new("#{@path}['#{key}']")) }
   end
 
   def []=(key, value)
-    @out[:assignments] << { key: "#{@path}['#{key}']", value: value, symbols: Setting.symbols(value) }
+    ASSIGNMENTS << { key: "#{@path}['#{key}']", value: value, symbols: Settings.symbols(value) }
+    super
   end
 
   def self.symbols(value)
@@ -28,19 +32,27 @@ class Setting
   end
 end
 
+# Plain Ruby around the settings, as in the package: Kernel's methods stay Kernel's.
 class GitlabRb < BasicObject
-  def initialize(out)
-    @out = out
+  def initialize(settings, calls)
+    @settings = settings
+    @calls = calls
   end
 
   def method_missing(name, *args)
-    return ::Setting.new(name.to_s, @out) if args.empty?
+    return @settings[name.to_s] if args.empty?
 
-    @out[:calls] << name.to_s
+    @calls[name.to_s] = args.length == 1 ? args.first : args
     nil
+  end
+
+  def respond_to_missing?(*)
+    true
   end
 end
 
-out = { assignments: [], calls: [] }
-GitlabRb.new(out).instance_eval(File.read(ARGV[0]), ARGV[0])
-puts JSON.generate(out)
+settings = ::Hash.new { |hash, key| hash.store(key, Settings.new(key)) }
+calls = {}
+path = ARGV.fetch(0)
+GitlabRb.new(settings, calls).instance_eval(File.read(path), path)
+puts JSON.generate({ 'settings' => settings, 'calls' => calls, 'assignments' => ASSIGNMENTS })

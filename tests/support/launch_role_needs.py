@@ -120,6 +120,13 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "ec2:DescribeVolumesModifications", "ec2:ModifyVolume", "ec2:ModifyVolumeAttribute", "kms:CreateGrant",
         "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
     ),
+    "AWS::ElastiCache::ParameterGroup": (
+        "elasticache:AddTagsToResource", "elasticache:CreateCacheParameterGroup",
+        "elasticache:DeleteCacheParameterGroup", "elasticache:DescribeCacheParameterGroups",
+        "elasticache:DescribeCacheParameters", "elasticache:DescribeEngineDefaultParameters",
+        "elasticache:ListTagsForResource", "elasticache:ModifyCacheParameterGroup",
+        "elasticache:RemoveTagsFromResource", "iam:CreateServiceLinkedRole",
+    ),
     "AWS::ElastiCache::ReplicationGroup": (
         "elasticache:AddTagsToResource", "elasticache:CreateReplicationGroup", "elasticache:CreateSnapshot",
         "elasticache:DecreaseReplicaCount", "elasticache:DeleteReplicationGroup", "elasticache:DescribeCacheClusters",
@@ -150,6 +157,30 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "elasticloadbalancing:RemoveTags", "elasticloadbalancing:SetLoadBalancerListenerSSLCertificate",
         "elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer",
         "elasticloadbalancing:SetLoadBalancerPoliciesOfListener",
+    ),
+    # Listener: Cognito authentication actions left out (no authenticate-cognito action).
+    "AWS::ElasticLoadBalancingV2::Listener": (
+        "elasticloadbalancing:AddTags", "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
+        "elasticloadbalancing:DescribeListenerAttributes", "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeTags", "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:RemoveTags",
+    ),
+    # Load balancer: IPAM pools and capacity reservations left out (never configured).
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": (
+        "elasticloadbalancing:AddTags", "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTags",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:RemoveTags",
+        "elasticloadbalancing:SetIpAddressType", "elasticloadbalancing:SetSecurityGroups",
+        "elasticloadbalancing:SetSubnets",
+    ),
+    "AWS::ElasticLoadBalancingV2::TargetGroup": (
+        "ec2:DescribeVpcs", "elasticloadbalancing:AddTags", "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+        "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:RemoveTags",
     ),
     "AWS::IAM::InstanceProfile": (
         "iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile",

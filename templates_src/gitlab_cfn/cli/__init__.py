@@ -25,6 +25,7 @@ from gitlab_cfn.cli import (
     diagram,
     diff,
     estimate,
+    inspect,
     lint,
     publish,
     standin,
@@ -32,7 +33,7 @@ from gitlab_cfn.cli import (
 )
 from gitlab_cfn.errors import GitlabCfnError
 
-SUBCOMMANDS = (build, lint, check, diff, deploy, destroy, upgrade, publish, catalog, standin, bake_ami,
+SUBCOMMANDS = (build, lint, check, diff, deploy, inspect, destroy, upgrade, publish, catalog, standin, bake_ami,
                estimate, diagram)
 
 
@@ -48,8 +49,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so that every ``finally`` runs."""
+
+
+def _stop_signal(signum, frame):
+    import signal
+
+    # Once: the cleanup that follows (stopping a stand-in, removing files) is not cut short.
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = parser().parse_args(argv)
+    # SIGTERM and SIGHUP end the command as Ctrl-C does: a stand-in it started is stopped,
+    # temporary folders are removed (Python's default for them ends the process at once).
+    # A signal ignored by whoever started us stays ignored (nohup's SIGHUP, SIGINT of a
+    # background job of a script).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _stop_signal)
     try:
         return args.func(args)
     except GitlabCfnError as exc:
@@ -61,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gitlab-cfn: error: AWS: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("gitlab-cfn: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
 

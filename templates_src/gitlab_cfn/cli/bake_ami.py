@@ -8,9 +8,19 @@ from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitlab_cfn.errors import ConfigError
     from gitlab_cfn.operate import bake
-    from gitlab_cfn.operate.aws import Aws
+    from gitlab_cfn.operate.aws import Aws, check_region
     from gitlab_cfn.operate.progress import Progress
+
+    if args.local:
+        raise ConfigError("--local: the stand-in cannot bake an image (its builder never runs GitLab's install "
+                          "script, so bake-ami would wait --timeout minutes for nothing); on the stand-in, "
+                          "deploy --local names a demo image in the SSM parameter instead")
+    check_region(args.region)
+    for region in (args.copy_to or "").split(","):
+        if region:
+            check_region(region, "--copy-to")
 
     request = bake.BakeRequest(
         gitlab_version=args.gitlab_version,
@@ -54,6 +64,7 @@ def register(sub) -> None:
                           help="how long to wait for the builder and each image (default 45)")
     bake_ami.add_argument("--poll-seconds", type=float, default=15, metavar="S", help=argparse.SUPPRESS)
     bake_ami.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint, e.g. a local stand-in")
+    bake_ami.add_argument("--local", action="store_true", help="refused: the stand-in cannot bake an image")
     bake_ami.add_argument("--json", action="store_true", help="print the result as JSON")
     bake_ami.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     bake_ami.set_defaults(func=run)

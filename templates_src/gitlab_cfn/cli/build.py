@@ -13,8 +13,15 @@ def run(args: argparse.Namespace) -> int:
     from gitlab_cfn.compile import compiler, config
 
     started = time.perf_counter()
+    from gitlab_cfn.errors import ConfigError
+
     cfg = config.load(args.config)
-    manifest = compiler.write_build(cfg, args.out)
+    try:
+        manifest = compiler.write_build(cfg, args.out)   # written in a staging folder, swapped in at the end
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) else args.out
+        raise ConfigError(f"--out: cannot write {args.out} ({exc.strerror or exc}: {where}); give a folder "
+                          "that can be created in a writable place") from None
     elapsed = time.perf_counter() - started
     templates = manifest["templates"]
     if not args.quiet:

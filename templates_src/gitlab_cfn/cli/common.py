@@ -29,12 +29,11 @@ def quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
-def aws_arguments(parser: argparse.ArgumentParser, local: bool = True) -> None:
+def aws_arguments(parser: argparse.ArgumentParser, local: bool = True, one_shot: bool = False) -> None:
     parser.add_argument("--stack-name", required=True, help="CloudFormation stack name")
     parser.add_argument("--region", required=True, help="AWS region")
     if local:
-        parser.add_argument("--local", action="store_true",
-                            help="run against a local AWS stand-in started for this command")
+        local_option(parser, one_shot)
     parser.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint (for example a running stand-in)")
     parser.add_argument("--poll-seconds", type=float, default=10, metavar="S", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -46,25 +45,61 @@ def note(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-class Endpoint:
-    """--local starts the stand-in for the command's duration; --endpoint-url uses one."""
+def local_option(parser: argparse.ArgumentParser, one_shot: bool = False) -> None:
+    extra = "; without one, a stand-in is started for this command only" if one_shot else ""
+    parser.add_argument("--local", action="store_true",
+                        help=f"use the local AWS stand-in of 'gitlab-cfn standin'{extra}")
 
-    def __init__(self, args: argparse.Namespace):
+
+class Endpoint:
+    """Where the command's AWS calls go.
+
+    ``--endpoint-url URL``: there. ``--local``: the persistent stand-in session of
+    ``gitlab-cfn standin`` when one runs; otherwise, for commands that can work alone
+    (``one_shot``: deploy, publish, catalog), a stand-in started for the command's
+    duration and stopped at its end, also when interrupted."""
+
+    def __init__(self, args: argparse.Namespace, one_shot: bool = False):
         self.args = args
+        self.one_shot = one_shot
         self.standin = None
 
     def __enter__(self):
-        from gitlab_cfn.operate.aws import Aws
+        from gitlab_cfn.operate.aws import Aws, check_region
 
+        if getattr(self.args, "region", None) is not None:
+            check_region(self.args.region)
+        for region in (getattr(self.args, "regions", None) or "").split(","):
+            if region:
+                check_region(region, "--regions")
+        if getattr(self.args, "stack_name", None) is not None:
+            from gitlab_cfn.operate.deploy import check_stack_name
+
+            check_stack_name(self.args.stack_name)
         if getattr(self.args, "local", False):
-            if self.args.endpoint_url:
+            if getattr(self.args, "endpoint_url", None):
                 raise ConfigError("--local and --endpoint-url exclude each other")
+            from gitlab_cfn.standin import session
+
+            running = session.current()
+            if running:
+                note(self.args, f"local AWS stand-in at {running['endpoint']} (the session of gitlab-cfn standin)")
+                return Aws(endpoint_url=running["endpoint"], standin=True)
+            if not self.one_shot:
+                raise ConfigError("--local: no local stand-in is running; start one with 'gitlab-cfn standin' "
+                                  "(in another terminal) and run this again")
             from gitlab_cfn.standin import StandIn
 
-            self.standin = StandIn().start()
-            note(self.args, f"local AWS stand-in at {self.standin.endpoint} (stops when this command ends)")
-            return Aws(endpoint_url=self.standin.endpoint)
-        return Aws(endpoint_url=self.args.endpoint_url)
+            self.standin = StandIn()
+            try:
+                self.standin.start()
+                note(self.args, f"local AWS stand-in at {self.standin.endpoint} (stops when this command ends; "
+                                "'gitlab-cfn standin' keeps one running)")
+                return Aws(endpoint_url=self.standin.endpoint, standin=True)
+            except BaseException:  # __exit__ is not called when __enter__ fails
+                self.standin.stop()
+                raise
+        return Aws(endpoint_url=getattr(self.args, "endpoint_url", None))
 
     def __exit__(self, *exc):
         if self.standin:
@@ -73,8 +108,12 @@ class Endpoint:
 
 def publish_request(args: argparse.Namespace, **extra):
     """The published location that ``publish`` writes and ``catalog publish`` reads."""
+    from gitlab_cfn.operate.aws import check_region
     from gitlab_cfn.operate.publish import PublishRequest
 
+    for region in (args.regions or "").split(","):
+        if region:
+            check_region(region, "--regions")
     return PublishRequest(
         bucket=args.bucket, regions=[r for r in (args.regions or "").split(",") if r], prefix=args.prefix,
         version=args.version or __version__, single_bucket=args.single_bucket, **extra)

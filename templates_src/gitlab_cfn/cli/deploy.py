@@ -13,16 +13,20 @@ def run(args: argparse.Namespace) -> int:
     from gitlab_cfn.operate.progress import Progress
 
     build = Path(args.build)
-    params = deploy.load_params(args.params)
+    params = deploy.load_params(args.params, args.param)
     request = deploy.DeployRequest(stack_name=args.stack_name, region=args.region, build_dir=build,
                                    params=params, bucket=args.bucket, prefix=args.prefix,
                                    allow_replace=set(args.allow_replace), assume_yes=args.yes,
+                                   tags=deploy.parse_tags(args.tags), role_arn=args.role_arn,
                                    poll=args.poll_seconds)
     progress = Progress(quiet=args.quiet)
-    with Endpoint(args) as aws:
+    template, manifest = deploy._parent_template(build)   # a missing build fails before anything starts
+    deploy.check_request(request)
+    with Endpoint(args, one_shot=True) as aws:
         if args.local:
-            template, manifest = deploy._parent_template(build)
-            filled = local.fill(aws, args.region, template, params, manifest["config"]["az_count"])
+            running = deploy._existing(aws.client("cloudformation", args.region), args.stack_name)
+            previous = {p["ParameterKey"] for p in (running or {}).get("Parameters", [])}
+            filled = local.fill(aws, args.region, template, params, manifest["config"]["az_count"], skip=previous)
             for name, value in filled.items():
                 progress.done(f"local value {name} = {value}")
             request.params = {**filled, **params}
@@ -44,10 +48,18 @@ def register(sub) -> None:
                     "and the rest is executed once confirmed), show progress, and print the outputs. "
                     "Parameters not given keep their previous values on an update; image ids (*AmiId) "
                     "not given come from the image SSM parameter at creation. On failure, name the "
-                    "first failing resource of the deepest failing nested stack and exit 1.")
-    aws_arguments(deploy_p)
-    deploy_p.add_argument("--params", metavar="FILE", help="parameter values: JSON or YAML mapping, or "
-                                                          "CloudFormation's ParameterKey/ParameterValue list")
+                    "first failing resource of the deepest failing nested stack and exit 1. "
+                    "A new stack gets termination protection (destroy turns it off).")
+    aws_arguments(deploy_p, one_shot=True)
+    deploy_p.add_argument("--params", metavar="FILE", help="parameter values: a JSON or YAML mapping, "
+                                                          "{\"Parameters\": {...}} (aws cloudformation deploy, "
+                                                          "taskcat), or a ParameterKey/ParameterValue list")
+    deploy_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                          help="a parameter value, over the file's (repeatable)")
+    deploy_p.add_argument("--tags", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                          help="tags for the stack and every resource it creates")
+    deploy_p.add_argument("--role-arn", metavar="ARN",
+                          help="IAM role CloudFormation assumes to create and update the stack")
     deploy_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
     deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/<build digest>/, new for every changed build)")
     build_option(deploy_p)

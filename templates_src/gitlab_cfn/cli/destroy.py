@@ -36,6 +36,6 @@ def register(sub) -> None:
         description="Delete the stack. Buckets, the KMS key and secrets are retained; the database "
                     "and the Gitaly volume end in final snapshots (the database's deletion protection "
                     "is turned off first). Each is then looked up and reported.")
-    aws_arguments(destroy_p, local=False)
+    aws_arguments(destroy_p)
     destroy_p.add_argument("--confirm", metavar="STACK_NAME", help="the stack name again, to confirm")
-    destroy_p.set_defaults(func=run, local=False)
+    destroy_p.set_defaults(func=run)

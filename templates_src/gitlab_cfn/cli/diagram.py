@@ -12,10 +12,22 @@ from gitlab_cfn.cli.common import DEFAULT_BUILD, note
 def run(args: argparse.Namespace) -> int:
     from gitlab_cfn.report import diagram, stack
 
+    import os
+
+    from gitlab_cfn.errors import ConfigError
+
     started = time.perf_counter()
     root = stack.load(args.build)
     out = args.out or str(Path(args.build) / f"architecture.{args.format}")
-    path, source = diagram.render(root, out, args.format)
+    # Checked first, so that a DOT file that cannot be written does not leave the picture alone.
+    if args.dot and not (Path(args.dot).parent.is_dir() and os.access(Path(args.dot).parent, os.W_OK)
+                         and not Path(args.dot).is_dir()):
+        raise ConfigError(f"--dot: cannot write {args.dot}; give a file in an existing, writable folder")
+    try:
+        path, source = diagram.render(root, out, args.format)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot write {out} ({exc.strerror or exc}: {exc.filename or out}); give a file "
+                          "in a folder that exists or can be created in a writable place") from None
     if args.dot:
         Path(args.dot).write_text(source)
     note(args, f"wrote {path} in {time.perf_counter() - started:.2f}s")

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from gitlab_cfn.operate.publish import launch_table, publish
 
     request = publish_request(args, force=args.force, build_dir=Path(args.build), stack_name=args.stack_name)
-    with Endpoint(args) as aws:
+    with Endpoint(args, one_shot=True) as aws:
         if args.local:
             for bucket, region in dict.fromkeys(request.bucket_for(r) for r in request.regions):
                 from gitlab_cfn.operate.deploy import ensure_bucket
@@ -53,7 +53,9 @@ def register(sub) -> None:
     publish_p.add_argument("--force", action="store_true", help="overwrite a version published with other content")
     build_option(publish_p)
     publish_p.add_argument("--stack-name", default="gitlab", help="stack name the links suggest (default: gitlab)")
-    publish_p.add_argument("--local", action="store_true", help="publish to a local AWS stand-in (buckets created)")
+    publish_p.add_argument("--local", action="store_true",
+                           help="publish to the local AWS stand-in of 'gitlab-cfn standin' (buckets created); "
+                                "without one, a stand-in started for this command only")
     publish_p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. a running stand-in")
     publish_p.add_argument("--json", action="store_true", help="print the result as JSON")
     publish_p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")

@@ -36,7 +36,7 @@ def register(sub) -> None:
                     "PostgreSQL 17 for GitLab 19 and the SSM agents, ask once, upgrade the Gitaly servers in place through SSM Run Command, roll the GitLab servers "
                     "through a change set (regular migrations only), then run the post-deployment "
                     "migrations once. Progress and exit codes as deploy.")
-    aws_arguments(upgrade_p, local=False)
+    aws_arguments(upgrade_p)
     upgrade_p.add_argument("--gitlab-version", required=True, metavar="X.Y.Z", help="the GitLab version to run")
     upgrade_p.add_argument("--bucket", help="template bucket, as given to deploy (default: gitlab-cfn-<region>-<account>)")
     upgrade_p.add_argument("--prefix", help="key prefix in the bucket, as given to deploy")
@@ -44,4 +44,4 @@ def register(sub) -> None:
     upgrade_p.add_argument("--yes", action="store_true", help="upgrade without asking (needed without a terminal)")
     upgrade_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",
                            help="accept an update that replaces this data resource (repeatable)")
-    upgrade_p.set_defaults(func=run, local=False)
+    upgrade_p.set_defaults(func=run)

@@ -27,6 +27,7 @@ from gitlab_cfn.compile.choices import (
 )
 from gitlab_cfn.compile.config import BuildConfig
 from gitlab_cfn.compile.images import IMAGE_ROOT_GIB
+from gitlab_cfn.compile.sizes import GITALY_CLUSTER_IOPS
 
 UBUNTU_LTS_AMI_PARAMETER = (
     "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -314,14 +315,24 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
         "Gitaly instance type", gitaly,
         "EC2 instance type of the Gitaly servers." if cfg.cluster else "EC2 instance type of the Gitaly server.",
         types, cfg.gitaly.instance_type)
+    # The single server's volume (the POC's; kept as it was by every size) and a cluster's
+    # servers' gp3 volumes (sizes.GITALY_CLUSTER_IOPS).
     iops = cfg.gitaly.volume_iops
-    if cfg.gitaly.volume_type == "io1":
+    if cfg.cluster:
+        specs["GitalyNodeVolumeSize"] = _number(
+            "Cluster data volumes (GiB)", gitaly, "gp3 volume of each Gitaly Cluster server.", 100, 20, 16384)
+        specs["GitalyNodeVolumeIops"] = _number(
+            "Cluster data volume IOPS", gitaly,
+            "gp3 IOPS of each Gitaly Cluster server's volume (GitLab recommends 8,000 read / 2,000 write).",
+            GITALY_CLUSTER_IOPS, 3000, 16000)
+    single = not cfg.cluster or cfg.gitaly.keep_single_server
+    if single and cfg.gitaly.volume_type == "io1":
         specs["GitalyVolumeSize"] = _number(
             "Data volume (GiB)", gitaly, "io1 volume holding the Git repositories.", 20, 20, 16384)
         specs["GitalyVolumeIops"] = _number(
             "Data volume IOPS", gitaly, "io1 IOPS: at most 50 per GiB of the volume.",
             iops or 1000, 100, 64000)
-    else:
+    elif single:
         specs["GitalyVolumeSize"] = _number(
             "Data volume (GiB)", gitaly, "gp3 volume holding the Git repositories.", 100, 20, 16384)
         specs["GitalyVolumeIops"] = _number(

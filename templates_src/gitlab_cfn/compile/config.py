@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from gitlab_cfn.compile import choices, sizes
+from gitlab_cfn.compile import choices, sizes, strict_yaml
 from gitlab_cfn.errors import ConfigError
 
 
@@ -93,11 +93,12 @@ class GitalyConfig:
     instance_type: str = _setting(
         "c5.xlarge", _not_burstable(choices.ALL_INSTANCE_TYPES), "default Gitaly instance type")
     volume_type: str = _setting(
-        "io1", _one_of(("io1", "gp3")), "EBS type of the repository data volume")
+        "io1", _one_of(("io1", "gp3")), "EBS type of the single Gitaly server's repository volume (a Gitaly Cluster's servers take gp3)")
     volume_iops: int = _setting(
         0, _int_between(0, 64000),
-        "default IOPS of each data volume; 0: the POC's (1000 on io1, 3000 on gp3). "
-        "GitLab recommends at least 8,000 read / 2,000 write (sizes from 2k set 8000)")
+        "default IOPS of the single Gitaly server's volume; 0: the POC's (1000 on io1, 3000 on gp3), "
+        "which every size keeps. GitLab recommends at least 8,000 read / 2,000 write (a Gitaly "
+        "Cluster's servers take 8000)")
     nodes: int = _setting(
         1, _int_between(1, 9),
         "Gitaly servers: 1 (one server) or a Gitaly Cluster of at least 3, spread over the AZs, "
@@ -305,7 +306,9 @@ def load(path: str | Path | None) -> BuildConfig:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = strict_yaml.load(text)
+    except strict_yaml.DuplicateKey as exc:
+        raise ConfigError(f"--config: {path}: {exc.problem}; each key may be given once") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -53,11 +53,16 @@ RDS_CLASS_OF = {
     "c5.large": "db.m6i.large",
 }
 
-# gp3 IOPS for every Gitaly data volume of a reference size: GitLab recommends at least
-# 8,000 read and 2,000 write IOPS; an EBS volume's IOPS are shared by reads and writes,
-# so 8,000 provisioned IOPS cover both. gp3 rather than io1: 8,000 IOPS on gp3 cost a
-# fraction of io1's and gp3 provisions IOPS independently of size (up to 16,000); io1
-# stays selectable (gitaly.volume_type) for its higher durability.
+# gp3 IOPS for the data volume of every server of a Gitaly Cluster: GitLab recommends at
+# least 8,000 read and 2,000 write IOPS; an EBS volume's IOPS are shared by reads and
+# writes, so 8,000 provisioned IOPS cover both. gp3 rather than io1: 8,000 IOPS on gp3
+# cost a fraction of io1's and gp3 provisions IOPS independently of size (up to 16,000).
+# The single Gitaly server (2k, or kept beside a cluster) keeps the volume the POC built
+# (gitaly.volume_type, GitalyVolumeSize, GitalyVolumeIops): changing a volume's type is an
+# Elastic Volumes modification after which the volume cannot be modified again for 6 hours
+# (https://docs.aws.amazon.com/ebs/latest/userguide/modify-volume-requirements.html), and
+# the parameters' constraints must keep accepting the values the POC stack was created with
+# (a deploy reuses them). Raise its IOPS with GitalyVolumeIops (in place).
 GITALY_CLUSTER_IOPS = 8000
 
 
@@ -132,8 +137,7 @@ def defaults(size: str) -> dict:
         "database": {"instance_class": s.db_class},
         "cache": {"node_type": s.cache_node_type, "replicas": s.cache_nodes - 1,
                   "separate_cache": s.separate_cache},
-        "gitaly": {"instance_type": s.gitaly[1], "nodes": s.gitaly[0], "volume_type": "gp3",
-                   "volume_iops": GITALY_CLUSTER_IOPS},
+        "gitaly": {"instance_type": s.gitaly[1], "nodes": s.gitaly[0]},
     }
     if s.sidekiq:
         count, kind = s.sidekiq
@@ -160,7 +164,8 @@ def table_rows() -> list[list[str]]:
             f"{s.sidekiq[0]} × {s.sidekiq[1]}" if s.sidekiq else "on Rails",
             f"{s.db_class} (GitLab: {s.postgres})",
             redis,
-            f"{s.gitaly[0]} × {s.gitaly[1]}, gp3 {GITALY_CLUSTER_IOPS:,} IOPS" + (" each" if s.gitaly[0] > 1 else ""),
+            (f"{s.gitaly[0]} × {s.gitaly[1]}, gp3 {GITALY_CLUSTER_IOPS:,} IOPS each" if s.cluster
+             else f"{s.gitaly[0]} × {s.gitaly[1]}, the POC's volume"),
             f"{s.praefect[0]} × {s.praefect[1]}" if s.praefect else "–",
             (f"own database on the main instance, or {RDS_CLASS_OF[s.praefect_postgres]} "
              f"(GitLab: {s.praefect_postgres})") if s.praefect_postgres else "–",

@@ -30,6 +30,7 @@ STANDIN_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": 
 @dataclass
 class Aws:
     endpoint_url: str | None = None
+    standin: bool = False   # the local stand-in: its fake credentials, whatever the environment holds
     _clients: dict = field(default_factory=dict, repr=False)
 
     def client(self, service: str, region: str) -> Any:
@@ -39,7 +40,36 @@ class Aws:
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
                 session = boto3.session.Session()
-                if session.get_credentials() is None:
+                if self.standin or session.get_credentials() is None:
                     kwargs.update(STANDIN_CREDENTIALS)
             self._clients[key] = boto3.client(service, **kwargs)
         return self._clients[key]
+
+
+def known_regions() -> set[str]:
+    """Every region botocore's endpoint data names, in every partition (offline)."""
+    session = boto3.session.Session()
+    found: set[str] = set()
+    for partition in session.get_available_partitions():
+        found |= set(session.get_available_regions("cloudformation", partition_name=partition))
+    return found
+
+
+def check_region(region: str, flag: str = "--region") -> None:
+    """Refuse a region that does not exist or is misspelt (``eu-wst-1``, ``EU-WEST-1``)."""
+    from gitlab_cfn.errors import ConfigError
+
+    regions = known_regions()
+    if region in regions:
+        return
+    close = [region.lower()] if region.lower() in regions else \
+        sorted(r for r in regions if _near(r, region.lower()))
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"{flag}: {region!r} is not an AWS region{hint}; regions are lower case, like eu-west-1 "
+                      f"({len(regions)} known to botocore)")
+
+
+def _near(a: str, b: str) -> bool:
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.85

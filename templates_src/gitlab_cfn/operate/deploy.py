@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 
 from gitlab_cfn import __version__
+from gitlab_cfn.compile import catalog as param_catalog
+from gitlab_cfn.compile import config as build_config
 from gitlab_cfn.compile.catalog import GITLAB_AMI_PARAMETER
 from gitlab_cfn.compile.compiler import product_entries, read_manifest, stack_files
 from gitlab_cfn.compile.constraints import violations
@@ -43,29 +45,67 @@ EMBEDDED = re.compile(r"Embedded stack (arn:aws[\w-]*:cloudformation:[^ ]+) was 
 
 # -- parameters ---------------------------------------------------------------------------------
 
-def load_params(path: str | Path | None) -> dict[str, str]:
-    """A parameter file: {"Key": "value"}, or CloudFormation's [{"ParameterKey", "ParameterValue"}]."""
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"--params: cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"--params: {path} is neither JSON nor YAML") from None
-    if isinstance(data, list):
+def load_params(path: str | Path | None, inline: list[str] | None = None) -> dict[str, str]:
+    """Parameter values from a file and from ``--param Key=Value`` (which win over the file).
+
+    The file is JSON or YAML in one of the shapes the AWS tools use: a mapping
+    ``{"Key": "value"}``; ``{"Parameters": {"Key": "value"}}`` (the file of ``aws
+    cloudformation deploy --parameter-overrides file://...`` and of taskcat's
+    ``parameters``); or CloudFormation's ``[{"ParameterKey": .., "ParameterValue": ..}]``
+    (``aws cloudformation create-stack --parameters file://...``). A key given twice
+    is refused, in the file and inline."""
+    from gitlab_cfn.compile import strict_yaml
+
+    values: dict[str, str] = {}
+    if path is not None:
         try:
-            return {str(p["ParameterKey"]): _text(p["ParameterValue"]) for p in data}
-        except (TypeError, KeyError):
-            raise ConfigError("--params: a list must hold {ParameterKey, ParameterValue} items") from None
-    if isinstance(data, dict):
-        return {str(k): _text(v) for k, v in data.items()}
-    raise ConfigError(f"--params: {path} must be a mapping of parameter names to values")
+            data = strict_yaml.load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"--params: cannot read {path}: {exc.strerror}") from None
+        except strict_yaml.DuplicateKey as exc:
+            raise ConfigError(f"--params: {path}: {exc.problem}; each parameter may be given once") from None
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise ConfigError(f"--params: {path} is neither JSON nor YAML") from None
+        if isinstance(data, dict) and set(data) == {"Parameters"} and isinstance(data["Parameters"], dict):
+            data = data["Parameters"]
+        if isinstance(data, list):
+            if not all(isinstance(p, dict) and "ParameterKey" in p and "ParameterValue" in p for p in data):
+                raise ConfigError("--params: a list must hold {ParameterKey, ParameterValue} items")
+            keys = [str(p["ParameterKey"]) for p in data]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise ConfigError(f"--params: {path}: ParameterKey {', '.join(twice)} given twice; "
+                                  "each parameter may be given once")
+            data = {str(p["ParameterKey"]): p["ParameterValue"] for p in data}
+        if not isinstance(data, dict):
+            raise ConfigError(f"--params: {path} must be a mapping of parameter names to values, "
+                              '{"Parameters": {...}}, or a [{ParameterKey, ParameterValue}] list')
+        values = {str(k): _text(str(k), v, "--params") for k, v in data.items()}
+    seen: set[str] = set()
+    for item in inline or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--param: {item!r} is not KEY=VALUE (for example --param DomainName=gitlab.example.com)")
+        if key in seen:
+            raise ConfigError(f"--param: {key} given twice; each parameter may be given once")
+        seen.add(key)
+        values[key] = value
+    return values
 
 
-def _text(value: Any) -> str:
+def _text(name: str, value: Any, source: str = "--params") -> str:
+    """A parameter value as CloudFormation takes it: a string (a list joins with commas)."""
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+        if any(isinstance(v, (dict, list)) for v in value):
+            raise ConfigError(f"{source}: {name}: a list of mappings or lists; a parameter value is a string "
+                              "or a list of strings (joined with commas)")
+        return ",".join(_text(name, v, source) for v in value)
+    if isinstance(value, dict):
+        raise ConfigError(f"{source}: {name}: a mapping; a parameter value is a string, a number "
+                          "or a list of strings")
+    if value is None:
+        raise ConfigError(f"{source}: {name}: no value; give a string (\"\" for an empty one)")
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
@@ -97,7 +137,7 @@ def _rule_value(node: Any, params: dict[str, str]) -> Any:
 
 
 def check_params(template: dict, params: dict[str, str], az_count: int | None = None,
-                 elsewhere: set[str] = frozenset()) -> list[str]:
+                 elsewhere: set[str] = frozenset(), region: str | None = None) -> list[str]:
     """Every way the values break the parent template's constraints; empty when they fit.
 
     ``elsewhere``: names whose values come from elsewhere (the stack's previous values,
@@ -123,6 +163,11 @@ def check_params(template: dict, params: dict[str, str], az_count: int | None = 
             bad = [z for z in zones if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]", z)]
             if bad:
                 problems.append(f"{name}: not Availability Zone names: {', '.join(bad)}")
+            # An Availability Zone name is its region's name and a letter (eu-west-1a).
+            other = [z for z in zones if z not in bad and region and z[:-1] != region]
+            if other:
+                problems.append(f"{name}: {', '.join(other)} not in region {region}; give zones of {region} "
+                                f"({region}a, {region}b, ...)")
             if az_count and len(zones) != az_count:
                 problems.append(f"{name}: exactly {az_count} Availability Zones are needed (got {len(zones)})")
             if len(set(zones)) != len(zones):
@@ -324,6 +369,8 @@ class DeployRequest:
     assume_yes: bool = False
     # Only ``upgrade`` moves the servers to another GitLab version (see version_guard).
     version_change: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    role_arn: str | None = None
     poll: float = 10.0
     timeout: float = 120 * 60
 
@@ -334,6 +381,7 @@ class DeployResult:
     status: str
     outputs: dict[str, str]
     changes: list[dict] = field(default_factory=list)
+    reused: dict[str, str] = field(default_factory=dict)   # previous values an update kept
 
 
 def _parent_template(build_dir: Path) -> tuple[dict, dict]:
@@ -379,6 +427,33 @@ def _ssm_image(aws: Aws, region: str, names: list[str], parameter: str = GITLAB_
             raise
     raise ConfigError(f"{', '.join(names)}: not given, and SSM parameter {parameter} does not exist "
                       f"in {region}; bake an image first (gitlab-cfn bake-ami) or give the image id in --params")
+
+
+def check_ssm_parameters(aws: Aws, region: str, definitions: dict, params: dict[str, str]) -> None:
+    """Every SSM parameter a parameter of SSM type names exists, before anything is uploaded.
+
+    CloudFormation resolves them when the stack is created or updated and fails the
+    whole operation on a missing one ("Parameters [NAME] referenced by template have
+    types not supported by CloudFormation" / "Unable to fetch parameters"; User Guide,
+    "Specify existing resources at runtime with CloudFormation-supplied parameter types")."""
+    from botocore.exceptions import ClientError
+
+    ssm = None
+    for name, definition in definitions.items():
+        if not str(definition.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
+            continue
+        source = params.get(name) or definition.get("Default")
+        if not source:
+            continue
+        ssm = ssm or aws.client("ssm", region)
+        try:
+            ssm.get_parameter(Name=source)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                raise
+            raise ConfigError(f"{name}: SSM parameter {source} does not exist in {region}; nothing was uploaded; "
+                              "bake an image first (gitlab-cfn bake-ami) or give another parameter name "
+                              f"(--param {name}=/path/of/parameter)") from None
 
 
 def image_version(ec2, image: str) -> str | None:
@@ -522,6 +597,15 @@ def change_set_rows(cfn, change_set_id: str, allow: set[str], tier: str = "main"
             return rows
 
 
+def change_summary(rows: list[ResourceChange]) -> str:
+    """``3 Add, 2 Modify (1 replaced), 0 Remove in 2 stacks (app, cache)``."""
+    n = {a: sum(1 for r in rows if r.action == a) for a in ("Add", "Modify", "Remove")}
+    replaced = sum(1 for r in rows if r.replacement in ("True", "Conditional"))
+    stacks = list(dict.fromkeys(r.stack for r in rows))
+    return (f"{n['Add']} Add, {n['Modify']} Modify ({replaced} replaced or maybe), {n['Remove']} Remove "
+            f"in {len(stacks)} stack{'s' if len(stacks) != 1 else ''} ({', '.join(stacks)})")
+
+
 def confirm(question: str, assume_yes: bool, stdin=None, stream=None) -> bool:
     """y/N on a terminal; ``--yes`` for scripts; without either, refuse (bad input)."""
     import sys
@@ -544,6 +628,45 @@ def confirm(question: str, assume_yes: bool, stdin=None, stream=None) -> bool:
 
 FAILED_CREATE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
 
+# CloudFormation API reference: CreateStack StackName ("must start with an alphabetical character
+# and can't be longer than 128 characters", [a-zA-Z][-a-zA-Z0-9]*), Tag (Key 1-128, Value 0-256,
+# "aws:" reserved, at most 50 tags), RoleARN (20-2048 characters, an IAM role).
+STACK_NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]{0,127}")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+RESERVED_TAG = "gitlab-cfn:version"
+
+
+def check_stack_name(name: str, flag: str = "--stack-name") -> None:
+    if not STACK_NAME.fullmatch(name or ""):
+        raise ConfigError(f"{flag}: {name!r} is not a CloudFormation stack name (a letter, then letters, "
+                          "digits and hyphens, at most 128 characters)")
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    """``--tags K=V ...`` as a mapping; refuses what CloudFormation refuses."""
+    tags: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tags: {item!r} is not KEY=VALUE (for example --tags team=platform)")
+        if key in tags:
+            raise ConfigError(f"--tags: {key} given twice; each tag key may be given once")
+        if len(key) > 128 or len(value) > 256:
+            raise ConfigError(f"--tags: {key[:40]}: a key has 1-128 characters and a value at most 256")
+        if key.lower().startswith("aws:") or key == RESERVED_TAG:
+            raise ConfigError(f"--tags: {key}: keys starting with aws: and {RESERVED_TAG} are reserved")
+        tags[key] = value
+    if len(tags) > 49:
+        raise ConfigError(f"--tags: {len(tags)} tags; at most 49 (CloudFormation takes 50, one is {RESERVED_TAG})")
+    return tags
+
+
+def check_request(request: DeployRequest) -> None:
+    check_stack_name(request.stack_name)
+    if request.role_arn is not None and not ROLE_ARN.fullmatch(request.role_arn):
+        raise ConfigError(f"--role-arn: {request.role_arn!r} is not an IAM role ARN "
+                          "(arn:aws:iam::123456789012:role/NAME)")
+
 
 def cleanup_command(request: DeployRequest) -> str:
     return f"gitlab-cfn destroy --stack-name {request.stack_name} --region {request.region} --confirm {request.stack_name}"
@@ -563,7 +686,9 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     # given may come from the running stack (an update) or the SSM image parameter.
     not_given = {name for name in definitions if name not in request.params and name not in location}
     az_count = manifest.get("config", {}).get("az_count")
-    problems = check_params(template, {**request.params, **location}, az_count, elsewhere=not_given)
+    check_request(request)
+    problems = check_params(template, {**request.params, **location}, az_count, elsewhere=not_given,
+                            region=request.region)
     _raise_problems(problems)
 
     cfn = aws.client("cloudformation", request.region)
@@ -573,6 +698,16 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
                           f"delete); nothing was changed; clean up with: {cleanup_command(request)}")
     previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
     reused = sorted(not_given & previous)
+    size = manifest.get("config", {}).get("size", "poc")
+    resized: dict[str, str] = {}
+    if existing:
+        resized = size_defaults(existing, definitions, reused, size, az_count)
+        for name, value in resized.items():
+            before = _previous_values(existing)[name]
+            progress.done(f"size {_stack_size(existing)} -> {size}: {name} {before} -> {value} "
+                          f"(the size's default; give --param {name}={before} to keep it)")
+        reused = [name for name in reused if name not in resized]
+        _raise_problems(reused_problems(existing, definitions, reused))
     images = [name for name in image_parameters(template) if name in not_given and name not in previous]
     filled: dict[str, str] = {}
     if images:
@@ -584,11 +719,13 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     _raise_problems(check_params(template, {**request.params, **location, **filled}, az_count,
                                  elsewhere=set(reused)))
     bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
-    params = {**request.params, **filled, **location, "TemplateBucketName": bucket}
+    params = {**request.params, **resized, **filled, **location, "TemplateBucketName": bucket}
     if existing:
         guard(cfn, existing["StackId"], request, progress)
         if not request.version_change:
             version_guard(aws, request.region, existing, template, request.params, progress)
+
+    check_ssm_parameters(aws, request.region, definitions, request.params)
 
     s3 = aws.client("s3", request.region)
     ensure_bucket(s3, bucket, request.region)
@@ -597,35 +734,45 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
 
     url = template_url(bucket, request.region, prefix)
     parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(params.items())]
-    tags = [{"Key": "gitlab-cfn:version", "Value": __version__}]
+    tags = [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())] + \
+        [{"Key": "gitlab-cfn:version", "Value": __version__}, {"Key": SIZE_TAG, "Value": size}]
+    role = {"RoleARN": request.role_arn} if request.role_arn else {}
     changes: list[dict] = []
+    kept: dict[str, str] = {}
     if existing is None:
+        # Termination protection on: a stack holding a GitLab instance is deleted only by
+        # ``gitlab-cfn destroy`` (which turns it off in the open) or on purpose in the console.
         stack_id = cfn.create_stack(StackName=request.stack_name, TemplateURL=url, Parameters=parameters,
-                                    Capabilities=CAPABILITIES, OnFailure="ROLLBACK", Tags=tags)["StackId"]
-        progress.done(f"creating stack {request.stack_name}")
+                                    Capabilities=CAPABILITIES, OnFailure="ROLLBACK", Tags=tags,
+                                    EnableTerminationProtection=True, **role)["StackId"]
+        progress.done(f"creating stack {request.stack_name} (termination protection on)")
     else:
         stack_id = existing["StackId"]
         if reused:
-            progress.done(f"reusing the stack's previous values of {', '.join(reused)}")
+            progress.done(reused_line(existing, definitions, reused))
+        kept = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])
+                if p["ParameterKey"] in reused}
         parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in reused]
         name = f"gitlab-cfn-{int(time.time())}"
         change_set = cfn.create_change_set(StackName=request.stack_name, ChangeSetName=name, TemplateURL=url,
                                            Parameters=parameters, Capabilities=CAPABILITIES,
-                                           ChangeSetType="UPDATE", IncludeNestedStacks=True, Tags=tags)["Id"]
+                                           ChangeSetType="UPDATE", IncludeNestedStacks=True, Tags=tags,
+                                           **role)["Id"]
         status, reason = _wait_change_set(cfn, change_set, request.poll)
         if status != "CREATE_COMPLETE":
             cfn.delete_change_set(ChangeSetName=change_set)
             if "didn't contain changes" in reason or "No updates" in reason:
                 progress.done(f"stack {request.stack_name}: no changes")
-                return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
+                return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [], kept)
             raise CheckFailed(f"change set for {request.stack_name} failed: {reason}")
         rows = change_set_rows(cfn, change_set, request.allow_replace)
         if not rows:
             cfn.delete_change_set(ChangeSetName=change_set)
             progress.done(f"stack {request.stack_name}: no changes")
-            return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [])
+            return DeployResult(stack_id, existing["StackStatus"], _outputs(cfn, stack_id), [], kept)
         for row in rows:
             progress.done(f"change: {row.line()}")
+        progress.done(f"change set: {change_summary(rows)}")
         changes = [row.as_dict() for row in rows]
         blocking = [row for row in rows if row.loses_data and not row.allowed]
         if blocking:
@@ -659,7 +806,74 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     if existing is not None:
         for line in left_behind(cfn, stack_id):
             progress.done(f"left behind: {line}")
-    return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes)
+    return DeployResult(stack_id, status, _outputs(cfn, stack_id), changes,
+                        kept if existing is not None else {})
+
+
+# The size a stack was last deployed at (config ``size``); a stack without it predates the
+# sizes, so it was built as the proof of concept.
+SIZE_TAG = "gitlab-cfn:size"
+
+
+def _stack_size(existing: dict) -> str:
+    return next((t["Value"] for t in existing.get("Tags", []) if t["Key"] == SIZE_TAG), "poc")
+
+
+def _previous_values(existing: dict) -> dict[str, str]:
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
+
+
+def size_defaults(existing: dict, definitions: dict, reused: list[str], size: str,
+                  az_count: int | None) -> dict[str, str]:
+    """A move to another size: the parameters the size sets (instance types, classes,
+    counts) take the new size's defaults instead of the stack's previous values, unless
+    the operator had changed them from the old size's default (then the operator's value
+    stays). Without this, a stack moved from poc to 3k would keep poc's types and a
+    burstable cache node."""
+    before = _stack_size(existing)
+    if before == size or before not in build_config.sizes.NAMES:
+        return {}
+    old_defaults = {name: spec.default for name, spec in param_catalog.parameters(
+        build_config.from_dict({"size": before, "az_count": az_count or 2})).items()}
+    values = _previous_values(existing)
+    changed = {}
+    for name in reused:
+        new = definitions.get(name, {}).get("Default")
+        old = old_defaults.get(name)
+        if new is None or old is None or str(new) == str(old) or definitions[name].get("NoEcho"):
+            continue
+        if values.get(name) == str(old):
+            changed[name] = str(new)
+    return changed
+
+
+def reused_problems(existing: dict, definitions: dict, reused: list[str]) -> list[str]:
+    """Previous values an update would keep that the new template no longer accepts.
+
+    CloudFormation checks a reused value against the new template's constraints and fails
+    the change set (an IOPS figure under a new minimum, an instance type no longer
+    offered); said here, before anything is uploaded, with the flag that fixes it."""
+    values = _previous_values(existing)
+    problems = []
+    for name in reused:
+        definition = definitions.get(name, {})
+        if definition.get("NoEcho") or name not in values:
+            continue
+        for problem in violations(name, definition, values[name]):
+            problems.append(f"{problem} (the stack's previous value, which this update would keep; "
+                            f"give --param {name}=VALUE)")
+    return problems
+
+
+def reused_line(existing: dict, definitions: dict, reused: list[str]) -> str:
+    """Which previous values an update keeps: every name, and the value of each one that is
+    not the template's default (those still at their default are counted)."""
+    before = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
+    named = [k for k in reused if "Default" not in definitions.get(k, {})
+             or str(definitions[k]["Default"]) != before.get(k)]
+    rest = len(reused) - len(named)
+    values = [f"{k}={before.get(k, '')}" for k in named] + ([f"{rest} at their default"] if rest else [])
+    return f"reusing the stack's previous values of {', '.join(reused)} ({'; '.join(values)})"
 
 
 def left_behind(cfn, stack_id: str) -> list[str]:
@@ -692,6 +906,8 @@ def left_behind(cfn, stack_id: str) -> list[str]:
 
 
 def _raise_problems(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
     if problems:
         raise ConfigError(f"{len(problems)} parameter problem{'s' if len(problems) > 1 else ''}:\n  "
                           + "\n  ".join(problems))
@@ -763,4 +979,4 @@ def outputs_table(outputs: dict[str, str]) -> str:
 
 def as_json(result: DeployResult) -> str:
     return json.dumps({"stack_id": result.stack_id, "status": result.status, "outputs": result.outputs,
-                       "changes": result.changes}, indent=2, sort_keys=True)
+                       "changes": result.changes, "reused": result.reused}, indent=2, sort_keys=True)

@@ -136,6 +136,11 @@ def destroy(stack_name: str, region: str, aws: Aws, progress: Progress, poll: fl
     for item in kept:
         if item.resource_type == "AWS::RDS::DBInstance" and item.physical_id:
             unprotect(rds, item.physical_id, progress, poll)
+    if existing.get("EnableTerminationProtection"):
+        # deploy turns it on for every new stack; the confirmed name is the consent to turn it off
+        # (UpdateTerminationProtection, CloudFormation API reference).
+        cfn.update_termination_protection(StackName=stack_id, EnableTerminationProtection=False)
+        progress.done(f"turned off termination protection of stack {stack_name}")
     cfn.delete_stack(StackName=stack_id)
     progress.done(f"deleting stack {stack_name}")
     status = "DELETE_IN_PROGRESS"

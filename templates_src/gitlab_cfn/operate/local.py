@@ -19,12 +19,17 @@ DEMO_KEY = "gitlab-cfn-local"
 STANDIN_GITLAB_AMI = "ami-0a11ab5e1c0de1851"
 
 
-def fill(aws: Aws, region: str, template: dict, given: dict[str, str], az_count: int) -> dict[str, str]:
+def fill(aws: Aws, region: str, template: dict, given: dict[str, str], az_count: int,
+         skip: set[str] = frozenset()) -> dict[str, str]:
+    """The demo values of the parameters not given and not in ``skip`` (those the stack
+    already has: an update reuses them). Filling is repeatable: the same certificate,
+    key pair and image parameter are found again in a persistent stand-in session, so a
+    second ``deploy --local`` changes nothing that was not asked for."""
     definitions = template.get("Parameters", {})
     values: dict[str, str] = {}
 
     def wanted(name: str) -> bool:
-        return name in definitions and name not in given
+        return name in definitions and name not in given and name not in skip
 
     if wanted("AvailabilityZones"):
         zones = aws.client("ec2", region).describe_availability_zones()["AvailabilityZones"]
@@ -33,7 +38,10 @@ def fill(aws: Aws, region: str, template: dict, given: dict[str, str], az_count:
         values["DomainName"] = DEMO_DOMAIN
     if wanted("CertificateArn"):
         domain = given.get("DomainName", DEMO_DOMAIN)
-        values["CertificateArn"] = aws.client("acm", region).request_certificate(DomainName=domain)["CertificateArn"]
+        acm = aws.client("acm", region)
+        known = [c["CertificateArn"] for c in acm.list_certificates().get("CertificateSummaryList", [])
+                 if c.get("DomainName") == domain]
+        values["CertificateArn"] = known[0] if known else acm.request_certificate(DomainName=domain)["CertificateArn"]
     for name in ("GitSshCIDR", "RemoteAccessCIDR"):
         if wanted(name):
             values[name] = DEMO_CIDR

@@ -17,6 +17,7 @@ nothing; the same name with another template is refused.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
@@ -148,3 +149,98 @@ def table(results: list[RegionResult]) -> str:
             status += f"; deprecated {','.join(r.deprecated)}"
         lines.append(f"{r.region}\t{r.product_id}\t{r.version}\t{r.artifact_id}\t{status}\t{','.join(r.versions)}")
     return "\n".join(lines) + "\n"
+
+
+# -- the portfolio stack ---------------------------------------------------------------------------
+
+@dataclass
+class PortfolioRequest:
+    stack_name: str
+    publish: PublishRequest
+    principal_arn: str
+    portfolio_name: str | None = None
+    provider_name: str | None = None
+    poll: float = 10.0
+    timeout: float = 30 * 60
+
+
+@dataclass
+class PortfolioResult:
+    region: str
+    stack_id: str
+    status: str
+    created: bool
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def deploy_portfolio(request: PortfolioRequest, aws: Aws, progress: Progress) -> list[PortfolioResult]:
+    """Create the portfolio stack in each region from the published ``service-catalog.template.yaml``.
+
+    Every region is checked first (the template is published there; the stack does not
+    exist or is complete), then the stacks are created, with termination protection
+    like the GitLab stack. A complete portfolio stack is left as it is: later versions
+    are added with ``catalog publish``."""
+    from gitlab_cfn.compile.compiler import PORTFOLIO
+    from gitlab_cfn.errors import CheckFailed
+    from gitlab_cfn.operate.deploy import (
+        CAPABILITIES,
+        TERMINAL_OK,
+        _existing,
+        _outputs,
+        check_stack_name,
+        first_failure,
+        wait,
+    )
+
+    check_stack_name(request.stack_name, "--portfolio-stack")
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|group)/[\w+=,.@/-]+", request.principal_arn or ""):
+        raise ConfigError(f"--principal-arn: {request.principal_arn!r} is not an IAM role or group ARN "
+                          "(arn:aws:iam::123456789012:role/Developers)")
+    existing: dict[str, dict | None] = {}
+    urls: dict[str, str] = {}
+    for region in request.publish.regions:
+        bucket, bucket_region = request.publish.bucket_for(region)
+        key = f"{request.publish.key_prefix}templates/{PORTFOLIO}.template.yaml"
+        try:
+            aws.client("s3", bucket_region).head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                raise
+            raise ConfigError(f"--version: {request.publish.version} is not published in s3://{bucket}/{key} "
+                              f"({region}); run gitlab-cfn publish first") from None
+        urls[region] = template_url(bucket, bucket_region, request.publish.key_prefix, PORTFOLIO)
+        found = _existing(aws.client("cloudformation", region), request.stack_name)
+        if found and found["StackStatus"] not in COMPLETE:
+            raise ConfigError(f"--portfolio-stack: {request.stack_name} in {region} is {found['StackStatus']}; "
+                              "nothing was changed")
+        existing[region] = found
+    results = []
+    for region in request.publish.regions:
+        cfn = aws.client("cloudformation", region)
+        if existing[region]:
+            stack_id = existing[region]["StackId"]
+            progress.done(f"{region}: {request.stack_name} is already deployed "
+                          f"({existing[region]['StackStatus']}); add versions with gitlab-cfn catalog publish")
+            results.append(PortfolioResult(region, stack_id, existing[region]["StackStatus"], False,
+                                           _outputs(cfn, stack_id)))
+            continue
+        bucket, bucket_region = request.publish.bucket_for(region)
+        values = {"ProductVersion": request.publish.version, "TemplateBucketName": bucket,
+                  "TemplateBucketRegion": bucket_region, "TemplateKeyPrefix": request.publish.key_prefix,
+                  "PrincipalArn": request.principal_arn}
+        if request.portfolio_name:
+            values["PortfolioName"] = request.portfolio_name
+        if request.provider_name:
+            values["ProviderName"] = request.provider_name
+        stack_id = cfn.create_stack(
+            StackName=request.stack_name, TemplateURL=urls[region], Capabilities=CAPABILITIES,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(values.items())],
+            OnFailure="ROLLBACK", EnableTerminationProtection=True)["StackId"]
+        progress.done(f"{region}: creating {request.stack_name} (termination protection on)")
+        status = wait(cfn, stack_id, progress, request.poll, request.timeout)
+        if status not in TERMINAL_OK:
+            failure = first_failure(cfn, stack_id)
+            raise CheckFailed(f"stack {request.stack_name} in {region} is {status}: "
+                              f"{failure or 'no failing resource was reported'}")
+        results.append(PortfolioResult(region, stack_id, status, True, _outputs(cfn, stack_id)))
+    return results

@@ -51,6 +51,8 @@ STABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMP
 COMMAND_DONE = {"Success", "Cancelled", "TimedOut", "Failed", "Cancelling"}
 # A rolling update waits this long for each new server (app tier, UPDATE_TIMEOUT).
 ROLL_MINUTES_PER_SERVER = 45
+# Groups beside the Rails servers' that a version change replaces, one server at a time.
+ROLLED = ("PraefectAutoScalingGroup", "SidekiqAutoScalingGroup")
 
 
 @dataclass
@@ -78,6 +80,15 @@ class Plan:
     repository_servers: list[str]
     group: str
     capacity: int
+    # The other groups the same stack update rolls, by logical id: servers in each. The
+    # Praefect group rolls first (the application's template takes the cluster's address
+    # from it), then the Rails and Sidekiq groups.
+    rolled: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def roll_minutes(self) -> int:
+        """The stack update's time limit: every server it replaces, one at a time, and one more."""
+        return max(120, (self.capacity + sum(self.rolled.values()) + 1) * ROLL_MINUTES_PER_SERVER)
 
     @property
     def steps(self) -> list[str]:
@@ -97,7 +108,9 @@ class Plan:
             lines.append(f"repository servers already run {self.target}: {', '.join(self.repository_servers)}")
         if "roll" in self.steps:
             lines.append(f"GitLab servers rolled, one at a time: Auto Scaling group {self.group} "
-                         f"({self.capacity} servers, up to {self.capacity * ROLL_MINUTES_PER_SERVER} min)")
+                         f"({self.capacity} servers"
+                         + "".join(f", then {n} of {lid}" for lid, n in sorted(self.rolled.items()))
+                         + f"; up to {self.roll_minutes} min)")
         else:
             lines.append(f"GitLab servers already run {self.target}")
         lines.append("post-deployment migrations: once, after the roll")
@@ -223,7 +236,16 @@ def plan(request: UpgradeRequest, aws: Aws) -> Plan:
     _check_database(aws, request.region, resources, parsed)
     _check_managed(aws, request.region, servers + app[:1])
     capacity = len(app) or 1
-    return Plan(stack["StackId"], rails, gitaly, target, image_parameter, image, servers, groups[0], capacity)
+    others = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
+              if r["ResourceType"] == "AWS::AutoScaling::AutoScalingGroup" and r["LogicalResourceId"] in ROLLED}
+    rolled = {}
+    if others:
+        described = aws.client("autoscaling", request.region).describe_auto_scaling_groups(
+            AutoScalingGroupNames=sorted(others.values()))["AutoScalingGroups"]
+        sizes = {g["AutoScalingGroupName"]: g["DesiredCapacity"] for g in described}
+        rolled = {lid: sizes.get(name, 0) for lid, name in others.items()}
+    return Plan(stack["StackId"], rails, gitaly, target, image_parameter, image, servers, groups[0], capacity,
+                rolled)
 
 
 def _script_commands(*args: str) -> list[str]:
@@ -300,7 +322,7 @@ def upgrade(request: UpgradeRequest, aws: Aws, progress: Progress, deploy_fn=Non
                 stack_name=request.stack_name, region=request.region, build_dir=request.build_dir, params={},
                 bucket=request.bucket, prefix=request.prefix, allow_replace=request.allow_replace,
                 assume_yes=True, version_change=True, poll=request.poll,
-                timeout=max(120, (the_plan.capacity + 1) * ROLL_MINUTES_PER_SERVER) * 60),
+                timeout=the_plan.roll_minutes * 60),
             aws, progress)
         status = result.status
 

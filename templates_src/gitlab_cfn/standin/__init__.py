@@ -59,12 +59,23 @@ class StandIn:
             self.log = Path(tempfile.mkstemp(prefix="gitlab-cfn-standin-", suffix=".log")[1])
         self.port = _free_port()
         # The stand-in's own interpreter runs moto with the patches of gitlab_cfn.standin.
-        env = {**os.environ, "MOTO_AMIS_PATH": str(AMIS), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        env = {**os.environ, "MOTO_AMIS_PATH": str(AMIS), "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+               # The server exits (and removes a log of its own) when this process is gone, however it ended.
+               "GITLAB_CFN_STANDIN_PARENT": str(os.getpid()),
+               "GITLAB_CFN_STANDIN_OWN_LOG": str(self.log) if self._own_log else ""}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [str(self.python), "-m", "gitlab_cfn.standin.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True)
+        try:
+            return self._wait_until_it_answers()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed while starting: the process never outlives this.
+            self.stop()
+            raise
+
+    def _wait_until_it_answers(self) -> StandIn:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -76,7 +87,6 @@ class StandIn:
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
         self._keep_log = True
-        self.stop()
         raise StandInError(f"the local AWS stand-in did not answer within {START_TIMEOUT:.0f}s; see {self.log}")
 
     def reset(self) -> None:
@@ -86,16 +96,22 @@ class StandIn:
             pass
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+        try:
+            if self.process and self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        except BaseException:  # interrupted while waiting for it: it goes at once
+            if self.process:
                 self.process.kill()
-                self.process.wait()
-        self.process = None
-        if self._own_log and not self._keep_log and self.log is not None:
-            self.log.unlink(missing_ok=True)
+            raise
+        finally:
+            self.process = None
+            if self._own_log and not self._keep_log and self.log is not None:
+                self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> StandIn:
         return self.start()

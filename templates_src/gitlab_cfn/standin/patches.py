@@ -71,8 +71,9 @@ that deploys a small template through the running server:
 - ``volumes_stay_in_their_zone``: InvalidVolume.ZoneMismatch attaching a volume of another zone.
 - ``servicecatalog_templates_read``: a product version whose template is not JSON or YAML, or
   has no Resources, is refused (moto's artifacts only checked the object existed).
+- ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
 
-The rules of the last five are in ``rules.py``.
+The rules of ``elasticache_auth_token_rules`` to ``servicecatalog_templates_read`` are in ``rules.py``.
 """
 
 from __future__ import annotations
@@ -1053,6 +1054,13 @@ def servicecatalog_templates_read() -> None:
     install_template_validation()
 
 
+@patch
+def termination_protection() -> None:
+    from gitlab_cfn.standin.termination import install
+
+    install()
+
+
 def apply_all() -> list[str]:
     from gitlab_cfn.standin import operations  # noqa: F401  (registers the operations patches)
 
@@ -1064,3 +1072,4 @@ def apply_all() -> list[str]:
 # Patches of their own modules, registered by importing them (after ``patch`` exists).
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
+from gitlab_cfn.standin import signals  # noqa: E402,F401

@@ -11,7 +11,10 @@ gitlab-cfn user data) gets its flows from its user data preamble and its scripts
   regional endpoint, through a VPC interface endpoint of the service when the VPC has one
   with private DNS, an S3 gateway endpoint on the subnet's route table, or else the internet;
 - package downloads (``apt-get``, ``pip install``, ``curl https://``): the internet, 80 and 443;
-- and each load balancer to its instances, on every listener's instance port and the health check.
+- each load balancer to its instances, on every listener's instance port and the health check;
+- and each node of a list of ``*_NODES`` to every other node of it, on ``NODE_PORT``: the Gitaly
+  servers of a cluster (the Praefect servers' ``GITALY_NODES``) replicate a repository by
+  calling the node that holds it (``peer_flows``).
 
 A flow holds when, for every subnet the source can run in: the source's security groups
 allow it out (egress), the destination's allow it in (ingress, by group or by a CIDR that
@@ -220,6 +223,45 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
                 if not any(f.destination is None and f.service is None and f.port == port for f in flows):
                     add(f"downloads ({name})", port, None)
     return flows, problems
+
+
+def peer_flows(model: Model) -> list[tuple[Place, Flow]]:
+    """Node to node on ``NODE_PORT`` within every node list a server is given: Gitaly replication.
+
+    A Gitaly node of a cluster replicates a repository from the node that holds it (Praefect
+    asks the target, which fetches from the source); the firewall table of "Configure Gitaly
+    Cluster" (https://docs.gitlab.com/administration/gitaly/praefect/configure/, "Network
+    latency and connectivity") lists Gitaly to Gitaly on 8075. So each node of a cluster
+    reaches every other one. Node lists that do not resolve to
+    resources are the server's own findings (``server_flows``)."""
+    out, seen = [], set()
+    for server in access.servers(model):
+        for name, value in sorted(server.values.items()):
+            if not name.endswith("_NODES"):
+                continue
+            nodes = []
+            for node in str(value).split(","):
+                found = model.owner(node.split("=", 1)[-1])
+                if found:
+                    nodes.append((node.split("=", 1)[0], *found))
+            for a_name, a_stack, a_logical in nodes:
+                try:
+                    source = place_of(model, a_stack, a_logical)
+                except access.Unresolved:
+                    continue
+                for b_name, b_stack, b_logical in nodes:
+                    key = (a_stack.file, a_logical, b_stack.file, b_logical)
+                    if (a_stack.file, a_logical) == (b_stack.file, b_logical) or key in seen:
+                        continue
+                    seen.add(key)
+                    try:
+                        destination = place_of(model, b_stack, b_logical)
+                    except access.Unresolved:
+                        continue
+                    out.append((source, Flow(f"{a_stack.file}:{a_logical}", "gitaly",
+                                             f"Gitaly replication: {a_name} to {b_name} (${name})", NODE_PORT,
+                                             destination)))
+    return out
 
 
 def balancer_flows(model: Model) -> tuple[list[tuple[Place, Place, int, str]], list[str]]:
@@ -558,6 +600,9 @@ def check(model: Model, calls: dict[str, list[access.Call]] | None = None,
         for flow in flows:
             checked.append((source, flow))
             findings += [_finding(p) for p in check_flow(net, source, flow)]
+    for source, flow in peer_flows(model):
+        checked.append((source, flow))
+        findings += [_finding(p) for p in check_flow(net, source, flow)]
     lb_flows, problems = balancer_flows(model)
     findings += [_finding(p) for p in problems]
     for balancer, members, port, why in lb_flows:

@@ -15,6 +15,11 @@ For every template of two builds it lists the resources an update would
 The schemas come with cfn-lint, so this runs offline. Resources that hold data
 (``holds_data``) are marked; replacing or deleting one fails the check unless it
 is allowed by name, and doing so without a Retain or Snapshot policy is data loss.
+
+A server may also keep its data in a database another resource holds: a change of where
+its user data points (``DATA_LOCATIONS``: the Praefect servers' database host, port and
+name) leaves the old data behind and starts the servers on an empty database, so it is
+marked as holding data too, and refused unless allowed by name.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from cfnlint.decode import decode_str
 
 from gitlab_cfn.compile.compiler import read_manifest
 from gitlab_cfn.refs import canonical, references
+from gitlab_cfn.verify.access import _preamble
 from gitlab_cfn.verify.lint_rules.StatefulResourcesKept import STATEFUL
 
 KEEP = ("Retain", "Snapshot")
@@ -36,6 +42,18 @@ DATA_INSTANCES = {"GitalyInstance", *(f"Gitaly{n}Instance" for n in range(1, 10)
 # Attributes whose value changes whenever their resource is modified, not only replaced.
 VOLATILE = {"LatestVersionNumber", "DefaultVersionNumber"}
 DELETE, REPLACE, MAY_REPLACE = "delete", "replace", "may replace"
+# User data role -> the variables that say where its servers' data lives, and what losing it
+# means. Praefect routes every call by the repository records in its database
+# (https://docs.gitlab.com/administration/gitaly/praefect/configure/, "PostgreSQL"): on an
+# empty database every repository is "not found". GitLab moves that database with pg_dump
+# and psql while Praefect is stopped ("Moving GitLab databases to a different PostgreSQL
+# instance", https://docs.gitlab.com/administration/postgresql/moving/, praefect_production).
+DATA_LOCATIONS = {
+    "praefect": (("DB_HOST", "DB_PORT", "PRAEFECT_DB_NAME"),
+                 "the Praefect servers would start on an empty database and find no repository; stop "
+                 "Praefect, copy praefect_production with pg_dump and psql as "
+                 "https://docs.gitlab.com/administration/postgresql/moving/ describes, then allow it"),
+}
 
 
 @dataclass
@@ -164,6 +182,14 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
         if ({lid: c.action for lid, c in changes.items()}, len(modified)) == before:
             break
 
+    moved: set[str] = set()     # the data stays where it was, but the servers leave it
+    for logical_id, resource in new_res.items():
+        if logical_id in old_res and logical_id not in changes:
+            reason = _data_moves(old_res[logical_id], resource, changed_inputs)
+            if reason:
+                changes[logical_id] = Change(name, logical_id, resource["Type"], REPLACE, [reason], True)
+                moved.add(logical_id)
+
     replaced = {lid for lid, c in changes.items() if c.action in (REPLACE, DELETE)}
     changed_outputs = set()
     for output, spec in (new.get("Outputs") or {}).items():
@@ -172,7 +198,7 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
                 changed_outputs.add(output)
 
     for change in changes.values():
-        if not change.holds_data:
+        if not change.holds_data or change.logical_id in moved:
             continue
         if change.action == DELETE:
             policy = old_res[change.logical_id].get("DeletionPolicy")
@@ -180,6 +206,20 @@ def diff_templates(name: str, old: dict, new: dict, changed_inputs: set[str] = f
             policy = new_res[change.logical_id].get("UpdateReplacePolicy")
         change.data_loss = policy not in KEEP
     return sorted(changes.values(), key=lambda c: c.logical_id), changed_outputs
+
+
+def _data_moves(old: dict, new: dict, changed_inputs: set[str]) -> str | None:
+    """Why a server's data location changes between two versions of its resource, or None."""
+    old_found = _preamble((old.get("Properties") or {}).get("LaunchTemplateData", old.get("Properties")))
+    new_found = _preamble((new.get("Properties") or {}).get("LaunchTemplateData", new.get("Properties")))
+    if not (old_found and new_found) or old_found[0] != new_found[0] or new_found[0] not in DATA_LOCATIONS:
+        return None
+    names, consequence = DATA_LOCATIONS[new_found[0]]
+    moved = [n for n in names if canonical(old_found[1].get(n)) != canonical(new_found[1].get(n))
+             or any(attr is None and ref in changed_inputs for ref, attr in references(new_found[1].get(n)))]
+    if not moved:
+        return None
+    return f"its database moves ({', '.join(moved)} changed): {consequence}"
 
 
 def diff_builds(old_dir: str | Path, new_dir: str | Path, allow: set[str] = frozenset(),

@@ -46,7 +46,7 @@ def installed_version() -> str:
 
 def evaluate_gitlab_rb() -> dict:
     """gitlab.rb evaluated by Ruby: {"settings": {...}, "calls": {...}}."""
-    done = subprocess.run(["ruby", str(HERE / "gitlab_rb_eval.rb"), str(GITLAB_RB)], capture_output=True, text=True)
+    done = subprocess.run(["ruby", str(HERE.parent / "gitlab_rb_eval.rb"), str(GITLAB_RB)], capture_output=True, text=True)
     if done.returncode:
         fail(f"gitlab.rb does not evaluate: {done.stderr.strip()}")
     return json.loads(done.stdout)

@@ -119,17 +119,20 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
     ``storage``: the storage name it serves, told to a cluster's nodes only (the single
     server's user data must never change, and it serves 'default')."""
     template = gitaly_template(tier)
-    io1 = tier.cfg.gitaly.volume_type == "io1"
+    # A cluster's servers: gp3 at the size's IOPS (parameters GitalyNodeVolume*); the single
+    # server keeps the POC's volume (gitaly.volume_type, GitalyVolume*; see sizes.py).
+    volume_type = "gp3" if storage is not None else tier.cfg.gitaly.volume_type
+    params = "GitalyNodeVolume" if storage is not None else "GitalyVolume"
     volume = tier.keep(ec2.Volume(
         f"{prefix}DataVolume",
         AvailabilityZone=az,
-        Size=tier.param("GitalyVolumeSize"),
-        VolumeType=tier.cfg.gitaly.volume_type,
-        Iops=tier.param("GitalyVolumeIops"),
+        Size=tier.param(f"{params}Size"),
+        VolumeType=volume_type,
+        Iops=tier.param(f"{params}Iops"),
         Encrypted=True,
         Tags=tags("gitaly-data"),
     ), policy="Snapshot")
-    if not io1:
+    if volume_type == "gp3":
         volume.Throughput = 250
     values = {
         "AWS_REGION": Ref("AWS::Region"),
@@ -236,6 +239,17 @@ def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, s
             tier, gitaly_profile, tier.input(f"PrivateSubnet{i + 1}Id"), Select(i, tier.param("AvailabilityZones")),
             {"token": internal, "shell": shell}, gitaly_parameter, prefix=f"Gitaly{n}",
             storage=node_name(n), grants=node_grants))
+    # One server at a time: every server takes its type from GitalyInstanceType, and a type
+    # change stops and starts the instance ("Update requires: Some interruptions",
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-instance.html#cfn-ec2-instance-instancetype).
+    # CloudFormation updates a resource only once those it depends on are updated, so each
+    # server depending on the previous one (the kept single server first) keeps the others
+    # serving while one restarts. The price: they are also created one after another.
+    previous = single
+    for node in nodes:
+        if previous is not None:
+            node.DependsOn = [*node.DependsOn, previous.title]
+        previous = node
     # Servers sharing a private subnet (more servers than AZs, or the kept single server in
     # the first one): lint rule E9010 asks why, on each of them.
     placed = [(0, single)] if single is not None else []
