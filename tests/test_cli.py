@@ -154,8 +154,13 @@ def test_the_newcomer_path_runs_as_written(tmp_path):
     assert diff.stdout == "" and diff.stderr.splitlines()[-1].startswith("0 replaced, 0 may be replaced, 0 deleted, "
                                                                            "0 added, 0 modified")
     (status,) = results["status --local"]
-    assert status.stdout.splitlines()[0].split()[:3] == ["demo", "UPDATE_COMPLETE", "9/9"]
-    assert len(status.stdout.splitlines()) == 10 and status.stdout.endswith("termination protection: on\n")
+    # Every nested stack of the POC build (the tiers of the manifest but the parent and the portfolio).
+    from gitlab_cfn.compile import compiler as _compiler
+    from gitlab_cfn.compile import config as _config
+
+    nested = len(_compiler.compile_data(_config.BuildConfig())) - 2
+    assert status.stdout.splitlines()[0].split()[:3] == ["demo", "UPDATE_COMPLETE", f"{nested}/{nested}"]
+    assert len(status.stdout.splitlines()) == nested + 1 and status.stdout.endswith("termination protection: on\n")
     (outputs,) = results["outputs --local"]
     assert "GitLabUrl" in outputs.stdout and "https://gitlab.example.test" in outputs.stdout
     (events,) = results["events --local"]
