@@ -2,7 +2,8 @@
 # AMI builder: prepares an instance to become the GitLab AMI.
 #
 # Refuses a GitLab version gitlab-cfn does not support; installs the AWS CLI
-# and the CloudFormation helper scripts (the boot scripts need both);
+# and the CloudFormation helper scripts (the boot scripts need both) and the
+# CloudWatch agent (its signature checked);
 # configures GitLab's signed apt repository (for in-place upgrades later); on
 # a plain Ubuntu source also installs the GitLab package at the chosen
 # version. Then removes everything GitLab's image and this builder's first
@@ -33,6 +34,34 @@ install_aws_cli() {
   fi
   retry 5 10 snap install aws-cli --classic
   ln -sf /snap/bin/aws "$ROOT/usr/local/bin/aws"
+}
+
+# The CloudWatch agent, signature checked (docs/operations.md; AWS: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/download-CloudWatch-Agent-on-EC2-Instance-commandline-first.html).
+CLOUDWATCH_AGENT_FINGERPRINT="${GITLAB_CFN_CLOUDWATCH_AGENT_FINGERPRINT:-937616F3450B7D806CBD9725D58167303B789C72}"
+
+install_cloudwatch_agent() {
+  local dir url gnupg fingerprint
+  if dpkg-query -W -f '${Status}' amazon-cloudwatch-agent 2>/dev/null | grep -q 'install ok installed'; then
+    return
+  fi
+  url="https://amazoncloudwatch-agent-${AWS_REGION}.s3.${AWS_REGION}.amazonaws.com/ubuntu/amd64/latest"
+  dir=$(mktemp -d "$STATE_DIR/cloudwatch-agent.XXXXXX")
+  retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.deb" "$url/amazon-cloudwatch-agent.deb"
+  retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.deb.sig" "$url/amazon-cloudwatch-agent.deb.sig"
+  retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.gpg" https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg
+  gnupg="$dir/gnupg"
+  mkdir -m 700 "$gnupg"
+  gpg --homedir "$gnupg" --batch --quiet --import "$dir/amazon-cloudwatch-agent.gpg" 2>/dev/null ||
+    die "the CloudWatch agent's key is not an OpenPGP key"
+  fingerprint=$(gpg --homedir "$gnupg" --batch --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
+  [[ "$fingerprint" == "$CLOUDWATCH_AGENT_FINGERPRINT" ]] ||
+    die "the CloudWatch agent's signing key has fingerprint '$fingerprint', not AWS's $CLOUDWATCH_AGENT_FINGERPRINT"
+  gpg --homedir "$gnupg" --batch -q --verify "$dir"/amazon-cloudwatch-agent.deb{.sig,} 2>/dev/null ||
+    die "the CloudWatch agent package does not match its signature"
+  gpgconf --homedir "$gnupg" --kill gpg-agent 2>/dev/null || true
+  dpkg -i -E "$dir/amazon-cloudwatch-agent.deb" >/dev/null
+  rm -rf "$dir"
+  log "installed the CloudWatch agent $(dpkg-query -W -f '${Version}' amazon-cloudwatch-agent)"
 }
 
 install_gitlab_package() {
@@ -96,6 +125,7 @@ main() {
   [[ "$installed" == "$expected" ]] ||
     die "gitlab-${GITLAB_EDITION} $installed is installed, not $expected"
   check_supported_gitlab "${installed%%-*}"
+  install_cloudwatch_agent
   forget_first_boot
   log "GitLab $installed is ready to be imaged"
 }

@@ -9,7 +9,7 @@
 # only once Gitaly accepts connections on its port.
 #
 # Expects from the preamble: AWS_REGION CFN_STACK CFN_RESOURCE GITLAB_DOMAIN
-# GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID, and GITALY_STORAGE.
+# GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID LOG_GROUP_PREFIX, and GITALY_STORAGE.
 #
 # One server (no cluster): GITALY_STORAGE is 'default' and GITALY_SECRET_ARN the
 # token the application servers hold. A node of a Gitaly Cluster: GITALY_STORAGE
@@ -180,7 +180,7 @@ wait_for_gitaly() {
 
 main() {
   start_boot
-  require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID
+  require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID LOG_GROUP_PREFIX
   [[ "$GITALY_STORAGE" =~ $STORAGE_NAME ]] ||
     die "GITALY_STORAGE: '$GITALY_STORAGE' is not a storage name (default, or a cluster node's name such as gitaly-1)"
   GITALY_TOKEN=$(secret_field "$GITALY_SECRET_ARN" token)
@@ -191,6 +191,7 @@ main() {
   gitlab-ctl reconfigure
   wait_for_gitaly
   log "Gitaly accepts connections on port $GITALY_PORT"
+  configure_cloudwatch_agent gitaly
 }
 
 main "$@"

@@ -57,7 +57,7 @@ WEB_ONLY=(HOST_KEYS_SECRET_ARN ROOT_PASSWORD_SECRET_ARN)
 required_env() {
   require_env AWS_REGION CFN_STACK GITLAB_DOMAIN VPC_CIDR DB_HOST DB_PORT DB_NAME \
     DB_SECRET_ARN REDIS_HOST REDIS_PORT REDIS_SECRET_ARN GITALY_ADDRESS GITALY_SECRET_ARN \
-    SHELL_SECRET_ARN RAILS_SECRETS_ARN BUCKET_BACKUPS
+    SHELL_SECRET_ARN RAILS_SECRETS_ARN BUCKET_BACKUPS LOG_GROUP_PREFIX
   local kind
   for kind in "${BUCKET_KINDS[@]}"; do
     require_env "BUCKET_${kind^^}"
@@ -113,6 +113,9 @@ load_secrets() {
   if [[ -n "${REDIS_CACHE_SECRET_ARN:-}" ]]; then
     REDIS_CACHE_TOKEN=$(secret_field "$REDIS_CACHE_SECRET_ARN" token)
     [[ -n "$REDIS_CACHE_TOKEN" ]] || die "the token of REDIS_CACHE_SECRET_ARN is empty"
+  fi
+  if [[ -n "${EMAIL_SENDER:-}" ]]; then
+    load_smtp_credentials "$(smtp_secret_name)"
   fi
 }
 
@@ -466,6 +469,11 @@ SQL
 }
 
 main() {
+  # The scheduled backup (lib/backup.sh), run by cron with its own environment.
+  case "${GITLAB_CFN_PHASE:-}" in
+    backup) backup_phase; return ;;
+    backup-locked) backup_locked_phase; return ;;
+  esac
   if [[ "${GITLAB_CFN_PHASE:-}" == locked ]]; then
     # Re-entered from psql while the lock is held: no signal from here, and the
     # database password stays with the session that holds the lock.
@@ -480,18 +488,23 @@ main() {
   required_env
   check_installed_version
   load_secrets
-  render_gitlab_rb | install_file 0600 /etc/gitlab/gitlab.rb
+  { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; } | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
   if [[ "$ROLE" == gitlab-sidekiq ]]; then
     # No migrations and no one-time settings here: the application servers own them.
     gitlab-ctl reconfigure
     gitlab-ctl restart sidekiq
     wait_until_sidekiq_ready
+    # No backup schedule here: the nightly gitlab-backup runs on the application servers
+    # only (lib/backup.sh; they exist at every size and one of them takes the lock).
+    configure_cloudwatch_agent sidekiq
     log "Sidekiq is configured and ready"
     return
   fi
   configure_sshd
+  install_backup_schedule "$(readlink -f "$0")"
   wait_until_ready
+  configure_cloudwatch_agent gitlab-app
   log "GitLab is configured and ready"
 }
 

@@ -15,7 +15,8 @@
 #
 # Preamble: AWS_REGION CFN_STACK CFN_RESOURCE DB_HOST DB_PORT DB_SECRET_ARN
 # PRAEFECT_DB_NAME PRAEFECT_DB_SECRET_ARN PRAEFECT_EXTERNAL_SECRET_ARN
-# PRAEFECT_INTERNAL_SECRET_ARN GITALY_NODES VIRTUAL_STORAGE.
+# PRAEFECT_INTERNAL_SECRET_ARN GITALY_NODES VIRTUAL_STORAGE LOG_GROUP_PREFIX.
+# Then the CloudWatch agent ships Praefect's log (lib/cloudwatch.sh, family praefect).
 #
 # Sources: GitLab docs doc/administration/gitaly/praefect/configure.md (the
 # Praefect node's gitlab.rb, the manual database setup, the two tokens);
@@ -46,7 +47,7 @@ IPV4='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
 
 required_env() {
   require_env AWS_REGION CFN_STACK DB_HOST DB_PORT DB_SECRET_ARN PRAEFECT_DB_NAME PRAEFECT_DB_SECRET_ARN \
-    PRAEFECT_EXTERNAL_SECRET_ARN PRAEFECT_INTERNAL_SECRET_ARN GITALY_NODES VIRTUAL_STORAGE
+    PRAEFECT_EXTERNAL_SECRET_ARN PRAEFECT_INTERNAL_SECRET_ARN GITALY_NODES VIRTUAL_STORAGE LOG_GROUP_PREFIX
 }
 
 # GITALY_NODES 'gitaly-1=10.0.1.23,gitaly-2=10.0.2.41,...' -> NODE_NAMES, NODE_IPS.
@@ -225,6 +226,7 @@ main() {
   render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
   bootstrap_under_lock
   wait_for_praefect
+  configure_cloudwatch_agent praefect
   log "Praefect is configured and ready"
 }
 

@@ -412,3 +412,88 @@ def test_evaluator_key_policy_rules():
     assert not policy.authorize(role, "1", "kms:Decrypt", key, {}, identity, [], True)[0]
     deny = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}
     assert not policy.authorize(role, "1", "kms:Decrypt", key, {}, identity, [("key", root), ("d", deny)], True)[0]
+
+
+# -- day-2 operations: the CloudWatch agent, the backup metric, the SES credentials ---------------
+
+CLUSTER = {"size": "10k", "gitaly": {"keep_single_server": True}}
+
+
+def with_sender(templates):
+    """The build as launched with an EmailSender (the root stack's default changed)."""
+    templates["main"]["Parameters"]["EmailSender"]["Default"] = "example.com"
+
+
+def test_the_cloudwatch_agent_and_the_backup_metric_are_decided_for_every_role():
+    result = access.check(model_of(templates_for(CLUSTER)))
+    assert [f.message for f in result.findings] == []
+    decided = {(d.server.role, d.request.action) for d in result.decisions if d.allowed}
+    for role in ("gitlab-app", "gitlab-sidekiq", "gitaly", "praefect"):
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents", "cloudwatch:PutMetricData"):
+            assert (role, action) in decided, (role, action)
+    streams = {d.request.resource for d in result.decisions if d.request.action == "logs:PutLogEvents"
+               and d.server.role == "praefect"}
+    assert any("/praefect:log-stream:" in s for s in streams), streams
+    # The nightly backup's metric, into the parent stack's namespace (its name from the bundle parameter).
+    backup = [d for d in result.decisions if "lib/backup.sh" in d.request.why
+              and d.request.action == "cloudwatch:PutMetricData"]
+    assert {d.server.role for d in backup} >= {"gitlab-app"}
+    assert {d.request.context for d in backup} == {(("cloudwatch:namespace", "gitlab-cfn/gitlab"),)}
+
+
+@pytest.mark.parametrize("roles_left, role", [
+    ([{"Ref": "InstanceRoleName"}], "gitlab-sidekiq"),
+    ([{"Ref": "SidekiqRoleName"}], "gitlab-app"),
+])
+def test_agent_grant_removed_from_a_gitlab_role_fails(roles_left, role):
+    def change(t):
+        t["logs"]["Resources"]["AppCloudWatchAgent"]["Properties"]["Roles"] = roles_left
+    one(changed(change, CLUSTER), f"({role})", "logs:PutLogEvents", "is denied")
+
+
+@pytest.mark.parametrize("tier, grant_id, role", [("praefect", "PraefectCloudWatchAgent", "praefect"),
+                                                   ("gitaly", "GitalyCloudWatchAgent", "gitaly")])
+def test_agent_grant_removed_from_praefect_or_gitaly_fails(tier, grant_id, role):
+    def change(t):
+        del t[tier]["Resources"][grant_id]
+        for r in t[tier]["Resources"].values():
+            if isinstance(r.get("DependsOn"), list) and grant_id in r["DependsOn"]:
+                r["DependsOn"].remove(grant_id)
+    one(changed(change, CLUSTER), f"({role})", "logs:CreateLogStream", "is denied")
+
+
+def test_agent_shipping_to_a_log_group_the_stack_lacks_fails():
+    def change(t):
+        del t["logs"]["Resources"]["PraefectLogGroup"]
+        t["logs"]["Resources"]["AppCloudWatchAgent"]["DependsOn"].remove("PraefectLogGroup")
+    one(changed(change, CLUSTER), "(praefect)", "/praefect is not a log group of the stack")
+
+
+def test_metrics_outside_the_stack_namespace_are_denied():
+    def change(t):
+        statement = next(s for s in t["logs"]["Resources"]["AppCloudWatchAgent"]["Properties"]["PolicyDocument"]["Statement"]
+                         if s.get("Sid") == "PutStackMetrics")
+        statement["Condition"]["StringEquals"]["cloudwatch:namespace"] = "gitlab-cfn/another-stack"
+    findings = changed(change, CLUSTER)
+    one(findings, "scripts/lib/backup.sh", "cloudwatch:PutMetricData", "is denied")
+    one(findings, "(gitlab-sidekiq)", "CloudWatch agent (metrics)", "is denied")
+
+
+def test_the_ses_credentials_are_read_by_the_app_and_sidekiq_servers_with_a_sender():
+    templates = copy.deepcopy(templates_for(CLUSTER))
+    with_sender(templates)
+    result = access.check(model_of(templates))
+    assert [f.message for f in result.findings] == []
+    ses = {d.server.role for d in result.decisions if d.allowed and ":secret:gitlab-cfn/" in d.request.resource
+           and d.request.resource.endswith("/ses-smtp-credentials-AbCdEf")}
+    assert ses == {"gitlab-app", "gitlab-sidekiq"}
+    # Without a sender nobody reads it.
+    result = access.check(model_of(templates_for(CLUSTER)))
+    assert not [d for d in result.decisions if "ses-smtp-credentials" in d.request.resource]
+
+
+def test_ses_credentials_grant_without_the_sidekiq_role_fails():
+    def change(t):
+        with_sender(t)
+        t["storage"]["Resources"]["SmtpCredentialsRead"]["Properties"]["Roles"] = [{"Ref": "InstanceRole"}]
+    one(changed(change, CLUSTER), "(gitlab-sidekiq)", "ses-smtp-credentials", "is denied")

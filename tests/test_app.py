@@ -80,7 +80,8 @@ def test_servers_start_after_the_grants_they_boot_with(default):
         assert app[grant]["Type"] == "AWS::IAM::Policy"
         assert app[grant]["Properties"]["Roles"] == [{"Ref": "InstanceRoleName"}]
     gitaly = default["gitaly"]["Resources"]
-    assert sorted(gitaly["GitalyInstance"]["DependsOn"]) == ["GitalyBootRead", "GitalyTokenSecretRead"]
+    assert sorted(gitaly["GitalyInstance"]["DependsOn"]) == [
+        "GitalyBootRead", "GitalyCloudWatchAgent", "GitalyTokenSecretRead"]
     for host in ("A", "B"):
         assert default["bastion"]["Resources"][f"Bastion{host}"]["DependsOn"] == ["BastionBootRead"]
 

@@ -21,7 +21,7 @@ import subprocess
 import pytest
 from gitlab_cfn.compile import userdata, versions
 from gitlab_cfn.errors import ConfigError
-from support import shellcheck
+from support import cloudwatch_agent, shellcheck
 from support.disk import INSTANCE_ID, Machine, dpkg_stanza, namespaces_available
 
 pytestmark = pytest.mark.skipif(namespaces_available() is not None or not os.path.exists("/usr/bin/cloud-init"),
@@ -130,11 +130,12 @@ def builder(tmp_path, signing_key, source="gitlab-ami") -> Machine:
             m.upper(link).parent.mkdir(parents=True, exist_ok=True)
             m.upper(link).symlink_to(target)
     m.write("/var/lib/dpkg/status", status)
+    cloudwatch_agent.seed(m.state)
     return m
 
 
 def bake(m: Machine, **env):
-    return m.boot(userdata.body("bake"), {**ENV, **env}, path=PROGRAM_PATH)
+    return m.boot(userdata.body("bake"), {**ENV, **cloudwatch_agent.env(), **env}, path=PROGRAM_PATH)
 
 
 def present(m: Machine, paths: list[str]) -> list[str]:
@@ -223,7 +224,7 @@ def test_each_removal_is_needed_a_leftover_fails_the_check(tmp_path, signing_key
     program = userdata.body("bake")
     assert program.count(line) == 1
     m = builder(tmp_path, signing_key)
-    result = m.boot(program.replace(line, ":"), ENV, path=PROGRAM_PATH)
+    result = m.boot(program.replace(line, ":"), {**ENV, **cloudwatch_agent.env()}, path=PROGRAM_PATH)
     assert result.returncode == 0, result.stderr
     assert leftover in leftovers(m)
 

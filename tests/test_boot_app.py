@@ -57,9 +57,11 @@ def test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves(c
     assert rails["monitoring_whitelist"] == ["127.0.0.0/8", "::1/128", "10.0.0.0/16"]
     assert rails["auto_migrate"] is False
 
-    # The order a first boot must keep: configure, load the schema, settings, start, sshd, ready, signal.
+    # The order a first boot must keep: configure, load the schema, settings, start, sshd, ready,
+    # the CloudWatch agent (its configuration validated by the fake control script), signal.
     assert actions(server) == ["gitlab-ctl reconfigure", "gitlab-rake gitlab:db:configure", "gitlab-rails runner",
-                               "gitlab-ctl restart", "systemctl try-reload-or-restart", "cfn-signal 0"]
+                               "gitlab-ctl restart", "systemctl try-reload-or-restart",
+                               "amazon-cloudwatch-agent-ctl fetch-config", "cfn-signal 0"]
     assert server.events("gitlab-rake")[0]["step"] == "load schema and seed"
 
     # The real database: extensions created by the boot (under the lock), schema loaded over TLS.

@@ -11,6 +11,7 @@ import json
 import pytest
 from gitlab_cfn.compile import userdata, versions
 from support.disk import Machine, namespaces_available, sparse_image
+from test_gitaly_boot import install_cloudwatch_agent
 
 pytestmark = pytest.mark.skipif(namespaces_available() is not None,
                                 reason=f"the namespace machine cannot run: {namespaces_available()}")
@@ -27,6 +28,9 @@ ENV = {
     "GITALY_STORAGE": "gitaly-2",
     "SHELL_SECRET_ARN": "arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:ShellSecret-AbCdEf",
     "DATA_VOLUME_ID": "vol-0fedcba9876543210",
+    # As the template gives them (lib/cloudwatch.sh puts the log group prefix together).
+    "LOG_GROUP_ID": "0a1b2c3d",
+    "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-production/gitaly/boot-bundle",
     "GITALY_VOLUME_WAIT": "20",
     "GITALY_READY_TIMEOUT": "10",
 }
@@ -39,6 +43,7 @@ def machine(tmp_path):
                    ENV["SHELL_SECRET_ARN"]: {"token": "shellT0ken"}})
     m.write("/etc/fstab", "proc /proc proc defaults 0 0\n")
     m.attach(sparse_image(tmp_path / "volume.img"), DISK_LINK)
+    install_cloudwatch_agent(m)
     yield m
     m.detach()
 
@@ -60,6 +65,10 @@ def test_a_cluster_node_serves_its_node_storage_with_the_internal_token(machine,
     assert gitaly["listen_addr"] == "0.0.0.0:8075"
     assert [s["--exit-code"] for s in machine.signals()] == ["0"]
     assert "praefectInternalT0ken" not in result.stderr + result.stdout
+    # Each cluster node ships Gitaly's log to the stack's groups, like the single server.
+    agent = json.loads(machine.upper("/opt/aws/amazon-cloudwatch-agent/etc/gitlab-cfn.json").read_text())
+    groups = {e["log_group_name"] for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert groups == {"/gitlab-cfn/gitlab-production/0a1b2c3d/gitaly", "/gitlab-cfn/gitlab-production/0a1b2c3d/boot"}
 
 
 def test_the_cluster_gitlab_rb_is_documented_on_every_supported_version(machine, tmp_path):

@@ -12,6 +12,7 @@ own validation refuses, needs its database to start, and listens where
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -65,6 +66,7 @@ class Cluster:
             "AWS_REGION": boot.REGION, "CFN_STACK": "gitlab-test", "CFN_RESOURCE": "PraefectAutoScalingGroup",
             "BOOT_ROLE": "praefect", "DB_HOST": boot.HOST, "DB_PORT": str(pg.port), "PRAEFECT_DB_NAME": DATABASE,
             "GITALY_NODES": GITALY_NODES, "VIRTUAL_STORAGE": "default", **self.arns,
+            "LOG_GROUP_ID": "0a1b2c3d", "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-test/praefect/boot-bundle",
             "AWS_ENDPOINT_URL": f"http://{boot.HOST}:{standin.port}", "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing", "GITLAB_CFN_DB_ATTEMPTS": "3", "GITLAB_CFN_DB_DELAY": "1",
             "GITLAB_CFN_READINESS_TIMEOUT": "10",
@@ -121,6 +123,11 @@ def test_two_praefect_servers_create_the_database_once_and_migrate_once_under_th
     for server, result in zip(servers, results):
         assert_succeeded(result, server)
         assert re.search(r"Praefect accepts connections on 10\.0\.2\.\d+:2305", result.stderr), result.stderr
+        # Then the CloudWatch agent: Praefect's log and the boot log, to the stack's groups.
+        agent = json.loads(server.read("/opt/aws/amazon-cloudwatch-agent/etc/gitlab-cfn.json"))
+        shipped = {e["file_path"]: e["log_group_name"] for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+        assert shipped == {"/var/log/gitlab/praefect/current": "/gitlab-cfn/gitlab-test/0a1b2c3d/praefect",
+                           "/var/log/cloud-init-output.log": "/gitlab-cfn/gitlab-test/0a1b2c3d/boot"}
 
     # One server created the user and the database, the other found them.
     created = [r for r in results if "created database user praefect" in r.stderr]
@@ -192,6 +199,7 @@ def render(env: dict[str, str], secrets: dict[str, str] | None = None) -> subpro
 
 RENDER_ENV = {"AWS_REGION": boot.REGION, "CFN_STACK": "gitlab-test", "DB_HOST": "praefect.abc.rds.amazonaws.com",
               "DB_PORT": "5432", "PRAEFECT_DB_NAME": DATABASE, "GITALY_NODES": GITALY_NODES, "VIRTUAL_STORAGE": "cluster",
+              "LOG_GROUP_ID": "0a1b2c3d", "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-test/praefect/boot-bundle",
               **{v: f"arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:{n}-AbCdEf" for v, (n, _) in SECRETS.items()}}
 
 

@@ -68,8 +68,16 @@ def test_a_sidekiq_server_runs_sidekiq_only_on_the_application_servers_secrets(c
     result = server.boot({**sidekiq_env(cloud), **extra})
     assert result.returncode == 0, result.stderr
     assert "Sidekiq answers /readiness" in result.stderr and "for /readiness on port 8092" in result.stderr
-    # Configure, start Sidekiq, signal: no migrations, no one-time settings, no sshd.
-    assert actions(server) == ["gitlab-ctl reconfigure", "gitlab-ctl restart", "cfn-signal 0"]
+    # Configure, start Sidekiq, the CloudWatch agent, signal: no migrations, no one-time
+    # settings, no sshd, and no scheduled backup (the application servers run it, lib/backup.sh).
+    assert actions(server) == ["gitlab-ctl reconfigure", "gitlab-ctl restart",
+                               "amazon-cloudwatch-agent-ctl fetch-config", "cfn-signal 0"]
+    assert not server.exists("/etc/cron.d/gitlab-cfn-backup") and app.exists("/etc/cron.d/gitlab-cfn-backup")
+    agent = json.loads(server.read("/opt/aws/amazon-cloudwatch-agent/etc/gitlab-cfn.json"))
+    shipped = {e["file_path"]: e["log_group_name"] for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert shipped["/var/log/gitlab/sidekiq/current"] == "/gitlab-cfn/gitlab-test/0a1b2c3d/sidekiq"
+    assert "/var/log/gitlab/puma/current" not in shipped
+    assert agent["metrics"]["metrics_collected"]["mem"]["append_dimensions"]["Role"] == "sidekiq"
     (restart,) = server.events("gitlab-ctl")[1:]
     assert (restart["service"], restart["started"]) == ("sidekiq", ["sidekiq"])
     assert not server.exists(SSHD_DROP_IN) and not server.exists("/etc/ssh_static")

@@ -8,17 +8,19 @@ import yaml
 from gitlab_cfn.compile import compiler, config
 from gitlab_cfn.errors import ConfigError
 
-TEN = ["main", "network", "security-groups", "storage", "database", "cache", "bastion", "gitaly", "app", "dns"]
-ALL = TEN + ["service-catalog"]  # the stack's ten, then the portfolio
+PRODUCT = ["main", "network", "security-groups", "storage", "database", "cache", "bastion", "logs", "gitaly",
+           "app",
+           "monitoring", "backup", "dns"]
+ALL = PRODUCT + ["service-catalog"]  # the stack's templates, then the portfolio
 
 
-def test_writes_the_ten_templates_the_portfolio_and_a_matching_manifest(tmp_path):
+def test_writes_the_product_templates_the_portfolio_and_a_matching_manifest(tmp_path):
     out = tmp_path / "build"
     manifest = compiler.write_build(config.BuildConfig(), out)
     assert sorted(p.name for p in (out / "templates").iterdir()) == sorted(f"{n}.template.yaml" for n in ALL)
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert list(manifest["templates"]) == ALL
-    assert list(compiler.product_entries(manifest)) == TEN
+    assert list(compiler.product_entries(manifest)) == PRODUCT
     for tier, entry in manifest["templates"].items():
         data = (out / entry["path"]).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()

@@ -1,5 +1,6 @@
 """The console script as a user runs it: a real subprocess, exit codes and streams."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,12 +39,14 @@ def test_build_then_lint(tmp_path):
     out = tmp_path / "b"
     built = run("build", "--out", str(out), "--config", str(_write(tmp_path, "az_count: 3\n")))
     assert built.returncode == 0, built.stderr
-    assert len(built.stdout.splitlines()) == 11
-    assert "built 11 templates" in built.stderr and "3 AZs" in built.stderr
+    # One line per template the manifest lists (the stack's and the portfolio).
+    every = len(json.loads((out / "manifest.json").read_text())["templates"])
+    assert len(built.stdout.splitlines()) == every >= 11
+    assert f"built {every} templates" in built.stderr and "3 AZs" in built.stderr
     linted = run("lint", "--build", str(out), "--regions", "us-east-1")
     assert linted.returncode == 0, linted.stdout + linted.stderr
     assert linted.stdout == ""
-    assert "linted 11 templates in 1 regions" in linted.stderr and "0 findings" in linted.stderr
+    assert f"linted {every} templates in 1 regions" in linted.stderr and "0 findings" in linted.stderr
 
 
 def test_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
@@ -68,7 +71,8 @@ def test_lint_failure_exits_1_and_names_the_finding(tmp_path):
     assert result.returncode == 1
     assert result.stdout.startswith("templates/dns.template.yaml:")
     assert "E3006" in result.stdout
-    assert result.stderr.startswith("gitlab-cfn: error: linted 11 templates")
+    every = len(json.loads((out / "manifest.json").read_text())["templates"])
+    assert result.stderr.startswith(f"gitlab-cfn: error: linted {every} templates")
 
 
 def test_lint_without_build_exits_2(tmp_path):
@@ -150,8 +154,13 @@ def test_the_newcomer_path_runs_as_written(tmp_path):
     assert diff.stdout == "" and diff.stderr.splitlines()[-1].startswith("0 replaced, 0 may be replaced, 0 deleted, "
                                                                            "0 added, 0 modified")
     (status,) = results["status --local"]
-    assert status.stdout.splitlines()[0].split()[:3] == ["demo", "UPDATE_COMPLETE", "9/9"]
-    assert len(status.stdout.splitlines()) == 10 and status.stdout.endswith("termination protection: on\n")
+    # Every nested stack of the POC build (the tiers of the manifest but the parent and the portfolio).
+    from gitlab_cfn.compile import compiler as _compiler
+    from gitlab_cfn.compile import config as _config
+
+    nested = len(_compiler.compile_data(_config.BuildConfig())) - 2
+    assert status.stdout.splitlines()[0].split()[:3] == ["demo", "UPDATE_COMPLETE", f"{nested}/{nested}"]
+    assert len(status.stdout.splitlines()) == nested + 1 and status.stdout.endswith("termination protection: on\n")
     (outputs,) = results["outputs --local"]
     assert "GitLabUrl" in outputs.stdout and "https://gitlab.example.test" in outputs.stdout
     (events,) = results["events --local"]

@@ -7,7 +7,7 @@ from conftest import templates_for
 from gitlab_cfn.compile import config
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = re.compile(r"`(main|network|security-groups|storage|database|cache|bastion|gitaly|app|dns|service-catalog):([A-Z][A-Za-z0-9]+)`")
+REFERENCE = re.compile(r"`(main|network|security-groups|storage|database|cache|bastion|logs|gitaly|app|monitoring|backup|dns|service-catalog):([A-Z][A-Za-z0-9]+)`")
 
 
 def test_every_resource_named_in_the_architecture_map_exists():

@@ -323,3 +323,38 @@ def test_gitaly_cluster_nodes_reach_each_other():
         findings = changed(drop, {"size": "3k"})
         one(findings, "Gitaly1Instance", "Gitaly2Instance", "8075")
         assert all("Gitaly replication" in f for f in findings), findings
+
+
+# -- day-2 operations -----------------------------------------------------------------------------
+
+CLUSTER = {"size": "10k", "gitaly": {"keep_single_server": True}}
+
+
+def test_cloudwatch_endpoints_are_flows_of_every_server_with_the_agent():
+    found = edges(check(templates_for(CLUSTER)))
+    for server in ("AppLaunchTemplate", "SidekiqLaunchTemplate", "GitalyInstance", "Gitaly1Instance",
+                   "PraefectLaunchTemplate"):
+        assert {(server, "logs", 443), (server, "monitoring", 443)} <= found, server
+
+
+def _sender(t):
+    t["main"]["Parameters"]["EmailSender"]["Default"] = "example.com"
+
+
+def test_smtp_to_ses_is_a_flow_of_the_app_and_sidekiq_servers_only_with_a_sender():
+    templates = copy.deepcopy(templates_for(CLUSTER))
+    _sender(templates)
+    result = check(templates)
+    assert [f.message for f in result.findings] == []
+    smtp = {e for e in edges(result) if e[2] == 587}
+    assert smtp == {("AppLaunchTemplate", "internet", 587), ("SidekiqLaunchTemplate", "internet", 587)}
+    assert not {e for e in edges(check(templates_for(CLUSTER))) if e[2] == 587}
+
+
+@pytest.mark.parametrize("rule, server", [("AppToSesSmtp", "AppLaunchTemplate"),
+                                          ("SidekiqToSesSmtp", "SidekiqLaunchTemplate")])
+def test_removed_smtp_egress_fails(rule, server):
+    def change(t):
+        _sender(t)
+        del t["security-groups"]["Resources"][rule]
+    one(changed(change, CLUSTER), server, "SMTP to Amazon SES", "587")

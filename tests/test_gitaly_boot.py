@@ -11,6 +11,7 @@ a TCP listener where gitlab.rb says Gitaly listens), cfn-signal and aws are fake
 import hashlib
 import json
 import subprocess
+import sys
 
 import pytest
 from gitlab_cfn.compile import userdata, versions
@@ -35,6 +36,7 @@ ENV = {
     "GITALY_SECRET_ARN": "arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:GitalyToken-AbCdEf",
     "SHELL_SECRET_ARN": "arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:ShellSecret-AbCdEf",
     "DATA_VOLUME_ID": VOLUME_ID,
+    "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d",
     "GITALY_VOLUME_WAIT": "20",
     "GITALY_READY_TIMEOUT": "10",
 }
@@ -52,8 +54,19 @@ def machine(tmp_path):
                    ENV["SHELL_SECRET_ARN"]: {"token": "shellT0ken"}})
     m.write("/etc/fstab", FSTAB)
     installed(m, versions.latest_example())
+    install_cloudwatch_agent(m)
     yield m
     m.detach()
+
+
+def install_cloudwatch_agent(m: Machine) -> None:
+    """The agent's control script, as the AMI has it (the fake of support/fakebin)."""
+    from support.boot import FAKEBIN, REPO
+
+    header = (f"#!{sys.executable}\nimport sys\nsys.path[:0] = [{str(FAKEBIN)!r}, "
+              f"{str(REPO / 'templates_src')!r}]\n")
+    m.write("/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl",
+            header + (FAKEBIN / "amazon-cloudwatch-agent-ctl.py").read_text(), 0o755)
 
 
 def installed(m: Machine, version: str) -> None:
@@ -105,6 +118,15 @@ def test_a_blank_volume_is_formatted_mounted_by_uuid_and_gitaly_listens(machine,
     rb = machine.upper("/etc/gitlab/gitlab.rb")
     assert oct(rb.stat().st_mode & 0o777) == "0o600"
     assert "gitalyT0ken" not in result.stderr and "shellT0ken" not in result.stderr
+    # The CloudWatch agent was given its configuration (which its fake control script
+    # validated): Gitaly's log and the boot log, the data volume's disk metrics.
+    agent = json.loads(machine.upper("/opt/aws/amazon-cloudwatch-agent/etc/gitlab-cfn.json").read_text())
+    shipped = {e["file_path"]: e["log_group_name"] for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert shipped == {"/var/log/gitlab/gitaly/current": ENV["LOG_GROUP_PREFIX"] + "/gitaly",
+                       "/var/log/cloud-init-output.log": ENV["LOG_GROUP_PREFIX"] + "/boot"}
+    assert agent["metrics"]["metrics_collected"]["disk"]["resources"] == ["/", DATA_DIR]
+    loaded = [json.loads(line) for line in machine.upper("/var/log/gitlab-cfn-fakes.log").read_text().splitlines()]
+    assert [e["action"] for e in loaded if e["command"] == "amazon-cloudwatch-agent-ctl"] == ["fetch-config"]
 
 
 def test_reboot_mounts_the_volume_by_uuid_and_a_second_boot_changes_nothing(machine, tmp_path):

@@ -123,9 +123,10 @@ def test_the_expected_needs_are_the_registry_handlers_own():
 
 def test_the_launch_role_cannot_delete_what_the_stacks_retain(default):
     need = launch_role.needs(product_of(default))
-    assert need.retained_types == {"AWS::S3::Bucket", "AWS::KMS::Key", "AWS::SecretsManager::Secret"}
+    assert need.retained_types == {"AWS::S3::Bucket", "AWS::KMS::Key", "AWS::SecretsManager::Secret",
+                                   "AWS::Logs::LogGroup", "AWS::Backup::BackupVault"}
     actions = granted(launch_statements(default))
-    for action in ("s3:DeleteBucket", "kms:ScheduleKeyDeletion", "secretsmanager:DeleteSecret",
+    for action in ("s3:DeleteBucket", "kms:ScheduleKeyDeletion", "secretsmanager:DeleteSecret", "logs:DeleteLogGroup",
                    "iam:CreateUser", "iam:PutUserPolicy"):
         assert not allows(actions, action), action
     # GitLab's objects are never read or written: s3:GetObject only on the published templates.
@@ -150,6 +151,9 @@ def test_the_launch_role_stays_in_this_account_and_region(default):
                 assert f"role{IAM_PATH}" in arn or f"instance-profile{IAM_PATH}" in arn or "aws-service-role" in arn
             elif service == "s3":
                 assert arn.split(":::")[1].startswith(("gl-", "${TemplateBucketName}/", "*/*")), arn
+            elif service == "cloudwatch" and ":dashboard/" in arn:
+                # Dashboards are global: their ARNs name no region.
+                assert arn == "arn:${AWS::Partition}:cloudwatch::${AWS::AccountId}:dashboard/*", arn
             elif service != "route53":
                 assert "${AWS::Region}" in arn, arn
         assert not any(a == "*" or a.endswith(":*") for a in statement["Action"]), statement["Sid"]
@@ -296,7 +300,7 @@ def test_the_portfolio_deploys_from_its_link_and_catalog_publish_adds_versions(l
         TemplateURL=first.urls[region].replace("/main.template.yaml", "/product.template.yaml"),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in launch.items()])["StackId"]
     states = stack_states(cfn, stack_id)
-    assert len(states) == 9 and {s.status for s in states} == {"CREATE_COMPLETE"}, first_failure(cfn, stack_id)
+    assert len(states) == 12 and {s.status for s in states} == {"CREATE_COMPLETE"}, first_failure(cfn, stack_id)
 
     # A version that is not published yet is refused before any region changes.
     refused = _catalog_publish(standin, "1.1.0")

@@ -101,10 +101,12 @@ def test_instance_role_s3_policy_is_the_guides_narrowed_to_these_buckets(default
     assert all(r["Fn::Sub"][0] == "${Bucket}/*" for r in objects["Resource"])
 
 
-def test_instance_role_has_session_manager_and_cloudwatch_agent_only(default):
+def test_instance_role_has_session_manager_only(default):
+    # The CloudWatch agent's rights are the logs tier's grant, scoped to the stack
+    # (tests/test_monitoring.py), not the broad CloudWatchAgentServerPolicy.
     role = props(default["storage"], "InstanceRole")
     assert [arn["Fn::Sub"].rsplit("/", 1)[1] for arn in role["ManagedPolicyArns"]] == [
-        "AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"]
+        "AmazonSSMManagedInstanceCore"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": ["ec2.amazonaws.com"]}
 

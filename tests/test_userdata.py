@@ -32,6 +32,9 @@ def sample(name: str) -> str:
         "REDIS_PORT": "6379",
         "GITALY_ADDRESS": "tcp://10.0.1.123:8075",
         "DATA_VOLUME_ID": "vol-0123456789abcdef0",
+        "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d",
+        "LOG_GROUP_ID": "0a1b2c3d",
+        "EMAIL_SENDER": "gitlab@engineering.example.com",
         "GITLAB_VERSION": "18.5.1",
         "GITLAB_EDITION": "ee",
         "BAKE_SOURCE": "gitlab-ami",
@@ -114,6 +117,10 @@ def test_preamble_exports_exactly_what_the_bootstrap_and_the_script_require(role
         kinds = re.search(r"BUCKET_KINDS=\(([^)]*)\)", script).group(1).split()
         required |= {f"BUCKET_{k.upper()}" for k in kinds}
     assert required, role
+    if "LOG_GROUP_PREFIX" in required:
+        # Put together by lib/cloudwatch.sh from these two (the user data's size).
+        assert {"LOG_GROUP_ID", "BUNDLE_PARAMETER"} <= set(variables) and "lib/cloudwatch.sh" in userdata.ROLES[role]
+        required = (required - {"LOG_GROUP_PREFIX"}) | {"LOG_GROUP_ID"}
     assert required - {"CFN_RESOURCE"} <= set(variables), required - set(variables)
     assert "CFN_RESOURCE" in variables
     # The bootstrap's own needs: the bundle's location, given directly or through SSM.
@@ -238,3 +245,38 @@ def test_bastions_get_a_public_address_at_launch():
         assert eni["AssociatePublicIpAddress"] is True
         assert eni["SubnetId"] == {"Ref": subnet}
         assert eni["GroupSet"] == [{"Ref": "BastionSecurityGroupId"}]
+
+
+@pytest.mark.parametrize("bundle_parameter, group_id, expected", [
+    ("/gitlab-cfn/gitlab-production/gitlab-app/boot-bundle", "0a1b2c3d", "/gitlab-cfn/gitlab-production/0a1b2c3d"),
+    ("/gitlab-cfn/gl/praefect/boot-bundle", "ffff0000", "/gitlab-cfn/gl/ffff0000"),
+    # Malformed: nothing is put together, and require_env LOG_GROUP_PREFIX then stops the boot.
+    ("/gitlab-cfn/gitlab-production/gitlab-app/boot-bundle", "0A1B2C3D", ""),
+    ("/gitlab-cfn/gitlab-production/gitlab-app/boot-bundle", "0a1b2c3d/x", ""),
+    ("/other/gitlab-production/gitlab-app/boot-bundle", "0a1b2c3d", ""),
+    ("/gitlab-cfn/gitlab-production/boot-bundle", "0a1b2c3d", ""),
+    ("", "0a1b2c3d", ""),
+])
+def test_log_group_prefix_is_put_together_from_the_user_data(bundle_parameter, group_id, expected):
+    """The user data carries LOG_GROUP_ID only; lib/cloudwatch.sh prefixes the parent stack's
+    name from BUNDLE_PARAMETER, as the logs tier names its groups."""
+    env = {"PATH": "/usr/bin:/bin", "BUNDLE_PARAMETER": bundle_parameter, "LOG_GROUP_ID": group_id}
+    out = subprocess.run(
+        ["bash", "-c", f"source {SCRIPTS}/lib/common.sh; source {SCRIPTS}/lib/cloudwatch.sh; "
+                       'printf %s "${LOG_GROUP_PREFIX:-}"'],
+        env=env, capture_output=True, text=True, check=True).stdout
+    assert out == expected
+    if not expected:
+        failed = subprocess.run(
+            ["bash", "-c", f"source {SCRIPTS}/lib/common.sh; source {SCRIPTS}/lib/cloudwatch.sh; "
+                           "require_env LOG_GROUP_PREFIX"], env=env, capture_output=True, text=True)
+        assert failed.returncode != 0 and "LOG_GROUP_PREFIX" in failed.stderr
+
+
+def test_log_group_prefix_given_is_kept():
+    env = {"PATH": "/usr/bin:/bin", "LOG_GROUP_PREFIX": "/gitlab-cfn/a/12345678", "LOG_GROUP_ID": "0a1b2c3d",
+           "BUNDLE_PARAMETER": "/gitlab-cfn/b/gitaly/boot-bundle"}
+    out = subprocess.run(["bash", "-c", f"source {SCRIPTS}/lib/common.sh; source {SCRIPTS}/lib/cloudwatch.sh; "
+                                        'printf %s "$LOG_GROUP_PREFIX"'], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "/gitlab-cfn/a/12345678"

@@ -247,6 +247,12 @@ def preamble_values(db_port: int, db_name: str, arns: dict[str, str], stack: str
         "REDIS_HOST": "master.gi1abc2defgh3ij.abcdef.apse2.cache.amazonaws.com",
         "REDIS_PORT": "6379",
         "GITALY_ADDRESS": "tcp://10.0.1.123:8075",
+        # As the template gives them: the log groups' id, and the bundle parameter whose name
+        # holds the parent stack's (lib/cloudwatch.sh puts the log group prefix together).
+        "LOG_GROUP_ID": "0a1b2c3d",
+        "BUNDLE_PARAMETER": f"/gitlab-cfn/{stack}/gitlab-app/boot-bundle",
+        # Outbound e-mail off (the parameters' defaults).
+        "EMAIL_SENDER": "",
         **arns,
     }
     for kind in BUCKET_KINDS:
@@ -324,7 +330,9 @@ class Server(Disk):
         header = (f"#!{sys.executable}\nimport sys\nsys.path[:0] = [{str(FAKEBIN)!r}, {str(REPO / 'tests')!r}, "
                   f"{str(REPO / 'templates_src')!r}]\n")
         for name, where in (("gitlab-ctl", "/opt/gitlab/bin/gitlab-ctl"), ("gitlab-rake", "/opt/gitlab/bin/gitlab-rake"),
-                            ("gitlab-rails", "/opt/gitlab/bin/gitlab-rails"), ("cfn-signal", "/opt/aws/bin/cfn-signal")):
+                            ("gitlab-rails", "/opt/gitlab/bin/gitlab-rails"), ("cfn-signal", "/opt/aws/bin/cfn-signal"),
+                            ("amazon-cloudwatch-agent-ctl",
+                             "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl")):
             self.write(where, header + (FAKEBIN / f"{name}.py").read_text(), 0o755)
         if self.role == "gitaly":
             # The Gitaly role's gitlab-ctl is support/disk.py's: it checks gitlab.rb for the

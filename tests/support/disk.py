@@ -351,6 +351,17 @@ def curl(args: list[str], state: Path) -> int:
             out = Path(args[args.index("-o") + 1])
             out.write_bytes((state / "gitlab-key.asc").read_bytes())
             return 0
+    # The CloudWatch agent's package and key (support/cloudwatch_agent.py), at the URLs AWS documents.
+    from support.cloudwatch_agent import KEY_URL as AGENT_KEY_URL
+
+    agent = re.fullmatch(r"https://amazoncloudwatch-agent-([a-z0-9-]+)\.s3\.\1\.amazonaws\.com/ubuntu/amd64/latest/"
+                         r"(amazon-cloudwatch-agent\.deb(\.sig)?)", url)
+    name = agent.group(2) if agent else ("amazon-cloudwatch-agent.gpg" if url == AGENT_KEY_URL else None)
+    if name and (state / name).exists():
+        if "-o" not in args:
+            return fail("the download must be written to a file (-o)")
+        Path(args[args.index("-o") + 1]).write_bytes((state / name).read_bytes())
+        return 0
     return fail(f"no network here: {url}", 6)
 
 

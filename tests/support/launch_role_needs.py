@@ -41,6 +41,20 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "autoscaling:DeletePolicy", "autoscaling:DescribePolicies", "autoscaling:PutScalingPolicy",
         "cloudwatch:GetMetricData",
     ),
+    "AWS::Backup::BackupPlan": (
+        "backup:CreateBackupPlan", "backup:DeleteBackupPlan", "backup:GetBackupPlan", "backup:ListTags",
+        "backup:TagResource", "backup:UntagResource", "backup:UpdateBackupPlan",
+    ),
+    "AWS::Backup::BackupSelection": (
+        "backup:CreateBackupSelection", "backup:DeleteBackupSelection", "backup:GetBackupSelection",
+        "iam:GetRole", "iam:PassRole",
+    ),
+    "AWS::Backup::BackupVault": (  # retained: no delete; no access policy, lock or notifications
+        # backup-storage:MountCapsule: listed for CreateBackupVault by AWS Backup's access-control page too.
+        "backup-storage:MountCapsule", "backup:CreateBackupVault",
+        "backup:DescribeBackupVault", "backup:ListTags", "backup:TagResource", "backup:UntagResource",
+        "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey", "kms:RetireGrant",
+    ),
     "AWS::CloudFormation::Stack": (
         "cloudformation:CreateStack", "cloudformation:DeleteStack", "cloudformation:DescribeStacks",
         "cloudformation:GetStackPolicy", "cloudformation:GetTemplate", "cloudformation:SetStackPolicy",
@@ -49,6 +63,10 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "AWS::CloudWatch::Alarm": (
         "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource",
         "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:UntagResource",
+    ),
+    "AWS::CloudWatch::Dashboard": (
+        "cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource",
+        "cloudwatch:PutDashboard", "cloudwatch:TagResource", "cloudwatch:UntagResource",
     ),
     "AWS::EC2::EIP": (
         "ec2:AllocateAddress", "ec2:AssociateAddress", "ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeAddresses",
@@ -200,6 +218,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
         "kms:PutKeyPolicy", "kms:TagResource", "kms:UntagResource", "kms:UpdateKeyDescription",
     ),
+    "AWS::Logs::LogGroup": (  # retained: no delete; no data protection, index or resource policy, delivery
+        "logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteRetentionPolicy", "logs:DescribeLogGroups",
+        "logs:DisassociateKmsKey", "logs:ListTagsForResource", "logs:PutRetentionPolicy", "logs:TagResource",
+        "logs:UntagResource",
+    ),
     "AWS::RDS::DBInstance": (
         "ec2:DescribeAccountAttributes", "ec2:DescribeAvailabilityZones", "ec2:DescribeInternetGateways",
         "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcAttribute", "ec2:DescribeVpcs",
@@ -241,6 +264,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
     ),
     "AWS::S3::BucketPolicy": (
         "s3:DeleteBucketPolicy", "s3:GetBucketPolicy", "s3:PutBucketPolicy",
+    ),
+    "AWS::SNS::Topic": (  # no data protection policy, no delivery role
+        "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic",
+        "sns:ListTagsForResource", "sns:SetTopicAttributes", "sns:Subscribe", "sns:TagResource", "sns:Unsubscribe",
+        "sns:UntagResource",
     ),
     "AWS::SSM::Parameter": (
         "ssm:AddTagsToResource", "ssm:DeleteParameter", "ssm:GetParameters", "ssm:ListTagsForResource",

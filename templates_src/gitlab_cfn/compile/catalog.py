@@ -62,6 +62,7 @@ GROUPS = (
     "Database (Amazon RDS for PostgreSQL)",
     "Cache (Amazon ElastiCache for Redis)",
     "Gitaly (Git repository storage)",
+    "Monitoring and operations",
     "Template location",
 )
 
@@ -144,9 +145,55 @@ def instance_types(cfg: BuildConfig) -> tuple[str, ...]:
     return ALL_INSTANCE_TYPES
 
 
+# An e-mail address, as SNS takes it for an email subscription: local part, @, domain.
+EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+
+
+# An SES sender: an address, or a domain (GitLab then sends from gitlab@<domain>).
+# Bounded for the servers' user data (userdata.MAX_LENGTHS).
+EMAIL_SENDER_MAX_LENGTH = 80
+SENDER_PATTERN = (r"^$|^([A-Za-z0-9._%+-]+@)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+BACKUP_VAULT_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:backup:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
+                            r"backup-vault:[A-Za-z0-9_.-]{2,50}$")
+
+
+def operations_parameters(group: str) -> dict[str, ParamSpec]:
+    """Logs, alarms and backups (tiers ``logs``, ``monitoring``, ``backup``)."""
+    from gitlab_cfn.compile.observability import DEFAULT_RETENTION_DAYS, RETENTION_DAYS
+
+    return {
+        "LogRetentionDays": ParamSpec(
+            type="Number", label="Log retention (days)", group=group,
+            description="Days CloudWatch Logs keeps GitLab's logs (one of CloudWatch's retention values).",
+            default=DEFAULT_RETENTION_DAYS, allowed_values=RETENTION_DAYS,
+            constraint="must be one of CloudWatch Logs' retention values: " + ", ".join(map(str, RETENTION_DAYS))),
+        "AlarmEmail": ParamSpec(
+            type="String", label="Alarm e-mail (optional)", group=group, default="",
+            description="Address the alarms are sent to (SNS asks it to confirm). Empty: subscribe to the topic yourself.",
+            allowed_pattern=f"^$|{EMAIL_PATTERN}", max_length=254,
+            constraint="must be empty or an e-mail address such as ops@example.com"),
+        "EmailSender": ParamSpec(
+            type="String", label="Outbound e-mail sender (optional)", group=group, default="",
+            description=("Address or domain GitLab sends e-mail from through Amazon SES (an SES identity you "
+                         "verified in this region), with the SES SMTP credentials in the secret "
+                         "gitlab-cfn/<stack name>/ses-smtp-credentials. Empty: GitLab sends no e-mail."),
+            allowed_pattern=SENDER_PATTERN, max_length=EMAIL_SENDER_MAX_LENGTH,
+            constraint="must be empty, an e-mail address (gitlab@example.com) or a domain (example.com)"),
+        "BackupRetentionDays": ParamSpec(
+            type="Number", label="Backup retention (days)", group=group, default=35, min_value=1, max_value=36500,
+            description="Days AWS Backup keeps each daily recovery point of the database, Gitaly volume and buckets.",
+            constraint="must be a number of days from 1 to 36500"),
+        "BackupCopyVaultArn": ParamSpec(
+            type="String", label="Copy backups to vault (optional)", group=group, default="",
+            description="ARN of an AWS Backup vault in another region (create it first) to copy each recovery point to. Empty: no copy.",
+            allowed_pattern=BACKUP_VAULT_ARN_PATTERN,
+            constraint="must be empty or a backup vault ARN: arn:aws:backup:REGION:ACCOUNT:backup-vault:NAME"),
+    }
+
+
 def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
     """Every user-facing parameter for this build, keyed by parameter name."""
-    net, acc, app, db, cache, gitaly, loc = GROUPS
+    net, acc, app, db, cache, gitaly, ops, loc = GROUPS
     specs: dict[str, ParamSpec] = {}
     types = instance_types(cfg)
 
@@ -300,6 +347,8 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
                 "Praefect database instance class", db,
                 "RDS instance class of Praefect's own database; burstable db.t* classes are not offered.",
                 DB_INSTANCE_CLASSES, cfg.praefect.db_instance_class)
+
+    specs.update(operations_parameters(ops))
 
     specs["TemplateBucketName"] = ParamSpec(
         type="String", description="S3 bucket holding the published templates.",

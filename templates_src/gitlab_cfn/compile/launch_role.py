@@ -71,7 +71,23 @@ EXCLUDED: dict[str, str] = {
     "s3:GetObject": "ElastiCache reads S3 only to seed from SnapshotArns, which are not set; "
                     "the launch role never reads GitLab's objects",
     "firehose:*": "no Kinesis Data Firehose delivery of metrics or logs",
-    "logs:*": "no CloudWatch Logs delivery from ElastiCache",
+    "logs:*LogDeliver*": "no CloudWatch Logs delivery from ElastiCache",
+    "logs:CreateLogStream": "the launch role writes no log events (the servers' CloudWatch agent does)",
+    "logs:PutLogEvents": "the launch role writes no log events (the servers' CloudWatch agent does)",
+    "logs:*DataProtectionPolicy": "log groups have no data protection policy",
+    "logs:*IndexPolic*": "log groups have no field index policy",
+    "logs:*ResourcePolic*": "log groups have no resource policy",
+    "logs:PutBearerTokenAuthentication": "log groups take no bearer-token ingestion",
+    "logs:PutLogGroupDeletionProtection": "log groups have no deletion protection",
+    "sns:*DataProtectionPolicy": "the alarm topic has no data protection policy",
+    # CreateBackupVault needs backup-storage:MountCapsule (it associates the vault's KMS key;
+    # https://docs.aws.amazon.com/aws-backup/latest/devguide/create-a-vault.html), so only the
+    # other mount is left out.
+    "backup-storage:Mount": "no AWS Backup storage mount beyond the vault's key (MountCapsule)",
+    "backup:*BackupVaultAccessPolicy": "the vault has no access policy",
+    "backup:*BackupVaultLockConfiguration": "the vault has no lock",
+    "backup:*BackupVaultNotifications": "the vault sends no notifications",
+    "s3:REST.PUT.OBJECT": "not an IAM action (an S3 access-log operation name, listed by AWS::Logs::LogGroup's schema)",
     "managed-fleets:*": "no managed fleets behind the Auto Scaling group",
     "vpc-lattice:*": "no VPC Lattice traffic sources on the Auto Scaling group",
     "redshift:*": "no Redshift",
@@ -138,7 +154,10 @@ UNSCOPED = frozenset({
     "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
     # The Redis parameter groups (separate cache and persistent Redis).
     "elasticache:DescribeEngineDefaultParameters",
-    "iam:ListRoles", "kms:CreateKey",
+    "iam:ListRoles", "kms:CreateKey", "logs:DescribeLogGroups", "sns:Unsubscribe",
+    # Creating the vault with a customer managed key: granted on "*" in AWS Backup's own
+    # example policy (https://docs.aws.amazon.com/aws-backup/latest/devguide/create-a-vault.html).
+    "backup-storage:MountCapsule",
     "rds:DescribeDBEngineVersions", "rds:DescribeEngineDefaultParameters", "rds:DescribeEvents",
     "route53:ListHostedZones", "secretsmanager:GetRandomPassword", "ssm:ListAssociations",
     "cloudformation:ValidateTemplate",
@@ -148,8 +167,10 @@ _ACCOUNT = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
 # Resources each service's actions may act on: this account and region only.
 SCOPES: dict[str, list[str]] = {
     "autoscaling": [_ACCOUNT % ("autoscaling", "*")],
+    "backup": [_ACCOUNT % ("backup", "backup-vault:gitlab-cfn-*"), _ACCOUNT % ("backup", "backup-plan:*")],
     "cloudformation": [_ACCOUNT % ("cloudformation", "stack/SC-*/*")],
-    "cloudwatch": [_ACCOUNT % ("cloudwatch", "alarm:*")],
+    "cloudwatch": [_ACCOUNT % ("cloudwatch", "alarm:*"),
+                   "arn:${AWS::Partition}:cloudwatch::${AWS::AccountId}:dashboard/*"],
     "ec2": [_ACCOUNT % ("ec2", "*"), "arn:${AWS::Partition}:ec2:${AWS::Region}::image/*",
             "arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/*"],
     "elasticache": [_ACCOUNT % ("elasticache", "*")],
@@ -159,10 +180,13 @@ SCOPES: dict[str, list[str]] = {
         f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:instance-profile{IAM_PATH}*",
     ],
     "kms": [_ACCOUNT % ("kms", "key/*")],
+    # The stack's log groups (observability.LOG_GROUP_ROOT) and their streams.
+    "logs": [_ACCOUNT % ("logs", "log-group:/gitlab-cfn/*")],
     "rds": [_ACCOUNT % ("rds", "*")],
     "route53": ["arn:${AWS::Partition}:route53:::hostedzone/*", "arn:${AWS::Partition}:route53:::change/*"],
     "s3": ["arn:${AWS::Partition}:s3:::gl-*", "arn:${AWS::Partition}:s3:::gl-*/*"],
     "secretsmanager": [_ACCOUNT % ("secretsmanager", "secret:*")],
+    "sns": [_ACCOUNT % ("sns", "*")],
     "ssm": [_ACCOUNT % ("ssm", "*"), "arn:${AWS::Partition}:ssm:${AWS::Region}::parameter/aws/service/*"],
 }
 
@@ -183,9 +207,9 @@ SERVICE_CATALOG_ACTIONS = [
     "cloudformation:UntagResource", "cloudformation:ValidateTemplate",
 ]
 # Roles are passed only to the services that use them.
-PASS_ROLE_TO = ["ec2.amazonaws.com", "monitoring.rds.amazonaws.com"]
+PASS_ROLE_TO = ["ec2.amazonaws.com", "monitoring.rds.amazonaws.com", "backup.amazonaws.com"]
 # Service-linked roles the product's services create on first use in an account.
-SERVICE_LINKED = ["autoscaling.amazonaws.com", "elasticache.amazonaws.com", "rds.amazonaws.com",
+SERVICE_LINKED = ["autoscaling.amazonaws.com", "elasticache.amazonaws.com", "rds.amazonaws.com", "backup.amazonaws.com",
                   "elasticloadbalancing.amazonaws.com"]
 SPECIAL = {"iam:PassRole", "iam:CreateServiceLinkedRole", "iam:AttachRolePolicy", "iam:DetachRolePolicy"}
 

@@ -18,9 +18,12 @@ TIERS = (
     "database",
     "cache",
     "bastion",
+    "logs",
     "gitaly",
     "praefect",   # with a Gitaly Cluster only
     "app",
+    "monitoring",
+    "backup",
     "dns",
 )
 MAIN = "main"

@@ -18,6 +18,7 @@ from awacs.aws import (
     Principal,
     Statement,
     StringEquals,
+    StringLike,
 )
 from awacs.sts import AssumeRole
 from troposphere import AWSObject, Ref, Sub, iam
@@ -151,8 +152,48 @@ def kms_key_policy() -> PolicyDocument:
             Principal=Principal("AWS", [Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")]),
             Action=KMS_KEY_ADMIN + KMS_KEY_USE,
             Resource=["*"],
-        )],
+        )] + service_key_statements(),
     )
+
+
+def service_key_statements() -> list[Statement]:
+    """The services that encrypt with the key on their own behalf, not a principal's.
+
+    CloudWatch Logs, for the stack's log groups only: the key policy must name the
+    regional service principal, limited by the encryption context naming the group
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html,
+    "Step 2: Set permissions on the KMS key"). CloudWatch alarms publishing to the
+    stack's encrypted SNS topic: the key policy must let cloudwatch.amazonaws.com
+    decrypt and generate data keys
+    (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+    Needs the template's ``ParentStackName`` (see ``observability.LOG_GROUP_PREFIX``).
+    """
+    from gitlab_cfn.compile.observability import LOG_GROUP_PREFIX
+
+    return [
+        Statement(
+            Sid="CloudWatchLogsForStackGroups",
+            Effect=Allow,
+            Principal=Principal("Service", [Sub("logs.${AWS::Region}.amazonaws.com")]),
+            # kms:DescribeKey is not called with an encryption context: left out.
+            Action=[kms.Encrypt, kms.Decrypt, kms.ReEncryptFrom, kms.ReEncryptTo,
+                    kms.GenerateDataKey, kms.GenerateDataKeyWithoutPlaintext],
+            Resource=["*"],
+            # AWS's example uses ArnEquals/ArnLike; an encryption-context key is a string
+            # key, and StringLike matches the same ARN pattern.
+            Condition=Condition(StringLike(
+                "kms:EncryptionContext:aws:logs:arn",
+                Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                    + LOG_GROUP_PREFIX + "/*"))),
+        ),
+        Statement(
+            Sid="CloudWatchAlarmsToStackTopic",
+            Effect=Allow,
+            Principal=Principal("Service", ["cloudwatch.amazonaws.com"]),
+            Action=[kms.Decrypt, kms.GenerateDataKey],
+            Resource=["*"],
+        ),
+    ]
 
 
 def kms_use(key_arn, services: list[str]) -> PolicyDocument:

@@ -30,11 +30,12 @@ from gitlab_cfn.errors import GitlabCfnError
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
-    "gitlab-app": ("lib/common.sh", "gitlab-app.sh"),
-    # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE.
-    "gitlab-sidekiq": ("lib/common.sh", "gitlab-app.sh"),
-    "gitaly": ("lib/common.sh", "gitaly.sh"),
-    "praefect": ("lib/common.sh", "praefect.sh"),
+    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
+    # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE
+    # (it sources the backup functions too, but schedules no backup on a Sidekiq server).
+    "gitlab-sidekiq": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
+    "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "gitaly.sh"),
+    "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "praefect.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
@@ -62,8 +63,10 @@ MAX_LENGTHS = (
     # tcp://<private IPv4>:8075, or tcp://<internal load balancer DNS name>:2305; a DNS
     # name is at most 253 bytes.
     ("ADDRESS", len("tcp://") + 253 + len(":2305")),
+    ("LOG_GROUP_ID", 8),      # 8 characters of the logs stack's id (tier logs, LogGroupId)
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
+    ("EMAIL_SENDER", 80),     # catalog.EMAIL_SENDER_MAX_LENGTH
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -96,8 +99,7 @@ def preamble(role: str, names: list[str]) -> str:
     for name in names:
         if not NAME.match(name):
             raise UserDataError(f"user data variable {name!r} must be UPPER_SNAKE_CASE")
-    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role}): values from CloudFormation, then the "
-             + ("bootstrap." if role in BOOTSTRAPPED else "boot script.")]
+    lines = ["#!/bin/bash", f"# gitlab-cfn user data ({role})"]
     lines += [f"export {name}='${{{name}}}'" for name in sorted(names)]
     return "\n".join(lines) + "\n"
 

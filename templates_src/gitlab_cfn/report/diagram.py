@@ -129,6 +129,8 @@ def build_model(root: Stack) -> Model:
         return f"across {len(names)} AZs" if len(names) > 1 else ""
 
     buckets: dict[str, int] = defaultdict(int)
+    # Log groups and alarms: one node per tier with their count, as the buckets.
+    counted: dict[tuple[str, str], int] = defaultdict(int)
     for st in stacks:
         for rid, res in st.resources.items():
             if not st.exists(rid):
@@ -170,11 +172,24 @@ def build_model(root: Stack) -> Model:
                                                   f"{f' x {nodes}' if nodes else ''}", st.name, ("vpc",))
             elif kind == "AWS::S3::Bucket":
                 buckets[st.name] += 1
+            elif kind == "AWS::Logs::LogGroup":
+                counted[("logs", st.name)] += 1
+            elif kind == "AWS::CloudWatch::Alarm":
+                counted[("alarms", st.name)] += 1
+            elif kind == "AWS::SNS::Topic":
+                m.nodes[key] = Node(key, "sns", f"SNS topic\n{rid}", st.name, None)
+            elif kind == "AWS::Backup::BackupVault":
+                m.nodes[key] = Node(key, "backup", f"AWS Backup\n{rid}", st.name, None)
             elif kind == "AWS::Route53::RecordSet":
                 m.nodes[key] = Node(key, "dns", f"Route 53 record\n{rid}", st.name, None)
     for tier, count in buckets.items():
         key = (0, f"s3:{tier}")
         m.nodes[key] = Node(key, "s3", f"S3\n{count} bucket{'s' if count > 1 else ''}", tier, None)
+    for (what, tier), count in counted.items():
+        key = (0, f"{what}:{tier}")
+        label = (f"CloudWatch Logs\n{count} log group{'s' if count > 1 else ''}" if what == "logs"
+                 else f"CloudWatch\n{count} alarm{'s' if count > 1 else ''}")
+        m.nodes[key] = Node(key, what, label, tier, None)
 
     _flows(m, stacks)
     return m
@@ -244,14 +259,16 @@ def dot_source(model: Model, title: str = "gitlab-cfn") -> str:
 
 
 def _icons():
-    from diagrams.aws import compute, database, network, storage
+    from diagrams.aws import compute, database, integration, management, network, storage
     from diagrams.onprem.client import Users
     from diagrams.onprem.network import Internet
 
     return {"nat": network.NATGateway, "igw": network.InternetGateway, "ec2": compute.EC2,
             "asg": compute.EC2AutoScaling, "clb": network.CLB, "alb": network.ALB, "nlb": network.NLB,
             "rds": database.RDSPostgresqlInstance, "cache": database.ElastiCache, "s3": storage.S3,
-            "dns": network.Route53, "users": Users, "office": Internet}
+            "dns": network.Route53, "users": Users, "office": Internet,
+            "logs": management.CloudwatchLogs, "alarms": management.Cloudwatch,
+            "sns": integration.SimpleNotificationServiceSns, "backup": storage.Backup}
 
 
 def _diagram(model: Model, title: str, filename: str | None, fmt: str, draw: bool = True):

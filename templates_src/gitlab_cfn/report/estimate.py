@@ -40,6 +40,10 @@ FREE = {
     "AWS::ServiceCatalog::Portfolio", "AWS::ServiceCatalog::CloudFormationProduct",
     "AWS::ServiceCatalog::PortfolioProductAssociation", "AWS::ServiceCatalog::PortfolioPrincipalAssociation",
     "AWS::ServiceCatalog::LaunchRoleConstraint",
+    # AWS Backup's plan and selection are configuration (the recovery points they make are
+    # charged as backup storage of the vault); an SNS topic has no monthly fee (deliveries are
+    # charged per message, and the alarms' e-mails are few).
+    "AWS::Backup::BackupPlan", "AWS::Backup::BackupSelection", "AWS::SNS::Topic",
 }
 
 
@@ -365,6 +369,19 @@ def _alarm(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
            pr.p.get("alarm_month"))
 
 
+def _dashboard(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
+    pr.add(stack, rid, "CloudWatch dashboard", 1, "dashboard-mo", pr.p.get("dashboard_month"))
+
+
+def _backup_vault(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
+    # The recovery points the plan keeps in the vault: EBS (Gitaly volumes) and RDS snapshots
+    # (the S3 buckets' recovery points are not in the price snapshot: see data/prices.json).
+    for kind, what in (("ebs", "EBS snapshots (Gitaly volumes)"), ("rds", "RDS snapshots")):
+        gb = pr.a[f"backup_{kind}_gb"]
+        pr.add(stack, rid, f"AWS Backup storage, {what}", gb, "GB-mo", pr.p.get("backup_gb_month", kind),
+               assumption=f"backup_{kind}_gb={gb:g}")
+
+
 def _bucket(pr: Pricer, stack: Stack, rid: str, props: dict, meta: dict) -> None:
     if pr._s3_done:
         return
@@ -389,6 +406,8 @@ HANDLERS = {
     "AWS::Logs::LogGroup": _logs,
     "AWS::SecretsManager::Secret": _secret,
     "AWS::CloudWatch::Alarm": _alarm,
+    "AWS::CloudWatch::Dashboard": _dashboard,
+    "AWS::Backup::BackupVault": _backup_vault,
     "AWS::S3::Bucket": _bucket,
 }
 

@@ -57,6 +57,7 @@ QUERIES = {
     "kms_key_month": ("awskms", lambda k: [_f("usagetype", "KMS-Keys")]),
     "secret_month": ("AWSSecretsManager", lambda k: [_f("usagetype", "AWSSecretsManager-Secrets")]),
     "alarm_month": ("AmazonCloudWatch", lambda k: [_f("productFamily", "Alarm")]),
+    "dashboard_month": ("AmazonCloudWatch", lambda k: [_f("productFamily", "Dashboard")]),
     "logs_gb": ("AmazonCloudWatch", lambda k: [_f("productFamily", "Data Payload"), _f("group", "Ingested Logs")]),
     "s3_gb_month": ("AmazonS3", lambda k: [_f("volumeType", "Standard"), _f("storageClass", "General Purpose")]),
 }

@@ -1062,6 +1062,8 @@ def termination_protection() -> None:
 
 
 def apply_all() -> list[str]:
+    from gitlab_cfn.standin import operations  # noqa: F401  (registers the operations patches)
+
     for function in PATCHES:
         function()
     return [f.__name__ for f in PATCHES]

@@ -71,7 +71,11 @@ class Call:
 
 
 # Programs other than the AWS CLI that call AWS: name -> (service, command).
-CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource")}
+# The CloudWatch agent (scripts/lib/cloudwatch.sh: configure_cloudwatch_agent ROLE starts it) ships
+# the role's log files and publishes its metrics with the server's role: pseudo-service
+# cloudwatch-agent, whose requests are ``_agent``'s.
+CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource"),
+           "configure_cloudwatch_agent": ("cloudwatch-agent", "start")}
 _FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*$")
 _ONE_LINE_FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*(.*?);?\s*\}\s*$")
 
@@ -419,6 +423,15 @@ def _key_arn(model: Model, key: str) -> str:
 def _secret_read(model, call, value):
     arn = value(call.option("--secret-id"))
     why = f"{call.where}: aws secretsmanager get-secret-value"
+    if not arn.startswith("arn:"):
+        # A secret named by its name, which the user creates outside the stack (the SES SMTP
+        # credentials, lib/email.sh): its ARN is the name and the six characters Secrets Manager
+        # appends (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html#iam-resources).
+        # Its key is the user's choice: only the read grant is the stack's to check.
+        if model.owner(arn):
+            raise Unresolved(f"{call.where}: secret {arn} of the stack is read by name, not by ARN")
+        return [Request("secretsmanager:GetSecretValue",
+                        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}-AbCdEf", (), why)]
     return [Request("secretsmanager:GetSecretValue", arn, (), why)] + _secret_kms(model, arn, "kms:Decrypt", why)
 
 
@@ -471,6 +484,41 @@ def _signal(model, call, value):
                     f"{call.where}: cfn-signal")]
 
 
+def _metric_put(model, call, value):
+    # PutMetricData has no resource; the namespace is its condition key
+    # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html).
+    namespace = value(call.option("--namespace"))
+    return [Request("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", namespace),),
+                    f"{call.where}: aws cloudwatch put-metric-data")]
+
+
+def _agent(model, call, value):
+    """The CloudWatch agent of ``configure_cloudwatch_agent ROLE``: into each log group of the
+    role's families (observability.ROLE_FAMILIES, which lib/cloudwatch.sh mirrors), a stream
+    named after the instance; the memory and disk metrics into the stack's namespace (the
+    agent's own calls: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/create-iam-roles-for-cloudwatch-agent.html)."""
+    from gitlab_cfn.compile.observability import ROLE_FAMILIES
+
+    why = f"{call.where}: CloudWatch agent"
+    role = call.positional[0] if call.positional else ""
+    if role not in ROLE_FAMILIES:
+        raise Unresolved(f"{why}: role {role!r} has no log families (observability.ROLE_FAMILIES)")
+    prefix = value("$LOG_GROUP_PREFIX")
+    names = {model.props(s, lg).get("LogGroupName") for s, lg, _ in model.resources("AWS::Logs::LogGroup")}
+    out = []
+    for family in ROLE_FAMILIES[role]:
+        group = f"{prefix}/{family}"
+        if group not in names:
+            raise Unresolved(f"{why}: log group {group} is not a log group of the stack (the agent may not create one)")
+        arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
+        out += [Request(a, arn, (), f"{why} ({family})") for a in ("logs:CreateLogStream", "logs:DescribeLogStreams")]
+        out.append(Request("logs:PutLogEvents", f"{arn}:log-stream:{SELF_INSTANCE}", (), f"{why} ({family})"))
+    stack = value("$stack")
+    out.append(Request("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", f"gitlab-cfn/{stack}"),),
+                       f"{why} (metrics)"))
+    return out
+
+
 # (service, command) -> the requests a call makes. A call not here fails the check.
 CALLS: dict[tuple[str, str], Callable] = {
     ("secretsmanager", "get-secret-value"): _secret_read,
@@ -479,6 +527,8 @@ CALLS: dict[tuple[str, str], Callable] = {
     ("s3api", "get-object"): _object_read,
     ("ec2", "create-tags"): _tags,
     ("cloudformation", "signal-resource"): _signal,
+    ("cloudwatch", "put-metric-data"): _metric_put,
+    ("cloudwatch-agent", "start"): _agent,
 }
 
 # GitLab's object storage on every BUCKET_* of the preamble: the actions of GitLab's guide
@@ -498,7 +548,31 @@ DERIVED = {
     "BUNDLE_REGION": ("BUNDLE_PARAMETER", "region"),
     # scripts/bake-install.sh: the instance's own id, from the instance metadata service.
     "instance": ("IMDS", "instance-id"),
+    # lib/cloudwatch.sh: /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, the parent stack's name from
+    # BUNDLE_PARAMETER's; lib/backup.sh and lib/email.sh: that name ($stack, $(smtp_secret_name)).
+    "LOG_GROUP_PREFIX": ("PARENT", "prefix"),
+    "stack": ("PARENT", "name"),
+    "(smtp_secret_name)": ("PARENT", "smtp"),
 }
+BUNDLE_PARAMETER_NAME = re.compile(r"^/gitlab-cfn/([A-Za-z][A-Za-z0-9-]*)/[a-z-]+/boot-bundle$")
+
+
+def _parent(server: Server, field_name: str) -> str:
+    match = BUNDLE_PARAMETER_NAME.match(str(server.values.get("BUNDLE_PARAMETER", "")))
+    if not match:
+        raise Unresolved(f"the parent stack's name comes from $BUNDLE_PARAMETER, which the user data of "
+                         f"{server.stack.file}:{server.logical} does not export as /gitlab-cfn/<stack>/<role>/boot-bundle")
+    parent = match.group(1)
+    if field_name == "name":
+        return parent
+    if field_name == "smtp":
+        return f"gitlab-cfn/{parent}/ses-smtp-credentials"   # lib/email.sh, smtp_secret_name
+    if "LOG_GROUP_PREFIX" in server.values:
+        return str(server.values["LOG_GROUP_PREFIX"])
+    if not re.match(r"^[0-9a-f]{8}$", str(server.values.get("LOG_GROUP_ID", ""))):
+        raise Unresolved(f"$LOG_GROUP_PREFIX comes from $LOG_GROUP_ID, which the user data of "
+                         f"{server.stack.file}:{server.logical} does not export as 8 hex characters")
+    return f"/gitlab-cfn/{parent}/{server.values['LOG_GROUP_ID']}"
 SELF_INSTANCE = "i-0123456789abcdef0"
 
 
@@ -515,13 +589,15 @@ def _resolver(model: Model, server: Server, call: Call) -> Callable[[str | None]
                 source, field_name = DERIVED[name]
                 if source == "IMDS":
                     return SELF_INSTANCE
+                if source == "PARENT":
+                    return _parent(server, field_name)
                 if source not in server.values:
                     raise Unresolved(f"{call.where}: ${name} comes from ${source}, which the user data "
                                      f"of {server.stack.file}:{server.logical} does not export")
                 return str(_parameter_json(model, server.values[source]).get(field_name, ""))
             raise Unresolved(f"{call.where}: ${name} is not exported by the user data of "
                              f"{server.stack.file}:{server.logical} (role {server.role})")
-        return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*)", one, word)
+        return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*|\(smtp_secret_name\))", one, word)
     return value
 
 

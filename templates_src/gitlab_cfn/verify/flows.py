@@ -45,7 +45,15 @@ INTERNET = "0.0.0.0/0"
 EPHEMERAL = (1024, 65535)
 # CLI service -> endpoint service name (com.amazonaws.<region>.<name>).
 SERVICE_OF = {"s3api": "s3", "s3": "s3", "secretsmanager": "secretsmanager", "ssm": "ssm",
-              "cloudformation": "cloudformation", "ec2": "ec2", "kms": "kms", "sts": "sts"}
+              "cloudformation": "cloudformation", "ec2": "ec2", "kms": "kms", "sts": "sts",
+              # CloudWatch's API endpoint is monitoring.<region>.amazonaws.com (com.amazonaws.<region>.monitoring).
+              "cloudwatch": "monitoring",
+              # The CloudWatch agent (access.CLIENTS): log events to CloudWatch Logs, metrics to CloudWatch.
+              "cloudwatch-agent": ("logs", "monitoring")}
+# Outbound e-mail (scripts/lib/email.sh, with EMAIL_SENDER): SMTP with STARTTLS to Amazon SES's
+# public endpoint email-smtp.<region>.amazonaws.com on 587
+# (https://docs.aws.amazon.com/ses/latest/dg/smtp-connect.html), through the internet.
+SMTP = (re.compile(r"smtp_port'\]\s*=\s*\$SMTP_PORT"), re.compile(r"^SMTP_PORT=(\d+)$", re.M))
 # Gitaly listens on 8075 on every node Praefect names (contract-i11, GITALY_NODES).
 NODE_PORT = 8075
 # A client speaking TLS to a host variable's prefix, read from the scripts: prefix -> marker.
@@ -192,7 +200,17 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
                     add("https://$GITLAB_DOMAIN (GitLab's URL: the internal API)", 443, balancer)
         except access.Unresolved as exc:
             problems.append(str(exc))
-    services = {SERVICE_OF.get(c.service) for c in calls if (c.service, c.command) in access.CALLS}
+    services = set()
+    for c in calls:
+        if (c.service, c.command) in access.CALLS:
+            endpoint = SERVICE_OF.get(c.service)
+            services |= set(endpoint) if isinstance(endpoint, tuple) else {endpoint}
+    if values.get("EMAIL_SENDER") and SMTP[0].search(text):
+        port = SMTP[1].search(text)
+        if not port:
+            problems.append("the e-mail settings use $SMTP_PORT, which no script sets")
+        else:
+            add("SMTP to Amazon SES ($EMAIL_SENDER)", port.group(1), None)
     unknown = {c.service for c in calls if c.service not in SERVICE_OF}
     problems += [f"AWS service {s} has no endpoint in flows.SERVICE_OF" for s in sorted(unknown)]
     if any(access.OBJECT_STORAGE.match(n) for n in values):

@@ -2,11 +2,14 @@
 
 from gitlab_cfn.compile.tiers import (
     app,
+    backup,
     bastion,
     cache,
     database,
     dns,
     gitaly,
+    logs,
+    monitoring,
     network,
     praefect,
     security_groups,
@@ -20,8 +23,11 @@ MODULES = {
     "database": database,
     "cache": cache,
     "bastion": bastion,
+    "logs": logs,
     "gitaly": gitaly,
     "praefect": praefect,
     "app": app,
+    "monitoring": monitoring,
+    "backup": backup,
     "dns": dns,
 }

@@ -41,6 +41,7 @@ from gitlab_cfn.compile.instances import (
 from gitlab_cfn.compile.naming import tags
 from gitlab_cfn.compile.policies import grant, secret_read, secret_write
 from gitlab_cfn.compile.tier import Tier, generated_secret
+from gitlab_cfn.compile.tiers.database import DB_NAME
 from gitlab_cfn.compile.tiers.storage import BUCKETS
 from gitlab_cfn.compile.userdata import user_data
 
@@ -180,7 +181,9 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "VPC_CIDR": tier.param("VpcCidr"),
         "DB_HOST": tier.input("DatabaseEndpoint"),
         "DB_PORT": tier.input("DatabasePort"),
-        "DB_NAME": tier.input("DatabaseName"),
+        # A constant (the database tier's DatabaseName output): as a literal it counts at its
+        # own length in the user data budget (userdata.MAX_LENGTHS), not at any name's.
+        "DB_NAME": DB_NAME,
         "DB_SECRET_ARN": tier.input("DatabaseSecretArn"),
         "REDIS_HOST": tier.input("RedisEndpoint"),
         "REDIS_PORT": tier.input("RedisPort"),
@@ -192,6 +195,11 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         "RAILS_SECRETS_ARN": Ref(secrets["RailsSecretsSecret"]),
         "HOST_KEYS_SECRET_ARN": Ref(secrets["SshHostKeysSecret"]),
         "ROOT_PASSWORD_SECRET_ARN": Ref(secrets["RootPasswordSecret"]),
+        # The stack's log groups (tier logs): the servers boot once they exist. Their prefix
+        # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
+        "LOG_GROUP_ID": tier.input("LogGroupId"),
+        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off.
+        "EMAIL_SENDER": tier.param("EmailSender"),
     }
     for logical, kind in BUCKETS.items():
         # The container registry is not turned on by the boot script (it needs its own
@@ -356,6 +364,7 @@ def build(tier: Tier) -> None:
     tier.output("LoadBalancerDNSName", GetAtt(lb, "DNSName"), "Load balancer DNS name.", public=True)
     tier.output("LoadBalancerHostedZoneId", GetAtt(lb, "CanonicalHostedZoneNameID"),
                 "Route 53 zone of the load balancer, for alias records.")
+    tier.output("LoadBalancerName", Ref(lb), "Name of the load balancer (its CloudWatch dimension).")
     tier.output("AutoScalingGroupName", Ref(group), "Auto Scaling group of the GitLab servers.",
                 public=True)
     tier.output("RootPasswordSecretArn", Ref(secrets["RootPasswordSecret"]),

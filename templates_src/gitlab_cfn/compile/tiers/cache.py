@@ -98,3 +98,5 @@ def replication_group(tier: Tier, name: str, description: str, subnets, tag: str
     tier.output(f"{name}Port", GetAtt(group, "PrimaryEndPoint.Port"), f"Redis{output_what} port.")
     tier.output(f"{name}AuthSecretArn", Ref(token), f"Secret holding the Redis{output_what} AUTH token.",
                 public=True)
+    tier.output(f"{name}ReplicationGroupId", Ref(group),
+                f"Redis{output_what} replication group id (its member clusters' CloudWatch dimension).")

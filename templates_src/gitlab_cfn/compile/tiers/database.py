@@ -45,6 +45,7 @@ def build(tier: Tier) -> None:
     tier.add(grant_secret_read("DatabaseSecretRead", secret, gitlab_roles(tier)))
 
     tier.output("DatabaseEndpoint", GetAtt(db, "Endpoint.Address"), "PostgreSQL host name.", public=True)
+    tier.output("DatabaseInstanceId", Ref(db), "DB instance identifier (its CloudWatch dimension).")
     tier.output("DatabasePort", GetAtt(db, "Endpoint.Port"), "PostgreSQL port.")
     tier.output("DatabaseName", DB_NAME, "GitLab database name.")
     tier.output("DatabaseSecretArn", Ref(secret), "Secret holding the database user and password.",
@@ -58,6 +59,8 @@ def build(tier: Tier) -> None:
                            shared=(subnets, params, monitoring))
         tier.output("PraefectDatabaseEndpoint", GetAtt(pdb, "Endpoint.Address"),
                     "Praefect PostgreSQL host name.", public=True)
+        tier.output("PraefectDatabaseInstanceId", Ref(pdb),
+                    "Praefect DB instance identifier (backed up by tier backup).")
         tier.output("PraefectDatabasePort", GetAtt(pdb, "Endpoint.Port"), "Praefect PostgreSQL port.")
         tier.output("PraefectDatabaseMasterSecretArn", Ref(own),
                     "Secret holding the Praefect database instance's master user and password.")

@@ -80,6 +80,7 @@ from gitlab_cfn.compile.policies import (
     secret_read,
 )
 from gitlab_cfn.compile.tier import Tier, gitlab_roles, token_secret
+from gitlab_cfn.compile.tiers.logs import agent_grant
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn gitaly: Gitaly server, its data volume and auth token."
@@ -88,7 +89,7 @@ GITALY_PORT = 8075
 DATA_DEVICE = "/dev/sdf"
 BOOT_TIMEOUT = "PT30M"
 # The grants the server reads with while it boots: it depends on them.
-BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead")
+BOOT_GRANTS = ("GitalyTokenSecretRead", "GitalyBootRead", "GitalyCloudWatchAgent")
 
 
 
@@ -141,6 +142,9 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
         "GITALY_SECRET_ARN": Ref(secrets["token"]),
         "SHELL_SECRET_ARN": Ref(secrets["shell"]),
         "DATA_VOLUME_ID": Ref(volume),
+        # The stack's log groups (tier logs): the server boots once they exist. Their prefix
+        # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
+        "LOG_GROUP_ID": tier.input("LogGroupId"),
         # The parameter only: this user data must never change.
         **bundle_user_data(parameter, pin=False),
     }
@@ -173,13 +177,14 @@ def gitaly_role(tier: Tier) -> tuple[iam.Role, iam.InstanceProfile]:
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
             managed_policy_arn("AmazonSSMManagedInstanceCore"),
-            managed_policy_arn("CloudWatchAgentServerPolicy"),
         ],
         Policies=[iam.Policy(
             PolicyName="gitlab-data-key", PolicyDocument=kms_use(key_arn, ["secretsmanager"]))],
         Tags=tags("gitaly"),
     ))
     profile = tier.add(iam.InstanceProfile("GitalyInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    # Every Gitaly server (the single one and each cluster node) has this role.
+    tier.add(agent_grant("GitalyCloudWatchAgent", [Ref(role)]))
     return role, profile
 
 
@@ -209,6 +214,8 @@ def build(tier: Tier) -> None:
                     "Gitaly address for GitLab's repository storage.", public=True)
         tier.output("GitalyPrivateIp", address, "Private address of the Gitaly server.")
         tier.output("GitalyInstanceId", Ref(instance), "Instance id of the Gitaly server.")
+        tier.output("GitalyDataVolumeId", Ref("GitalyDataVolume"),
+                    "EBS volume of the repositories (backed up by tier backup).")
         tier.output("GitalyTokenSecretArn", Ref(token), "Secret holding the Gitaly auth token.",
                     public=True)
     if cfg.cluster:
@@ -256,5 +263,7 @@ def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, s
     for n, node in enumerate(nodes, 1):
         tier.output(f"Gitaly{n}InstanceId", Ref(node), f"Instance id of Gitaly server {node_name(n)}.")
         tier.output(f"Gitaly{n}PrivateIp", GetAtt(node, "PrivateIp"), f"Private address of Gitaly server {node_name(n)}.")
+        tier.output(f"Gitaly{n}DataVolumeId", Ref(f"Gitaly{n}DataVolume"),
+                    f"EBS volume of Gitaly server {node_name(n)}'s repositories (backed up by tier backup).")
     tier.output("PraefectInternalTokenSecretArn", Ref(internal),
                 "Secret holding the Praefect internal token (Praefect to the Gitaly servers).")

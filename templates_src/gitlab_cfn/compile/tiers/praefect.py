@@ -57,6 +57,7 @@ from gitlab_cfn.compile.policies import (
 )
 from gitlab_cfn.compile.tier import Tier, generated_secret, gitlab_roles, scanner_skip, token_secret
 from gitlab_cfn.compile.tiers.gitaly import node_name
+from gitlab_cfn.compile.tiers.logs import agent_grant
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn praefect: Praefect servers of the Gitaly Cluster, internal load balancer, tokens."
@@ -67,7 +68,7 @@ PRAEFECT_DB_USER = "praefect"
 BOOT_TIMEOUT = "PT30M"
 BOOT_SECONDS = 30 * 60
 # The grants a server reads with while it boots: the group depends on them.
-BOOT_GRANTS = ("PraefectSecretsRead", "PraefectBootRead")
+BOOT_GRANTS = ("PraefectSecretsRead", "PraefectBootRead", "PraefectCloudWatchAgent")
 
 
 def build(tier: Tier) -> None:
@@ -87,13 +88,14 @@ def build(tier: Tier) -> None:
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
             managed_policy_arn("AmazonSSMManagedInstanceCore"),
-            managed_policy_arn("CloudWatchAgentServerPolicy"),
         ],
         Policies=[iam.Policy(
             PolicyName="gitlab-data-key", PolicyDocument=kms_use(key_arn, ["secretsmanager"]))],
         Tags=tags("praefect"),
     ))
     profile = tier.add(iam.InstanceProfile("PraefectInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    # The CloudWatch agent ships Praefect's log to the stack's praefect log group (tier logs).
+    tier.add(agent_grant("PraefectCloudWatchAgent", [Ref(role)]))
 
     if cfg.praefect.database == "own":
         db_host, db_port = tier.input("PraefectDatabaseEndpoint"), tier.input("PraefectDatabasePort")
@@ -128,6 +130,9 @@ def build(tier: Tier) -> None:
         "PRAEFECT_INTERNAL_SECRET_ARN": internal,
         "GITALY_NODES": gitaly_nodes,
         "VIRTUAL_STORAGE": "cluster" if kept else "default",
+        # The stack's log groups (tier logs): the servers boot once they exist. Their prefix
+        # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
+        "LOG_GROUP_ID": tier.input("LogGroupId"),
         **bundle_user_data(parameter, pin=True),
     }
     template = launch_template(

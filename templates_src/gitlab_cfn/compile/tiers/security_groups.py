@@ -11,6 +11,7 @@ rule carries a description.
 - database: 5432 from the application only; cache: 6379 from the application only
 - Gitaly: 8075 from the application only; 22 from the bastions
 - bastion: 22 from ``RemoteAccessCIDR`` (a Rule refuses 0.0.0.0/0)
+- application (and Sidekiq), with ``EmailSender``: out on 587 (SMTP, STARTTLS) to Amazon SES
 
 With a Sidekiq group (sizes from 2k), Sidekiq servers: no inbound traffic but SSH from the
 bastions; out to the database, Redis and Gitaly (or the internal load balancer).
@@ -32,7 +33,7 @@ Exposes: ``<Group>SecurityGroupId`` for each group.
 
 from __future__ import annotations
 
-from troposphere import GetAtt, ec2
+from troposphere import Equals, GetAtt, Not, ec2
 
 from gitlab_cfn.compile.naming import tags
 from gitlab_cfn.compile.tier import Tier, scanner_skip
@@ -47,6 +48,7 @@ NO_EGRESS = ec2.SecurityGroupRule(
     IpProtocol="icmp", FromPort=252, ToPort=86, CidrIp="255.255.255.255/32",
     Description="Disallow all traffic")
 
+SMTP_PORT = 587
 PORTS = {"http": 80, "https": 443, "ssh": 22, "postgres": 5432, "redis": 6379, "gitaly": 8075,
          "praefect": 2305}
 
@@ -157,6 +159,17 @@ def build(tier: Tier) -> None:
                 g.allow(extra, "Bastion", "ssh", "Administrator SSH from the bastion hosts")
         g.allow_out("Bastion", "https", "HTTPS to AWS APIs and package repositories")
         g.allow_out("Bastion", "http", "HTTP to package repositories")
+
+    # Outbound e-mail through Amazon SES (scripts/lib/email.sh): STARTTLS on 587 to SES's
+    # public SMTP endpoint, only when the stack has a sender. From the Sidekiq servers too:
+    # Sidekiq delivers GitLab's notification mail (ActionMailer deliver_later jobs).
+    tier.template.add_condition("EmailOn", Not(Equals(tier.param("EmailSender"), "")))
+    for source in servers:
+        tier.add(ec2.SecurityGroupEgress(
+            f"{source}ToSesSmtp", Condition="EmailOn",
+            GroupId=GetAtt(g.groups[source], "GroupId"),
+            IpProtocol="tcp", FromPort=SMTP_PORT, ToPort=SMTP_PORT, CidrIp=ANYWHERE_V4,
+            Description="SMTP with STARTTLS to Amazon SES"))
 
     for name, sg in g.groups.items():
         tier.output(f"{name}SecurityGroupId", GetAtt(sg, "GroupId"), f"{name} security group.")

@@ -7,7 +7,7 @@ backups and ``Retain`` on delete and replace; and the IAM role and instance
 profile of the GitLab application servers: the guide's S3 policy (object
 actions on ``<bucket>/*``, bucket actions on the bucket) narrowed to these
 buckets, use of the key through S3 and Secrets Manager, Session Manager and the
-CloudWatch agent. Tiers that own secrets grant the role read access to them.
+CloudWatch agent (tier ``logs`` grants it). Tiers that own secrets grant the role read access to them.
 
 Bucket names are ``gl-<kind>-<account>-<region>-<stack suffix>``: the guide's
 ``gl-`` prefix, unique per account and region, and unique per stack so that two
@@ -26,6 +26,7 @@ from troposphere import (
     GetAtt,
     If,
     Join,
+    Not,
     Or,
     Ref,
     Select,
@@ -44,6 +45,7 @@ from gitlab_cfn.compile.policies import (
     kms_use,
     log_bucket,
     managed_policy_arn,
+    secret_read,
     tls_only_bucket,
 )
 from gitlab_cfn.compile.tier import Tier, scanner_skip
@@ -151,6 +153,24 @@ def log_bucket_resources(tier: Tier) -> s3.Bucket:
     return logs
 
 
+# The secret of the SES SMTP credentials, named by convention (scripts/lib/email.sh reads
+# the same name): the user creates it before giving EmailSender.
+SMTP_SECRET_NAME = "gitlab-cfn/${ParentStackName}/ses-smtp-credentials"
+
+
+def smtp_credentials_grant(tier: Tier, roles) -> None:
+    """With a sender, the GitLab servers may read the SES SMTP credentials secret, by name
+    with the six characters Secrets Manager appends
+    (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html)."""
+    tier.template.add_condition("EmailOn", Not(Equals(tier.param("EmailSender"), "")))
+    tier.add(iam.PolicyType(
+        "SmtpCredentialsRead", Condition="EmailOn", PolicyName="SmtpCredentialsRead",
+        Roles=[Ref(role) for role in roles],
+        PolicyDocument=secret_read([Sub(
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + SMTP_SECRET_NAME + "-??????")]),
+    ))
+
+
 def build(tier: Tier) -> None:
     tier.stack_name()
     key = tier.keep(kms.Key(
@@ -197,7 +217,6 @@ def build(tier: Tier) -> None:
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[
             managed_policy_arn("AmazonSSMManagedInstanceCore"),
-            managed_policy_arn("CloudWatchAgentServerPolicy"),
         ],
         Policies=[
             iam.Policy(
@@ -212,6 +231,7 @@ def build(tier: Tier) -> None:
         Tags=tags("gitlab"),
     ))
     profile = tier.add(iam.InstanceProfile("InstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    sidekiq = None
     if tier.cfg.sidekiq_group:
         # Sidekiq's servers use object storage and the data key as the application servers do,
         # but are granted fewer of the stack's secrets (no root password, no SSH host keys).
@@ -222,7 +242,6 @@ def build(tier: Tier) -> None:
             AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
             ManagedPolicyArns=[
                 managed_policy_arn("AmazonSSMManagedInstanceCore"),
-                managed_policy_arn("CloudWatchAgentServerPolicy"),
             ],
             Policies=[
                 iam.Policy(
@@ -241,6 +260,8 @@ def build(tier: Tier) -> None:
         tier.output("SidekiqRoleName", Ref(sidekiq), "IAM role of the GitLab Sidekiq servers.")
         tier.output("SidekiqInstanceProfileArn", GetAtt(sidekiq_profile, "Arn"),
                     "Instance profile of the GitLab Sidekiq servers.")
+    # Sidekiq sends GitLab's notification mail: its servers read the SMTP credentials too.
+    smtp_credentials_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",

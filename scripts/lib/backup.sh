@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# GitLab's scheduled backup, on exactly one GitLab server: every server schedules it,
+# and at run time a PostgreSQL advisory lock (BACKUP_LOCK_KEY, on the stack's RDS
+# database) lets the first one run it and the others skip. After lib/common.sh.
+#
+# What the backup holds: GitLab's backup of the repositories (gitlab-backup create),
+# uploaded to the backups bucket by GitLab itself through the instance role
+# (gitlab_rails['backup_upload_connection'] with use_iam_profile, written by gitlab-app.sh).
+# Skipped, as GitLab's guidance for RDS and S3 says
+# (https://docs.gitlab.com/administration/backup_restore/backup_large_reference_architectures/:
+# the database by AWS's own backups, since pg_dump does not suit large databases; object
+# storage by its own protection, here S3 versioning):
+# the database and every object-storage kind (SKIP names from
+# https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#excluding-specific-data-from-the-backup).
+# Each run publishes BackupSucceeded (1 or 0) in the stack's namespace; the monitoring
+# tier's BackupAlarm fires on a 0 or when no value arrives for a day (late).
+
+BACKUP_LOCK_KEY=80751002  # pg_try_advisory_lock key of the scheduled backup
+BACKUP_SKIP=db,uploads,builds,artifacts,lfs,terraform_state,registry,pages,packages,ci_secure_files,external_diffs
+BACKUP_CRON=/etc/cron.d/gitlab-cfn-backup
+BACKUP_ENV=/etc/gitlab-cfn/backup.env
+# 02:30 UTC daily (cron runs in the server's zone, UTC on the stack's images).
+BACKUP_SCHEDULE="${GITLAB_CFN_BACKUP_SCHEDULE:-30 2 * * *}"
+
+# backup_metric VALUE: BackupSucceeded in the stack's namespace (the CloudWatch agent's
+# policy allows PutMetricData there only).
+backup_metric() {
+  local stack=${LOG_GROUP_PREFIX#/gitlab-cfn/}
+  stack=${stack%/*}
+  aws_call cloudwatch put-metric-data --region "$AWS_REGION" --namespace "gitlab-cfn/$stack" \
+    --metric-name BackupSucceeded --dimensions "Stack=$stack" --unit Count --value "$1"
+}
+
+# backup_locked_phase: what the lock holder runs (from psql, while it holds the lock).
+backup_locked_phase() {
+  local status=0
+  unset PGPASSWORD
+  log "this server holds the backup lock: running gitlab-backup create SKIP=$BACKUP_SKIP"
+  gitlab-backup create "SKIP=$BACKUP_SKIP" CRON=1 || status=$?
+  if ((status == 0)); then
+    log "backup done and uploaded to $BUCKET_BACKUPS"
+    backup_metric 1
+  else
+    log "error: gitlab-backup create failed (exit code $status)"
+    backup_metric 0 || true
+  fi
+  return "$status"
+}
+
+# backup_under_lock: runs the backup if no other server runs it now; exit status of the
+# backup, 0 when skipped.
+backup_under_lock() {
+  local rc_file="$STATE_DIR/backup.rc" self conn
+  self=$(printf '%q' "$0")
+  mkdir -p "$STATE_DIR"
+  rm -f "$rc_file"
+  export PGPASSWORD="$DB_PASSWORD"
+  conn="host=$DB_HOST port=$DB_PORT dbname=$DB_NAME user=$DB_USER sslmode=require connect_timeout=10 application_name=gitlab-cfn-backup-$(hostname)"
+  "$PSQL" "$conn" -v ON_ERROR_STOP=1 -q -o /dev/null <<SQL || die "database $DB_HOST:$DB_PORT is not reachable for the backup lock"
+SELECT pg_try_advisory_lock($BACKUP_LOCK_KEY) AS got \\gset
+\\if :got
+\\! GITLAB_CFN_PHASE=backup-locked bash $self </dev/null; echo \$? > $(printf '%q' "$rc_file")
+SELECT pg_advisory_unlock($BACKUP_LOCK_KEY);
+\\endif
+SQL
+  unset PGPASSWORD
+  if [[ ! -e "$rc_file" ]]; then
+    log "another server holds the backup lock: this one skips the backup"
+    return 0
+  fi
+  return "$(cat "$rc_file")"
+}
+
+# backup_phase: the cron job's entry (GITLAB_CFN_PHASE=backup): the database user from
+# its secret, then the backup if this server takes the lock.
+backup_phase() {
+  local db
+  require_env AWS_REGION DB_HOST DB_PORT DB_NAME DB_SECRET_ARN BUCKET_BACKUPS LOG_GROUP_PREFIX
+  db=$(secret_string "$DB_SECRET_ARN")
+  DB_USER=$(printf '%s' "$db" | json_field username)
+  DB_PASSWORD=$(printf '%s' "$db" | json_field password)
+  [[ -n "$DB_PASSWORD" ]] || die "the database secret read from Secrets Manager is empty"
+  backup_under_lock
+}
+
+# install_backup_schedule PROGRAM: the cron entry running PROGRAM's backup phase, with
+# the values it needs (ARNs and names, never a secret's value).
+install_backup_schedule() {
+  local program=$1 name
+  {
+    for name in AWS_REGION DB_HOST DB_PORT DB_NAME DB_SECRET_ARN BUCKET_BACKUPS LOG_GROUP_PREFIX; do
+      printf 'export %s=%q\n' "$name" "${!name}"
+    done
+  } | install_file 0600 "$ROOT$BACKUP_ENV"
+  printf '# gitlab-cfn: GitLab backup, on whichever server takes the lock first.\n%s root . %s && GITLAB_CFN_PHASE=backup bash %q >>/var/log/gitlab-cfn-backup.log 2>&1\n' \
+    "$BACKUP_SCHEDULE" "$BACKUP_ENV" "$program" | install_file 0644 "$ROOT$BACKUP_CRON"
+}

@@ -1,0 +1,176 @@
+"""The scheduled backup (scripts/lib/backup.sh) as a GitLab server runs it: the server's
+program (``userdata.body("gitlab-app")``) started by cron with GITLAB_CFN_PHASE=backup,
+against a real PostgreSQL server (TLS only, as RDS) whose advisory lock decides which
+server backs up. ``gitlab-backup`` and the AWS CLI are strict fakes that record what
+they were asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gitlab_cfn.compile import userdata
+from support.boot_fixtures import boot_tools, postgres  # noqa: F401  (fixtures)
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+DB = "gitlab_backup_probe"
+STACK = "gitlab-production"
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gitlab-production/database-AbCdEf"
+LOCK_KEY = 80751002
+# gitlab-backup's SKIP names (https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#excluding-specific-data-from-the-backup):
+# the repositories stay; the database (RDS backups) and every object-storage kind (S3) go.
+KEPT = {"repositories"}
+SKIP_NAMES = {"db", "uploads", "builds", "artifacts", "lfs", "terraform_state", "registry", "pages",
+              "repositories", "packages", "ci_secure_files", "external_diffs"}
+
+FAKE_AWS = r'''
+import json, os, sys
+args = sys.argv[1:]
+state = os.environ["FAKE_STATE"]
+def fail(message, code=252):
+    sys.stderr.write("aws (fake): " + message + "\n")
+    sys.exit(code)
+if args[:2] == ["secretsmanager", "get-secret-value"]:
+    if args[2::2] != ["--region", "--secret-id", "--query", "--output"] or args[7::2] != ["SecretString", "text"]:
+        fail("unexpected options %r" % args)
+    if args[5] != os.environ["FAKE_SECRET_ARN"]:
+        fail("An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation", 254)
+    print(json.dumps({"username": "gitlab", "password": os.environ["FAKE_DB_PASSWORD"]}))
+elif args[:2] == ["cloudwatch", "put-metric-data"]:
+    options = dict(zip(args[2::2], args[3::2]))
+    if set(options) != {"--region", "--namespace", "--metric-name", "--dimensions", "--unit", "--value"}:
+        fail("unexpected options %r" % args)
+    if options["--value"] not in ("0", "1"):
+        fail("value %r" % options["--value"])
+    with open(os.path.join(state, "metrics.log"), "a") as f:
+        f.write(json.dumps(options) + "\n")
+else:
+    fail("unexpected call %r" % args)
+'''
+
+FAKE_GITLAB_BACKUP = r'''
+import json, os, sys, time
+args = sys.argv[1:]
+if len(args) != 3 or args[0] != "create" or not args[1].startswith("SKIP=") or args[2] != "CRON=1":
+    sys.stderr.write("gitlab-backup (fake): usage: gitlab-backup create SKIP=... CRON=1; got %r\n" % args)
+    sys.exit(2)
+started = time.time()
+time.sleep(float(os.environ.get("FAKE_BACKUP_SECONDS", "0")))
+with open(os.path.join(os.environ["FAKE_STATE"], "backups.log"), "a") as f:
+    f.write(json.dumps({"skip": args[1][5:].split(","), "started": started, "ended": time.time()}) + "\n")
+sys.exit(int(os.environ.get("FAKE_BACKUP_RC", "0")))
+'''
+
+
+@pytest.fixture
+def machine(tmp_path, postgres):
+    if not postgres.admin(f"SELECT 1 FROM pg_database WHERE datname = '{DB}'"):
+        postgres.admin(f"CREATE DATABASE {DB} OWNER {postgres.user}")
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for name, code in (("aws", FAKE_AWS), ("gitlab-backup", FAKE_GITLAB_BACKUP)):
+        (fakes / name).write_text(f"#!{sys.executable}\n{code}")
+        (fakes / name).chmod(0o755)
+    program = tmp_path / "gitlab-app.sh"
+    program.write_text(userdata.body("gitlab-app"))
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {
+        "PATH": f"{fakes}:{os.environ['PATH']}", "FAKE_STATE": str(state), "FAKE_SECRET_ARN": SECRET_ARN,
+        "FAKE_DB_PASSWORD": postgres.password, "PSQL": str(postgres.bin / "psql"),
+        "AWS_REGION": "eu-west-1", "DB_HOST": "127.0.0.1", "DB_PORT": str(postgres.port), "DB_NAME": DB,
+        "DB_SECRET_ARN": SECRET_ARN, "BUCKET_BACKUPS": "gl-backups-123456789012-eu-west-1-0a1b2c3d",
+        "LOG_GROUP_PREFIX": f"/gitlab-cfn/{STACK}/0a1b2c3d", "GITLAB_CFN_PHASE": "backup",
+        "GITLAB_CFN_QUICK_DELAY": "0",
+    }
+    return program, state, env, tmp_path
+
+
+def start(machine, server: str, **extra) -> subprocess.Popen:
+    program, _, env, base = machine
+    root = base / server
+    root.mkdir(exist_ok=True)
+    return subprocess.Popen(["bash", str(program)], env={**env, "GITLAB_CFN_ROOT": str(root), **extra},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def records(state: Path, name: str) -> list[dict]:
+    path = state / name
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_two_servers_at_once_back_up_once_and_the_lock_says_who(machine, postgres):
+    _, state, _, _ = machine
+    runs = [start(machine, f"server-{n}", FAKE_BACKUP_SECONDS="3") for n in (1, 2)]
+    holders = []
+    while any(r.poll() is None for r in runs):
+        holders.append(postgres.lock_sessions(LOCK_KEY))
+        time.sleep(0.2)
+    outs = [r.communicate() for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outs
+    # One backup, from PostgreSQL's side too: the lock was never held by two sessions.
+    (backup,) = records(state, "backups.log")
+    assert all(len([h for h in sample if h[1]]) <= 1 for sample in holders)
+    assert any(sample and sample[0][1] for sample in holders), "the lock was never seen held"
+    skipped = [err for _, err in outs if "another server holds the backup lock: this one skips the backup" in err]
+    ran = [err for _, err in outs if "this server holds the backup lock" in err]
+    assert len(skipped) == 1 and len(ran) == 1
+    # What is skipped: the database and every object-storage kind; the repositories stay.
+    assert set(backup["skip"]) == SKIP_NAMES - KEPT and set(backup["skip"]) <= SKIP_NAMES
+    (metric,) = records(state, "metrics.log")
+    assert metric == {"--region": "eu-west-1", "--namespace": f"gitlab-cfn/{STACK}", "--metric-name": "BackupSucceeded",
+                      "--dimensions": f"Stack={STACK}", "--unit": "Count", "--value": "1"}
+    # The lock is released: the next night's run takes it.
+    again = start(machine, "server-2")
+    assert again.wait(60) == 0
+    assert len(records(state, "backups.log")) == 2
+
+
+def test_a_failed_backup_fails_the_run_and_reports_zero(machine):
+    _, state, _, _ = machine
+    run = start(machine, "server-1", FAKE_BACKUP_RC="1")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert "gitlab-backup create failed (exit code 1)" in err
+    assert [m["--value"] for m in records(state, "metrics.log")] == ["0"]
+
+
+def test_no_database_no_backup_and_one_line(machine):
+    program, state, env, base = machine
+    run = subprocess.run(["bash", str(program)], env={**env, "GITLAB_CFN_ROOT": str(base), "DB_PORT": "9"},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "error: database 127.0.0.1:9 is not reachable for the backup lock" in run.stderr
+    assert records(state, "backups.log") == [] and records(state, "metrics.log") == []
+
+
+def test_every_server_schedules_the_backup_without_secrets(tmp_path):
+    env = {"PATH": os.environ["PATH"], "GITLAB_CFN_ROOT": str(tmp_path), "AWS_REGION": "eu-west-1",
+           "DB_HOST": "db.example", "DB_PORT": "5432", "DB_NAME": "gitlabhq_production", "DB_SECRET_ARN": SECRET_ARN,
+           "BUCKET_BACKUPS": "gl-backups-x", "LOG_GROUP_PREFIX": f"/gitlab-cfn/{STACK}/0a1b2c3d",
+           "DB_PASSWORD": "must-not-be-written"}
+    script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/backup.sh'}\n"
+              "install_backup_schedule /opt/gitlab-cfn/boot/abc/gitlab-app.sh\n")
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    cron = (tmp_path / "etc/cron.d/gitlab-cfn-backup").read_text().splitlines()
+    (entry,) = [line for line in cron if not line.startswith("#")]
+    # cron.d format: five time fields, the user, the command (crontab(5)).
+    fields = entry.split(None, 6)
+    assert fields[:6] == ["30", "2", "*", "*", "*", "root"]
+    assert fields[6] == (". /etc/gitlab-cfn/backup.env && GITLAB_CFN_PHASE=backup bash "
+                         "/opt/gitlab-cfn/boot/abc/gitlab-app.sh >>/var/log/gitlab-cfn-backup.log 2>&1")
+    saved = tmp_path / "etc/gitlab-cfn/backup.env"
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    text = saved.read_text()
+    assert "must-not-be-written" not in text and "DB_PASSWORD" not in text
+    exported = dict(re.findall(r"^export ([A-Z_]+)=(.*)$", text, flags=re.M))
+    assert set(exported) == {"AWS_REGION", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SECRET_ARN", "BUCKET_BACKUPS",
+                             "LOG_GROUP_PREFIX"}
