@@ -116,7 +116,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a Service Catalog launch fails on the first tagged resource"),
     Mutant(
         "kms-no-data-key", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/policies.py",
-        "Action=[kms.Decrypt, kms.GenerateDataKey],", "Action=[kms.Decrypt],",
+        'Sid="UseStackKeyThroughServices",\n            Effect=Allow,\n            Action=[kms.Decrypt, kms.GenerateDataKey],',
+        'Sid="UseStackKeyThroughServices",\n            Effect=Allow,\n            Action=[kms.Decrypt],',
         ("tests/test_access.py::test_every_build_passes_the_access_check",),
         "a server cannot write an SSE-KMS object or a new secret version: boot fails on AccessDenied"),
     Mutant(

@@ -395,8 +395,16 @@ def test_a_changed_instance_type_changes_the_total_by_that_types_price_differenc
 
 
 def test_a_region_lacking_a_figure_refuses_the_build_in_one_line_naming_it(capsys):
-    _fails(capsys, ["estimate", "--config", "configs/three-az.yaml", "--region", "eu-west-1"],
-           "rds_iops_month", "eu-west-1")
+    import re
+
+    err = _fails(capsys, ["estimate", "--config", "configs/three-az.yaml", "--region", "eu-west-1"],
+                 "eu-west-1", "price snapshot")
+    # The figure named is one the snapshot really lacks for that region (and has for us-east-1).
+    (section,) = re.findall(r"no (\w+) price for eu-west-1", err)
+    regions = SNAPSHOT["regions"]
+    assert section in regions["us-east-1"]
+    table = regions["eu-west-1"].get(section)
+    assert table is None or any(key not in table for key in regions["us-east-1"][section])
 
 
 def _linear_mismatches(table: dict, rule) -> list[str]:
