@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 
 import pytest
 import yaml
 from gitlab_cfn.compile import compiler, config
+
+
+
+def _terminated(signum, frame):
+    """SIGTERM ends a test run as Ctrl-C does: fixtures are torn down and the session's
+    servers (PostgreSQL, Redis, the stand-in) stopped by their finalizers and atexit
+    handlers. By default SIGTERM ends Python at once and leaves them running."""
+    raise KeyboardInterrupt
+
+
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _terminated)
 
 # Configs every structural test runs against: the guide's POC and the other shapes.
 VARIANTS = {

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -147,6 +148,44 @@ def test_a_test_run(tmp_path):
     time.sleep(0.5)
     run.stop(signal.SIGINT)
     # pytest keeps its --basetemp folder by design; what must go is the stand-in and its log.
+    import shutil
+
+    shutil.rmtree(tmp_path / "tmp" / "pytest", ignore_errors=True)
+    run.assert_nothing_left()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_boot_test_run_stopped_while_its_servers_run(tmp_path, signum):
+    """A boot test run stopped while its PostgreSQL and Redis servers and a booting server run
+    (a CI job cancelled, kill(1)): none of them, and none of their folders, is left."""
+    test = "tests/test_boot_app.py::test_first_server_configures_gitlab_and_signals_success_once_gitlab_serves"
+    path, name = test.split("::")
+    # The run's TMPDIR is under pytest's own folder (0700): PostgreSQL runs as its own user and
+    # must be able to reach its data folder there, as it reaches /tmp in a normal run.
+    for folder in (tmp_path, *tmp_path.parents):
+        if folder == Path(tempfile.gettempdir()):
+            break
+        folder.chmod(folder.stat().st_mode | 0o001)
+    run = Run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / path) + "::" + name,
+               "--basetemp", str(tmp_path / "tmp" / "pytest")], tmp_path)
+
+    def servers() -> set[str]:
+        names = set()
+        for pid in marked(run.marker):
+            try:
+                names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+            except OSError:
+                continue
+        return names
+
+    deadline = time.monotonic() + 120
+    # (redis-server writes its title over its environment, so it carries no marker; its folder
+    # in TMPDIR does.) slirp4netns runs once the server under test boots.
+    while time.monotonic() < deadline and not {"postgres", "slirp4netns"} <= servers():
+        time.sleep(0.2)
+    assert {"postgres", "slirp4netns"} <= servers(), "the run never started its servers"
+    time.sleep(1)
+    run.stop(signum)
     import shutil
 
     shutil.rmtree(tmp_path / "tmp" / "pytest", ignore_errors=True)
