@@ -23,6 +23,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -178,10 +179,18 @@ def run(mutant: Mutant, workdir: Path) -> tuple[bool, str, float]:
     apply(root, mutant)
     env = {**os.environ, "PYTHONPATH": str(root / "templates_src")}
     started = time.perf_counter()
-    result = subprocess.run(
+    process = subprocess.Popen(
         [str(root / ".venv" / "bin" / "python"), "-m", "pytest", "-x", "-q", "-rfE",
          "-p", "no:cacheprovider", *mutant.tests],
-        cwd=root, env=env, capture_output=True, text=True)
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate()
+    except KeyboardInterrupt:
+        # pytest stops its servers (PostgreSQL, Redis, the stand-in) on SIGINT; a kill would not.
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+        raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     elapsed = time.perf_counter() - started
     failed = FAILED.findall(result.stdout)
     killed = result.returncode == 1 and bool(failed)
@@ -191,7 +200,13 @@ def run(mutant: Mutant, workdir: Path) -> tuple[bool, str, float]:
     return killed, (failed[0] if failed else ""), elapsed
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (a cancelled job) ends the run as Ctrl-C does: the scratch copies are removed.
+    signal.signal(signal.SIGTERM, _terminated)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run the mutants of this kind or name only")
     args = parser.parse_args(argv)
