@@ -83,3 +83,29 @@ def test_the_per_size_estimates_in_the_docs_are_regenerated_from_the_builds():
     other = " 0.5 min |" if first != " 0.5 min |" else " 0.6 min |"
     edited = text.replace(first, other, 1)
     assert edited != text and _size_table_drift(edited, trees) == ["time"]
+
+
+def test_the_estimates_the_docs_quote_are_what_estimate_gives(tmp_path, capsys):
+    """The builds table of docs/estimate.md and the README's figure are the command's own output
+    (they once kept a figure from before the operations tiers were added)."""
+    import shutil
+
+    from gitlab_cfn.cli import main
+
+    text = (ROOT / "docs" / "estimate.md").read_text()
+    rows = re.findall(r"^\| [^|]+ \| `gitlab-cfn estimate( --config [^`]+)?` \| (\$[\d,.]+) \| (\$[\d,.]+) \|$",
+                      text, flags=re.M)
+    assert len(rows) == 3, rows
+    for option, low, high in rows:
+        out = tmp_path / f"build{len(option)}"
+        config_args = ["--config", str(ROOT / option.split()[-1])] if option else []
+        assert main(["build", "-q", *config_args, "--out", str(out)]) == 0
+        capsys.readouterr()
+        assert main(["estimate", "--build", str(out)]) == 0
+        total = re.search(r"^TOTAL per month: (\$[\d,.]+) .*?, (\$[\d,.]+) at maximum", capsys.readouterr().out, re.M)
+        assert (low, high) == total.groups(), option or "default"
+        if not option:
+            readme = (ROOT / "README.md").read_text()
+            (quoted,) = re.findall(r"about \$([\d,]+) a month on demand", readme)
+            assert quoted == f"{round(float(low[1:].replace(',', ''))):,}"
+        shutil.rmtree(out)
