@@ -210,35 +210,13 @@ def build(tier: Tier) -> None:
         ))
         buckets[logical] = bucket
 
-    role = tier.add(iam.Role(
-        "InstanceRole",
-        Path=IAM_PATH,
-        Description="GitLab application servers: object storage, stack secrets, Session Manager.",
-        AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
-        ManagedPolicyArns=[
-            managed_policy_arn("AmazonSSMManagedInstanceCore"),
-        ],
-        Policies=[
-            iam.Policy(
-                PolicyName="gitlab-object-storage",
-                PolicyDocument=gitlab_object_storage([GetAtt(b, "Arn") for b in buckets.values()]),
-            ),
-            iam.Policy(
-                PolicyName="gitlab-data-key",
-                PolicyDocument=kms_use(key_arn, ["s3", "secretsmanager"]),
-            ),
-        ],
-        Tags=tags("gitlab"),
-    ))
-    profile = tier.add(iam.InstanceProfile("InstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
-    sidekiq = None
-    if tier.cfg.sidekiq_group:
-        # Sidekiq's servers use object storage and the data key as the application servers do,
-        # but are granted fewer of the stack's secrets (no root password, no SSH host keys).
-        sidekiq = tier.add(iam.Role(
-            "SidekiqRole",
+    def rails_role(name: str, description: str, tag: str) -> iam.Role:
+        """A role of the servers that run GitLab's Rails code (application, Sidekiq): object
+        storage in every bucket and the data key; each gets its secrets in its own grants."""
+        return tier.add(iam.Role(
+            name,
             Path=IAM_PATH,
-            Description="GitLab Sidekiq servers: object storage, the secrets Sidekiq reads, Session Manager.",
+            Description=description,
             AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
             ManagedPolicyArns=[
                 managed_policy_arn("AmazonSSMManagedInstanceCore"),
@@ -253,8 +231,19 @@ def build(tier: Tier) -> None:
                     PolicyDocument=kms_use(key_arn, ["s3", "secretsmanager"]),
                 ),
             ],
-            Tags=tags("sidekiq"),
+            Tags=tags(tag),
         ))
+
+    role = rails_role("InstanceRole",
+                      "GitLab application servers: object storage, stack secrets, Session Manager.", "gitlab")
+    profile = tier.add(iam.InstanceProfile("InstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
+    sidekiq = None
+    if tier.cfg.sidekiq_group:
+        # Sidekiq's servers use object storage and the data key as the application servers do,
+        # but are granted fewer of the stack's secrets (no root password, no SSH host keys).
+        sidekiq = rails_role(
+            "SidekiqRole",
+            "GitLab Sidekiq servers: object storage, the secrets Sidekiq reads, Session Manager.", "sidekiq")
         sidekiq_profile = tier.add(iam.InstanceProfile("SidekiqInstanceProfile", Path=IAM_PATH,
                                                        Roles=[Ref(sidekiq)]))
         tier.output("SidekiqRoleName", Ref(sidekiq), "IAM role of the GitLab Sidekiq servers.")
