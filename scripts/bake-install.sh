@@ -51,14 +51,15 @@ install_cloudwatch_agent() {
   retry 5 10 curl -fsSL -o "$dir/amazon-cloudwatch-agent.gpg" https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg
   gnupg="$dir/gnupg"
   mkdir -m 700 "$gnupg"
-  gpg --homedir "$gnupg" --batch --quiet --import "$dir/amazon-cloudwatch-agent.gpg" 2>/dev/null ||
+  # --no-autostart: importing and verifying public keys needs no gpg-agent, and one started
+  # here would outlive the bake (and the builder's image would keep its socket folder).
+  gpg --homedir "$gnupg" --batch --no-autostart --quiet --import "$dir/amazon-cloudwatch-agent.gpg" 2>/dev/null ||
     die "the CloudWatch agent's key is not an OpenPGP key"
-  fingerprint=$(gpg --homedir "$gnupg" --batch --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
+  fingerprint=$(gpg --homedir "$gnupg" --batch --no-autostart --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
   [[ "$fingerprint" == "$CLOUDWATCH_AGENT_FINGERPRINT" ]] ||
     die "the CloudWatch agent's signing key has fingerprint '$fingerprint', not AWS's $CLOUDWATCH_AGENT_FINGERPRINT"
-  gpg --homedir "$gnupg" --batch -q --verify "$dir"/amazon-cloudwatch-agent.deb{.sig,} 2>/dev/null ||
+  gpg --homedir "$gnupg" --batch --no-autostart -q --verify "$dir"/amazon-cloudwatch-agent.deb{.sig,} 2>/dev/null ||
     die "the CloudWatch agent package does not match its signature"
-  gpgconf --homedir "$gnupg" --kill gpg-agent 2>/dev/null || true
   dpkg -i -E "$dir/amazon-cloudwatch-agent.deb" >/dev/null
   rm -rf "$dir"
   log "installed the CloudWatch agent $(dpkg-query -W -f '${Version}' amazon-cloudwatch-agent)"

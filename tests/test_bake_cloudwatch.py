@@ -4,6 +4,7 @@ its detached signature and the key are real, made by support/cloudwatch_agent.py
 
 from support import cloudwatch_agent
 from test_bake_install import bake, builder, pytestmark, signing_key  # noqa: F401  (fixture and skip mark)
+from support.processes import no_gpg_agent_outlives_the_test  # noqa: F401  (autouse)
 
 DEFAULT_FINGERPRINT = "937616F3450B7D806CBD9725D58167303B789C72"
 

@@ -24,6 +24,8 @@ from gitlab_cfn.errors import ConfigError
 from support import cloudwatch_agent, shellcheck
 from support.disk import INSTANCE_ID, Machine, dpkg_stanza, namespaces_available
 
+from support.processes import no_gpg_agent_outlives_the_test  # noqa: E402,F401  (autouse)
+
 pytestmark = pytest.mark.skipif(namespaces_available() is not None or not os.path.exists("/usr/bin/cloud-init"),
                                 reason=f"the namespace machine cannot run: {namespaces_available() or 'cloud-init is missing'}")
 
