@@ -139,18 +139,7 @@ render_gitlab_rb() {
   cat <<RUBY
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Gitaly-only server: nothing else of the GitLab package runs here.
-postgresql['enable'] = false
-redis['enable'] = false
-nginx['enable'] = false
-puma['enable'] = false
-sidekiq['enable'] = false
-gitlab_workhorse['enable'] = false
-prometheus['enable'] = false
-alertmanager['enable'] = false
-gitlab_exporter['enable'] = false
-gitlab_kas['enable'] = false
-letsencrypt['enable'] = false
-gitlab_rails['auto_migrate'] = false
+$(gitlab_rb_other_services_off)
 
 # Secret of Gitaly's calls back into GitLab (the gitlab_shell secret of the application servers).
 gitaly['gitlab_secret'] = $(ruby_string "$SHELL_SECRET")

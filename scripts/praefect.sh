@@ -90,18 +90,7 @@ render_gitlab_rb() {
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Praefect-only server: nothing else of the GitLab package runs here.
 gitaly['enable'] = false
-postgresql['enable'] = false
-redis['enable'] = false
-nginx['enable'] = false
-puma['enable'] = false
-sidekiq['enable'] = false
-gitlab_workhorse['enable'] = false
-prometheus['enable'] = false
-alertmanager['enable'] = false
-gitlab_exporter['enable'] = false
-gitlab_kas['enable'] = false
-letsencrypt['enable'] = false
-gitlab_rails['auto_migrate'] = false
+$(gitlab_rb_other_services_off)
 
 praefect['enable'] = true
 # reconfigure would migrate on every server (the default is true); the boot

@@ -34,8 +34,8 @@ ROLES = {
     # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE
     # (it sources the backup functions too, but schedules no backup on a Sidekiq server).
     "gitlab-sidekiq": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
-    "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "gitaly.sh"),
-    "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "praefect.sh"),
+    "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "gitaly.sh"),
+    "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "praefect.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
