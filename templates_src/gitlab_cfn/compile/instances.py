@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 
 from troposphere import GetAtt, Ref, Sub, ec2, ssm
-from troposphere.policies import CreationPolicy, ResourceSignal
+from troposphere.policies import (
+    AutoScalingCreationPolicy,
+    AutoScalingRollingUpdate,
+    CreationPolicy,
+    ResourceSignal,
+    UpdatePolicy,
+)
 
 from gitlab_cfn.compile import bundle, images
 from gitlab_cfn.compile.naming import name_tag
@@ -75,6 +81,28 @@ def launch_template(
 def signal_policy(count: int, timeout: str) -> CreationPolicy:
     """Wait for ``count`` cfn-signal calls from the boot script, at most ``timeout``."""
     return CreationPolicy(ResourceSignal=ResourceSignal(Count=count, Timeout=timeout))
+
+
+def signalled_group_policies(count: int, in_service: int, create_timeout: str,
+                             pause: str) -> dict:
+    """CreationPolicy and UpdatePolicy of an Auto Scaling group whose servers signal their
+    boot: every one of ``count`` must signal at create; an update replaces one server at a
+    time, keeps ``in_service`` running and waits for each new one's signal, with the
+    processes that would fight the roll suspended."""
+    return {
+        "CreationPolicy": CreationPolicy(
+            ResourceSignal=ResourceSignal(Count=count, Timeout=create_timeout),
+            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
+        ),
+        "UpdatePolicy": UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
+            MaxBatchSize=1,
+            MinInstancesInService=in_service,
+            WaitOnResourceSignals=True,
+            PauseTime=pause,
+            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
+                              "AlarmNotification", "ScheduledActions"],
+        )),
+    }
 
 
 def from_template(template: ec2.LaunchTemplate):

@@ -24,19 +24,13 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Join, Ref, Sub, autoscaling, cloudwatch, secretsmanager
 from troposphere import elasticloadbalancing as elb
-from troposphere.policies import (
-    AutoScalingCreationPolicy,
-    AutoScalingRollingUpdate,
-    CreationPolicy,
-    ResourceSignal,
-    UpdatePolicy,
-)
 
 from gitlab_cfn.compile.instances import (
     bundle_parameter,
     bundle_user_data,
     from_template,
     launch_template,
+    signalled_group_policies,
 )
 from gitlab_cfn.compile.naming import tags
 from gitlab_cfn.compile.policies import grant, secret_read, secret_write
@@ -281,18 +275,7 @@ def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScali
         HealthCheckGracePeriod=HEALTH_CHECK_GRACE_SECONDS,
         MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
         Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "sidekiq"]), True)),
-        CreationPolicy=CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=cfg.min_size, Timeout=CREATE_TIMEOUT),
-            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
-        ),
-        UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
-            MaxBatchSize=1,
-            MinInstancesInService=max(cfg.min_size - 1, 0),
-            WaitOnResourceSignals=True,
-            PauseTime=UPDATE_TIMEOUT,
-            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
-                              "AlarmNotification", "ScheduledActions"],
-        )),
+        **signalled_group_policies(cfg.min_size, max(cfg.min_size - 1, 0), CREATE_TIMEOUT, UPDATE_TIMEOUT),
         DependsOn=[*SIDEKIQ_BOOT_GRANTS, app_group.title],
     ))
     scaling(tier, group, cfg, prefix="Sidekiq", what="Sidekiq server")
@@ -339,19 +322,9 @@ def build(tier: Tier) -> None:
         Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "gitlab"]), True)),
         # Every server's boot script signals its exit status: a configuration
         # that does not come up fails the stack instead of leaving bad servers.
-        CreationPolicy=CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=app.min_size, Timeout=CREATE_TIMEOUT),
-            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
-        ),
-        UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
-            MaxBatchSize=1,
-            # Keep serving while one server at a time is replaced.
-            MinInstancesInService=max(app.min_size - 1, 1) if app.min_size > 1 else 0,
-            WaitOnResourceSignals=True,
-            PauseTime=UPDATE_TIMEOUT,
-            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
-                              "AlarmNotification", "ScheduledActions"],
-        )),
+        # Keep serving while one server at a time is replaced.
+        **signalled_group_policies(app.min_size, max(app.min_size - 1, 1) if app.min_size > 1 else 0,
+                                   CREATE_TIMEOUT, UPDATE_TIMEOUT),
         DependsOn=list(BOOT_GRANTS),
     ))
     scaling(tier, group)

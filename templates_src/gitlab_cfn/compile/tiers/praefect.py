@@ -32,13 +32,6 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Join, Ref, Sub, autoscaling, iam
 from troposphere import elasticloadbalancingv2 as elbv2
-from troposphere.policies import (
-    AutoScalingCreationPolicy,
-    AutoScalingRollingUpdate,
-    CreationPolicy,
-    ResourceSignal,
-    UpdatePolicy,
-)
 
 from gitlab_cfn.compile.instances import (
     IMAGE_ROOT_GIB,
@@ -46,6 +39,7 @@ from gitlab_cfn.compile.instances import (
     bundle_user_data,
     from_template,
     launch_template,
+    signalled_group_policies,
 )
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
@@ -194,18 +188,7 @@ def build(tier: Tier) -> None:
         HealthCheckGracePeriod=BOOT_SECONDS,
         MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
         Tags=autoscaling.Tags(Name=(Join("-", [tier.stack_name(), "praefect"]), True)),
-        CreationPolicy=CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=servers, Timeout=BOOT_TIMEOUT),
-            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100),
-        ),
-        UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
-            MaxBatchSize=1,
-            MinInstancesInService=servers - 1,
-            WaitOnResourceSignals=True,
-            PauseTime=BOOT_TIMEOUT,
-            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance",
-                              "AlarmNotification", "ScheduledActions"],
-        )),
+        **signalled_group_policies(servers, servers - 1, BOOT_TIMEOUT, BOOT_TIMEOUT),
         DependsOn=list(BOOT_GRANTS),
     ))
     address = Sub(f"tcp://${{Dns}}:{PRAEFECT_PORT}", Dns=GetAtt(balancer, "DNSName"))
