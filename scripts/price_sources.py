@@ -222,6 +222,17 @@ def _at(table: dict[str, float], key: str | None, source: str) -> tuple[float, s
     return (table[key], source) if key in table else None
 
 
+def trust(calc, us: dict, wanted: dict[str, list[str]]) -> dict[tuple[str, str], bool]:
+    """(table, key) -> whether ``calc`` gives the snapshot's own us-east-1 figure for it (a file that
+    misreads a key in us-east-1 is not believed for that key in any other region)."""
+    out = {}
+    for table, keys in wanted.items():
+        for key in keys:
+            found = calc.figure(table, key, "us-east-1")
+            out[(table, key)] = bool(found) and round(found[0], 6) == us[table][key]["price"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ec2shop", required=True)
@@ -243,12 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{round(found[0], 6)} ({found[1]})", file=sys.stderr)
                 us[table][key] = {"price": round(found[0], 6), "source": found[1]}
 
-    # A table is trusted for a key only where its us-east-1 figure is the snapshot's.
-    trusted: dict[tuple[str, str], bool] = {}
-    for table, keys in wanted.items():
-        for key in keys:
-            found = calc.figure(table, key, "us-east-1")
-            trusted[(table, key)] = bool(found) and round(found[0], 6) == us[table][key]["price"]
+    trusted = trust(calc, us, wanted)
     refused = sorted(f"{t} {k}" for (t, k), ok in trusted.items() if not ok and calc.figure(t, k, "us-east-1"))
     if refused:
         print(f"not trusted (us-east-1 differs): {', '.join(refused)}", file=sys.stderr)
