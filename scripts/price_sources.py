@@ -14,7 +14,8 @@ account is at hand (with one, scripts/price_table.py asks the Price List API its
 Every figure keeps its source; a figure no source gives is left out (``estimate`` then refuses
 the item in one line). A source table is trusted for a key only where its us-east-1 figure equals
 the snapshot's sourced one (every key does today; the run prints any that does not). Two rules
-derive figures and say so (sources ``backup-snapshot-rate`` and ``rds-multi-az-rule``).
+derive figures and say so (sources ``backup-snapshot-rate``, ``rds-multi-az-rule`` and
+``usw2-as-use1``; tests/test_estimate.py checks the last against every figure both regions source).
 
 us-east-1 keeps its own sources (karpenter, infracost, ...) except where the snapshot held a
 derived figure the calculator files give directly (``rds-linear``) or where the calculator files
@@ -93,6 +94,18 @@ SOURCES = {
                         "first 50 TB, APN1-CW:AlarmMonitorUsage $0.10, APN1-DataProcessing-Bytes (CloudWatch Logs) "
                         "$0.76 per GB, APN1-AWSSecretsManager-Secrets $0.40; the alarm and log figures equal file "
                         "id 62006274542 (Price List CLI, effective 2026-07-01)",
+    "s3-region-table": "public code found with the search index (file id 63382679027: 'AWS S3 Standard storage "
+                       "price (USD per GB-month, first-50TB/month tier), as of 2026-07-01. Source: the AWS Price "
+                       "List API', AmazonS3/current/<region>/index.json): us-west-2 0.023, eu-central-1 0.0245, "
+                       "ap-southeast-2 0.025; its eu-west-1 0.023 and ap-northeast-1 0.025 equal eu-west1-offers "
+                       "and apne1-cost-model",
+    "usw2-as-use1": "derived: us-west-2 is priced as us-east-1 for this figure. Every figure the snapshot sources "
+                    "in both regions (EC2, EBS, RDS, ElastiCache, storage, IOPS, backup, IPv4, Secrets Manager, "
+                    "S3: 150 of them) is equal in the two, as tests/test_estimate.py checks; and public code "
+                    "gives the same us-west-2 figures for some of these items: github.com/DefangLabs/defang "
+                    "src/cmd/cli/command/estimate_test.go (an estimate from the Price List: USW2-NatGateway-Hours "
+                    "730 h $32.85, USW2-LoadBalancerUsage 730 h $16.43), file id 58264111613 "
+                    "(USW2-CW:AlarmMonitorUsage $0.10, USW2-AWSSecretsManager-Secrets $0.40)",
     "aws-kms-page": "aws.amazon.com/kms/pricing (as stored by the search index): 'Each AWS KMS key that you create "
                     "in KMS costs $1/month' with no regional variation stated",
     "aws-ipv4-charge": "AWS's public IPv4 charge from 2024-02-01: $0.005 per IP per hour for every public IPv4 "
@@ -121,6 +134,9 @@ QUOTED = {
         "rds_gb_month": {"io1": (0.138, "eu-west1-audit"), "gp2": (0.127, "eu-west1-audit"),
                          "gp3": (0.127, "eu-west1-audit")},
     },
+    "us-west-2": {"s3_gb_month": (0.023, "s3-region-table")},
+    "eu-central-1": {"s3_gb_month": (0.0245, "s3-region-table")},
+    "ap-southeast-2": {"s3_gb_month": (0.025, "s3-region-table")},
     "ap-northeast-1": {
         "nat_hour": (0.062, "apne1-estimate"), "nat_gb": (0.062, "apne1-estimate"),
         "public_ipv4_hour": (0.005, "apne1-estimate"),
@@ -134,6 +150,9 @@ EVERY_REGION = {
     "public_ipv4_hour": (0.005, "aws-ipv4-charge"), "secret_month": (0.4, "aws-secrets-page"),
     "dashboard_month": (3.0, "aws-dashboard-price"),
 }
+
+# Regions whose figures no source gives are us-east-1's (a derived rule, named per region).
+SAME_AS_US_EAST_1 = {"us-west-2": "usw2-as-use1"}
 
 EBS = {  # snapshot table, key -> labels in ebs.json (the first present wins), scale
     ("ebs_gb_month", "gp2"): (("Storage General Purpose gp2 GB Mo",), 1),
@@ -283,6 +302,16 @@ def main(argv: list[str] | None = None) -> int:
                     put(name, key, price, source)
             else:
                 put(name, None, *spec)
+        if region in SAME_AS_US_EAST_1:
+            # Whatever no source gives, the us-east-1 figure (source usw2-as-use1, see SOURCES).
+            for name, section in us.items():
+                if "price" in section:
+                    if name not in table_out:
+                        put(name, None, section["price"], SAME_AS_US_EAST_1[region])
+                else:
+                    for key, entry in section.items():
+                        if key not in table_out.get(name, {}):
+                            put(name, key, entry["price"], SAME_AS_US_EAST_1[region])
         out_regions[region] = table_out
         count = sum(1 if "price" in v else len(v) for v in table_out.values())
         print(f"{region}: {count} figures", file=sys.stderr)

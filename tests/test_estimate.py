@@ -470,7 +470,7 @@ def test_a_region_lacking_a_figure_refuses_the_build_in_one_line_naming_it(capsy
 # the coverage test below (strict: once a region's figures are all found, the test passes, which
 # fails until the region is taken off this list). The figures each lacks are listed under the
 # per-size table of docs/estimate.md.
-STILL_INCOMPLETE = {"us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2", "ap-northeast-1"}
+STILL_INCOMPLETE = {"eu-west-1", "eu-central-1", "ap-southeast-2", "ap-northeast-1"}
 
 
 @pytest.fixture(scope="module")
@@ -521,6 +521,35 @@ def test_a_region_whose_every_build_prices_has_a_total_for_each_in_the_docs_tabl
         assert ("no price" in line) == isinstance(default, list), line
         if not isinstance(default, list):
             assert estimate.money(default.total) in line
+
+
+def _differs_from_us_east_1(snapshot: dict, region: str, rule: str) -> list[str]:
+    """The figures of ``region`` that break the rule 'priced as us-east-1': a sourced figure both
+    regions have that differs, or a figure derived by the rule that is not us-east-1's."""
+    us, table = snapshot["regions"]["us-east-1"], snapshot["regions"][region]
+    bad, sourced = [], 0
+    for name, section in table.items():
+        pairs = [(None, section)] if "price" in section else list(section.items())
+        for key, entry in pairs:
+            theirs = us.get(name, {}) if key is None else us.get(name, {}).get(key, {})
+            if "price" not in theirs:
+                continue
+            sourced += entry["source"] != rule
+            if entry["price"] != theirs["price"]:
+                bad.append(f"{name} {key or ''}".strip())
+    assert sourced >= 100, sourced   # the rule rests on many figures sourced in both regions
+    return bad
+
+
+def test_us_west_2_is_priced_as_us_east_1_where_both_are_sourced():
+    """The rule behind usw2-as-use1: every figure sourced in both regions is equal, so the figures
+    no source gives for us-west-2 are us-east-1's."""
+    assert _differs_from_us_east_1(SNAPSHOT, "us-west-2", "usw2-as-use1") == []
+    assert any(e["source"] == "usw2-as-use1" for e in SNAPSHOT["regions"]["us-west-2"].values() if "price" in e)
+    # The check fails when one sourced us-west-2 figure is not us-east-1's.
+    bad = copy.deepcopy(SNAPSHOT)
+    bad["regions"]["us-west-2"]["ec2_hour"]["c5.xlarge"]["price"] = 0.171
+    assert _differs_from_us_east_1(bad, "us-west-2", "usw2-as-use1") == ["ec2_hour c5.xlarge"]
 
 
 # -- scripts/price_sources.py: reading the calculator files ------------------------------------------
