@@ -106,6 +106,11 @@ SOURCES = {
                     "src/cmd/cli/command/estimate_test.go (an estimate from the Price List: USW2-NatGateway-Hours "
                     "730 h $32.85, USW2-LoadBalancerUsage 730 h $16.43), file id 58264111613 "
                     "(USW2-CW:AlarmMonitorUsage $0.10, USW2-AWSSecretsManager-Secrets $0.40)",
+    "euc1-pricebook": "public code found with the search index (file id 52392798942, CloudHealth pricebook "
+                      "templates dated 2026-03-26, 'CloudWatch List Pricing (On-Demand)': 'Adjusts CloudWatch "
+                      "pricing to public On-Demand rate'): EUC1-DataProcessing-Bytes (CloudWatch Logs ingested in "
+                      "the Standard log class) $0.63 per GB; its USE1 figure $0.50 equals infracost-logs and its "
+                      "dashboard $3 (DashboardsUsageHour-Basic, no region prefix) equals aws-dashboard-price",
     "aws-kms-page": "aws.amazon.com/kms/pricing (as stored by the search index): 'Each AWS KMS key that you create "
                     "in KMS costs $1/month' with no regional variation stated",
     "aws-ipv4-charge": "AWS's public IPv4 charge from 2024-02-01: $0.005 per IP per hour for every public IPv4 "
@@ -135,7 +140,7 @@ QUOTED = {
                          "gp3": (0.127, "eu-west1-audit")},
     },
     "us-west-2": {"s3_gb_month": (0.023, "s3-region-table")},
-    "eu-central-1": {"s3_gb_month": (0.0245, "s3-region-table")},
+    "eu-central-1": {"s3_gb_month": (0.0245, "s3-region-table"), "logs_gb": (0.63, "euc1-pricebook")},
     "ap-southeast-2": {"s3_gb_month": (0.025, "s3-region-table")},
     "ap-northeast-1": {
         "nat_hour": (0.062, "apne1-estimate"), "nat_gb": (0.062, "apne1-estimate"),
