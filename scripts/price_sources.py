@@ -117,6 +117,14 @@ SOURCES = {
                          "($0.0252 an hour), 'Load balancer capacity units ... $4.38 per LCU' a month ($0.006 an "
                          "LCU-hour); its Classic load balancer 730 hours $20.44 ($0.028) and logs $0.57 per GB equal "
                          "eu-west1-audit and eu-west1-offers",
+    "legacy-elb-file": "public code found with the search index (file id 12544070281, the README of a dirty-json "
+                       "command line tool showing AWS's former Classic ELB price file pricing-elb.min.js; undated, "
+                       "of mid-2016: it has ap-south-1 but neither us-east-2 nor eu-west-2): per ELB-hour and per GB "
+                       "processed, ap-northeast-1 $0.027 and $0.008, ap-southeast-2 $0.028 and $0.008, eu-central-1 "
+                       "$0.030 and $0.008. The oldest source of the snapshot, used only where no newer one was "
+                       "found; its us-east-1 ($0.025, $0.008) and eu-west-1 ($0.028, $0.008) figures equal "
+                       "infracost-elb (us-east-1), eu-west1-audit (2026) and infracost-eb-euw1 (2024), so the "
+                       "Classic Load Balancer's prices have not moved there since",
     "aws-kms-page": "aws.amazon.com/kms/pricing (as stored by the search index): 'Each AWS KMS key that you create "
                     "in KMS costs $1/month' with no regional variation stated",
     "aws-ipv4-charge": "AWS's public IPv4 charge from 2024-02-01: $0.005 per IP per hour for every public IPv4 "
@@ -147,14 +155,17 @@ QUOTED = {
                          "gp3": (0.127, "eu-west1-audit")},
     },
     "us-west-2": {"s3_gb_month": (0.023, "s3-region-table")},
-    "eu-central-1": {"s3_gb_month": (0.0245, "s3-region-table"), "logs_gb": (0.63, "euc1-pricebook")},
-    "ap-southeast-2": {"s3_gb_month": (0.025, "s3-region-table")},
+    "eu-central-1": {"s3_gb_month": (0.0245, "s3-region-table"), "logs_gb": (0.63, "euc1-pricebook"),
+                     "clb_hour": (0.03, "legacy-elb-file"), "clb_gb": (0.008, "legacy-elb-file")},
+    "ap-southeast-2": {"s3_gb_month": (0.025, "s3-region-table"),
+                       "clb_hour": (0.028, "legacy-elb-file"), "clb_gb": (0.008, "legacy-elb-file")},
     "ap-northeast-1": {
         "nat_hour": (0.062, "apne1-estimate"), "nat_gb": (0.062, "apne1-estimate"),
         "public_ipv4_hour": (0.005, "apne1-estimate"),
         "nlb_hour": (0.0243, "apne1-design-doc"), "nlb_lcu_hour": (0.006, "apne1-design-doc"),
         "logs_gb": (0.76, "apne1-cost-model"), "alarm_month": (0.1, "apne1-cost-model"),
         "s3_gb_month": (0.025, "apne1-cost-model"), "secret_month": (0.4, "apne1-cost-model"),
+        "clb_hour": (0.027, "legacy-elb-file"), "clb_gb": (0.008, "legacy-elb-file"),
     },
 }
 EVERY_REGION = {
