@@ -74,6 +74,7 @@ from gitlab_cfn.compile.instances import (
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
     assume_role,
+    gitaly_backup_sink,
     grant,
     kms_use,
     managed_policy_arn,
@@ -150,6 +151,10 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
     }
     if storage is not None:
         values["GITALY_STORAGE"] = storage
+        # Server-side repository backups to the backups bucket (scripts/gitaly.sh,
+        # gitaly_backup_url; grant GitalyServerSideBackup). A cluster node only: the single
+        # server's user data never changes.
+        values["BACKUP_BUCKET_NAME"] = tier.input("BackupsBucketName")
     return tier.add(ec2.Instance(
         f"{prefix}Instance",
         LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
@@ -230,6 +235,10 @@ def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, s
                             "Praefect internal token (Praefect to Gitaly)", "praefect")
     # The Gitaly servers read it here; the Praefect servers are granted it in their tier.
     tier.add(grant("PraefectInternalTokenRead", secret_read([Ref(internal)]), [Ref(gitaly_role_)]))
+    # Every Gitaly server of the role (the kept single server too, should it be given a
+    # backup destination by hand) may write server-side repository backups to the backups bucket.
+    tier.add(grant("GitalyServerSideBackup", gitaly_backup_sink(tier.input("BackupsBucketName"),
+                                                                  tier.input("KmsKeyArn")), [Ref(gitaly_role_)]))
 
     node_grants = (*BOOT_GRANTS, "PraefectInternalTokenRead")
     nodes = []
