@@ -13,7 +13,9 @@
 # the database and every object-storage kind (SKIP names from
 # https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#excluding-specific-data-from-the-backup).
 # Each run publishes BackupSucceeded (1 or 0) in the stack's namespace; the monitoring
-# tier's BackupAlarm fires on a 0 or when no value arrives for a day (late).
+# tier's BackupAlarm goes to ALARM on a 0, and to INSUFFICIENT_DATA (notified too) when no
+# run reported for 27 hours (late or stopped); a new stack's alarm is silent until the
+# first night's run reports.
 #
 # Gitaly Cluster (BACKUP_SERVER_SIDE=true, from the app tier when every storage is a cluster
 # node): `gitlab-backup create REPOSITORIES_SERVER_SIDE=true` makes each Gitaly node stream
