@@ -48,6 +48,9 @@ Gitaly Cluster (config ``gitaly.nodes`` 3 or more; sizes from 3k), as GitLab's
   never in a group that replaces them); each serves storage ``gitaly-<n>``;
 - the internal token (Praefect to Gitaly; the Gitaly servers' auth token), generated in
   Secrets Manager with the stack's key;
+- server-side repository backups: each node is told the backups bucket (``BACKUP_BUCKET_NAME``,
+  scripts/gitaly.sh writes Gitaly's ``backup.go_cloud_url``), and the role may write there
+  (``GitalyServerSideBackup``: exactly the S3 and KMS requests of Gitaly's backup sink);
 - Praefect, its load balancer and the cluster's address are the praefect tier's. With
   ``gitaly.keep_single_server`` the single server stays beside the cluster (storage
   ``default``, the same logical ids and user data, so an update from the POC neither
