@@ -372,13 +372,15 @@ def test_the_agent_check_refuses_aggregation_sets_the_agent_would_never_publish(
     bad["metrics"]["metrics_collected"]["disk"]["drop_device"] = False
     path = tmp_path / "with-device.json"
     path.write_text(json.dumps(bad))
-    assert ctl(path).returncode == 0
+    # (A loaded configuration is recorded: in the test's own log, never this machine's /var/log.)
+    assert ctl(path, log=tmp_path / "fakes.log").returncode == 0
     # Each set the boot writes is published for some metric of every role that ships metrics.
     for role in sorted(ROLE_FAMILIES):
         cfg = agent_config(role)
         path = tmp_path / f"{role}.json"
         path.write_text(json.dumps(cfg))
-        assert ctl(path).returncode == 0, role
+        assert ctl(path, log=tmp_path / "fakes.log").returncode == 0, role
+    assert len((tmp_path / "fakes.log").read_text().splitlines()) == 1 + len(ROLE_FAMILIES)
 
 
 def test_the_per_server_disk_alarm_names_a_dimension_set_the_agent_publishes():
