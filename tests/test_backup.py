@@ -274,3 +274,16 @@ def test_who_is_told_to_back_up_server_side(cfg, server_side):
             assert values["BACKUP_BUCKET_NAME"] == {"Ref": "BackupsBucketName"}, name
     if server_side:
         assert len(nodes) >= 3 and "GitalyInstance" not in nodes
+
+
+def test_a_server_side_setting_other_than_true_fails_in_one_line_and_schedules_nothing(tmp_path):
+    env = {"PATH": os.environ["PATH"], "GITLAB_CFN_ROOT": str(tmp_path), "AWS_REGION": "eu-west-1",
+           "DB_HOST": "db.example", "DB_PORT": "5432", "DB_NAME": "gitlabhq_production", "DB_SECRET_ARN": SECRET_ARN,
+           "BUCKET_BACKUPS": BUCKET, "LOG_GROUP_PREFIX": f"/gitlab-cfn/{STACK}/0a1b2c3d", "BACKUP_SERVER_SIDE": "yes"}
+    script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/backup.sh'}\n"
+              "install_backup_schedule /opt/gitlab-cfn/boot/abc/gitlab-app.sh\n")
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    (error,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert error.endswith("error: BACKUP_SERVER_SIDE: 'yes' is not 'true' (or unset: repositories through this server)")
+    assert not (tmp_path / "etc/cron.d/gitlab-cfn-backup").exists() and not (tmp_path / "etc/gitlab-cfn/backup.env").exists()

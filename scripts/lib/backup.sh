@@ -100,6 +100,8 @@ backup_phase() {
 # the values it needs (ARNs and names, never a secret's value).
 install_backup_schedule() {
   local program=$1 name
+  [[ -z "${BACKUP_SERVER_SIDE:-}" || "$BACKUP_SERVER_SIDE" == true ]] ||
+    die "BACKUP_SERVER_SIDE: '$BACKUP_SERVER_SIDE' is not 'true' (or unset: repositories through this server)"
   {
     for name in AWS_REGION DB_HOST DB_PORT DB_NAME DB_SECRET_ARN BUCKET_BACKUPS LOG_GROUP_PREFIX; do
       printf 'export %s=%q\n' "$name" "${!name}"
