@@ -140,6 +140,7 @@ render_gitlab_rb() {
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Gitaly-only server: nothing else of the GitLab package runs here.
 $(gitlab_rb_other_services_off)
+$(exporters_gitlab_rb gitaly)
 
 # Secret of Gitaly's calls back into GitLab (the gitlab_shell secret of the application servers).
 gitaly['gitlab_secret'] = $(ruby_string "$SHELL_SECRET")
@@ -148,6 +149,7 @@ gitaly['configuration'] = {
   auth: { token: $(ruby_string "$GITALY_TOKEN") },
   gitlab: { url: $(ruby_string "https://$GITLAB_DOMAIN") },
   storage: [{ name: $(ruby_string "$GITALY_STORAGE"), path: $(ruby_string "$DATA_DIR/repositories") }],
+$(exporter_configuration_key 9236)
 }
 RUBY
 }

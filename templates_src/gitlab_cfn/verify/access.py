@@ -74,8 +74,11 @@ class Call:
 # The CloudWatch agent (scripts/lib/cloudwatch.sh: configure_cloudwatch_agent ROLE starts it) ships
 # the role's log files and publishes its metrics with the server's role: pseudo-service
 # cloudwatch-agent, whose requests are ``_agent``'s.
+# Prometheus on the monitoring server (scripts/monitoring.sh: start_prometheus --region R starts it)
+# finds its targets with EC2's DescribeInstances (ec2_sd_configs): ``_describe_instances``.
 CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource"),
-           "configure_cloudwatch_agent": ("cloudwatch-agent", "start")}
+           "configure_cloudwatch_agent": ("cloudwatch-agent", "start"),
+           "start_prometheus": ("ec2", "describe-instances")}
 _FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*$")
 _ONE_LINE_FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*(.*?);?\s*\}\s*$")
 
@@ -519,6 +522,13 @@ def _agent(model, call, value):
     return out
 
 
+def _describe_instances(model, call, value):
+    # DescribeInstances takes no resource-level permission: its resource is "*"
+    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
+    return [Request("ec2:DescribeInstances", "*", (("aws:RequestedRegion", value(call.option("--region"))),),
+                    f"{call.where}: Prometheus EC2 service discovery")]
+
+
 # (service, command) -> the requests a call makes. A call not here fails the check.
 CALLS: dict[tuple[str, str], Callable] = {
     ("secretsmanager", "get-secret-value"): _secret_read,
@@ -529,6 +539,7 @@ CALLS: dict[tuple[str, str], Callable] = {
     ("cloudformation", "signal-resource"): _signal,
     ("cloudwatch", "put-metric-data"): _metric_put,
     ("cloudwatch-agent", "start"): _agent,
+    ("ec2", "describe-instances"): _describe_instances,
 }
 
 # GitLab's object storage on every BUCKET_* of the preamble: the actions of GitLab's guide

@@ -189,6 +189,9 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
                 for node in str(host).split(","):
                     add(f"${name} {node.split('=', 1)[0]}", NODE_PORT,
                         _owner_place(model, node.split("=", 1)[-1], f"${name}"))
+            elif name == "SCRAPE_JOBS":
+                for why, port, place in scrape_targets(model, str(host)):
+                    add(why, port, place)
             elif name == "GITLAB_DOMAIN" and re.search(r"https://\$\{?GITLAB_DOMAIN", text):
                 balancers = [place_of(model, s, lg) for kind in ("AWS::ElasticLoadBalancing::LoadBalancer",
                                                                   "AWS::ElasticLoadBalancingV2::LoadBalancer")
@@ -223,6 +226,33 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
                 if not any(f.destination is None and f.service is None and f.port == port for f in flows):
                     add(f"downloads ({name})", port, None)
     return flows, problems
+
+
+def scrape_targets(model: Model, jobs: str) -> list[tuple[str, int, Place]]:
+    """(why, port, servers) of each job of a monitoring server's ``SCRAPE_JOBS`` (compile/scrape.py):
+    Prometheus's EC2 service discovery selects the instances whose ``aws:cloudformation:logical-id``
+    is one of the job's, so each named Auto Scaling group's launch template or instance of the
+    stack is a destination; a name that is no server of the stack is an error (it would scrape nothing)."""
+    from gitlab_cfn.compile import scrape
+
+    try:
+        decoded = scrape.decode(jobs)
+    except ValueError as exc:
+        raise access.Unresolved(f"$SCRAPE_JOBS: {exc}") from None
+    out = []
+    for role, exporter, port, ids in decoded:
+        for logical in ids:
+            found = None
+            for stack, resource, _ in model.resources("AWS::AutoScaling::AutoScalingGroup"):
+                if resource == logical:
+                    found = model.owner((model.props(stack, resource).get("LaunchTemplate") or {}).get("LaunchTemplateId"))
+            for stack, resource, _ in model.resources("AWS::EC2::Instance"):
+                if resource == logical:
+                    found = (stack, resource)
+            if not found:
+                raise access.Unresolved(f"$SCRAPE_JOBS {role}-{exporter}: {logical} is no server of the stack")
+            out.append((f"$SCRAPE_JOBS {role}-{exporter} ({logical})", port, place_of(model, *found)))
+    return out
 
 
 def peer_flows(model: Model) -> list[tuple[Place, Flow]]:
