@@ -1,7 +1,8 @@
 """What the monitoring node scrapes: each server role's exporters, and where they are.
 
-One table, ``EXPORTERS``, read by the security groups (monitoring node -> each exporter
-port, and nothing else), by the monitoring node's user data (``SCRAPE_JOBS``, from which
+One table, ``PORTS`` with ``servers`` (which roles run which exporters) and ``jobs``, read by the
+security groups (monitoring node -> each exporter port, and nothing else), by the monitoring
+node's user data (``SCRAPE_JOBS``, from which
 ``scripts/monitoring.sh`` writes Prometheus's ``ec2_sd_configs``) and by the flow check
 (``verify/flows.py``: the same value, read back from the built template).
 

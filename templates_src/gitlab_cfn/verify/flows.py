@@ -5,6 +5,9 @@ gitlab-cfn user data) gets its flows from its user data preamble and its scripts
 
 - ``<X>_HOST`` with ``<X>_PORT``: TCP to the resource the host names (RDS, ElastiCache, ...);
 - ``*_ADDRESS`` (``tcp://host:port``) and ``*_NODES`` (``name=host,...`` on ``NODE_PORT``);
+- ``SCRAPE_JOBS`` (the monitoring server, ``compile/scrape.py``): TCP to each exporter port of
+  the servers whose logical id a job names (an Auto Scaling group's launch template, or an
+  instance), as Prometheus's EC2 service discovery finds them;
 - ``GITLAB_DOMAIN``: HTTPS to the internet-facing load balancer, through the NAT gateway
   (Gitaly's internal API calls go to ``https://<domain>``);
 - every AWS service its calls use (``access.script_calls``; ``BUCKET_*`` is S3): HTTPS to the
