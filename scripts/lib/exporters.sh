@@ -7,7 +7,8 @@
 # other, may reach it; without one, where the package puts them: localhost. Ports are the
 # package's defaults (omnibus-gitlab files/gitlab-config-template/gitlab.rb.template,
 # 18.11.11+ee.0 to 19.3.0+ee.0): node_exporter 9100, Workhorse 9229, Puma's exporter 8083
-# (off by default), Sidekiq 8082, Gitaly 9236, Praefect 9652.
+# (off by default; GitLab docs administration/monitoring/prometheus/web_exporter.md: the dedicated
+# metrics server, Rails' /-/metrics in a process of its own), Sidekiq 8082, Gitaly 9236, Praefect 9652.
 
 # metrics_host: the address the exporters listen on.
 metrics_host() {
