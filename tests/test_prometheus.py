@@ -10,6 +10,7 @@ access and flow checks (``gitlab-cfn check``) fail on each one-line bug in that 
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 from conftest import templates_for
@@ -199,3 +200,28 @@ def test_discovery_granted_in_another_region_only_is_denied():
         statement = res(t, "prometheus", "PrometheusDiscovery")["Properties"]["PolicyDocument"]["Statement"][0]
         statement["Condition"]["StringEquals"]["aws:RequestedRegion"] = "eu-west-1"
     one(changed(elsewhere), "PrometheusLaunchTemplate", "ec2:DescribeInstances on * is denied")
+
+
+# -- the diagram and the estimate read the new server from the templates -------------------------
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (make build)")
+def test_the_diagram_and_the_estimate_show_the_monitoring_server(tmp_path):
+    from gitlab_cfn.compile import compiler
+    from gitlab_cfn.report import diagram, estimate, prices, stack
+
+    build = tmp_path / "build"
+    compiler.write_build(config.from_dict({"size": "3k", "monitoring": {"node": True}}), build)
+    # A 3k build with the monitoring server is one whose edges Graphviz's spline router gives up on.
+    path, dot = diagram.render(stack.load(build), tmp_path / "architecture.svg", fmt="svg")
+    assert "PrometheusAutoScalingGroup" in dot and "[prometheus]" in dot
+    assert path.read_text().startswith("<?xml")
+    model = diagram.build_model(stack.load(build))
+    labels = {k: n.label.split("\n")[0] for k, n in model.nodes.items()}
+    scraped = {labels[b]: sorted(ports) for (a, b), ports in model.edges.items()
+               if labels.get(a) == "PrometheusAutoScalingGroup"}
+    assert scraped == {"AppAutoScalingGroup": ["8083", "9100", "9229"], "SidekiqAutoScalingGroup": ["8082", "9100"],
+                       "PraefectAutoScalingGroup": ["9100", "9652"],
+                       **{f"Gitaly{n}Instance": ["9100", "9236"] for n in (1, 2, 3)}}
+    priced = estimate.estimate(stack.load(build), prices.Prices("us-east-1"), estimate.load_assumptions())
+    servers = [line for line in priced.lines if line.resource == "PrometheusAutoScalingGroup"]
+    assert any("c5.large" in line.item for line in servers), [line.item for line in servers]
