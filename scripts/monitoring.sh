@@ -10,7 +10,8 @@
 # reconfigures (which starts Prometheus) and signals success once Prometheus is ready.
 #
 # Preamble: AWS_REGION CFN_STACK CFN_RESOURCE VPC_ID SCRAPE_JOBS (compile/scrape.py:
-# 'role:exporter:port:LogicalId[+LogicalId...];...').
+# 'role:exporter:port:LogicalId[+LogicalId...];...') LOG_GROUP_PREFIX (lib/cloudwatch.sh).
+# Then the CloudWatch agent ships the boot log (lib/cloudwatch.sh, role monitoring).
 #
 # Sources: GitLab docs administration/reference_architectures/3k_users.md "Configure
 # Prometheus" (roles ['monitoring_role'], prometheus['scrape_configs']); omnibus-gitlab
@@ -95,10 +96,11 @@ start_prometheus() {
 
 main() {
   start_boot
-  require_env AWS_REGION CFN_STACK VPC_ID SCRAPE_JOBS
+  require_env AWS_REGION CFN_STACK VPC_ID SCRAPE_JOBS LOG_GROUP_PREFIX
   [[ "$VPC_ID" =~ ^vpc-[0-9a-f]+$ ]] || die "VPC_ID: '$VPC_ID' is not a VPC id"
   render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
   start_prometheus --region "$AWS_REGION"
+  configure_cloudwatch_agent monitoring
   log "Prometheus is ready on $PROMETHEUS_ADDRESS"
 }
 

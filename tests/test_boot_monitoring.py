@@ -14,6 +14,7 @@ scrapes (compile/scrape.py).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -33,6 +34,7 @@ ENV = {
     "CFN_RESOURCE": "PrometheusAutoScalingGroup", "VPC_ID": VPC,
     "SCRAPE_JOBS": scrape.encode(scrape.jobs(CLUSTER)),
     "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-test/monitoring/boot-bundle", "GITLAB_CFN_READINESS_TIMEOUT": "10",
+    "LOG_GROUP_ID": "0a1b2c3d",
 }
 # The oldest and newest supported releases (the package's keys are checked against each one's).
 OLDEST, NEWEST = (f"{versions.SETTINGS_RELEASE[v]}-ee" for v in (min(versions.SETTINGS_RELEASE),
@@ -70,7 +72,11 @@ def test_the_monitoring_server_runs_prometheus_discovering_the_stacks_servers(tm
         assert {"target_label": "role", "replacement": job.role} in jobs[job.name]["relabel_configs"]
     # Prometheus stays on localhost: Session Manager port forwarding reaches it, the network does not.
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
-    assert [e["action"] for e in server.events("gitlab-ctl")] == ["prometheus", "reconfigure"]   # Prometheus starts within reconfigure
+    assert [e["action"] for e in server.events("gitlab-ctl")] == ["prometheus", "reconfigure"]
+    # Then the CloudWatch agent: the boot log, to the stack's group.
+    agent = json.loads(server.read("/opt/aws/amazon-cloudwatch-agent/etc/gitlab-cfn.json"))
+    shipped = {e["file_path"]: e["log_group_name"] for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+    assert shipped == {"/var/log/cloud-init-output.log": "/gitlab-cfn/gitlab-test/0a1b2c3d/boot"}   # Prometheus starts within reconfigure
 
 
 def mutated(old: str, new: str) -> str:

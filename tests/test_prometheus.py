@@ -225,3 +225,9 @@ def test_the_diagram_and_the_estimate_show_the_monitoring_server(tmp_path):
     priced = estimate.estimate(stack.load(build), prices.Prices("us-east-1"), estimate.load_assumptions())
     servers = [line for line in priced.lines if line.resource == "PrometheusAutoScalingGroup"]
     assert any("c5.large" in line.item for line in servers), [line.item for line in servers]
+
+
+def test_without_the_agent_grant_its_boot_log_is_denied():
+    def drop(t):
+        del t["prometheus"]["Resources"]["PrometheusCloudWatchAgent"]
+    one(changed(drop), "PrometheusLaunchTemplate", "CloudWatch agent (boot)", "logs:PutLogEvents", "is denied")

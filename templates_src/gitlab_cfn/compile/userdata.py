@@ -40,7 +40,7 @@ ROLES = {
     "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "lib/exporters.sh",
                  "praefect.sh"),
     # The monitoring server (config monitoring.node): the GitLab package's Prometheus only.
-    "monitoring": ("lib/common.sh", "monitoring.sh"),
+    "monitoring": ("lib/common.sh", "lib/cloudwatch.sh", "monitoring.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }

@@ -40,6 +40,7 @@ from gitlab_cfn.compile.instances import (
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import assume_role, grant, managed_policy_arn
 from gitlab_cfn.compile.tier import Tier
+from gitlab_cfn.compile.tiers.logs import agent_grant
 from gitlab_cfn.compile.userdata import user_data
 
 DESCRIPTION = "gitlab-cfn prometheus: the monitoring server (GitLab's Prometheus) and its EC2 service discovery."
@@ -47,7 +48,7 @@ DESCRIPTION = "gitlab-cfn prometheus: the monitoring server (GitLab's Prometheus
 BOOT_TIMEOUT = "PT30M"
 BOOT_SECONDS = 30 * 60
 # The grants the server reads with while it boots and scrapes: the group depends on them.
-BOOT_GRANTS = ("PrometheusBootRead", "PrometheusDiscovery")
+BOOT_GRANTS = ("PrometheusBootRead", "PrometheusDiscovery", "PrometheusCloudWatchAgent")
 
 
 def discovery_policy() -> PolicyDocument:
@@ -65,13 +66,16 @@ def build(tier: Tier) -> None:
     role = tier.add(iam.Role(
         "PrometheusRole",
         Path=IAM_PATH,
-        Description="GitLab monitoring server: EC2 service discovery, its boot bundle, Session Manager.",
+        Description="GitLab monitoring server: EC2 service discovery, its boot bundle, Session Manager, CloudWatch agent.",
         AssumeRolePolicyDocument=assume_role("ec2.amazonaws.com"),
         ManagedPolicyArns=[managed_policy_arn("AmazonSSMManagedInstanceCore")],
         Tags=tags("prometheus"),
     ))
     profile = tier.add(iam.InstanceProfile("PrometheusInstanceProfile", Path=IAM_PATH, Roles=[Ref(role)]))
     tier.add(grant("PrometheusDiscovery", discovery_policy(), [Ref(role)]))
+    # The CloudWatch agent ships its boot log to the stack's boot log group (tier logs) and
+    # publishes its memory and disk metrics, as every server's does.
+    tier.add(agent_grant("PrometheusCloudWatchAgent", [Ref(role)]))
     parameter = bundle_parameter(tier, "monitoring", logical_id="PrometheusBootBundleParameter",
                                  grant_id="PrometheusBootRead", role_names=[Ref(role)],
                                  what="the monitoring server")
@@ -82,6 +86,8 @@ def build(tier: Tier) -> None:
         # Service discovery looks in the stack's VPC only.
         "VPC_ID": tier.input("VpcId"),
         "SCRAPE_JOBS": scrape.encode(scrape.jobs(cfg)),
+        # The stack's log groups (tier logs), as the other servers name them.
+        "LOG_GROUP_ID": tier.input("LogGroupId"),
         **bundle_user_data(parameter, pin=True),
     }
     template = launch_template(
