@@ -159,9 +159,11 @@ gitaly_backup_url() {
   printf 's3://%s?region=%s' "$1" "$AWS_REGION"
 }
 
-# gitaly_configuration_end: the backup line of gitaly['configuration'] (with a URL) and the
-# hash's closing brace (the single server's gitlab.rb stays as it was).
+# gitaly_configuration_end: the exporter line of gitaly['configuration'] (with a monitoring
+# server), the backup line (with a URL) and the hash's closing brace (the single server's
+# gitlab.rb stays as it was).
 gitaly_configuration_end() {
+  exporter_configuration_key 9236
   if [[ -n "$GITALY_BACKUP_URL" ]]; then
     printf '  backup: { go_cloud_url: %s },\n' "$(ruby_string "$GITALY_BACKUP_URL")"
   fi
@@ -173,6 +175,7 @@ render_gitlab_rb() {
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Gitaly-only server: nothing else of the GitLab package runs here.
 $(gitlab_rb_other_services_off)
+$(exporters_gitlab_rb gitaly)
 
 # Secret of Gitaly's calls back into GitLab (the gitlab_shell secret of the application servers).
 gitaly['gitlab_secret'] = $(ruby_string "$SHELL_SECRET")

@@ -164,6 +164,38 @@ MUTANTS: tuple[Mutant, ...] = (
         'TreatMissingData="missing",\n        InsufficientDataActions', 'TreatMissingData="breaching",\n        InsufficientDataActions',
         ("tests/test_backup_alarm.py::test_a_new_stack_hears_nothing_until_the_first_backup_reports",),
         "every new stack e-mails a backup alarm the moment it is created"),
+    # The monitoring server (config monitoring.node).
+    Mutant(
+        "exporter-port", "port", "scripts/lib/exporters.sh",
+        "\"$(ruby_string \"$host:9100\")\"", "\"$(ruby_string \"$host:9101\")\"",
+        ("tests/test_boot_monitoring.py::test_scraped_exporters_listen_on_the_private_address_at_the_scraped_ports",),
+        "node_exporter listens where Prometheus does not scrape and its security group does not open: every node target down"),
+    Mutant(
+        "exporters-on-localhost", "monitoring", "scripts/lib/exporters.sh",
+        "  if [[ \"${METRICS_SCRAPED:-}\" != true ]]; then", "  if [[ \"${METRICS_SCRAPED:-}\" != yes ]]; then",
+        ("tests/test_boot_monitoring.py::test_scraped_exporters_listen_on_the_private_address_at_the_scraped_ports",),
+        "the exporters stay on localhost: the monitoring server scrapes nothing"),
+    Mutant(
+        "scrape-port", "monitoring", "scripts/monitoring.sh",
+        "      'port' => $port,", "      'port' => 9100,",
+        ("tests/test_boot_monitoring.py::test_the_monitoring_server_runs_prometheus_discovering_the_stacks_servers",),
+        "every job scrapes node_exporter's port: Workhorse, Puma, Sidekiq, Gitaly and Praefect metrics are never collected"),
+    Mutant(
+        "scrape-rule-to-one-group", "egress", "templates_src/gitlab_cfn/compile/tiers/security_groups.py",
+        "        g.allow(job.group, \"Monitoring\", f\"{job.exporter}metrics\",",
+        "        g.allow(\"App\", \"Monitoring\", f\"{job.exporter}metrics\",",
+        ("tests/test_prometheus.py::test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call",),
+        "the exporter ports are opened on the application servers only: Gitaly's and Praefect's scrapes time out"),
+    Mutant(
+        "discovery-action", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/tiers/prometheus.py",
+        "Action=[ec2_actions.DescribeInstances],", "Action=[ec2_actions.DescribeTags],",
+        ("tests/test_prometheus.py::test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call",),
+        "Prometheus's EC2 service discovery is denied: no target at all"),
+    Mutant(
+        "kubernetes-jobs", "monitoring", "scripts/monitoring.sh",
+        "prometheus['monitor_kubernetes'] = false\n", "",
+        ("tests/test_boot_monitoring.py::test_the_monitoring_server_runs_prometheus_discovering_the_stacks_servers",),
+        "the package adds its Kubernetes jobs, which need a cluster: Prometheus fails to start"),
 )
 
 

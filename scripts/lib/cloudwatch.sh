@@ -59,6 +59,7 @@ cloudwatch_role_families() {
     gitaly) echo gitaly boot ;;
     praefect) echo praefect boot ;;
     sidekiq) echo sidekiq rails-application rails-exceptions boot ;;
+    monitoring) echo boot ;;
     *) return 1 ;;
   esac
 }

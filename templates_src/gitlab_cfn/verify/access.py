@@ -76,9 +76,12 @@ class Call:
 # cloudwatch-agent, whose requests are ``_agent``'s.
 # Gitaly's server-side backups (scripts/gitaly.sh: gitaly_backup_url BUCKET puts the bucket into
 # Gitaly's go_cloud_url): pseudo-service gitaly-backup-sink, whose requests are ``_backup_sink``'s.
+# Prometheus on the monitoring server (scripts/monitoring.sh: start_prometheus --region R starts it)
+# finds its targets with EC2's DescribeInstances (ec2_sd_configs): ``_describe_instances``.
 CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource"),
            "configure_cloudwatch_agent": ("cloudwatch-agent", "start"),
-           "gitaly_backup_url": ("gitaly-backup-sink", "open")}
+           "gitaly_backup_url": ("gitaly-backup-sink", "open"),
+           "start_prometheus": ("ec2", "describe-instances")}
 _FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*$")
 _ONE_LINE_FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*(.*?);?\s*\}\s*$")
 
@@ -537,6 +540,13 @@ def _backup_sink(model, call, value):
     return out + _bucket_kms(model, bucket, "kms:GenerateDataKey", why) + _bucket_kms(model, bucket, "kms:Decrypt", why)
 
 
+def _describe_instances(model, call, value):
+    # DescribeInstances takes no resource-level permission: its resource is "*"
+    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
+    return [Request("ec2:DescribeInstances", "*", (("aws:RequestedRegion", value(call.option("--region"))),),
+                    f"{call.where}: Prometheus EC2 service discovery")]
+
+
 # (service, command) -> the requests a call makes. A call not here fails the check.
 CALLS: dict[tuple[str, str], Callable] = {
     ("secretsmanager", "get-secret-value"): _secret_read,
@@ -548,6 +558,7 @@ CALLS: dict[tuple[str, str], Callable] = {
     ("cloudwatch", "put-metric-data"): _metric_put,
     ("cloudwatch-agent", "start"): _agent,
     ("gitaly-backup-sink", "open"): _backup_sink,
+    ("ec2", "describe-instances"): _describe_instances,
 }
 
 # GitLab's object storage on every BUCKET_* of the preamble: the actions of GitLab's guide

@@ -25,6 +25,7 @@ from __future__ import annotations
 from troposphere import GetAtt, Join, Ref, Sub, autoscaling, cloudwatch, secretsmanager
 from troposphere import elasticloadbalancing as elb
 
+from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.instances import (
     bundle_parameter,
     bundle_user_data,
@@ -229,6 +230,7 @@ def shape_values(cfg, tier: Tier) -> dict:
         values["REDIS_CACHE_HOST"] = tier.input("RedisCacheEndpoint")
         values["REDIS_CACHE_PORT"] = tier.input("RedisCachePort")
         values["REDIS_CACHE_SECRET_ARN"] = tier.input("RedisCacheAuthSecretArn")
+    values.update(scrape.user_data_values(cfg))
     return values
 
 

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
 
+from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.instances import (
     IMAGE_ROOT_GIB,
     bundle_parameter,
@@ -158,6 +159,7 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
         # gitaly_backup_url; grant GitalyServerSideBackup). A cluster node only: the single
         # server's user data never changes.
         values["BACKUP_BUCKET_NAME"] = tier.input("BackupsBucketName")
+    values.update(scrape.user_data_values(tier.cfg))
     return tier.add(ec2.Instance(
         f"{prefix}Instance",
         LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
