@@ -23,7 +23,8 @@ Each patch here is registered by ``patches`` and tested in tests/test_standin_re
   (by its id) answer what it held, the retained resources ``DELETE_SKIPPED``, the others
   ``DELETE_COMPLETE`` ("For deleted stacks, ListStackResources returns resource information
   for up to 90 days after the stack has been deleted", CloudFormation API reference,
-  ListStackResources). moto answered nothing after ``deleted_stacks_stay_deleted``.
+  ListStackResources), a nested stack by its id (its name no longer names it). moto answered
+  nothing after ``deleted_stacks_stay_deleted``.
 """
 
 from __future__ import annotations
@@ -132,7 +133,11 @@ def deleted_stack_resources_listed() -> None:
             if resource is None or isinstance(resource, (str, int, float, list, dict)):
                 continue
             kept = body.get("DeletionPolicy") == "Retain"
-            held.append(_Held(logical_id, body.get("Type", ""), getattr(resource, "physical_resource_id", ""),
+            physical = getattr(resource, "physical_resource_id", "")
+            if body.get("Type") == "AWS::CloudFormation::Stack":
+                # A deleted nested stack is found by its id only (its name is free again).
+                physical = getattr(resource, "stack_id", None) or physical
+            held.append(_Held(logical_id, body.get("Type", ""), physical,
                               "DELETE_SKIPPED" if kept else "DELETE_COMPLETE"))
         original_delete(self)
         if self.status == "DELETE_COMPLETE":

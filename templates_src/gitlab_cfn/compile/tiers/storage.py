@@ -230,17 +230,18 @@ def build(tier: Tier) -> None:
                 DestinationBucketName=Ref(logs), LogFilePrefix=f"s3/{kind}/"),
             Tags=tags(kind),
         ))
-        tier.add(s3.BucketPolicy(
-            f"{logical}BucketPolicy",
-            Condition=NEW_BUCKETS,
-            Bucket=Ref(bucket),
-            PolicyDocument=tls_only_bucket(GetAtt(bucket, "Arn")),
-        ))
         buckets[logical] = bucket
         names[logical] = If(RESTORE_BUCKETS, bucket_name(kind, old_suffix), Ref(bucket))
         arns[logical] = If(RESTORE_BUCKETS, Join("", ["arn:", Ref("AWS::Partition"), ":s3:::",
                                                        bucket_name(kind, old_suffix)]),
                            GetAtt(bucket, "Arn"))
+        # The policy is the stack's, not the bucket's: deleted with the old stack, so a
+        # restored stack puts it on the old bucket again.
+        tier.add(s3.BucketPolicy(
+            f"{logical}BucketPolicy",
+            Bucket=names[logical],
+            PolicyDocument=tls_only_bucket(arns[logical]),
+        ))
 
     def rails_role(name: str, description: str, tag: str) -> iam.Role:
         """A role of the servers that run GitLab's Rails code (application, Sidekiq): object
