@@ -196,3 +196,45 @@ def test_an_unpublished_gitlab_secrets_json_is_named(build, local_aws, standin):
     assert _refused(build, standin, local_aws) == (
         f"gitlab-cfn: error: --from: the old secret {held['RailsSecretsSecret']} (RailsSecretsSecret) holds no "
         "gitlab-secrets.json (no server of the old stack ever published it); nothing was created")
+
+
+def test_a_partial_restore_is_refused_by_the_templates_rules(build):
+    """A restored database without its password or gitlab-secrets.json, or old buckets without
+    their key, is useless: the parent template's rules refuse them (deploy checks them before
+    anything is sent); with no restore parameter, the rules do not apply."""
+    import yaml
+    from gitlab_cfn.operate.deploy import check_params
+    from test_deploy import GOOD
+
+    parent = yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+    assert check_params(parent, GOOD, az_count=2) == []
+    problems = check_params(parent, {**GOOD, "RestoreDBSnapshot": "old-database-final-snapshot",
+                                     "RestoreBucketsFrom": "0a1b2c3d"}, az_count=2)
+    assert sorted(problems) == [
+        "RestoredBucketsHaveTheirKey: RestoreKmsKeyArn must be given with RestoreBucketsFrom.",
+        "RestoredDatabaseHasItsSecrets: RestoreDBSecretArn must be given with RestoreDBSnapshot.",
+        "RestoredDatabaseHasItsSecrets: RestoreRailsSecretsArn must be given with RestoreDBSnapshot."]
+    assert check_params(parent, {**GOOD, "RestoreGitalySnapshot": "vol-1"}, az_count=2)[0].startswith(
+        "RestoreGitalySnapshot: ")
+
+
+def test_a_normal_build_restores_nothing(build):
+    """Every restore property is behind a condition on an empty-by-default parameter: a deploy
+    without them creates what it created before (the DB instance keeps its master user, name
+    and key; the buckets are the stack's own)."""
+    import yaml
+
+    def template(tier):
+        return yaml.safe_load((build / "templates" / f"{tier}.template.yaml").read_text())
+
+    parent = template("main")
+    assert all(parent["Parameters"][name]["Default"] == "" for name in parent["Parameters"]
+               if name.startswith("Restore"))
+    db = template("database")
+    props = db["Resources"]["Database"]["Properties"]
+    for name in ("DBName", "KmsKeyId", "MasterUsername", "MasterUserPassword"):
+        assert props[name]["Fn::If"][0] == "RestoreDatabase" and props[name]["Fn::If"][1] == {"Ref": "AWS::NoValue"}
+    assert db["Conditions"]["RestoreDatabase"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RestoreDBSnapshot"}, ""]}]}
+    storage = template("storage")
+    assert storage["Resources"]["UploadsBucket"]["Condition"] == "NewBuckets"
+    assert storage["Conditions"]["NewBuckets"] == {"Fn::Equals": [{"Ref": "RestoreBucketsFrom"}, ""]}
