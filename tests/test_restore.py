@@ -238,3 +238,28 @@ def test_a_normal_build_restores_nothing(build):
     storage = template("storage")
     assert storage["Resources"]["UploadsBucket"]["Condition"] == "NewBuckets"
     assert storage["Conditions"]["NewBuckets"] == {"Fn::Equals": [{"Ref": "RestoreBucketsFrom"}, ""]}
+
+
+def test_sizes_are_raised_to_the_snapshots_and_a_smaller_given_size_is_refused(build):
+    """AWS refuses a database or volume smaller than its snapshot: restore raises a default
+    that is smaller, and names a size the person gave that is smaller."""
+    import yaml
+    from gitlab_cfn.errors import ConfigError
+    from gitlab_cfn.operate.restore import RestoreSource, restore_params
+
+    parent = yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+    source = RestoreSource("old", "id", params={"RestoreDBSnapshot": "s", "RestoreGitalySnapshot": "snap-0123456789abcdef0"},
+                           sizes={"DBAllocatedStorage": 500, "GitalyVolumeSize": 20})
+    params = restore_params(parent, source, {"DomainName": "gitlab.example.test"})
+    # The database default (100 GiB) is raised; the io1 volume's default (20 GiB) is large enough.
+    assert parent["Parameters"]["DBAllocatedStorage"]["Default"] == 100
+    assert parent["Parameters"]["GitalyVolumeSize"]["Default"] == 20
+    assert params["DBAllocatedStorage"] == "500" and "GitalyVolumeSize" not in params
+    assert params["RestoreGitalySnapshot"] == "snap-0123456789abcdef0" and params["DomainName"] == "gitlab.example.test"
+    with pytest.raises(ConfigError, match=r"--param DBAllocatedStorage=200: smaller than the old stack's snapshot \(500 GiB\)"):
+        restore_params(parent, source, {"DBAllocatedStorage": "200"})
+    with pytest.raises(ConfigError, match="--param RestoreDBSnapshot: restore sets it from the old stack"):
+        restore_params(parent, source, {"RestoreDBSnapshot": "other"})
+    cluster_only = RestoreSource("old", "id", params={"RestoreGitaly1Snapshot": "snap-0123456789abcdef0"})
+    with pytest.raises(ConfigError, match="this build has no parameter RestoreGitaly1Snapshot"):
+        restore_params(parent, cluster_only, {})
