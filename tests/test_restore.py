@@ -213,7 +213,7 @@ def test_a_partial_restore_is_refused_by_the_templates_rules(build):
     assert sorted(problems) == [
         "RestoredBucketsHaveTheirKey: RestoreKmsKeyArn must be given with RestoreBucketsFrom.",
         "RestoredDatabaseHasItsSecrets: RestoreDBSecretArn must be given with RestoreDBSnapshot.",
-        "RestoredDatabaseHasItsSecrets: RestoreRailsSecretsArn must be given with RestoreDBSnapshot."]
+        "RestoredDatabaseHasItsSecrets: RestoreRailsSecretArn must be given with RestoreDBSnapshot."]
     assert check_params(parent, {**GOOD, "RestoreGitalySnapshot": "vol-1"}, az_count=2)[0].startswith(
         "RestoreGitalySnapshot: ")
 

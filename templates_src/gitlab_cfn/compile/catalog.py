@@ -234,7 +234,7 @@ def restore_parameters(cfg: BuildConfig, group: str) -> dict[str, ParamSpec]:
             "ARN of the old stack's database secret: the restored database keeps its password, so the "
             "new secret is seeded from this one by CloudFormation. Empty with an empty snapshot.",
             SECRET_ARN_PATTERN, "must be empty or a Secrets Manager secret ARN"),
-        "RestoreRailsSecretsArn": optional(
+        "RestoreRailsSecretArn": optional(
             "gitlab-secrets.json of the old stack (restore)",
             "ARN of the old stack's gitlab-secrets.json secret (the keys of the restored database's "
             "encrypted columns). Empty: the first server generates new ones.",
@@ -281,7 +281,7 @@ def restore_rules(declared: set[str]) -> dict:
         "RestoredDatabaseHasItsSecrets": {
             "RuleCondition": given("RestoreDBSnapshot"),
             "Assertions": [{"Assert": given(name), "AssertDescription": f"{name} must be given with RestoreDBSnapshot."}
-                           for name in ("RestoreDBSecretArn", "RestoreRailsSecretsArn")],
+                           for name in ("RestoreDBSecretArn", "RestoreRailsSecretArn")],
         },
         "RestoredBucketsHaveTheirKey": {
             "RuleCondition": given("RestoreBucketsFrom"),

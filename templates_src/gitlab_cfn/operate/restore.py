@@ -35,7 +35,7 @@ from gitlab_cfn.operate.progress import Progress
 OBJECT_BUCKETS = ("ArtifactsBucket", "ExternalDiffsBucket", "LfsBucket", "UploadsBucket", "PackagesBucket",
                   "DependencyProxyBucket", "TerraformStateBucket", "CiSecureFilesBucket", "PagesBucket",
                   "RegistryBucket", "BackupsBucket")
-SECRETS = {"DatabaseSecret": "RestoreDBSecretArn", "RailsSecretsSecret": "RestoreRailsSecretsArn",
+SECRETS = {"DatabaseSecret": "RestoreDBSecretArn", "RailsSecretsSecret": "RestoreRailsSecretArn",
            "SshHostKeysSecret": "RestoreSshHostKeysArn"}
 
 
@@ -173,7 +173,7 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
             source.lines.append(f"secret      {item.logical_id} seeded from {source.params[SECRETS[item.logical_id]]}")
     for needed, what in (("RestoreDBSnapshot", "database (Database)"), ("RestoreKmsKeyArn", "key (DataKey)"),
                          ("RestoreDBSecretArn", "database secret (DatabaseSecret)"),
-                         ("RestoreRailsSecretsArn", "gitlab-secrets.json secret (RailsSecretsSecret)")):
+                         ("RestoreRailsSecretArn", "gitlab-secrets.json secret (RailsSecretsSecret)")):
         if needed not in source.params:
             raise ConfigError(f"--from: stack {old_name} left no {what}; nothing was created")
     source.params["RestoreBucketsFrom"] = _bucket_suffix(aws, region, buckets)

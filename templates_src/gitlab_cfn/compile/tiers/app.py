@@ -161,7 +161,7 @@ def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
 
 
 # The old stack's secrets a restored stack starts from (gitlab-cfn restore), by the parameter naming it.
-RESTORED_SECRETS = {"RailsSecretsSecret": "RestoreRailsSecretsArn", "SshHostKeysSecret": "RestoreSshHostKeysArn"}
+RESTORED_SECRETS = {"RailsSecretsSecret": "RestoreRailsSecretArn", "SshHostKeysSecret": "RestoreSshHostKeysArn"}
 
 
 def restore_secret_string(tier: Tier, logical: str):
