@@ -143,6 +143,28 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_boot_praefect.py::test_two_praefect_servers_create_the_database_once_and_migrate_once_under_the_lock",),
         "every Praefect server migrates the Praefect database on every reconfigure, outside the lock"),
     Mutant(
+        "gitaly-backup-no-region", "object storage", "scripts/gitaly.sh",
+        "printf 's3://%s?region=%s' \"$1\" \"$AWS_REGION\"", "printf 's3://%s' \"$1\"",
+        ("tests/test_boot_gitaly_cluster.py::test_a_cluster_node_serves_its_node_storage_with_the_internal_token",),
+        "Gitaly's S3 driver signs for another region than the bucket's: every server-side backup fails"),
+    Mutant(
+        "backup-server-side-always", "object storage", "scripts/lib/backup.sh",
+        'if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then\n    options=',
+        'if true; then\n    options=',
+        ("tests/test_backup.py::test_a_cluster_backs_up_server_side_only_when_every_node_has_a_destination",),
+        "the POC's Gitaly server, which has no backup destination, is asked for server-side backups: every night fails"),
+    Mutant(
+        "gitaly-backup-no-list", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/policies.py",
+        'Statement(Sid="MissingKeysAreNotFound", Effect=Allow, Action=[s3.ListBucket], Resource=[bucket]),\n',
+        "",
+        ("tests/test_access.py::test_gitaly_server_side_backups_are_decided_for_every_cluster_node",),
+        "a backup not made yet answers 403, not 404: Gitaly's first server-side backup of each repository fails"),
+    Mutant(
+        "backup-alarm-breaching", "alarm", "templates_src/gitlab_cfn/compile/tiers/monitoring.py",
+        'TreatMissingData="missing",\n        InsufficientDataActions', 'TreatMissingData="breaching",\n        InsufficientDataActions',
+        ("tests/test_backup_alarm.py::test_a_new_stack_hears_nothing_until_the_first_backup_reports",),
+        "every new stack e-mails a backup alarm the moment it is created"),
+    Mutant(
         "restore-master-user", "restore", "templates_src/gitlab_cfn/compile/tiers/database.py",
         '("DBName", "KmsKeyId", "MasterUsername", "MasterUserPassword")', '("DBName", "KmsKeyId", "MasterUserPassword")',
         ("tests/test_restore.py::test_a_destroyed_stacks_data_comes_back_in_a_new_stack",),

@@ -95,6 +95,11 @@ config = {
     "metrics": {
         "namespace": f"gitlab-cfn/{stack}",
         "append_dimensions": {"InstanceId": "${aws:InstanceId}"},
+        # Each set is published for a metric only when the metric has all of its dimensions
+        # and more (aws/amazon-cloudwatch-agent plugins/outputs/cloudwatch/cloudwatch.go,
+        # ProcessRollup; schema: translator/config/schema.json, metricsDefinition): with
+        # append_dimensions there is no host dimension, and disk has path and fstype (device
+        # dropped, mode always: metrics_collect/disk/ruleDropTags.go), so each set is used.
         # Also published without InstanceId, so that an alarm can name the metric
         # of a role without knowing its servers; and per server without device and
         # fstype (the Gitaly disk alarm of each Gitaly server).

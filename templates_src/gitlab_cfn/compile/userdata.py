@@ -67,6 +67,7 @@ MAX_LENGTHS = (
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
     ("EMAIL_SENDER", 80),     # catalog.EMAIL_SENDER_MAX_LENGTH
+    ("BACKUP_SERVER_SIDE", 4),  # 'true' (lib/backup.sh)
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -49,7 +49,9 @@ SERVICE_OF = {"s3api": "s3", "s3": "s3", "secretsmanager": "secretsmanager", "ss
               # CloudWatch's API endpoint is monitoring.<region>.amazonaws.com (com.amazonaws.<region>.monitoring).
               "cloudwatch": "monitoring",
               # The CloudWatch agent (access.CLIENTS): log events to CloudWatch Logs, metrics to CloudWatch.
-              "cloudwatch-agent": ("logs", "monitoring")}
+              "cloudwatch-agent": ("logs", "monitoring"),
+              # Gitaly's server-side repository backups (access.CLIENTS): S3.
+              "gitaly-backup-sink": "s3"}
 # Outbound e-mail (scripts/lib/email.sh, with EMAIL_SENDER): SMTP with STARTTLS to Amazon SES's
 # public endpoint email-smtp.<region>.amazonaws.com on 587
 # (https://docs.aws.amazon.com/ses/latest/dg/smtp-connect.html), through the internet.
