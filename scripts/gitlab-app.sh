@@ -359,15 +359,21 @@ restore_or_publish_host_keys() {
 
 # gitlab-secrets.json (keys of encrypted columns) must match on every server:
 # the first generates it around Gitaly's shell secret and publishes it.
+# A stack restored from another (gitlab-cfn restore) starts with the old stack's
+# gitlab-secrets.json already published: its keys read the restored database, but its
+# GitLab Shell secret is the old stack's, while Gitaly has this stack's. The first server
+# to see that gives it this stack's and publishes it again; nothing else changes.
 restore_rails_secrets() {
-  local content
+  local content rc=0
   content=$(secret_field "$RAILS_SECRETS_ARN" gitlab-secrets.json)
+  PUBLISH_RAILS_SECRETS=0
   if [[ -n "$content" ]]; then
     printf '%s\n' "$content" | install_file 0600 /etc/gitlab/gitlab-secrets.json
-    PUBLISH_RAILS_SECRETS=0
   else
     log "no shared Rails secrets yet: this server generates them"
-    SHELL_SECRET="$SHELL_SECRET" python3 - /etc/gitlab/gitlab-secrets.json <<'PY'
+    PUBLISH_RAILS_SECRETS=1
+  fi
+  SHELL_SECRET="$SHELL_SECRET" python3 - /etc/gitlab/gitlab-secrets.json <<'PY' || rc=$?
 import json, os, sys
 path = sys.argv[1]
 try:
@@ -375,13 +381,24 @@ try:
         secrets = json.load(f)
 except (FileNotFoundError, ValueError):
     secrets = {}
+if secrets.get("gitlab_shell", {}).get("secret_token") == os.environ["SHELL_SECRET"]:
+    sys.exit(0)
 secrets.setdefault("gitlab_shell", {})["secret_token"] = os.environ["SHELL_SECRET"]
 with open(path, "w") as f:
     json.dump(secrets, f, indent=2)
 os.chmod(path, 0o600)
+sys.exit(10)
 PY
-    PUBLISH_RAILS_SECRETS=1
-  fi
+  case "$rc" in
+    0) ;;
+    10)
+      if [[ -n "$content" ]]; then
+        log "gitlab-secrets.json comes from another stack (a restore): it takes this stack's GitLab Shell secret"
+      fi
+      PUBLISH_RAILS_SECRETS=1
+      ;;
+    *) die "cannot write /etc/gitlab/gitlab-secrets.json (exit status $rc)" ;;
+  esac
 }
 
 # A Sidekiq server never generates gitlab-secrets.json: it needs the application

@@ -196,6 +196,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "prometheus['monitor_kubernetes'] = false\n", "",
         ("tests/test_boot_monitoring.py::test_the_monitoring_server_runs_prometheus_discovering_the_stacks_servers",),
         "the package adds its Kubernetes jobs, which need a cluster: Prometheus fails to start"),
+    Mutant(
+        "restore-master-user", "restore", "templates_src/gitlab_cfn/compile/tiers/database.py",
+        '("DBName", "KmsKeyId", "MasterUsername", "MasterUserPassword")', '("DBName", "KmsKeyId", "MasterUserPassword")',
+        ("tests/test_restore.py::test_a_destroyed_stacks_data_comes_back_in_a_new_stack",),
+        "CloudFormation refuses MasterUsername with DBSnapshotIdentifier: every restore rolls back"),
+    Mutant(
+        "restore-new-key-grant", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/tiers/storage.py",
+        'PolicyDocument=kms_use(Ref("RestoreKmsKeyArn"), ["s3"]),', 'PolicyDocument=kms_use(GetAtt("DataKey", "Arn"), ["s3"]),',
+        ("tests/test_restore.py::test_a_destroyed_stacks_data_comes_back_in_a_new_stack",),
+        "the restored servers cannot decrypt a single object of the old buckets (AccessDenied on kms:Decrypt)"),
+    Mutant(
+        "restore-old-shell-secret", "secret", "scripts/gitlab-app.sh",
+        'if secrets.get("gitlab_shell", {}).get("secret_token") == os.environ["SHELL_SECRET"]:\n    sys.exit(0)',
+        'if secrets.get("gitlab_shell", {}).get("secret_token"):\n    sys.exit(0)',
+        ("tests/test_boot_app.py::test_a_restored_stacks_first_server_keeps_the_old_keys_takes_its_shell_secret_and_migrates",),
+        "a restored GitLab refuses Gitaly's calls (git push authorisation) signed with the new stack's shell secret"),
 )
 
 

@@ -78,6 +78,8 @@ REGION_EVERYWHERE = [
     ("deploy", lambda r: lambda c: ["deploy", "--build", str(c.build), "--stack-name", "gl", "--region", r,
                                     "--params", params(GOOD)(c), "--endpoint-url", c.url]),
     ("destroy", lambda r: on_endpoint("destroy", "--stack-name", "gl", "--region", r, "--confirm", "gl")),
+    ("restore", lambda r: lambda c: ["restore", "--from", "old", "--stack-name", "gl", "--region", r,
+                                     "--build", str(c.build), "--endpoint-url", c.url]),
     ("status", lambda r: on_endpoint("status", "--stack-name", "gl", "--region", r)),
     ("outputs", lambda r: on_endpoint("outputs", "--stack-name", "gl", "--region", r)),
     ("events", lambda r: on_endpoint("events", "--stack-name", "gl", "--region", r)),
@@ -97,6 +99,10 @@ STACK_NAME_EVERYWHERE = [
     ("deploy", lambda n: lambda c: ["deploy", "--build", str(c.build), "--stack-name", n, "--region", "eu-west-1",
                                     "--params", params(GOOD)(c), "--endpoint-url", c.url]),
     ("destroy", lambda n: on_endpoint("destroy", "--stack-name", n, "--region", "eu-west-1", "--confirm", n)),
+    ("restore", lambda n: lambda c: ["restore", "--from", "old", "--stack-name", n, "--region", "eu-west-1",
+                                     "--build", str(c.build), "--endpoint-url", c.url]),
+    ("restore-from", lambda n: lambda c: ["restore", "--from", n, "--stack-name", "gl", "--region", "eu-west-1",
+                                          "--build", str(c.build), "--endpoint-url", c.url]),
     ("status", lambda n: on_endpoint("status", "--stack-name", n, "--region", "eu-west-1")),
     ("events", lambda n: on_endpoint("events", "--stack-name", n, "--region", "eu-west-1")),
     ("upgrade", lambda n: lambda c: ["upgrade", "--stack-name", n, "--region", "eu-west-1", "--gitlab-version",
@@ -106,6 +112,7 @@ STACK_NAME_EVERYWHERE = [
 ]
 AWS_FAILING = [
     ("status", on_endpoint("status", *STACK)),
+    ("restore", lambda c: ["restore", "--from", "old", *STACK, "--build", str(c.build), "--endpoint-url", c.url]),
     ("outputs", on_endpoint("outputs", *STACK)),
     ("events", on_endpoint("events", *STACK)),
     ("diff", lambda c: ["diff", *STACK, "--build", str(c.build), "--endpoint-url", c.url]),
@@ -194,7 +201,7 @@ for name, argv in REGION_EVERYWHERE:
                                                                           "did you mean eu-west-1?", "lower case")))
 for name, argv in STACK_NAME_EVERYWHERE:
     for label, bad in (("underscore", "git_lab"), ("digit-first", "1gitlab"), ("too-long", "g" * 129)):
-        flag = "--portfolio-stack" if name == "catalog-deploy" else "--stack-name"
+        flag = {"catalog-deploy": "--portfolio-stack", "restore-from": "--from"}.get(name, "--stack-name")
         TABLE.append(Case(f"{name}-stack-name-{label}", argv(bad), 2, (f"{flag}: ", "is not a CloudFormation stack name",
                                                                        "at most 128 characters")))
 for name, argv in AWS_FAILING:

@@ -162,6 +162,34 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
 
 # -- readiness --------------------------------------------------------------------------------
 
+def test_a_restored_stacks_first_server_keeps_the_old_keys_takes_its_shell_secret_and_migrates(cloud):
+    """gitlab-cfn restore: the database comes from a snapshot (already migrated once) and
+    gitlab-secrets.json is seeded from the old stack's secret before any server boots."""
+    cloud.pg.query(f"CREATE TABLE schema_migrations (version text PRIMARY KEY); "
+                   f"INSERT INTO schema_migrations VALUES ('20250101000000'); "
+                   f"ALTER TABLE schema_migrations OWNER TO {cloud.pg.user}")
+    old = {"gitlab_rails": {"db_key_base": "0ld-db-key-base", "secret_key_base": "0ld-secret-key-base"},
+           "gitlab_shell": {"secret_token": "0ld-shell-secret"}}
+    client = boot.secrets_client(cloud.standin.endpoint)
+    client.put_secret_value(SecretId=cloud.arns["RAILS_SECRETS_ARN"],
+                            SecretString=json.dumps({"gitlab-secrets.json": json.dumps(old)}))
+    server = cloud.server()
+    result = server.boot(cloud.env)
+    assert_succeeded(result, server)
+    # The restored database is migrated, never seeded again (its root user is the old one).
+    assert server.events("gitlab-rake")[0]["step"] == "migrate"
+    assert cloud.pg.query("SELECT count(*) FROM schema_migrations") == [["2"]]
+    # The old keys read the restored encrypted columns; the shell secret is this stack's, which
+    # Gitaly has, and the fixed file is published for the servers that follow.
+    installed = json.loads(server.read("/etc/gitlab/gitlab-secrets.json"))
+    # (reconfigure adds the keys the old file lacked, as GitLab does, and keeps the others)
+    assert old["gitlab_rails"].items() <= installed["gitlab_rails"].items()
+    assert installed["gitlab_shell"]["secret_token"] == "shellT0ken"
+    assert json.loads(cloud.secret("RAILS_SECRETS_ARN")["gitlab-secrets.json"]) == installed
+    assert "gitlab-secrets.json comes from another stack (a restore)" in result.stderr
+    assert cloud.secret_versions("RAILS_SECRETS_ARN") == 3   # created, seeded, fixed once
+
+
 def test_gitlab_that_never_gets_ready_fails_the_boot_with_the_reason(cloud):
     server = cloud.server()
     env = {**cloud.env, "FAKE_RAILS_START_SECONDS": "600", "GITLAB_CFN_READINESS_TIMEOUT": "2",

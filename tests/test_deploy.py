@@ -210,7 +210,7 @@ def test_update_guard_destroy_flow(build, local_aws, standin, tmp_path):
     changed = tmp_path / "changed"
     shutil.copytree(build, changed)
     path = changed / "templates" / "database.template.yaml"
-    path.write_text(path.read_text().replace("DBName: gitlabhq_production", "DBName: gitlab"))
+    path.write_text(path.read_text().replace("- gitlabhq_production\n", "- gitlab\n"))
     refused = deploy_cmd(*common, build=changed)
     assert refused.returncode == 1
     assert "database: REPLACE      Database (AWS::RDS::DBInstance) [holds data]: DBName changed (create-only)" in refused.stderr

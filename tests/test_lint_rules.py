@@ -20,7 +20,9 @@ EXPECTED = {
               "Unnamed: BucketName must start with gl- (got None)"],
     "E9006": ["parameter DatabasePassword looks like a secret",
               "Database.MasterUserPassword must be a {{resolve:secretsmanager:...}} reference",
-              "Secret: SecretString holds a value in the template"],
+              "Secret: SecretString holds a value in the template",
+              "Hidden: SecretString holds a value in the template",
+              "Restored.MasterUserPassword must be a {{resolve:secretsmanager:...}} reference"],
     "E9007": ["Database: DeletionProtection must be true"],
     "E9008": ["AppTemplate: root volume /dev/sda1 must be at least the GitLab image's 30 GiB (got parameter "
               "AppRootVolumeSize with MinValue 20)",

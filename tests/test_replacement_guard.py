@@ -201,7 +201,7 @@ def test_diff_against_a_git_revision(tmp_path):
     assert same.stderr.startswith("0 replaced, 0 may be replaced, 0 deleted")
     # A NEW that renames the database: replaced, and refused.
     path = build / "templates" / "database.template.yaml"
-    path.write_text(path.read_text().replace("DBName: gitlabhq_production", "DBName: gitlab"))
+    path.write_text(path.read_text().replace("- gitlabhq_production\n", "- gitlab\n"))
     changed = subprocess.run([EXE, "diff", "--against", "HEAD", "--build", str(build)], cwd=root,
                              capture_output=True, text=True, timeout=300)
     assert changed.returncode == 1

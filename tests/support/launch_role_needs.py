@@ -231,8 +231,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "rds:CreateDBSnapshot", "rds:DeleteDBInstance", "rds:DescribeDBEngineVersions",
         "rds:DescribeDBInstanceAutomatedBackups", "rds:DescribeDBInstances", "rds:DescribeDBParameterGroups",
         "rds:DescribeDBSnapshots", "rds:DescribeEvents", "rds:ModifyDBInstance", "rds:RebootDBInstance",
-        "rds:RemoveRoleFromDBInstance", "rds:RemoveTagsFromResource", "secretsmanager:CreateSecret",
-        "secretsmanager:TagResource",
+        "rds:RemoveRoleFromDBInstance", "rds:RemoveTagsFromResource",
+        # gitlab-cfn restore: the instance from the old stack's final snapshot (DBSnapshotIdentifier).
+        "rds:RestoreDBInstanceFromDBSnapshot", "secretsmanager:CreateSecret", "secretsmanager:TagResource",
     ),
     "AWS::RDS::DBParameterGroup": (
         "iam:CreateServiceLinkedRole", "rds:AddTagsToResource", "rds:CreateDBParameterGroup",

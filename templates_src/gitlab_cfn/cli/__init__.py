@@ -28,12 +28,13 @@ from gitlab_cfn.cli import (
     inspect,
     lint,
     publish,
+    restore,
     standin,
     upgrade,
 )
 from gitlab_cfn.errors import GitlabCfnError
 
-SUBCOMMANDS = (build, lint, check, diff, deploy, inspect, destroy, upgrade, publish, catalog, standin, bake_ami,
+SUBCOMMANDS = (build, lint, check, diff, deploy, inspect, destroy, restore, upgrade, publish, catalog, standin, bake_ami,
                estimate, diagram)
 
 

@@ -63,6 +63,7 @@ GROUPS = (
     "Cache (Amazon ElastiCache for Redis)",
     "Gitaly (Git repository storage)",
     "Monitoring and operations",
+    "Restore from an old stack (disaster recovery)",
     "Template location",
 )
 
@@ -191,9 +192,108 @@ def operations_parameters(group: str) -> dict[str, ParamSpec]:
     }
 
 
+# What `gitlab-cfn restore` passes (docs/operations.md, "Restoring"); all empty by default,
+# so that a normal deploy is unchanged. An RDS snapshot identifier: a letter, then letters,
+# digits and single hyphens (RDS API reference, CreateDBSnapshot: DBSnapshotIdentifier),
+# or the ARN of one (a shared or copied snapshot).
+_DB_SNAPSHOT_ID = r"[A-Za-z](-?[A-Za-z0-9])*"
+DB_SNAPSHOT_PATTERN = (rf"^$|^{_DB_SNAPSHOT_ID}$|^arn:aws(-cn|-us-gov)?:rds:[a-z]{{2}}(-gov)?-[a-z]+-[0-9]:"
+                       rf"[0-9]{{12}}:snapshot:{_DB_SNAPSHOT_ID}$")
+SECRET_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:secretsmanager:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
+                      r"secret:[A-Za-z0-9/_+=.@-]+$")
+EBS_SNAPSHOT_PATTERN = r"^$|^snap-([0-9a-f]{8}|[0-9a-f]{17})$"
+# The old storage stack's suffix in its bucket names (storage.bucket_name): the first
+# group of its stack id's UUID.
+BUCKET_SUFFIX_PATTERN = r"^$|^[0-9a-f]{8}$"
+KMS_KEY_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:kms:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:key/"
+                       r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+def gitaly_restore_parameter(prefix: str) -> str:
+    """The parameter naming the snapshot a Gitaly data volume starts from: ``RestoreGitalySnapshot``
+    for the single server's ``GitalyDataVolume``, ``RestoreGitaly<n>Snapshot`` for a cluster
+    node's ``Gitaly<n>DataVolume`` (one per volume, as the images: a shared list would replace
+    them all when one entry changes)."""
+    return f"Restore{prefix}Snapshot"
+
+
+def restore_parameters(cfg: BuildConfig, group: str) -> dict[str, ParamSpec]:
+    """Where a restored stack's data comes from (``gitlab-cfn restore`` fills them in)."""
+    def optional(label, description, pattern, constraint, max_length=2048):
+        return ParamSpec(type="String", label=label, group=group, default="", description=description,
+                         allowed_pattern=pattern, constraint=constraint, max_length=max_length)
+
+    specs = {
+        "RestoreDBSnapshot": optional(
+            "Database snapshot (restore)",
+            "RDS snapshot (identifier or ARN) the database starts from. Empty: a new, empty database. "
+            "Set once at creation (a new value replaces the database).",
+            DB_SNAPSHOT_PATTERN, "must be empty, an RDS snapshot identifier or an RDS snapshot ARN"),
+        "RestoreDBSecretArn": optional(
+            "Database secret of the old stack (restore)",
+            "ARN of the old stack's database secret: the restored database keeps its password, so the "
+            "new secret is seeded from this one by CloudFormation. Empty with an empty snapshot.",
+            SECRET_ARN_PATTERN, "must be empty or a Secrets Manager secret ARN"),
+        "RestoreRailsSecretArn": optional(
+            "gitlab-secrets.json of the old stack (restore)",
+            "ARN of the old stack's gitlab-secrets.json secret (the keys of the restored database's "
+            "encrypted columns). Empty: the first server generates new ones.",
+            SECRET_ARN_PATTERN, "must be empty or a Secrets Manager secret ARN"),
+        "RestoreSshHostKeysArn": optional(
+            "SSH host keys of the old stack (restore)",
+            "ARN of the old stack's SSH host keys secret (Git clients see the same host). Empty: new keys.",
+            SECRET_ARN_PATTERN, "must be empty or a Secrets Manager secret ARN"),
+        "RestoreBucketsFrom": optional(
+            "Object storage buckets of the old stack (restore)",
+            "Suffix of the old stack's retained buckets (gl-<kind>-<account>-<region>-<suffix>): GitLab "
+            "uses them and no new object buckets are made. Empty: new buckets.",
+            BUCKET_SUFFIX_PATTERN, "must be empty or the 8 hexadecimal digits ending the old bucket names",
+            max_length=8),
+        "RestoreKmsKeyArn": optional(
+            "KMS key of the old stack (restore)",
+            "ARN of the old stack's retained data key, which encrypts its buckets, snapshot and secrets: "
+            "the GitLab servers may use it through S3. Empty with new buckets.",
+            KMS_KEY_ARN_PATTERN, "must be empty or a KMS key ARN: arn:aws:kms:REGION:ACCOUNT:key/KEY-ID"),
+    }
+    single = not cfg.cluster or cfg.gitaly.keep_single_server
+    prefixes = (["Gitaly"] if single else []) + (
+        [f"Gitaly{n}" for n in range(1, cfg.gitaly.nodes + 1)] if cfg.cluster else [])
+    for prefix in prefixes:
+        specs[gitaly_restore_parameter(prefix)] = optional(
+            f"{prefix} data volume snapshot (restore)",
+            f"EBS snapshot the {prefix}DataVolume starts from. Empty: a new, empty volume. "
+            "Set once at creation (a new value replaces the volume).",
+            EBS_SNAPSHOT_PATTERN, "must be empty or an EBS snapshot id such as snap-0123456789abcdef0",
+            max_length=22)
+    return specs
+
+
+def restore_rules(declared: set[str]) -> dict:
+    """A restore is whole: a restored database is useless without its password and the keys of
+    its encrypted columns, and old buckets cannot be read without their key."""
+    from troposphere import Equals, Not, Ref
+
+    if "RestoreDBSnapshot" not in declared:
+        return {}
+    def given(name):
+        return Not(Equals(Ref(name), ""))
+    return {
+        "RestoredDatabaseHasItsSecrets": {
+            "RuleCondition": given("RestoreDBSnapshot"),
+            "Assertions": [{"Assert": given(name), "AssertDescription": f"{name} must be given with RestoreDBSnapshot."}
+                           for name in ("RestoreDBSecretArn", "RestoreRailsSecretArn")],
+        },
+        "RestoredBucketsHaveTheirKey": {
+            "RuleCondition": given("RestoreBucketsFrom"),
+            "Assertions": [{"Assert": given("RestoreKmsKeyArn"),
+                            "AssertDescription": "RestoreKmsKeyArn must be given with RestoreBucketsFrom."}],
+        },
+    }
+
+
 def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
     """Every user-facing parameter for this build, keyed by parameter name."""
-    net, acc, app, db, cache, gitaly, ops, loc = GROUPS
+    net, acc, app, db, cache, gitaly, ops, restore, loc = GROUPS
     specs: dict[str, ParamSpec] = {}
     types = instance_types(cfg)
 
@@ -354,6 +454,7 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
             "EC2 instance type of the monitoring server (GitLab's Prometheus).", ALL_INSTANCE_TYPES,
             cfg.monitoring.instance_type)
     specs.update(operations_parameters(ops))
+    specs.update(restore_parameters(cfg, restore))
 
     specs["TemplateBucketName"] = ParamSpec(
         type="String", description="S3 bucket holding the published templates.",

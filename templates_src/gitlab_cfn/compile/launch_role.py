@@ -109,7 +109,8 @@ EXCLUDED: dict[str, str] = {
     "ssm:DeleteAssociation": "instances have no State Manager associations",
     "rds:CreateDBInstanceReadReplica": "no read replicas (the database is Multi-AZ)",
     "rds:PromoteReadReplica": "no read replicas (the database is Multi-AZ)",
-    "rds:RestoreDBInstance*": "the database is never restored by the stack",
+    # RestoreDBInstanceFromDBSnapshot stays: gitlab-cfn restore creates the database from a snapshot.
+    "rds:RestoreDBInstanceToPointInTime": "the database is restored from a snapshot only, never to a point in time",
     "rds:*DBInstanceAutomatedBackupsReplication": "no cross-region backup replication",
     "rds:DescribeDBCluster*": "the database is an instance, not an Aurora cluster",
     "elasticache:*CacheCluster": "Redis runs as a replication group",

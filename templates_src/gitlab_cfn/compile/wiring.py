@@ -28,7 +28,7 @@ from troposphere import (
     cloudformation,
 )
 
-from gitlab_cfn.compile.catalog import GROUPS, SSM_TYPE_PREFIX, ParamSpec
+from gitlab_cfn.compile.catalog import GROUPS, SSM_TYPE_PREFIX, ParamSpec, restore_rules
 from gitlab_cfn.compile.config import BuildConfig
 from gitlab_cfn.compile.naming import PARENT_STACK_NAME, stack_id, template_key
 from gitlab_cfn.compile.tier import Tier
@@ -73,6 +73,7 @@ def _rules(cfg: BuildConfig, declared: set[str]) -> dict:
         }
         for a, b in itertools.combinations(subnets, 2)
     ]}
+    rules.update(restore_rules(declared))
     return rules
 
 

@@ -173,6 +173,9 @@ def check_params(template: dict, params: dict[str, str], az_count: int | None = 
             if len(set(zones)) != len(zones):
                 problems.append(f"{name}: each Availability Zone may be given once")
     for rule_name, rule in (template.get("Rules") or {}).items():
+        # A rule applies only when its RuleCondition holds (CloudFormation User Guide, "Template rules").
+        if "RuleCondition" in rule and _rule_value(rule["RuleCondition"], values) is not True:
+            continue
         for assertion in rule.get("Assertions", []):
             if _rule_value(assertion["Assert"], values) is False:
                 problems.append(f"{rule_name}: {assertion.get('AssertDescription', 'rule not satisfied')}")

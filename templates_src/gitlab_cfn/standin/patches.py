@@ -72,6 +72,8 @@ that deploys a small template through the running server:
 - ``servicecatalog_templates_read``: a product version whose template is not JSON or YAML, or
   has no Resources, is refused (moto's artifacts only checked the object existed).
 - ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
+- ``db_instance_restored_from_snapshot``, ``volume_created_from_snapshot``,
+  ``deleted_stack_resources_listed``: see ``restore.py``.
 
 The rules of ``elasticache_auth_token_rules`` to ``servicecatalog_templates_read`` are in ``rules.py``.
 """
@@ -1073,4 +1075,5 @@ def apply_all() -> list[str]:
 from gitlab_cfn.standin import cfn_tags  # noqa: E402,F401
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
+from gitlab_cfn.standin import restore  # noqa: E402,F401
 from gitlab_cfn.standin import signals  # noqa: E402,F401

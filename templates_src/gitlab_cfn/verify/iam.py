@@ -66,6 +66,10 @@ class Resolver:
             return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
         if name == "KmsKeyArn":
             return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-1111-2222-3333-444455556666"
+        if name == "RestoreKmsKeyArn":   # an old stack's key (gitlab-cfn restore)
+            return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/9f8e7d6c-1111-2222-3333-444455556666"
+        if name == "RestoreBucketsFrom":   # an old stack's bucket suffix (storage.bucket_name)
+            return "9f8e7d6c"
         if name == "TemplateBucketName":
             return TEMPLATE_BUCKET
         if name.endswith("BucketName"):

@@ -22,7 +22,7 @@ Exposes: ``GitLabUrl``, ``LoadBalancerDNSName``, ``LoadBalancerHostedZoneId``,
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Join, Ref, Sub, autoscaling, cloudwatch, secretsmanager
+from troposphere import Equals, GetAtt, If, Join, Not, Ref, Sub, autoscaling, cloudwatch, secretsmanager
 from troposphere import elasticloadbalancing as elb
 
 from gitlab_cfn.compile import scrape
@@ -150,14 +150,32 @@ def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
             logical,
             Description=Sub(f"GitLab {what} shared by the servers of stack ${{ParentStackName}}"),
             KmsKeyId=key_arn,
-            # Filled in by the first server to boot; "{}" means not yet.
-            SecretString="{}",
+            # Filled in by the first server to boot; "{}" means not yet. On a restore, the old
+            # stack's value (restore_secret_string).
+            SecretString=restore_secret_string(tier, logical),
             Tags=tags("gitlab"),
         ))
     role = tier.input("InstanceRoleName")
     tier.add(grant("AppSecretsRead", secret_read([Ref(root)] + [Ref(s) for s in shared.values()]), [role]))
     tier.add(grant("AppSecretsWrite", secret_write([Ref(s) for s in shared.values()]), [role]))
     return {"RootPasswordSecret": root, **shared}
+
+
+# The old stack's secrets a restored stack starts from (gitlab-cfn restore), by the parameter naming it.
+RESTORED_SECRETS = {"RailsSecretsSecret": "RestoreRailsSecretArn", "SshHostKeysSecret": "RestoreSshHostKeysArn"}
+
+
+def restore_secret_string(tier: Tier, logical: str):
+    """``{}`` (the first server fills it in), or, given the old stack's secret, its value: a
+    dynamic reference CloudFormation resolves at create
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-secretsmanager.html),
+    so that the keys are never a parameter nor in the template, and the servers are never
+    granted the old stack's secrets. The first server then finds gitlab-secrets.json published
+    and uses it (scripts/gitlab-app.sh, restore_rails_secrets)."""
+    param = RESTORED_SECRETS[logical]
+    condition = f"{param}Given"
+    tier.template.add_condition(condition, Not(Equals(tier.param(param), "")))
+    return If(condition, Sub(f"{{{{resolve:secretsmanager:${{{param}}}}}}}"), "{}")
 
 
 # The grants of this tier a server uses while it boots: the group depends on them, so

@@ -15,7 +15,7 @@ Exposes: ``DatabaseEndpoint``, ``DatabasePort``, ``DatabaseName``,
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Sub, iam, rds, secretsmanager
+from troposphere import Equals, GetAtt, If, Not, Ref, Sub, iam, rds, secretsmanager
 
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
@@ -41,6 +41,7 @@ def build(tier: Tier) -> None:
     tier.stack_name()
     secret = generated_secret(tier, "DatabaseSecret", "PostgreSQL credentials", "database",
                               key="password", length=40, username=DB_USER)
+    restore_secret(tier, secret)
     db, subnets, params, monitoring = instance(tier, "Database", secret, tier.param("DBInstanceClass"))
     tier.add(grant_secret_read("DatabaseSecretRead", secret, gitlab_roles(tier)))
 
@@ -64,6 +65,22 @@ def build(tier: Tier) -> None:
         tier.output("PraefectDatabasePort", GetAtt(pdb, "Endpoint.Port"), "Praefect PostgreSQL port.")
         tier.output("PraefectDatabaseMasterSecretArn", Ref(own),
                     "Secret holding the Praefect database instance's master user and password.")
+
+
+RESTORE = "RestoreDatabase"
+RESTORE_SECRET = "RestoreDatabaseSecret"
+
+
+def restore_secret(tier: Tier, secret) -> None:
+    """On a restore, the database keeps the old stack's password: the new secret is seeded with
+    the old secret's value (a dynamic reference CloudFormation resolves; the value is never a
+    parameter nor in the template), instead of being generated. Its SecretTargetAttachment then
+    writes the new instance's host into it."""
+    tier.template.add_condition(RESTORE_SECRET, Not(Equals(tier.param("RestoreDBSecretArn"), "")))
+    generate = secret.GenerateSecretString
+    secret.GenerateSecretString = If(RESTORE_SECRET, Ref("AWS::NoValue"), generate)
+    secret.SecretString = If(RESTORE_SECRET, Sub("{{resolve:secretsmanager:${RestoreDBSecretArn}}}"),
+                             Ref("AWS::NoValue"))
 
 
 def instance(tier: Tier, logical_id: str, secret, instance_class, shared=None):
@@ -99,6 +116,25 @@ def instance(tier: Tier, logical_id: str, secret, instance_class, shared=None):
     return db, subnets, params, monitoring
 
 
+def restore_from_snapshot(tier: Tier, db: rds.DBInstance) -> None:
+    """With ``RestoreDBSnapshot``, the instance is restored from that snapshot: RDS restores the
+    database, its master user and password, and its encryption (the snapshot's key), so
+    CloudFormation must not be given DBName, KmsKeyId, MasterUsername or MasterUserPassword
+    ("If you specify the DBSnapshotIdentifier property to restore a DB instance ..., then don't
+    specify the following properties: CharacterSetName, DBClusterIdentifier, DBName, KmsKeyId,
+    MasterUsername, MasterUserPassword, PromotionTier, SourceDBInstanceIdentifier, SourceRegion,
+    StorageEncrypted (for an unencrypted snapshot), Timezone";
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-rds-dbinstance.html#cfn-rds-dbinstance-dbsnapshotidentifier).
+    The snapshot is encrypted (every snapshot of this stack is), so StorageEncrypted stays.
+    Later updates keep the same value (the parameter keeps its previous value), which restores
+    nothing again."""
+    snapshot = tier.param("RestoreDBSnapshot")
+    tier.template.add_condition(RESTORE, Not(Equals(snapshot, "")))
+    db.DBSnapshotIdentifier = If(RESTORE, snapshot, Ref("AWS::NoValue"))
+    for prop in ("DBName", "KmsKeyId", "MasterUsername", "MasterUserPassword"):
+        setattr(db, prop, If(RESTORE, Ref("AWS::NoValue"), getattr(db, prop)))
+
+
 def _db_instance(tier, logical_id, secret, instance_class, subnets, params, monitoring, key_arn) -> rds.DBInstance:
     io1 = tier.cfg.database.storage_type == "io1"
     db = rds.DBInstance(
@@ -119,6 +155,8 @@ def _db_instance(tier, logical_id, secret, instance_class, subnets, params, moni
         DBName=DB_NAME,
         MasterUsername=DB_USER,
         MasterUserPassword=secret_value(secret, "password"),
+        # No snapshot: a new database. The stand-in refuses these together, as AWS does
+        # (standin/rds.py, db_instance_restored_from_snapshot).
         BackupRetentionPeriod=tier.param("DBBackupRetentionPeriod"),
         AutoMinorVersionUpgrade=False,
         # DBEngineVersion offers 16 and 17, and GitLab 19 needs 17: RDS refuses a new major
@@ -141,6 +179,8 @@ def _db_instance(tier, logical_id, secret, instance_class, subnets, params, moni
     )
     if io1:
         db.Iops = tier.param("DBIops")
+    if logical_id == "Database":
+        restore_from_snapshot(tier, db)
     tier.add(secretsmanager.SecretTargetAttachment(
         f"{logical_id}SecretAttachment",
         SecretId=Ref(secret),

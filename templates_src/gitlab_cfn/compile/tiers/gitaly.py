@@ -64,7 +64,7 @@ server ``GitalyAddress``, ``GitalyTokenSecretArn``, ``GitalyPrivateIp``,
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
+from troposphere import Equals, GetAtt, If, Not, Ref, Select, Sub, ec2, iam
 
 from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.instances import (
@@ -139,6 +139,7 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
     ), policy="Snapshot")
     if volume_type == "gp3":
         volume.Throughput = 250
+    restore_volume(tier, volume, prefix)
     values = {
         "AWS_REGION": Ref("AWS::Region"),
         "CFN_STACK": Ref("AWS::StackName"),
@@ -176,6 +177,20 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
         DependsOn=list(grants),
         Tags=tags("gitaly" if storage is None else f"gitaly-{prefix.removeprefix('Gitaly')}"),
     ))
+
+
+def restore_volume(tier: Tier, volume: ec2.Volume, prefix: str) -> None:
+    """With ``Restore<prefix>Snapshot``, the volume is created from that EBS snapshot (its file
+    system and repositories; gitaly.sh mounts a volume it finds formatted and never formats
+    it again). Encrypted stays true: a volume from an encrypted snapshot is encrypted
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-volume.html#cfn-ec2-volume-snapshotid);
+    ``gitlab-cfn restore`` gives a size at least the snapshot's."""
+    from gitlab_cfn.compile.catalog import gitaly_restore_parameter
+
+    name = gitaly_restore_parameter(prefix)
+    condition = f"{name}Given"
+    tier.template.add_condition(condition, Not(Equals(tier.param(name), "")))
+    volume.SnapshotId = If(condition, Ref(name), Ref("AWS::NoValue"))
 
 
 def gitaly_role(tier: Tier) -> tuple[iam.Role, iam.InstanceProfile]:

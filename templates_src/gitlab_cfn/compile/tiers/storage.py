@@ -91,9 +91,18 @@ ELB_LOG_ACCOUNTS = {
 ELB_LOG_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 
-def bucket_name(kind: str) -> Join:
-    stack_suffix = Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
+def bucket_name(kind: str, suffix=None) -> Join:
+    stack_suffix = suffix or Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
     return Join("-", ["gl", kind, Ref("AWS::AccountId"), Ref("AWS::Region"), stack_suffix])
+
+
+# With RestoreBucketsFrom (gitlab-cfn restore), GitLab uses the old stack's retained object
+# buckets, named as this tier names them with the old stack's suffix, and no new ones are
+# made: the objects stay where they are (no copy), with their versions, lifecycle and the
+# old key's encryption. The access-log bucket is always new.
+RESTORE_BUCKETS = "RestoreBuckets"
+NEW_BUCKETS = "NewBuckets"
+RESTORE_KEY = "RestoreKey"
 
 
 def _encryption(algorithm: str, key_arn=None) -> s3.BucketEncryption:
@@ -171,6 +180,18 @@ def smtp_credentials_grant(tier: Tier, roles) -> None:
     ))
 
 
+def restored_key_grant(tier: Tier, roles) -> None:
+    """With RestoreKmsKeyArn, the old stack's key: its buckets' objects are encrypted with it
+    (and new ones too, by their default encryption), so the Rails servers use it through S3
+    only. The old key's policy delegates to IAM in the account (policies.kms_key_policy)."""
+    tier.template.add_condition(RESTORE_KEY, Not(Equals(tier.param("RestoreKmsKeyArn"), "")))
+    tier.add(iam.PolicyType(
+        "RestoredDataKeyUse", Condition=RESTORE_KEY, PolicyName="RestoredDataKeyUse",
+        Roles=[Ref(role) for role in roles],
+        PolicyDocument=kms_use(Ref("RestoreKmsKeyArn"), ["s3"]),
+    ))
+
+
 def build(tier: Tier) -> None:
     tier.stack_name()
     key = tier.keep(kms.Key(
@@ -184,10 +205,16 @@ def build(tier: Tier) -> None:
     key_arn = GetAtt(key, "Arn")
 
     logs = log_bucket_resources(tier)
+    old_suffix = tier.param("RestoreBucketsFrom")
+    tier.template.add_condition(RESTORE_BUCKETS, Not(Equals(old_suffix, "")))
+    tier.template.add_condition(NEW_BUCKETS, Equals(old_suffix, ""))
     buckets = {}
+    names = {}
+    arns = {}
     for logical, kind in BUCKETS.items():
         bucket = tier.keep(s3.Bucket(
             f"{logical}Bucket",
+            Condition=NEW_BUCKETS,
             BucketName=bucket_name(kind),
             BucketEncryption=_encryption("aws:kms", key_arn),
             PublicAccessBlockConfiguration=PRIVATE,
@@ -203,12 +230,18 @@ def build(tier: Tier) -> None:
                 DestinationBucketName=Ref(logs), LogFilePrefix=f"s3/{kind}/"),
             Tags=tags(kind),
         ))
+        buckets[logical] = bucket
+        names[logical] = If(RESTORE_BUCKETS, bucket_name(kind, old_suffix), Ref(bucket))
+        arns[logical] = If(RESTORE_BUCKETS, Join("", ["arn:", Ref("AWS::Partition"), ":s3:::",
+                                                       bucket_name(kind, old_suffix)]),
+                           GetAtt(bucket, "Arn"))
+        # The policy is the stack's, not the bucket's: deleted with the old stack, so a
+        # restored stack puts it on the old bucket again.
         tier.add(s3.BucketPolicy(
             f"{logical}BucketPolicy",
-            Bucket=Ref(bucket),
-            PolicyDocument=tls_only_bucket(GetAtt(bucket, "Arn")),
+            Bucket=names[logical],
+            PolicyDocument=tls_only_bucket(arns[logical]),
         ))
-        buckets[logical] = bucket
 
     def rails_role(name: str, description: str, tag: str) -> iam.Role:
         """A role of the servers that run GitLab's Rails code (application, Sidekiq): object
@@ -224,7 +257,7 @@ def build(tier: Tier) -> None:
             Policies=[
                 iam.Policy(
                     PolicyName="gitlab-object-storage",
-                    PolicyDocument=gitlab_object_storage([GetAtt(b, "Arn") for b in buckets.values()]),
+                    PolicyDocument=gitlab_object_storage(list(arns.values())),
                 ),
                 iam.Policy(
                     PolicyName="gitlab-data-key",
@@ -251,12 +284,13 @@ def build(tier: Tier) -> None:
                     "Instance profile of the GitLab Sidekiq servers.")
     # Sidekiq sends GitLab's notification mail: its servers read the SMTP credentials too.
     smtp_credentials_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
+    restored_key_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",
                 public=True)
     tier.output("InstanceRoleName", Ref(role), "IAM role of the GitLab application servers.")
     tier.output("InstanceProfileArn", GetAtt(profile, "Arn"), "Instance profile of the GitLab servers.")
-    for logical, bucket in buckets.items():
-        tier.output(f"{logical}BucketName", Ref(bucket), f"S3 bucket for GitLab {BUCKETS[logical]}.",
+    for logical in buckets:
+        tier.output(f"{logical}BucketName", names[logical], f"S3 bucket for GitLab {BUCKETS[logical]}.",
                     public=True)

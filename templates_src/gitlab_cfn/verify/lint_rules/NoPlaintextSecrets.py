@@ -18,6 +18,17 @@ SECRET_PROPERTIES = {
 }
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def _branches(value):
+    """The values a property may take: both branches of an Fn::If, recursively."""
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("Fn::If"), list) \
+            and len(value["Fn::If"]) == 3:
+        return _branches(value["Fn::If"][1]) + _branches(value["Fn::If"][2])
+    return [value]
+
+
 class NoPlaintextSecrets(CloudFormationLintRule):
     id = "E9006"
     shortdesc = "No plain-text secrets"
@@ -38,12 +49,15 @@ class NoPlaintextSecrets(CloudFormationLintRule):
         for name, resource in cfn.get_resources(list(SECRET_PROPERTIES)).items():
             props = resource.get("Properties", {})
             for prop in SECRET_PROPERTIES[resource["Type"]]:
-                if prop in props and not is_dynamic_secret_reference(props[prop]):
+                if prop in props and not all(v == NO_VALUE or is_dynamic_secret_reference(v)
+                                             for v in _branches(props[prop])):
                     matches.append(RuleMatch(["Resources", name, "Properties", prop],
                                              f"{name}.{prop} must be a {{{{resolve:secretsmanager:...}}}} reference"))
         for name, resource in cfn.get_resources(["AWS::SecretsManager::Secret"]).items():
             value = resource.get("Properties", {}).get("SecretString")
-            if value is not None and value != "{}":
+            # A copy of another secret (a dynamic reference, gitlab-cfn restore) holds no value either.
+            if value is not None and not all(v in ("{}", NO_VALUE) or is_dynamic_secret_reference(v)
+                                             for v in _branches(value)):
                 matches.append(RuleMatch(["Resources", name, "Properties", "SecretString"],
                                          f"{name}: SecretString holds a value in the template; use "
                                          "GenerateSecretString, or the empty placeholder {}"))
