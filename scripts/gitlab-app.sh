@@ -115,7 +115,7 @@ load_secrets() {
     [[ -n "$REDIS_CACHE_TOKEN" ]] || die "the token of REDIS_CACHE_SECRET_ARN is empty"
   fi
   if [[ -n "${EMAIL_SENDER:-}" ]]; then
-    load_smtp_credentials "$(smtp_secret_name)"
+    load_smtp_credentials "$SMTP_SECRET_ARN"
   fi
 }
 

@@ -192,8 +192,10 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         # The stack's log groups (tier logs): the servers boot once they exist. Their prefix
         # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
         "LOG_GROUP_ID": tier.input("LogGroupId"),
-        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off.
+        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off. The secret of its
+        # SMTP credentials, made by the storage tier or given (compile/email.py).
         "EMAIL_SENDER": tier.param("EmailSender"),
+        "SMTP_SECRET_ARN": tier.input("SmtpSecretArn"),
     }
     for logical, kind in BUCKETS.items():
         # The container registry is not turned on by the boot script (it needs its own

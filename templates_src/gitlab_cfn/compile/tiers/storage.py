@@ -37,6 +37,7 @@ from troposphere import (
     s3,
 )
 
+from gitlab_cfn.compile.email import smtp_credentials
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
     assume_role,
@@ -153,24 +154,6 @@ def log_bucket_resources(tier: Tier) -> s3.Bucket:
     return logs
 
 
-# The secret of the SES SMTP credentials, named by convention (scripts/lib/email.sh reads
-# the same name): the user creates it before giving EmailSender.
-SMTP_SECRET_NAME = "gitlab-cfn/${ParentStackName}/ses-smtp-credentials"
-
-
-def smtp_credentials_grant(tier: Tier, roles) -> None:
-    """With a sender, the GitLab servers may read the SES SMTP credentials secret, by name
-    with the six characters Secrets Manager appends
-    (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html)."""
-    tier.template.add_condition("EmailOn", Not(Equals(tier.param("EmailSender"), "")))
-    tier.add(iam.PolicyType(
-        "SmtpCredentialsRead", Condition="EmailOn", PolicyName="SmtpCredentialsRead",
-        Roles=[Ref(role) for role in roles],
-        PolicyDocument=secret_read([Sub(
-            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + SMTP_SECRET_NAME + "-??????")]),
-    ))
-
-
 def build(tier: Tier) -> None:
     tier.stack_name()
     key = tier.keep(kms.Key(
@@ -249,8 +232,9 @@ def build(tier: Tier) -> None:
         tier.output("SidekiqRoleName", Ref(sidekiq), "IAM role of the GitLab Sidekiq servers.")
         tier.output("SidekiqInstanceProfileArn", GetAtt(sidekiq_profile, "Arn"),
                     "Instance profile of the GitLab Sidekiq servers.")
-    # Sidekiq sends GitLab's notification mail: its servers read the SMTP credentials too.
-    smtp_credentials_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
+    # Outbound e-mail's SES SMTP credentials (compile/email.py); Sidekiq sends GitLab's
+    # notification mail: its servers read them too.
+    smtp_credentials(tier, key_arn, [role] + ([sidekiq] if sidekiq is not None else []))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",
