@@ -123,14 +123,17 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
         AssumeRolePolicyDocument=assume_role("lambda.amazonaws.com"),
         Policies=[iam.Policy(PolicyName="ses-smtp-credentials", PolicyDocument=PolicyDocument(
             Version=VERSION, Statement=[
-                Statement(Sid="SmtpUserKeys", Effect=Allow, Resource=[GetAtt(user, "Arn")], Action=[
+                Statement(Sid="SmtpUserKeys", Effect=Allow, Resource=[Sub(
+                    "arn:${AWS::Partition}:iam::${AWS::AccountId}:user" + IAM_PATH + "${User}", User=Ref(user))], Action=[
                     iam_actions.CreateAccessKey, iam_actions.ListAccessKeys, iam_actions.DeleteAccessKey]),
                 Statement(Sid="SmtpSecretValue", Effect=Allow, Resource=[Ref(secret)],
                           Action=[secretsmanager.PutSecretValue]),
                 Statement(Sid="SmtpSecretKey", Effect=Allow, Resource=[key_arn], Action=[kms.GenerateDataKey],
                           Condition=Condition(StringEquals(
                               "kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com")))),
-                Statement(Sid="OwnLogs", Effect=Allow, Resource=[Sub("${G}:*", G=GetAtt(log_group, "Arn"))],
+                Statement(Sid="OwnLogs", Effect=Allow, Resource=[Sub(
+                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + SMTP_LOG_GROUP
+                    + ":log-stream:*")],
                           Action=[logs.CreateLogStream, logs.PutLogEvents]),
             ]))],
         Tags=tags("ses-smtp")))
@@ -145,7 +148,6 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
                                           "outside it, it needs no egress rule, NAT route or endpoint")
     scanner_skip(function, "CKV_AWS_116", "invoked by CloudFormation only, which fails the resource if no "
                                           "answer comes; a dead-letter queue would only keep the request")
-    scanner_skip(function, "CKV_AWS_173", "its environment is Lambda's own: the function sets no variables")
     scanner_skip(function, "CKV_AWS_272", "inline code (ZipFile) from this repository; code signing applies "
                                           "to uploaded packages only")
     tier.add(SesSmtpCredentials(
@@ -158,7 +160,7 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
     arn = If(on, Ref(secret), If("SmtpSecretGiven", given, NO_SECRET))
     tier.add(iam.PolicyType(
         "SmtpCredentialsRead", Condition="EmailOn", PolicyName="SmtpCredentialsRead",
-        Roles=[Ref(r) for r in roles], PolicyDocument=secret_read([arn])))
+        Roles=[Ref(r) for r in roles], PolicyDocument=secret_read([If(on, Ref(secret), given)])))
     tier.output("SmtpSecretArn", arn, f"Secret of the SES SMTP credentials the servers read ({NO_SECRET}: no e-mail).")
 
 
