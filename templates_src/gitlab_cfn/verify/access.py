@@ -819,6 +819,7 @@ class AccessResult:
     decisions: list[Decision]
     findings: list[Finding]
     calls: dict[str, list[Call]]
+    functions: list = field(default_factory=list)   # function_access.FunctionDecision
 
 
 def check(model: Model, roles: dict | None = None, sources: dict[str, tuple] | None = None) -> AccessResult:
@@ -847,7 +848,12 @@ def check(model: Model, roles: dict | None = None, sources: dict[str, tuple] | N
                 findings.append(_finding(
                     f"{server.stack.file}:{server.logical} ({server.role}): {d.request.why}: "
                     f"{d.request.action} on {d.request.resource} is denied: {d.reason}"))
-    return AccessResult(decisions, sorted(set(findings)), calls)
+    # The stack's Lambda functions (the SES SMTP credentials): verify/function_access.py.
+    from gitlab_cfn.verify import function_access
+
+    functions, problems = function_access.check(model, role_policies, resource_policies)
+    findings += [_finding(p) for p in problems]
+    return AccessResult(decisions, sorted(set(findings)), calls, functions)
 
 
 def _finding(message: str) -> Finding:
