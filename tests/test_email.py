@@ -94,21 +94,27 @@ def test_email_on_grants_the_secret_and_port_587_only(default):
 
 def test_the_server_reads_the_credentials_of_the_secret_it_is_told(tmp_path):
     fake = tmp_path / "aws"
+    parameter = json.dumps({"bucket": "b", "key": "k", "region": "eu-west-1", "sha256": "0", "smtp_secret_arn": SECRET})
     fake.write_text("#!/bin/sh\necho \"$@\" >> \"$CALLS\"\n"
-                    "echo '{\"username\": \"AKIAEXAMPLE\", \"password\": \"pw\"}'\n")
+                    f"case \"$1\" in ssm) echo '{parameter}';; "
+                    "*) echo '{\"username\": \"AKIAEXAMPLE\", \"password\": \"pw\"}';; esac\n")
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/email.sh'}\n"
+              "SMTP_SECRET_ARN=$(smtp_secret_arn)\n"
               "load_smtp_credentials \"$SMTP_SECRET_ARN\"; printf '%s|%s' \"$SMTP_USER\" \"$SMTP_PASSWORD\"\n")
     env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "AWS_REGION": "eu-west-1", "CALLS": str(calls),
-           "SMTP_SECRET_ARN": SECRET}
+           "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-production/gitlab-app/boot-bundle"}
     on = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
     assert on.returncode == 0 and on.stdout == "AKIAEXAMPLE|pw", on.stderr
-    assert re.search(r"secretsmanager get-secret-value --region eu-west-1 --secret-id " + re.escape(SECRET),
-                     calls.read_text())
-    # The boot script passes the secret it is told, under a sender only.
+    assert calls.read_text().splitlines() == [
+        "ssm get-parameter --region eu-west-1 --name /gitlab-cfn/gitlab-production/gitlab-app/boot-bundle "
+        "--query Parameter.Value --output text",
+        f"secretsmanager get-secret-value --region eu-west-1 --secret-id {SECRET} --query SecretString --output text"]
+    # The boot script reads them so, under a sender only.
     text = (SCRIPTS / "gitlab-app.sh").read_text()
-    assert re.search(r'if \[\[ -n "\$\{EMAIL_SENDER:-\}" \]\]; then\n\s+load_smtp_credentials "\$SMTP_SECRET_ARN"', text)
+    assert re.search(r'if \[\[ -n "\$\{EMAIL_SENDER:-\}" \]\]; then\n\s+SMTP_SECRET_ARN=\$\(smtp_secret_arn\).*\n'
+                     r'\s+load_smtp_credentials "\$SMTP_SECRET_ARN"', text)
     fake.write_text("#!/bin/sh\necho '{}'\n")
     empty = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
     assert empty.returncode == 1

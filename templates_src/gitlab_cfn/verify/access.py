@@ -541,6 +541,8 @@ DERIVED = {
     "BUNDLE_BUCKET": ("BUNDLE_PARAMETER", "bucket"),
     "BUNDLE_KEY": ("BUNDLE_PARAMETER", "key"),
     "BUNDLE_REGION": ("BUNDLE_PARAMETER", "region"),
+    # lib/email.sh, smtp_secret_arn: the SES SMTP credentials' secret.
+    "SMTP_SECRET_ARN": ("BUNDLE_PARAMETER", "smtp_secret_arn"),
     # scripts/bake-install.sh: the instance's own id, from the instance metadata service.
     "instance": ("IMDS", "instance-id"),
     # lib/cloudwatch.sh: /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, the parent stack's name from

@@ -165,6 +165,13 @@ def app_secrets(tier: Tier) -> dict[str, secretsmanager.Secret]:
 BOOT_GRANTS = ("AppSecretsRead", "AppSecretsWrite", "AppBootRead")
 
 
+def smtp_extra(tier: Tier) -> dict:
+    """The secret of the SES SMTP credentials (storage tier, compile/email.py), in the boot
+    bundle parameter: the user data has no room left for an ARN (userdata.MAX_BYTES)."""
+    tier.input("SmtpSecretArn")
+    return {"smtp_secret_arn": "${SmtpSecretArn}"}
+
+
 def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
     """What the boot script (scripts/gitlab-app.sh) is told through its preamble."""
     values = {
@@ -193,9 +200,8 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
         "LOG_GROUP_ID": tier.input("LogGroupId"),
         # Outbound e-mail through SES (scripts/lib/email.sh); empty: off. The secret of its
-        # SMTP credentials, made by the storage tier or given (compile/email.py).
+        # SMTP credentials is in the boot bundle parameter (SMTP_EXTRA).
         "EMAIL_SENDER": tier.param("EmailSender"),
-        "SMTP_SECRET_ARN": tier.input("SmtpSecretArn"),
     }
     for logical, kind in BUCKETS.items():
         # The container registry is not turned on by the boot script (it needs its own
@@ -248,7 +254,7 @@ def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScali
     tier.add(grant("SidekiqSecretsRead", secret_read([Ref(secrets["RailsSecretsSecret"])]), [role]))
     parameter = bundle_parameter(tier, "gitlab-sidekiq", logical_id="SidekiqBootBundleParameter",
                                  grant_id="SidekiqBootRead", role_names=[role],
-                                 what="the GitLab Sidekiq servers")
+                                 what="the GitLab Sidekiq servers", extra=smtp_extra(tier))
     values = boot_values(tier, secrets, parameter)
     # Sidekiq neither serves SSH nor seeds the database.
     for name in ("HOST_KEYS_SECRET_ARN", "ROOT_PASSWORD_SECRET_ARN"):
@@ -293,7 +299,7 @@ def build(tier: Tier) -> None:
     secrets = app_secrets(tier)
     parameter = bundle_parameter(tier, "gitlab-app", logical_id="AppBootBundleParameter", grant_id="AppBootRead",
                                  role_names=[tier.input("InstanceRoleName")],
-                                 what="the GitLab application servers")
+                                 what="the GitLab application servers", extra=smtp_extra(tier))
     template = launch_template(
         tier, "AppLaunchTemplate",
         name="gitlab",
