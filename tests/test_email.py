@@ -83,8 +83,8 @@ def test_email_on_grants_the_secret_and_port_587_only(default):
     (statement,) = read["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
     # Exactly the secret the servers are told of: the stack's, or the one given.
-    assert statement["Resource"] == [{"Fn::If": ["CreateSmtpCredentials", {"Ref": "SesSmtpSecret"},
-                                                 {"Ref": "EmailSmtpSecretArn"}]}]
+    assert statement["Resource"] == [{"Fn::If": ["SmtpSecretGiven", {"Ref": "EmailSmtpSecretArn"},
+                                                 {"Ref": "SesSmtpSecret"}]}]
     assert default["storage"]["Outputs"]["SmtpSecretArn"]["Value"] == {"Fn::If": [
         "CreateSmtpCredentials", {"Ref": "SesSmtpSecret"}, {"Fn::If": ["SmtpSecretGiven", {"Ref": "EmailSmtpSecretArn"}, "none"]}]}
     app = default["main"]["Resources"]["AppStack"]["Properties"]["Parameters"]

@@ -39,7 +39,6 @@ from troposphere import (
     Equals,
     GetAtt,
     If,
-    Join,
     Not,
     Ref,
     Select,
@@ -63,7 +62,7 @@ FUNCTION_CODE = Path(__file__).resolve().parent / "functions" / "ses_smtp_passwo
 ZIPFILE_LIMIT = 4096
 # A Python runtime Lambda supports (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
 RUNTIME = "python3.12"
-SMTP_LOG_GROUP = LOG_GROUP_PREFIX + "/ses-smtp-credentials"
+SMTP_LOG_GROUP = LOG_GROUP_PREFIX + "/${Suffix}/ses-smtp-credentials"
 NO_SECRET = "none"
 
 
@@ -91,7 +90,7 @@ def _send_policy(sender: Ref) -> PolicyDocument:
                     [Sub(identity + "${S}", S=sender), Sub(identity + "${D}", D=domain)]),
         # The address GitLab sends from (scripts/lib/email.sh): the sender, or gitlab@<domain>.
         Condition=Condition(StringEquals(
-            "ses:FromAddress", If("SenderIsDomain", Join("", ["gitlab@", sender]), sender))),
+            "ses:FromAddress", If("SenderIsDomain", Sub("gitlab@${EmailSender}"), sender))),
     )])
 
 
@@ -103,19 +102,22 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
     add("SmtpSecretGiven", Not(Equals(given, "")))
     add("CreateSmtpCredentials", And({"Condition": "EmailOn"}, Not({"Condition": "SmtpSecretGiven"})))
     # A domain has no '@': the first part of "<sender>@" split at '@' is the whole sender.
-    add("SenderIsDomain", Equals(Select(0, Split("@", Join("", [sender, "@"]))), sender))
+    add("SenderIsDomain", Equals(Select(0, Split("@", Sub("${EmailSender}@"))), sender))
     on = "CreateSmtpCredentials"
 
     group = tier.add(iam.Group("SesSmtpGroup", Condition=on, Path=IAM_PATH, Policies=[
         iam.Policy(PolicyName="ses-send-raw-email", PolicyDocument=_send_policy(sender))]))
     user = tier.add(iam.User("SesSmtpUser", Condition=on, Path=IAM_PATH, Groups=[Ref(group)],
                              Tags=tags("ses-smtp")))
-    secret = tier.add(sm.Secret(
+    secret = tier.keep(sm.Secret(
         "SesSmtpSecret", Condition=on,
         Description=Sub("GitLab SES SMTP credentials of stack ${ParentStackName} (written by SesSmtpCredentials)"),
         KmsKeyId=key_arn, Tags=tags("ses-smtp")))
-    log_group = tier.add(cwlogs.LogGroup(
-        "SesSmtpFunctionLogs", Condition=on, LogGroupName=Sub(SMTP_LOG_GROUP),
+    # Kept, as every log group of the stack, so named per storage stack (a stack of the same
+    # name deployed later makes its own), under the prefix the key policy lets CloudWatch Logs use.
+    suffix = Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
+    log_group = tier.keep(cwlogs.LogGroup(
+        "SesSmtpFunctionLogs", Condition=on, LogGroupName=Sub(SMTP_LOG_GROUP, Suffix=suffix),
         RetentionInDays=tier.param("LogRetentionDays"), KmsKeyId=key_arn))
     role = tier.add(iam.Role(
         "SesSmtpFunctionRole", Condition=on, Path=IAM_PATH,
@@ -133,7 +135,7 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
                               "kms:ViaService", Sub("secretsmanager.${AWS::Region}.amazonaws.com")))),
                 Statement(Sid="OwnLogs", Effect=Allow, Resource=[Sub(
                     "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + SMTP_LOG_GROUP
-                    + ":log-stream:*")],
+                    + ":log-stream:*", Suffix=suffix)],
                           Action=[logs.CreateLogStream, logs.PutLogEvents]),
             ]))],
         Tags=tags("ses-smtp")))
@@ -160,7 +162,7 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
     arn = If(on, Ref(secret), If("SmtpSecretGiven", given, NO_SECRET))
     tier.add(iam.PolicyType(
         "SmtpCredentialsRead", Condition="EmailOn", PolicyName="SmtpCredentialsRead",
-        Roles=[Ref(r) for r in roles], PolicyDocument=secret_read([If(on, Ref(secret), given)])))
+        Roles=[Ref(r) for r in roles], PolicyDocument=secret_read([If("SmtpSecretGiven", given, Ref(secret))])))
     tier.output("SmtpSecretArn", arn, f"Secret of the SES SMTP credentials the servers read ({NO_SECRET}: no e-mail).")
 
 
