@@ -72,6 +72,7 @@ that deploys a small template through the running server:
 - ``servicecatalog_templates_read``: a product version whose template is not JSON or YAML, or
   has no Resources, is refused (moto's artifacts only checked the object existed).
 - ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
+- ``custom_resources_run_their_function``, ``iam_user_groups``: see ``custom_resources.py``.
 
 The rules of ``elasticache_auth_token_rules`` to ``servicecatalog_templates_read`` are in ``rules.py``.
 """
@@ -1073,3 +1074,4 @@ def apply_all() -> list[str]:
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
 from gitlab_cfn.standin import signals  # noqa: E402,F401
+from gitlab_cfn.standin import custom_resources  # noqa: E402,F401
