@@ -274,3 +274,30 @@ def email_code():
     from gitlab_cfn.compile import email
 
     return email.FUNCTION_CODE.read_text()
+
+
+# -- the whole build on the stand-in, with a sender ------------------------------------------------
+
+def test_a_deploy_with_a_sender_ends_with_the_derived_credentials_in_the_secret(local_aws, standin, tmp_path):
+    """``gitlab-cfn deploy`` of the default build with EmailSender on the stand-in: the storage
+    stack's function (the repository's code, run by the stand-in) made the SMTP user's key and
+    wrote its SMTP credentials to the secret the servers are told of (the boot bundle parameter)."""
+    from gitlab_cfn.compile import compiler, config
+    from gitlab_cfn.compile.functions import ses_smtp_password as ses
+    from test_deploy import _seed, deploy_cmd
+    from test_standin_custom_resources import key_secret
+
+    build = tmp_path / "build"
+    compiler.write_build(config.BuildConfig(), build)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**_seed(local_aws), "EmailSender": "example.com"}))
+    result = deploy_cmd("--endpoint-url", standin.endpoint, "--stack-name", "mail", "--region", "eu-west-1",
+                        "--params", str(params), build=build)
+    assert result.returncode == 0, result.stderr
+    ssm, secrets, iam = (local_aws.client(s, "eu-west-1") for s in ("ssm", "secretsmanager", "iam"))
+    location = json.loads(ssm.get_parameter(Name="/gitlab-cfn/mail/gitlab-app/boot-bundle")["Parameter"]["Value"])
+    value = json.loads(secrets.get_secret_value(SecretId=location["smtp_secret_arn"])["SecretString"])
+    (user,) = iam.list_users(PathPrefix="/gitlab-cfn/")["Users"]
+    (key,) = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
+    assert value["username"] == key["AccessKeyId"]
+    assert value["password"] == ses.smtp_password(key_secret(standin, key["AccessKeyId"]), "eu-west-1")

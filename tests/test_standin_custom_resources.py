@@ -108,3 +108,18 @@ def test_patch_iam_user_groups(local_aws):
     cfn, stack = deploy(local_aws, bad, name="bad")
     assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
     assert [e[0] for e in failed_events(cfn, stack["StackId"])] == ["User"]
+
+
+def test_patch_model_data_of_every_resource(local_aws, standin):
+    # A DB instance's write-only properties (moto raises NotImplementedError) no longer break the page.
+    rds = local_aws.client("rds", REGION)
+    rds.create_db_instance(DBInstanceIdentifier="model-data-db", DBInstanceClass="db.m6i.large", Engine="postgres",
+                           MasterUsername="gitlab", MasterUserPassword="secret-password-1", AllocatedStorage=20)
+    iam = local_aws.client("iam", REGION)
+    iam.create_user(UserName="u")
+    key = iam.create_access_key(UserName="u")["AccessKey"]
+    assert key_secret(standin, key["AccessKeyId"]) == key["SecretAccessKey"]
+    with urllib.request.urlopen(f"{standin.endpoint}/moto-api/data.json", timeout=30) as response:
+        found = json.loads(response.read())["rds"]["DBInstance"]
+    ours = [d for d in found if d.get("db_instance_identifier") == "model-data-db"]
+    assert ours and not [d for d in ours if "master_user_password" in d]

@@ -15,6 +15,10 @@ patches run the function in-process instead, and hold it to CloudFormation's rul
   stack rolls back); ``SUCCESS`` gives the resource the answer's ``PhysicalResourceId`` and
   ``Data``. Deleting the resource sends ``Delete``; a FAILED answer fails the stack's delete.
   Nothing runs in Docker (the stand-in has none).
+- ``model_data_of_every_resource``: the stand-in's own inspection page (``/moto-api/data.json``,
+  which shows a test what AWS shows nobody, such as an access key's secret) leaves out the
+  attributes it cannot read (moto: HTTP 500 once a DB instance exists, whose write-only
+  properties raise NotImplementedError).
 - ``iam_user_groups``: ``AWS::IAM::Group`` (path and inline policies) and an ``AWS::IAM::User``'s
   ``Groups`` and ``Path`` (moto: no group model; a user in no group). A user's access keys are
   deleted with it, as CloudFormation's user handler does (its delete permissions list
@@ -39,7 +43,8 @@ from moto.core.common_models import CloudFormationModel
 from moto.iam.models import User, iam_backends
 from moto.utilities.utils import get_partition
 
-from gitlab_cfn.standin.patches import ResourceCreateFailed, patch
+from gitlab_cfn.standin.patches import ResourceCreateFailed
+from gitlab_cfn.standin.patches import patch
 
 RESPONSE_LIMIT = 4096           # bytes of a response object (crpg-ref-responses.html)
 ANSWER_TIMEOUT = 120.0          # the stand-in's hour
@@ -261,3 +266,30 @@ def iam_user_groups() -> None:
     User.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
     User.delete = delete
     parsing.get_model_map.cache_clear()
+
+
+@patch
+def model_data_of_every_resource() -> None:
+    from moto.core.model_instances import model_data
+    from moto.moto_api._internal.responses import MotoAPIResponse
+
+    def readable(instance: Any) -> dict:
+        out = {}
+        for attr in dir(instance):
+            if attr.startswith("_"):
+                continue
+            try:
+                value = getattr(instance, attr)
+                json.dumps(value)
+            except Exception:  # write-only, not JSON, or not there: left out, as moto leaves out the last two
+                continue
+            out[attr] = value
+        return out
+
+    def data(self, request, full_url, headers):
+        results = {service: {name: [readable(i) for i in model.instances_tracked]
+                             for name, model in sorted(models.items())}
+                   for service, models in sorted(model_data.items())}
+        return 200, {"Content-Type": "application/javascript"}, json.dumps(results)
+
+    MotoAPIResponse.model_data = data
