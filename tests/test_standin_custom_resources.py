@@ -68,6 +68,23 @@ def test_patch_custom_resources_run_their_function(local_aws, standin):
     assert not iam.list_groups()["Groups"]
 
 
+def test_an_update_of_the_sender_rotates_the_key(local_aws, standin):
+    cfn, stack = deploy(local_aws, credentials_template())
+    out = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    iam, secrets = local_aws.client("iam", REGION), local_aws.client("secretsmanager", REGION)
+    (old,) = iam.list_access_keys(UserName=out["User"])["AccessKeyMetadata"]
+    template = credentials_template()
+    template["Resources"]["Credentials"]["Properties"]["Sender"] = "mail.example.com"
+    cfn.update_stack(StackName=stack["StackId"], TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"])
+    updated = cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]
+    assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
+    (new,) = iam.list_access_keys(UserName=out["User"])["AccessKeyMetadata"]
+    assert new["AccessKeyId"] != old["AccessKeyId"]
+    value = json.loads(secrets.get_secret_value(SecretId=out["Secret"])["SecretString"])
+    assert value["username"] == new["AccessKeyId"]
+    assert value["password"] == ses.smtp_password(key_secret(standin, new["AccessKeyId"]), REGION)
+
+
 def test_a_failed_answer_fails_the_create_and_the_stack_rolls_back(local_aws):
     missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:nowhere-AbCdEf"
     cfn, stack = deploy(local_aws, credentials_template(secret_arn=missing))

@@ -13,7 +13,8 @@ patches run the function in-process instead, and hold it to CloudFormation's rul
   pre-signed-style ``ResponseURL`` on 127.0.0.1. No answer, an answer over 4096 bytes, one
   naming another request, or ``FAILED`` fail the resource with the answer's reason (and the
   stack rolls back); ``SUCCESS`` gives the resource the answer's ``PhysicalResourceId`` and
-  ``Data``. Deleting the resource sends ``Delete``; a FAILED answer fails the stack's delete.
+  ``Data``. An update sends ``Update`` with ``OldResourceProperties`` (a FAILED answer fails
+  the update); deleting the resource sends ``Delete`` (a FAILED answer fails the stack's delete).
   Nothing runs in Docker (the stand-in has none).
 - ``model_data_of_every_resource``: the stand-in's own inspection page (``/moto-api/data.json``,
   which shows a test what AWS shows nobody, such as an access key's secret) leaves out the
@@ -183,7 +184,30 @@ def custom_resources_run_their_function() -> None:
         stack.add_custom_resource(made)
         return made
 
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json,
+                                        account_id, region_name):
+        """Update: the function gets the new and the old properties; a FAILED answer fails the
+        update. A new PhysicalResourceId means a new resource: the old one is sent Delete."""
+        old = original_resource
+        properties = cloudformation_json.get("Properties") or {}
+        if not isinstance(old, _Custom) or properties.get("ServiceToken") != old.request["ServiceToken"]:
+            raise ValueError("a custom resource's ServiceToken cannot change (CloudFormation refuses the update)")
+        request = {**old.request, "RequestType": "Update", "PhysicalResourceId": old.physical_resource_id,
+                   "RequestId": base64.b32encode(os.urandom(10)).decode().lower(),
+                   "ResourceProperties": properties, "OldResourceProperties": old.request["ResourceProperties"]}
+        answer = _invoke(old.function, request, region_name)
+        if answer["Status"] != "SUCCESS":
+            raise ValueError(answer.get("Reason") or "the function answered FAILED")
+        made = _Custom(region_name, request["RequestId"], old.logical_id, old.resource_name)
+        made.physical_id, made.function = answer["PhysicalResourceId"], old.function
+        made.request = {k: v for k, v in request.items() if k not in ("OldResourceProperties", "PhysicalResourceId")}
+        made.set_data(answer.get("Data") or {})
+        if made.physical_id != old.physical_resource_id:
+            old.delete(account_id, region_name)
+        return made
+
     custom_model.CustomModel.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    custom_model.CustomModel.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)
     parsing.CustomModel = custom_model.CustomModel
 
     # No Docker here: a function never runs in a container (moto's Invoke would try), and
