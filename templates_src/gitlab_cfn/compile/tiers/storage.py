@@ -8,12 +8,13 @@ profile of the GitLab application servers: the guide's S3 policy (object
 actions on ``<bucket>/*``, bucket actions on the bucket) narrowed to these
 buckets, use of the key through S3 and Secrets Manager, Session Manager and the
 CloudWatch agent (tier ``logs`` grants it). Tiers that own secrets grant the role read access to them.
+With a sender, the SES SMTP credentials (``compile/email.py``).
 
 Bucket names are ``gl-<kind>-<account>-<region>-<stack suffix>``: the guide's
 ``gl-`` prefix, unique per account and region, and unique per stack so that two
 deployments (or a redeployment next to retained buckets) never collide.
 
-Exposes: ``KmsKeyArn``, ``InstanceRoleName``, ``InstanceProfileArn`` and
+Exposes: ``KmsKeyArn``, ``InstanceRoleName``, ``InstanceProfileArn``, ``SmtpSecretArn`` and
 ``<Kind>BucketName`` for each bucket.
 """
 
