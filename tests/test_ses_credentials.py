@@ -54,7 +54,8 @@ def _with_response_server(run):
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.handle_request)
+    server.timeout = 10          # a handler that never answers fails the test, never hangs it
+    thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
     try:
         run(f"http://127.0.0.1:{server.server_port}/response?X-Amz-Signature=abc")
