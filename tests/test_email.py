@@ -221,7 +221,7 @@ def test_code_over_the_zipfile_limit_fails_the_build(monkeypatch, tmp_path):
     big = tmp_path / "ses_smtp_password.py"
     big.write_text("#" * (email.ZIPFILE_LIMIT + 1))
     monkeypatch.setattr(email, "FUNCTION_CODE", big)
-    with pytest.raises(ValueError, match="an inline ZipFile holds 4096"):
+    with pytest.raises(email.FunctionCodeError, match="an inline ZipFile holds 4096"):
         email.function_code()
 
 

@@ -55,6 +55,7 @@ from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.observability import LOG_GROUP_PREFIX
 from gitlab_cfn.compile.policies import VERSION, assume_role, secret_read
 from gitlab_cfn.compile.tier import Tier, scanner_skip
+from gitlab_cfn.errors import GitlabCfnError
 
 FUNCTION_CODE = Path(__file__).resolve().parent / "functions" / "ses_smtp_password.py"
 # AWS::Lambda::Function Code.ZipFile holds at most 4096 characters
@@ -72,10 +73,14 @@ class SesSmtpCredentials(cloudformation.CustomResource):
              "Region": (object, True), "Sender": (object, True)}
 
 
+class FunctionCodeError(GitlabCfnError):
+    """The function's code cannot be inlined: the build fails, exit 1."""
+
+
 def function_code() -> str:
     code = FUNCTION_CODE.read_text()
     if len(code) > ZIPFILE_LIMIT:
-        raise ValueError(f"{FUNCTION_CODE.name} is {len(code)} characters; an inline ZipFile holds {ZIPFILE_LIMIT}")
+        raise FunctionCodeError(f"{FUNCTION_CODE.name} is {len(code)} characters; an inline ZipFile holds {ZIPFILE_LIMIT}")
     return code
 
 
