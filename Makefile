@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # slirp4netns (a network for the servers' namespaces), ip, curl, openssl; for the Gitaly volume
 # and the image builder (tests/support/disk.py): sfdisk, cloud-init, gpg.
 # COMMAND or COMMAND:PACKAGE when the package is named otherwise.
-TEST_TOOLS := shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2 sshd:openssh-server \
+TEST_TOOLS := promtool:prometheus shellcheck ruby sfdisk:fdisk cloud-init gpg ip:iproute2 sshd:openssh-server \
 	pg_ctlcluster:postgresql redis-server nginx slirp4netns curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -12,7 +12,10 @@ reduces each template to the facts the check needs and the repo keeps them in
   ``# key['sub'] = value`` lines;
 - ``calls``: documented top-level calls (``external_url`` ...);
 - ``symbols``: for a setting documented as a hash (``gitaly['configuration'] = {``),
-  the symbol keys its documented block names (``listen_addr`` ...).
+  the symbol keys its documented block names (``listen_addr`` ...);
+- ``beyond_template`` (with ``--omnibus``): symbol keys GitLab documents elsewhere for a hash
+  the package passes whole to its service (``BEYOND_TEMPLATE``), kept for a version only when
+  that version's cookbook is seen doing so.
 
 Templates are read from a folder of ``<version>.template`` files (default:
 ``../shared/reference/gitlab-rb``) and, with ``--omnibus GIT_DIR``, from a clone of
@@ -37,6 +40,34 @@ TEMPLATE_PATH = "files/gitlab-config-template/gitlab.rb.template"
 ASSIGNMENT = re.compile(r"^(?P<key>[a-z_]+(?:\['[a-z_]+'\])+)\s*=\s*(?P<value>.*)$")
 CALL = re.compile(r"^(?P<name>[a-z_]+)[ (]")
 SYMBOL_KEY = re.compile(r"#\s+([a-z_]+):\s")
+
+
+# Symbol keys GitLab documents outside gitlab.rb.template, for a hash setting the package writes
+# whole into its service's configuration file: setting -> (symbols, cookbook checks, source).
+# A version gets them only if each (path, text) of the checks is in its cookbook at <version>+ee.0.
+BEYOND_TEMPLATE = {
+    "gitaly['configuration']": (
+        ["backup", "go_cloud_url"],
+        [("files/gitlab-cookbooks/gitaly/templates/default/gitaly-config.toml.erb", "<%= Tomlib.dump(@configuration) %>"),
+         ("files/gitlab-cookbooks/gitaly/recipes/enable.rb", "configuration: node.dig('gitaly', 'configuration').merge(")],
+        "https://docs.gitlab.com/administration/gitaly/configure_gitaly/#configure-server-side-backups "
+        "(gitaly['configuration'] = { backup: { go_cloud_url: 's3://<bucket>?region=<region>' } })",
+    ),
+}
+
+
+def beyond_template(version: str, omnibus: Path) -> dict:
+    found = {}
+    for setting, (symbols, checks, source) in BEYOND_TEMPLATE.items():
+        passed = True
+        for path, text in checks:
+            shown = subprocess.run(["git", "--git-dir", str(omnibus), "show", f"{version}+ee.0:{path}"],
+                                   capture_output=True, text=True)
+            passed = passed and shown.returncode == 0 and text in shown.stdout
+        if passed:
+            found[setting] = {"symbols": sorted(symbols), "source": source,
+                              "passed_whole_by": [f"omnibus-gitlab {version}+ee.0:{path}" for path, _ in checks]}
+    return found
 
 
 def documented(template: str) -> dict:
@@ -93,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         text, source = read_template(version, args.templates, args.omnibus)
         data[version] = {"source": source, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                          **documented(text)}
+        if args.omnibus is not None:
+            data[version]["beyond_template"] = beyond_template(version, args.omnibus)
     args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"wrote {args.out}: " + ", ".join(f"{v} ({len(d['keys'])} keys)" for v, d in data.items()),
           file=sys.stderr)

@@ -19,6 +19,9 @@
 # doc/administration/gitaly/praefect/configure.md, "Gitaly": auth token =
 # PRAEFECT_INTERNAL_TOKEN, storage name = the node's name in Praefect's configuration).
 # A preamble written before the cluster existed has no GITALY_STORAGE: 'default'.
+#
+# Server-side repository backups (a Gitaly Cluster's nodes; optional BACKUP_BUCKET_NAME):
+# see gitaly_backup_url below.
 
 ROLE=gitaly
 DATA_DIR=/var/opt/gitlab/git-data
@@ -135,11 +138,44 @@ prepare_data_volume() {
   log "data volume $DATA_VOLUME_ID mounted on $DATA_DIR"
 }
 
+# Server-side repository backups (Gitaly Cluster): with BACKUP_BUCKET_NAME (the stack's
+# backups bucket, given to the cluster's nodes), Gitaly streams each repository's backup
+# straight to S3 when the nightly `gitlab-backup create REPOSITORIES_SERVER_SIDE=true` asks
+# it to (lib/backup.sh), through the instance role (the Go Cloud S3 driver's default
+# credentials; the gitaly tier's GitalyServerSideBackup grant). GitLab docs,
+# doc/administration/gitaly/configure_gitaly.md "Configure server-side backups" /
+# "Configure S3 storage": gitaly['configuration'] = { backup: { go_cloud_url:
+# 's3://<bucket>?region=<region>' } }. The Linux package writes gitaly['configuration']
+# whole into config.toml (omnibus-gitlab files/gitlab-cookbooks/gitaly/templates/default/
+# gitaly-config.toml.erb: Tomlib.dump(@configuration), 18.11.11+ee.0 to 19.3.0+ee.0), so the
+# key reaches Gitaly's [backup] section on every supported version (data/gitlab-rb-settings.json,
+# beyond_template). The bucket is encrypted with the stack's key: S3 uses it for Gitaly.
+GITALY_BACKUP_URL=""
+BUCKET_NAME='^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$'
+
+# gitaly_backup_url BUCKET: the go_cloud_url of the backups bucket in this region.
+gitaly_backup_url() {
+  [[ "$1" =~ $BUCKET_NAME ]] || die "BACKUP_BUCKET_NAME: '$1' is not an S3 bucket name"
+  printf 's3://%s?region=%s' "$1" "$AWS_REGION"
+}
+
+# gitaly_configuration_end: the exporter line of gitaly['configuration'] (with a monitoring
+# server), the backup line (with a URL) and the hash's closing brace (the single server's
+# gitlab.rb stays as it was).
+gitaly_configuration_end() {
+  exporter_configuration_key 9236
+  if [[ -n "$GITALY_BACKUP_URL" ]]; then
+    printf '  backup: { go_cloud_url: %s },\n' "$(ruby_string "$GITALY_BACKUP_URL")"
+  fi
+  printf '}'
+}
+
 render_gitlab_rb() {
   cat <<RUBY
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Gitaly-only server: nothing else of the GitLab package runs here.
 $(gitlab_rb_other_services_off)
+$(exporters_gitlab_rb gitaly)
 
 # Secret of Gitaly's calls back into GitLab (the gitlab_shell secret of the application servers).
 gitaly['gitlab_secret'] = $(ruby_string "$SHELL_SECRET")
@@ -148,7 +184,7 @@ gitaly['configuration'] = {
   auth: { token: $(ruby_string "$GITALY_TOKEN") },
   gitlab: { url: $(ruby_string "https://$GITLAB_DOMAIN") },
   storage: [{ name: $(ruby_string "$GITALY_STORAGE"), path: $(ruby_string "$DATA_DIR/repositories") }],
-}
+$(gitaly_configuration_end)
 RUBY
 }
 
@@ -175,6 +211,9 @@ main() {
   GITALY_TOKEN=$(secret_field "$GITALY_SECRET_ARN" token)
   SHELL_SECRET=$(secret_field "$SHELL_SECRET_ARN" token)
   [[ -n "$GITALY_TOKEN" && -n "$SHELL_SECRET" ]] || die "a secret read from Secrets Manager is empty"
+  if [[ -n "${BACKUP_BUCKET_NAME:-}" ]]; then
+    GITALY_BACKUP_URL=$(gitaly_backup_url "$BACKUP_BUCKET_NAME")
+  fi
   prepare_data_volume
   render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
   gitlab-ctl reconfigure

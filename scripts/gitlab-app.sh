@@ -489,7 +489,8 @@ main() {
   required_env
   check_installed_version
   load_secrets
-  { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; } | install_file 0600 /etc/gitlab/gitlab.rb
+  { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; exporters_gitlab_rb "$ROLE"; } |
+    install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
   if [[ "$ROLE" == gitlab-sidekiq ]]; then
     # No migrations and no one-time settings here: the application servers own them.

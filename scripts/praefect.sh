@@ -91,6 +91,7 @@ render_gitlab_rb() {
 # A Praefect-only server: nothing else of the GitLab package runs here.
 gitaly['enable'] = false
 $(gitlab_rb_other_services_off)
+$(exporters_gitlab_rb praefect)
 
 praefect['enable'] = true
 # reconfigure would migrate on every server (the default is true); the boot
@@ -98,6 +99,7 @@ praefect['enable'] = true
 praefect['auto_migrate'] = false
 praefect['configuration'] = {
   listen_addr: $(ruby_string "0.0.0.0:$PRAEFECT_PORT"),
+$(exporter_configuration_key 9652)
   auth: { token: $(ruby_string "$EXTERNAL_TOKEN"), transitioning: false },
   database: {
     host: $(ruby_string "$DB_HOST"),

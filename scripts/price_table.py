@@ -61,14 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     snapshot = prices.load_snapshot()
     wanted = keys(snapshot, Path(args.build))
     today = date.today().isoformat()
-    out = {**snapshot, "collected": today, "sources": {"api": f"AWS Price List API (pricing:GetProducts), {today}"},
-           "regions": {}}
+    out = {**snapshot, "collected": today, "regions": {}, "sources": {
+        "api": f"AWS Price List API (pricing:GetProducts), {today}",
+        "api-backup-snapshot-rate": f"AWS Price List API (pricing:GetProducts), {today}: AWSBackup has no "
+                                    "'AWS Backup Storage' row for the resource, so its recovery points are the "
+                                    "service's snapshots at the snapshot rate (report/pricelist.py BACKUP)"}}
     for region in regions():
         table: dict = {}
         for name, entries in wanted.items():
             for key in entries:
-                usd = pricelist.figure(client, name, key, region)
-                entry = {"price": usd, "source": "api"}
+                source = "api"
+                if name == "backup_gb_month":
+                    # AWS Backup storage: the AWSBackup service code, else the service's snapshot rate.
+                    usd, how = pricelist.backup_storage(client, key, region)
+                    source = "api" if "AWSBackup" in how else "api-backup-snapshot-rate"
+                else:
+                    usd = pricelist.figure(client, name, key, region)
+                entry = {"price": usd, "source": source}
                 if key is None:
                     table[name] = entry
                 else:

@@ -35,12 +35,13 @@ VARIANTS = {
         "app": {"gitlab_ami": "image-id"},
     },
     # Every resource a size can add: Sidekiq group, cache and persistent Redis, Gitaly
-    # Cluster beside the kept single server, Praefect's own database.
+    # Cluster beside the kept single server, Praefect's own database, the monitoring server.
     "cluster": {
         "size": "10k",
         "az_count": 3,
         "gitaly": {"keep_single_server": True},
         "praefect": {"database": "own"},
+        "monitoring": {"node": True},
     },
 }
 

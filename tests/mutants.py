@@ -158,6 +158,60 @@ MUTANTS: tuple[Mutant, ...] = (
         '        if answer["Status"] == "NEVER":\n            raise ResourceCreateFailed(',
         ("tests/test_standin_custom_resources.py::test_a_failed_answer_fails_the_create_and_the_stack_rolls_back",),
         "the stand-in completes a stack whose credentials function failed, where CloudFormation rolls it back"),
+    Mutant(
+        "gitaly-backup-no-region", "object storage", "scripts/gitaly.sh",
+        "printf 's3://%s?region=%s' \"$1\" \"$AWS_REGION\"", "printf 's3://%s' \"$1\"",
+        ("tests/test_boot_gitaly_cluster.py::test_a_cluster_node_serves_its_node_storage_with_the_internal_token",),
+        "Gitaly's S3 driver signs for another region than the bucket's: every server-side backup fails"),
+    Mutant(
+        "backup-server-side-always", "object storage", "scripts/lib/backup.sh",
+        'if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then\n    options=',
+        'if true; then\n    options=',
+        ("tests/test_backup.py::test_a_cluster_backs_up_server_side_only_when_every_node_has_a_destination",),
+        "the POC's Gitaly server, which has no backup destination, is asked for server-side backups: every night fails"),
+    Mutant(
+        "gitaly-backup-no-list", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/policies.py",
+        'Statement(Sid="MissingKeysAreNotFound", Effect=Allow, Action=[s3.ListBucket], Resource=[bucket]),\n',
+        "",
+        ("tests/test_access.py::test_gitaly_server_side_backups_are_decided_for_every_cluster_node",),
+        "a backup not made yet answers 403, not 404: Gitaly's first server-side backup of each repository fails"),
+    Mutant(
+        "backup-alarm-breaching", "alarm", "templates_src/gitlab_cfn/compile/tiers/monitoring.py",
+        'TreatMissingData="missing",\n        InsufficientDataActions', 'TreatMissingData="breaching",\n        InsufficientDataActions',
+        ("tests/test_backup_alarm.py::test_a_new_stack_hears_nothing_until_the_first_backup_reports",),
+        "every new stack e-mails a backup alarm the moment it is created"),
+    # The monitoring server (config monitoring.node).
+    Mutant(
+        "exporter-port", "port", "scripts/lib/exporters.sh",
+        "\"$(ruby_string \"$host:9100\")\"", "\"$(ruby_string \"$host:9101\")\"",
+        ("tests/test_boot_monitoring.py::test_scraped_exporters_listen_on_the_private_address_at_the_scraped_ports",),
+        "node_exporter listens where Prometheus does not scrape and its security group does not open: every node target down"),
+    Mutant(
+        "exporters-on-localhost", "monitoring", "scripts/lib/exporters.sh",
+        "  if [[ \"${METRICS_SCRAPED:-}\" != true ]]; then", "  if [[ \"${METRICS_SCRAPED:-}\" != yes ]]; then",
+        ("tests/test_boot_monitoring.py::test_scraped_exporters_listen_on_the_private_address_at_the_scraped_ports",),
+        "the exporters stay on localhost: the monitoring server scrapes nothing"),
+    Mutant(
+        "scrape-port", "monitoring", "scripts/monitoring.sh",
+        "      'port' => $port,", "      'port' => 9100,",
+        ("tests/test_boot_monitoring.py::test_the_monitoring_server_runs_prometheus_discovering_the_stacks_servers",),
+        "every job scrapes node_exporter's port: Workhorse, Puma, Sidekiq, Gitaly and Praefect metrics are never collected"),
+    Mutant(
+        "scrape-rule-to-one-group", "egress", "templates_src/gitlab_cfn/compile/tiers/security_groups.py",
+        "        g.allow(job.group, \"Monitoring\", f\"{job.exporter}metrics\",",
+        "        g.allow(\"App\", \"Monitoring\", f\"{job.exporter}metrics\",",
+        ("tests/test_prometheus.py::test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call",),
+        "the exporter ports are opened on the application servers only: Gitaly's and Praefect's scrapes time out"),
+    Mutant(
+        "discovery-action", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/tiers/prometheus.py",
+        "Action=[ec2_actions.DescribeInstances],", "Action=[ec2_actions.DescribeTags],",
+        ("tests/test_prometheus.py::test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call",),
+        "Prometheus's EC2 service discovery is denied: no target at all"),
+    Mutant(
+        "kubernetes-jobs", "monitoring", "scripts/monitoring.sh",
+        "prometheus['monitor_kubernetes'] = false\n", "",
+        ("tests/test_boot_monitoring.py::test_the_monitoring_server_runs_prometheus_discovering_the_stacks_servers",),
+        "the package adds its Kubernetes jobs, which need a cluster: Prometheus fails to start"),
 )
 
 

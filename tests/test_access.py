@@ -513,3 +513,29 @@ def test_ses_credentials_grant_without_the_sidekiq_role_fails():
         with_sender(t)
         t["storage"]["Resources"]["SmtpCredentialsRead"]["Properties"]["Roles"] = [{"Ref": "InstanceRole"}]
     one(changed(change, CLUSTER), "(gitlab-sidekiq)", "SesSmtpSecret", "is denied")
+
+
+def test_gitaly_server_side_backups_are_decided_for_every_cluster_node():
+    result = access.check(model_of(templates_for(CLUSTER)))
+    assert [f.message for f in result.findings] == []
+    sink = [d for d in result.decisions if "Gitaly server-side backups" in d.request.why]
+    nodes = {d.server.logical for d in sink}
+    assert len(nodes) >= 3 and all(d.allowed for d in sink), [d for d in sink if not d.allowed]
+    actions = {d.request.action for d in sink}
+    assert actions == {"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListBucket",
+                       "kms:GenerateDataKey", "kms:Decrypt"}
+    # One bucket, the backups bucket the app servers upload GitLab's archive to.
+    buckets = {d.request.resource.split(":::")[1].split("/")[0] for d in sink if d.request.action.startswith("s3:")}
+    app_backups = {d.request.resource.split(":::")[1].split("/")[0] for d in result.decisions
+                   if d.request.why == "GitLab object storage $BUCKET_BACKUPS"}
+    assert len(buckets) == 1 and buckets == app_backups, (buckets, app_backups)
+
+
+@pytest.mark.parametrize("statement, action", [("WriteAndReadRepositoryBackups", "s3:PutObject"),
+                                               ("MissingKeysAreNotFound", "s3:ListBucket"),
+                                               ("UseStackKeyThroughS3", "kms:GenerateDataKey")])
+def test_gitaly_backup_grant_without_a_statement_fails(statement, action):
+    def change(t):
+        doc = t["gitaly"]["Resources"]["GitalyServerSideBackup"]["Properties"]["PolicyDocument"]
+        doc["Statement"] = [s for s in doc["Statement"] if s["Sid"] != statement]
+    one(changed(change, CLUSTER), "(gitaly)", action, "is denied")

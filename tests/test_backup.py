@@ -58,13 +58,29 @@ else:
 FAKE_GITLAB_BACKUP = r'''
 import json, os, sys, time
 args = sys.argv[1:]
-if len(args) != 3 or args[0] != "create" or not args[1].startswith("SKIP=") or args[2] != "CRON=1":
-    sys.stderr.write("gitlab-backup (fake): usage: gitlab-backup create SKIP=... CRON=1; got %r\n" % args)
+server_side = "REPOSITORIES_SERVER_SIDE=true" in args
+rest = [a for a in args if a != "REPOSITORIES_SERVER_SIDE=true"]
+if len(rest) != 3 or rest[0] != "create" or not rest[1].startswith("SKIP=") or rest[2] != "CRON=1" \
+        or any(a.startswith("REPOSITORIES_SERVER_SIDE") and a != "REPOSITORIES_SERVER_SIDE=true" for a in args):
+    sys.stderr.write("gitlab-backup (fake): usage: gitlab-backup create [REPOSITORIES_SERVER_SIDE=true] SKIP=... CRON=1; got %r\n" % args)
     sys.exit(2)
+# Server-side: every Gitaly node asked must have a backup destination (Gitaly's [backup]
+# go_cloud_url); a node without one fails the repository backup, as Gitaly's
+# BackupRepository does without a sink. The nodes' rendered configuration: FAKE_GITALY_CONFIGS.
+if server_side:
+    for path in filter(None, os.environ.get("FAKE_GITALY_CONFIGS", "").split(":")):
+        url = (json.load(open(path)).get("gitaly", {}).get("backup") or {}).get("go_cloud_url", "")
+        if not url.startswith("s3://"):
+            sys.stderr.write("gitlab-backup (fake): Gitaly %s has no server-side backup destination\n" % path)
+            sys.exit(1)
+    if not os.environ.get("FAKE_GITALY_CONFIGS"):
+        sys.stderr.write("gitlab-backup (fake): server-side backups asked of a Gitaly with no backup destination\n")
+        sys.exit(1)
 started = time.time()
 time.sleep(float(os.environ.get("FAKE_BACKUP_SECONDS", "0")))
 with open(os.path.join(os.environ["FAKE_STATE"], "backups.log"), "a") as f:
-    f.write(json.dumps({"skip": args[1][5:].split(","), "started": started, "ended": time.time()}) + "\n")
+    f.write(json.dumps({"skip": rest[1][5:].split(","), "server_side": server_side,
+                        "started": started, "ended": time.time()}) + "\n")
 sys.exit(int(os.environ.get("FAKE_BACKUP_RC", "0")))
 '''
 
@@ -174,3 +190,100 @@ def test_every_server_schedules_the_backup_without_secrets(tmp_path):
     exported = dict(re.findall(r"^export ([A-Z_]+)=(.*)$", text, flags=re.M))
     assert set(exported) == {"AWS_REGION", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SECRET_ARN", "BUCKET_BACKUPS",
                              "LOG_GROUP_PREFIX"}
+
+
+def gitaly_config(tmp_path: Path, name: str, bucket: str | None) -> Path:
+    """A cluster node's Gitaly configuration as scripts/gitaly.sh renders it (its gitlab.rb,
+    evaluated as the package's settings DSL is by support/gitlab_rb_eval.rb), as the fake
+    gitlab-ctl records it (``{"gitaly": gitaly['configuration']}``)."""
+    from support.disk import evaluate_gitlab_rb
+
+    gitaly = (SCRIPTS / "gitaly.sh").read_text()
+    assert gitaly.rstrip().endswith('main "$@"')
+    script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/single-service.sh'}\n"
+              + gitaly.rstrip()[: -len('main "$@"')]
+              + '\nGITALY_TOKEN=t SHELL_SECRET=s\n'
+              + ('GITALY_BACKUP_URL=$(gitaly_backup_url "$BACKUP_BUCKET_NAME")\n' if bucket else "")
+              + "render_gitlab_rb\n")
+    env = {"PATH": os.environ["PATH"], "AWS_REGION": "eu-west-1", "GITLAB_DOMAIN": "gitlab.example.com",
+           "GITALY_STORAGE": name, "GITLAB_CFN_ROOT": str(tmp_path), **({"BACKUP_BUCKET_NAME": bucket} if bucket else {})}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    rb = tmp_path / f"{name}.rb"
+    rb.write_text(done.stdout)
+    value = next(a["value"] for a in evaluate_gitlab_rb(rb)["assignments"] if a["key"] == "gitaly['configuration']")
+    out = tmp_path / f"{name}.json"
+    out.write_text(json.dumps({"gitaly": value}))
+    return out
+
+
+BUCKET = "gl-backups-123456789012-eu-west-1-0a1b2c3d"
+
+
+def test_a_cluster_backs_up_server_side_only_when_every_node_has_a_destination(machine, tmp_path):
+    _, state, _, _ = machine
+    nodes = [gitaly_config(tmp_path, f"gitaly-{n}", BUCKET) for n in (1, 2, 3)]
+    assert json.loads(nodes[0].read_text())["gitaly"]["backup"] == {"go_cloud_url": f"s3://{BUCKET}?region=eu-west-1"}
+    run = start(machine, "server-1", BACKUP_SERVER_SIDE="true", FAKE_GITALY_CONFIGS=":".join(map(str, nodes)))
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert "running gitlab-backup create REPOSITORIES_SERVER_SIDE=true SKIP=" in err
+    (backup,) = records(state, "backups.log")
+    assert backup["server_side"] is True and set(backup["skip"]) == SKIP_NAMES - KEPT
+    # A node rendered without a destination (the single server's gitlab.rb): the option fails.
+    plain = gitaly_config(tmp_path, "default", None)
+    assert "backup" not in json.loads(plain.read_text())["gitaly"]
+    run = start(machine, "server-1", BACKUP_SERVER_SIDE="true", FAKE_GITALY_CONFIGS=f"{nodes[0]}:{plain}")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode != 0 and "has no server-side backup destination" in err
+    assert [m["--value"] for m in records(state, "metrics.log")] == ["1", "0"]
+    # Without BACKUP_SERVER_SIDE (the POC, or a cluster beside the kept POC server): through Rails.
+    run = start(machine, "server-1", FAKE_GITALY_CONFIGS=str(plain))
+    assert run.wait(60) == 0
+    assert records(state, "backups.log")[-1]["server_side"] is False
+
+
+def test_the_schedule_keeps_the_server_side_setting(tmp_path):
+    env = {"PATH": os.environ["PATH"], "GITLAB_CFN_ROOT": str(tmp_path), "AWS_REGION": "eu-west-1",
+           "DB_HOST": "db.example", "DB_PORT": "5432", "DB_NAME": "gitlabhq_production", "DB_SECRET_ARN": SECRET_ARN,
+           "BUCKET_BACKUPS": BUCKET, "LOG_GROUP_PREFIX": f"/gitlab-cfn/{STACK}/0a1b2c3d", "BACKUP_SERVER_SIDE": "true"}
+    script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/backup.sh'}\n"
+              "install_backup_schedule /opt/gitlab-cfn/boot/abc/gitlab-app.sh\n")
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "export BACKUP_SERVER_SIDE=true\n" in (tmp_path / "etc/gitlab-cfn/backup.env").read_text()
+
+
+@pytest.mark.parametrize("cfg, server_side", [({}, False), ({"size": "2k"}, False), ({"size": "3k"}, True),
+                                               ({"size": "10k", "gitaly": {"keep_single_server": True}}, False)])
+def test_who_is_told_to_back_up_server_side(cfg, server_side):
+    """The app servers back up server-side exactly when every storage is a cluster node; each
+    cluster node (never the single server, whose user data never changes) knows the bucket."""
+    from conftest import templates_for
+    from test_userdata import template_user_data
+
+    found = template_user_data(templates_for(cfg))
+    (_, app, _, _), = found["gitlab-app"]
+    assert ("BACKUP_SERVER_SIDE" in app) is server_side and app.get("BACKUP_SERVER_SIDE", "true") == "true"
+    assert all("BACKUP_SERVER_SIDE" not in v for _, v, _, _ in found.get("gitlab-sidekiq", []))
+    nodes = {name: v for name, v, _, _ in found["gitaly"]}
+    for name, values in nodes.items():
+        if name == "GitalyInstance":
+            assert "BACKUP_BUCKET_NAME" not in values
+        else:
+            assert values["BACKUP_BUCKET_NAME"] == {"Ref": "BackupsBucketName"}, name
+    if server_side:
+        assert len(nodes) >= 3 and "GitalyInstance" not in nodes
+
+
+def test_a_server_side_setting_other_than_true_fails_in_one_line_and_schedules_nothing(tmp_path):
+    env = {"PATH": os.environ["PATH"], "GITLAB_CFN_ROOT": str(tmp_path), "AWS_REGION": "eu-west-1",
+           "DB_HOST": "db.example", "DB_PORT": "5432", "DB_NAME": "gitlabhq_production", "DB_SECRET_ARN": SECRET_ARN,
+           "BUCKET_BACKUPS": BUCKET, "LOG_GROUP_PREFIX": f"/gitlab-cfn/{STACK}/0a1b2c3d", "BACKUP_SERVER_SIDE": "yes"}
+    script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/backup.sh'}\n"
+              "install_backup_schedule /opt/gitlab-cfn/boot/abc/gitlab-app.sh\n")
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    (error,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert error.endswith("error: BACKUP_SERVER_SIDE: 'yes' is not 'true' (or unset: repositories through this server)")
+    assert not (tmp_path / "etc/cron.d/gitlab-cfn-backup").exists() and not (tmp_path / "etc/gitlab-cfn/backup.env").exists()

@@ -31,6 +31,7 @@ ENV = {
     # As the template gives them (lib/cloudwatch.sh puts the log group prefix together).
     "LOG_GROUP_ID": "0a1b2c3d",
     "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-production/gitaly/boot-bundle",
+    "BACKUP_BUCKET_NAME": "gl-backups-123456789012-ap-southeast-2-0a1b2c3d",
     "GITALY_VOLUME_WAIT": "20",
     "GITALY_READY_TIMEOUT": "10",
 }
@@ -63,6 +64,9 @@ def test_a_cluster_node_serves_its_node_storage_with_the_internal_token(machine,
     assert gitaly["storage"] == [{"name": "gitaly-2", "path": "/var/opt/gitlab/git-data/repositories"}]
     assert gitaly["auth"] == {"token": "praefectInternalT0ken"}
     assert gitaly["listen_addr"] == "0.0.0.0:8075"
+    # Server-side repository backups go straight to the stack's backups bucket, in its region
+    # (configure_gitaly.md, "Configure S3 storage"): what the package writes to config.toml's [backup].
+    assert gitaly["backup"] == {"go_cloud_url": "s3://gl-backups-123456789012-ap-southeast-2-0a1b2c3d?region=ap-southeast-2"}
     assert [s["--exit-code"] for s in machine.signals()] == ["0"]
     assert "praefectInternalT0ken" not in result.stderr + result.stdout
     # Each cluster node ships Gitaly's log to the stack's groups, like the single server.
@@ -81,6 +85,29 @@ def test_the_cluster_gitlab_rb_is_documented_on_every_supported_version(machine,
     evaluated = evaluate_gitlab_rb(rb)
     for release in versions.SETTINGS_RELEASE.values():
         assert undocumented(evaluated, release) == [], release
+
+
+def test_the_backup_keys_are_checked_against_each_version(machine):
+    """backup/go_cloud_url are documented beside the template (configure_gitaly.md) for a hash
+    each supported version's cookbook writes whole (data beyond_template); a misspelt key is not."""
+    from support.gitlab_rb import unknown_settings
+
+    machine.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", "19.3.0-ee\n")
+    assert machine.boot(userdata.body("gitaly"), ENV).returncode == 0
+    rb = machine.upper("/etc/gitlab/gitlab.rb").read_text()
+    assert "go_cloud_url" in rb and unknown_settings(rb) == []
+    assert unknown_settings(rb.replace("go_cloud_url:", "gocloud_url:")) == ["gitaly['configuration'][:gocloud_url]"]
+    facts = versions.settings()
+    for release in versions.SETTINGS_RELEASE.values():
+        assert facts[release]["beyond_template"]["gitaly['configuration']"]["symbols"] == ["backup", "go_cloud_url"]
+
+
+def test_a_bucket_name_s3_refuses_fails_the_boot(machine):
+    machine.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", "19.3.0-ee\n")
+    result = machine.boot(userdata.body("gitaly"), {**ENV, "BACKUP_BUCKET_NAME": "Backups_Bucket"})
+    assert result.returncode == 1
+    assert "error: BACKUP_BUCKET_NAME: 'Backups_Bucket' is not an S3 bucket name" in result.stderr
+    assert not machine.upper("/etc/gitlab/gitlab.rb").exists()
 
 
 def test_a_storage_name_praefect_cannot_address_fails_the_boot_before_anything_is_written(machine):

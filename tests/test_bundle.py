@@ -32,7 +32,7 @@ def _read(data: bytes) -> dict[str, str]:
 def test_the_bundle_holds_each_roles_script_exactly():
     built = bundle.build()
     assert _read(built.data) == {f"{role}.sh": userdata.body(role)
-                                 for role in ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "praefect")}
+                                 for role in ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "monitoring", "praefect")}
     assert built.sha256 == hashlib.sha256(built.data).hexdigest()
     assert built.key == f"scripts/boot-{built.sha256}.tar.gz"
 

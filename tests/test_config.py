@@ -9,7 +9,7 @@ BAD = [
     ({"bastions": "yes"}, "bastions: must be true or false (got 'yes')"),
     ({"ssh_key_pair": 1}, "ssh_key_pair: must be true or false (got 1)"),
     ({"databse": {}}, "databse: unknown key (allowed: size, az_count, nat_gateways, bastions, ssh_key_pair, "
-                      "database, cache, gitaly, app, sidekiq, praefect)"),
+                      "database, cache, gitaly, app, sidekiq, praefect, monitoring)"),
     ({"database": {"size": 1}}, "database.size: unknown key (allowed: instance_class, storage_type)"),
     ({"database": "big"}, "database: must be a mapping of keys to values (got 'big')"),
     ({"database": {"storage_type": "st1"}}, "database.storage_type: must be one of io1, gp3 (got 'st1')"),

@@ -353,6 +353,36 @@ def test_a_cluster_has_a_disk_alarm_per_gitaly_server_and_the_agent_on_every_rol
                 assert not any("CloudWatchAgentServerPolicy" in str(a) for a in r["Properties"].get("ManagedPolicyArns", []))
 
 
+def test_the_agent_check_refuses_aggregation_sets_the_agent_would_never_publish(tmp_path):
+    """The real agent adds an aggregation set to a metric only when the metric has all of its
+    dimensions and more (plugins/outputs/cloudwatch/cloudwatch.go, ProcessRollup); any other
+    set is skipped silently, so an alarm on it never gets data. The fake refuses it."""
+    good = agent_config("gitaly")
+    rollups = good["metrics"]["aggregation_dimensions"]
+    # A misspelt dimension: the schema takes any string.
+    bad = json.loads(json.dumps(good))
+    bad["metrics"]["aggregation_dimensions"] = [*rollups[:-1], ["InstanceId", "Stack", "Role", "Path"]]
+    assert "['InstanceId', 'Stack', 'Role', 'Path'] is published for no metric" in _refused(tmp_path, bad)
+    # As many dimensions as the disk metric has (device dropped, mode always, no host with
+    # append_dimensions): the agent skips it.
+    bad = json.loads(json.dumps(good))
+    bad["metrics"]["aggregation_dimensions"] = [["InstanceId", "Stack", "Role", "fstype", "path"]]
+    assert "is published for no metric" in _refused(tmp_path, bad)
+    # Without drop_device the disk metric has one more dimension, and that set is published.
+    bad["metrics"]["metrics_collected"]["disk"]["drop_device"] = False
+    path = tmp_path / "with-device.json"
+    path.write_text(json.dumps(bad))
+    # (A loaded configuration is recorded: in the test's own log, never this machine's /var/log.)
+    assert ctl(path, log=tmp_path / "fakes.log").returncode == 0
+    # Each set the boot writes is published for some metric of every role that ships metrics.
+    for role in sorted(ROLE_FAMILIES):
+        cfg = agent_config(role)
+        path = tmp_path / f"{role}.json"
+        path.write_text(json.dumps(cfg))
+        assert ctl(path, log=tmp_path / "fakes.log").returncode == 0, role
+    assert len((tmp_path / "fakes.log").read_text().splitlines()) == 1 + len(ROLE_FAMILIES)
+
+
 def test_the_per_server_disk_alarm_names_a_dimension_set_the_agent_publishes():
     cfg = agent_config("gitaly")
     assert ["InstanceId", "Stack", "Role", "path"] in cfg["metrics"]["aggregation_dimensions"]

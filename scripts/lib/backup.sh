@@ -13,7 +13,16 @@
 # the database and every object-storage kind (SKIP names from
 # https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#excluding-specific-data-from-the-backup).
 # Each run publishes BackupSucceeded (1 or 0) in the stack's namespace; the monitoring
-# tier's BackupAlarm fires on a 0 or when no value arrives for a day (late).
+# tier's BackupAlarm goes to ALARM on a 0, and to INSUFFICIENT_DATA (notified too) when no
+# run reported for 27 hours (late or stopped); a new stack's alarm is silent until the
+# first night's run reports.
+#
+# Gitaly Cluster (BACKUP_SERVER_SIDE=true, from the app tier when every storage is a cluster
+# node): `gitlab-backup create REPOSITORIES_SERVER_SIDE=true` makes each Gitaly node stream
+# the repositories it hosts straight to the backups bucket (its go_cloud_url, scripts/gitaly.sh),
+# and the archive GitLab uploads holds only the metadata the restore needs
+# (https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#create-server-side-repository-backups;
+# backup_large_reference_architectures.md, "Configure backup of Git repositories").
 
 BACKUP_LOCK_KEY=80751002  # pg_try_advisory_lock key of the scheduled backup
 BACKUP_SKIP=db,uploads,builds,artifacts,lfs,terraform_state,registry,pages,packages,ci_secure_files,external_diffs
@@ -35,8 +44,12 @@ backup_metric() {
 backup_locked_phase() {
   local status=0
   unset PGPASSWORD
-  log "this server holds the backup lock: running gitlab-backup create SKIP=$BACKUP_SKIP"
-  gitlab-backup create "SKIP=$BACKUP_SKIP" CRON=1 || status=$?
+  local options=("SKIP=$BACKUP_SKIP" CRON=1)
+  if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then
+    options=(REPOSITORIES_SERVER_SIDE=true "${options[@]}")
+  fi
+  log "this server holds the backup lock: running gitlab-backup create ${options[*]}"
+  gitlab-backup create "${options[@]}" || status=$?
   if ((status == 0)); then
     log "backup done and uploaded to $BUCKET_BACKUPS"
     backup_metric 1
@@ -87,10 +100,15 @@ backup_phase() {
 # the values it needs (ARNs and names, never a secret's value).
 install_backup_schedule() {
   local program=$1 name
+  [[ -z "${BACKUP_SERVER_SIDE:-}" || "$BACKUP_SERVER_SIDE" == true ]] ||
+    die "BACKUP_SERVER_SIDE: '$BACKUP_SERVER_SIDE' is not 'true' (or unset: repositories through this server)"
   {
     for name in AWS_REGION DB_HOST DB_PORT DB_NAME DB_SECRET_ARN BUCKET_BACKUPS LOG_GROUP_PREFIX; do
       printf 'export %s=%q\n' "$name" "${!name}"
     done
+    if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then
+      printf 'export BACKUP_SERVER_SIDE=true\n'
+    fi
   } | install_file 0600 "$ROOT$BACKUP_ENV"
   printf '# gitlab-cfn: GitLab backup, on whichever server takes the lock first.\n%s root . %s && GITLAB_CFN_PHASE=backup bash %q >>/var/log/gitlab-cfn-backup.log 2>&1\n' \
     "$BACKUP_SCHEDULE" "$BACKUP_ENV" "$program" | install_file 0644 "$ROOT$BACKUP_CRON"

@@ -59,6 +59,7 @@ cloudwatch_role_families() {
     gitaly) echo gitaly boot ;;
     praefect) echo praefect boot ;;
     sidekiq) echo sidekiq rails-application rails-exceptions boot ;;
+    monitoring) echo boot ;;
     *) return 1 ;;
   esac
 }
@@ -95,6 +96,11 @@ config = {
     "metrics": {
         "namespace": f"gitlab-cfn/{stack}",
         "append_dimensions": {"InstanceId": "${aws:InstanceId}"},
+        # Each set is published for a metric only when the metric has all of its dimensions
+        # and more (aws/amazon-cloudwatch-agent plugins/outputs/cloudwatch/cloudwatch.go,
+        # ProcessRollup; schema: translator/config/schema.json, metricsDefinition): with
+        # append_dimensions there is no host dimension, and disk has path and fstype (device
+        # dropped, mode always: metrics_collect/disk/ruleDropTags.go), so each set is used.
         # Also published without InstanceId, so that an alarm can name the metric
         # of a role without knowing its servers; and per server without device and
         # fstype (the Gitaly disk alarm of each Gitaly server).

@@ -60,7 +60,7 @@ HOST = "10.0.2.2"
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 NEEDS = {"redis-server": "redis-server", "sshd": "openssh-server", "slirp4netns": "slirp4netns", "unshare": "util-linux", "ruby": "ruby", "ip": "iproute2",
-         "nginx": "nginx", "openssl": "openssl", "curl": "curl"}
+         "nginx": "nginx", "openssl": "openssl", "curl": "curl", "promtool": "prometheus"}
 
 
 def missing_tools() -> list[str]:

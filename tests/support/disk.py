@@ -243,7 +243,9 @@ def evaluate_gitlab_rb(path: Path) -> dict:
 def undocumented(evaluated: dict, release: str) -> list[str]:
     """Settings, hash keys and calls the release's gitlab.rb template does not document."""
     known = versions.settings()[release]
-    keys, calls, symbols = set(known["keys"]), set(known["calls"]), known["symbols"]
+    from support.gitlab_rb import documented_symbols
+
+    keys, calls, symbols = set(known["keys"]), set(known["calls"]), documented_symbols(known)
     unknown = [f"{a['key']}" for a in evaluated["assignments"] if a["key"] not in keys]
     for a in evaluated["assignments"]:
         if a["symbols"] and a["key"] in keys:

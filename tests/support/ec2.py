@@ -125,7 +125,7 @@ class Hypervisor:
         values = preamble(user_data)
         role = values.get("BOOT_ROLE", "")
         name = f"{role or 'unknown'}-{instance_id[-6:]}"
-        if role not in ("gitlab-app", "gitaly"):
+        if role not in ("gitlab-app", "gitaly", "monitoring"):
             self.booted[instance_id] = Booted(instance_id, role, None)  # type: ignore[arg-type]
             self.errors.append(f"{instance_id}: cannot boot role {role!r} here (user data: {user_data[:80]!r})")
             return
@@ -136,8 +136,9 @@ class Hypervisor:
         if role == "gitlab-app":
             self._as_rds(server)
             self._as_elasticache(server)
-        else:
+        elif role == "gitaly":
             self._as_gitaly(server, instance_id)
+        # The monitoring server needs nothing the stand-in plays: its Prometheus only reads EC2.
         booted = self.booted[instance_id] = Booted(instance_id, role, server)
         thread = threading.Thread(target=self._boot, args=(booted,), name=name, daemon=True)
         self._threads.append(thread)

@@ -27,6 +27,16 @@ def release_for(version: str) -> str:
     return versions.SETTINGS_RELEASE[parsed[:2]]
 
 
+def documented_symbols(facts: dict) -> dict[str, set[str]]:
+    """Per hash setting, the symbol keys the release documents: its gitlab.rb template's block,
+    and those GitLab documents elsewhere for a hash the release's cookbook passes whole to its
+    service (``beyond_template``: Gitaly's ``backup: { go_cloud_url: }``, configure_gitaly.md)."""
+    symbols = {key: set(names) for key, names in facts["symbols"].items()}
+    for key, beyond in facts.get("beyond_template", {}).items():
+        symbols.setdefault(key, set()).update(beyond["symbols"])
+    return symbols
+
+
 def unknown_settings(rendered: str, release: str | None = None) -> list[str]:
     """The settings a rendered gitlab.rb uses that RELEASE's template does not document.
 
@@ -40,7 +50,8 @@ def unknown_settings(rendered: str, release: str | None = None) -> list[str]:
         return found
     facts = versions.settings()[release]
     # external_url is the one call the template sets uncommented (GENERATED_EXTERNAL_URL).
-    keys, calls, symbols = set(facts["keys"]), set(facts["calls"]) | {"external_url"}, facts["symbols"]
+    keys, calls = set(facts["keys"]), set(facts["calls"]) | {"external_url"}
+    symbols = documented_symbols(facts)
     unknown = []
     lines = rendered.splitlines()
     for i, line in enumerate(lines):

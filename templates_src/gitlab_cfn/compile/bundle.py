@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from gitlab_cfn.compile import userdata
 
 # The roles whose servers boot from the bundle (the AMI builder keeps its user data).
-ROLES = ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "praefect")
+ROLES = ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "monitoring", "praefect")
 SCRIPTS_DIR = "scripts"
 # Where instances unpack it (bootstrap.sh): one folder per bundle hash.
 UNPACK_DIR = "/opt/gitlab-cfn/boot"

@@ -361,6 +361,11 @@ def parameters(cfg: BuildConfig) -> dict[str, ParamSpec]:
                 "RDS instance class of Praefect's own database; burstable db.t* classes are not offered.",
                 DB_INSTANCE_CLASSES, cfg.praefect.db_instance_class)
 
+    if cfg.monitoring.node:
+        specs["MonitoringInstanceType"] = _choice(
+            "Monitoring server instance type", ops,
+            "EC2 instance type of the monitoring server (GitLab's Prometheus).", ALL_INSTANCE_TYPES,
+            cfg.monitoring.instance_type)
     specs.update(operations_parameters(ops))
 
     specs["TemplateBucketName"] = ParamSpec(

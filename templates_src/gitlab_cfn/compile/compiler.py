@@ -47,6 +47,8 @@ def build_tiers(cfg: BuildConfig, specs: dict | None = None) -> list[Tier]:
             continue
         if name == "praefect" and not cfg.cluster:
             continue
+        if name == "prometheus" and not cfg.monitoring.node:
+            continue
         module = MODULES[name]
         tier = Tier(name=name, cfg=cfg, specs=specs, description=module.DESCRIPTION)
         module.build(tier)

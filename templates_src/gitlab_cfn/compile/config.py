@@ -139,6 +139,18 @@ class SidekiqConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    node: bool = _setting(
+        False, _boolean,
+        "a monitoring server running the GitLab package's Prometheus only, scraping every server of the "
+        "stack it finds by EC2 service discovery (GitLab's reference architectures' monitoring node); "
+        "the other servers' exporters then listen on their private address, for it only")
+    instance_type: str = _setting(
+        "c5.large", _not_burstable(choices.ALL_INSTANCE_TYPES),
+        "default instance type of the monitoring server (each size sets GitLab's)")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     instance_type: str = _setting(
         "c5.xlarge", _not_burstable(choices.ALL_INSTANCE_TYPES), "default GitLab instance type")
@@ -174,6 +186,7 @@ class BuildConfig:
     app: AppConfig = field(default_factory=AppConfig)
     sidekiq: SidekiqConfig = field(default_factory=SidekiqConfig)
     praefect: PraefectConfig = field(default_factory=PraefectConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     @property
     def cluster(self) -> bool:
@@ -272,6 +285,7 @@ _NESTED = {
     "app": AppConfig,
     "sidekiq": SidekiqConfig,
     "praefect": PraefectConfig,
+    "monitoring": MonitoringConfig,
 }
 
 

@@ -22,6 +22,7 @@ TIERS = (
     "gitaly",
     "praefect",   # with a Gitaly Cluster only
     "app",
+    "prometheus",  # with monitoring.node only
     "monitoring",
     "backup",
     "dns",

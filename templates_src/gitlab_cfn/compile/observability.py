@@ -52,6 +52,8 @@ ROLE_FAMILIES: dict[str, tuple[str, ...]] = {
     "gitaly": ("gitaly", "boot"),
     "praefect": ("praefect", "boot"),
     "sidekiq": ("sidekiq", "rails-application", "rails-exceptions", "boot"),
+    # The monitoring server (monitoring.node): its boot; Prometheus's own log stays on the server.
+    "monitoring": ("boot",),
 }
 
 LOG_GROUP_ROOT = "/gitlab-cfn"

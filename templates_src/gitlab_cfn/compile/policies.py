@@ -213,6 +213,32 @@ def kms_use(key_arn, services: list[str]) -> PolicyDocument:
     )
 
 
+def gitaly_backup_sink(bucket_name, key_arn) -> PolicyDocument:
+    """What Gitaly's server-side backups ask of S3 (scripts/gitaly.sh, go_cloud_url): Gitaly's
+    sink (gitlab-org/gitaly internal/backup/sink.go: gocloud.dev/blob NewWriter and NewReader,
+    nothing else) writes with the s3blob driver's uploader (PutObject, or a multipart upload,
+    which is s3:PutObject too, and AbortMultipartUpload when it fails) and reads GetObject (the
+    LATEST pointers, and restores). s3:ListBucket so that a key not there yet is a 404, which
+    Gitaly takes for "no backup yet", not a 403 ("If you don't have the s3:ListBucket permission,
+    Amazon S3 returns an HTTP status code 403", https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+    The bucket's default encryption is the stack's key: S3 asks KMS for a data key on a write,
+    and to decrypt on a read and when a multipart upload completes
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html)."""
+    bucket = Sub("arn:${AWS::Partition}:s3:::${Bucket}", Bucket=bucket_name)
+    objects = Sub("arn:${AWS::Partition}:s3:::${Bucket}/*", Bucket=bucket_name)
+    return PolicyDocument(
+        Version=VERSION,
+        Statement=[
+            Statement(Sid="WriteAndReadRepositoryBackups", Effect=Allow,
+                      Action=[s3.PutObject, s3.GetObject, s3.AbortMultipartUpload], Resource=[objects]),
+            Statement(Sid="MissingKeysAreNotFound", Effect=Allow, Action=[s3.ListBucket], Resource=[bucket]),
+            Statement(Sid="UseStackKeyThroughS3", Effect=Allow, Action=[kms.Decrypt, kms.GenerateDataKey],
+                      Resource=[key_arn],
+                      Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com")))),
+        ],
+    )
+
+
 def _on_secrets(sid: str, actions: list, secret_arns: list) -> PolicyDocument:
     return PolicyDocument(
         Version=VERSION,
@@ -258,6 +284,7 @@ def grant_secret_read(logical_id: str, secret: AWSObject, role_names: list) -> i
 __all__ = [
     "assume_role",
     "boot_read",
+    "gitaly_backup_sink",
     "gitlab_object_storage",
     "grant",
     "grant_secret_read",

@@ -18,7 +18,9 @@ the rules that page gives for AWS services:
   nodes are a primary and two replicas; from 10k, two replication groups (cache and
   persistent, GitLab's separate Redis instances).
 - The internal load balancer is an AWS Network Load Balancer, not a server.
-- Monitoring is not built (CloudWatch metrics and alarms stand in for it).
+- The monitoring node (GitLab's Prometheus, one server) is built on request
+  (``monitoring.node: true``, tier ``prometheus``) with the size's instance type;
+  CloudWatch metrics and alarms are there either way.
 
 RDS has no ``c5`` or ``m5`` class for every size (and ``db.m5`` is a previous
 generation): each PostgreSQL row maps GitLab's EC2 type to the RDS class of the same
@@ -89,6 +91,7 @@ class Size:
     gitaly: tuple[int, str]
     praefect: tuple[int, str] | None       # None: no Gitaly Cluster
     praefect_postgres: str | None
+    monitoring: str                        # EC2 type of the optional monitoring node
 
     @property
     def db_class(self) -> str:
@@ -110,17 +113,17 @@ class Size:
 
 SIZES: dict[str, Size] = {s.name: s for s in (
     Size("2k", "2,000", (2, "c5.2xlarge"), (1, "m5.xlarge"), "m5.large", (1, "m5.large"), False,
-         (1, "m5.xlarge"), None, None),
+         (1, "m5.xlarge"), None, None, "c5.large"),
     Size("3k", "3,000", (3, "c5.2xlarge"), (2, "m5.xlarge"), "m5.large", (3, "m5.large"), False,
-         (3, "m5.xlarge"), (3, "c5.large"), "c5.large"),
+         (3, "m5.xlarge"), (3, "c5.large"), "c5.large", "c5.large"),
     Size("5k", "5,000", (3, "c5.4xlarge"), (2, "m5.xlarge"), "m5.xlarge", (3, "m5.large"), False,
-         (3, "m5.2xlarge"), (3, "c5.large"), "c5.large"),
+         (3, "m5.2xlarge"), (3, "c5.large"), "c5.large", "c5.large"),
     Size("10k", "10,000", (3, "c5.9xlarge"), (4, "m5.xlarge"), "m5.2xlarge", (3, "m5.xlarge"), True,
-         (3, "m5.4xlarge"), (3, "c5.large"), "c5.large"),
+         (3, "m5.4xlarge"), (3, "c5.large"), "c5.large", "c5.xlarge"),
     Size("25k", "25,000", (5, "c5.9xlarge"), (4, "m5.xlarge"), "m5.4xlarge", (3, "m5.xlarge"), True,
-         (3, "m5.8xlarge"), (3, "c5.xlarge"), "c5.large"),
+         (3, "m5.8xlarge"), (3, "c5.xlarge"), "c5.large", "c5.xlarge"),
     Size("50k", "50,000", (12, "c5.9xlarge"), (4, "m5.xlarge"), "m5.8xlarge", (3, "m5.xlarge"), True,
-         (3, "m5.16xlarge"), (3, "c5.xlarge"), "c5.large"),
+         (3, "m5.16xlarge"), (3, "c5.xlarge"), "c5.large", "c5.xlarge"),
 )}
 NAMES = ("poc", *SIZES)
 
@@ -138,6 +141,8 @@ def defaults(size: str) -> dict:
         "cache": {"node_type": s.cache_node_type, "replicas": s.cache_nodes - 1,
                   "separate_cache": s.separate_cache},
         "gitaly": {"instance_type": s.gitaly[1], "nodes": s.gitaly[0]},
+        # The type only: the monitoring node is built when the config asks for it.
+        "monitoring": {"instance_type": s.monitoring},
     }
     if s.sidekiq:
         count, kind = s.sidekiq
@@ -152,7 +157,8 @@ def defaults(size: str) -> dict:
 def table_rows() -> list[list[str]]:
     """The size table as rows of text (docs/sizes.md shows it; a test keeps them equal)."""
     head = ["Size (users)", "Rails", "Sidekiq", "RDS PostgreSQL (Multi-AZ)", "ElastiCache Redis",
-            "Gitaly", "Praefect (+ internal NLB)", "Praefect database"]
+            "Gitaly", "Praefect (+ internal NLB)", "Praefect database",
+            "Monitoring (`monitoring.node`)"]
     rows = [head]
     for s in SIZES.values():
         redis = f"{s.cache_nodes} × cache.{s.redis[1]} (GitLab: {s.redis[0]})"
@@ -169,6 +175,7 @@ def table_rows() -> list[list[str]]:
             f"{s.praefect[0]} × {s.praefect[1]}" if s.praefect else "–",
             (f"own database on the main instance, or {RDS_CLASS_OF[s.praefect_postgres]} "
              f"(GitLab: {s.praefect_postgres})") if s.praefect_postgres else "–",
+            f"1 × {s.monitoring}",
         ])
     return rows
 

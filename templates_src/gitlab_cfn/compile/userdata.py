@@ -30,17 +30,22 @@ from gitlab_cfn.errors import GitlabCfnError
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 # The files of each role's user data, in order: libraries, then the role script.
 ROLES = {
-    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
+    "gitlab-app": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "lib/exporters.sh",
+                   "gitlab-app.sh"),
     # Sidekiq-only servers (sizes from 2k): the application script, which branches on BOOT_ROLE
     # (it sources the backup functions too, but schedules no backup on a Sidekiq server).
-    "gitlab-sidekiq": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "gitlab-app.sh"),
-    "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "gitaly.sh"),
-    "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "praefect.sh"),
+    "gitlab-sidekiq": ("lib/common.sh", "lib/cloudwatch.sh", "lib/backup.sh", "lib/email.sh", "lib/exporters.sh",
+                   "gitlab-app.sh"),
+    "gitaly": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "lib/exporters.sh", "gitaly.sh"),
+    "praefect": ("lib/common.sh", "lib/cloudwatch.sh", "lib/single-service.sh", "lib/exporters.sh",
+                 "praefect.sh"),
+    # The monitoring server (config monitoring.node): the GitLab package's Prometheus only.
+    "monitoring": ("lib/common.sh", "lib/cloudwatch.sh", "monitoring.sh"),
     "bastion": ("lib/common.sh", "lib/install.sh", "bastion.sh"),
     "bake": ("lib/common.sh", "lib/install.sh", "bake-install.sh"),
 }
 # The roles whose user data is the bootstrap, and whose scripts are in the boot bundle.
-BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "praefect")
+BOOTSTRAPPED = ("bastion", "gitaly", "gitlab-app", "gitlab-sidekiq", "monitoring", "praefect")
 BOOTSTRAP = "bootstrap.sh"
 # EC2 refuses user data over 16 KB (before base64).
 MAX_BYTES = 16 * 1024
@@ -67,6 +72,7 @@ MAX_LENGTHS = (
     ("_ID", 32),              # volume ids
     ("_NAME", 64),
     ("EMAIL_SENDER", 80),     # catalog.EMAIL_SENDER_MAX_LENGTH
+    ("BACKUP_SERVER_SIDE", 4),  # 'true' (lib/backup.sh)
 )
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -51,8 +51,9 @@ STABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMP
 COMMAND_DONE = {"Success", "Cancelled", "TimedOut", "Failed", "Cancelling"}
 # A rolling update waits this long for each new server (app tier, UPDATE_TIMEOUT).
 ROLL_MINUTES_PER_SERVER = 45
-# Groups beside the Rails servers' that a version change replaces, one server at a time.
-ROLLED = ("PraefectAutoScalingGroup", "SidekiqAutoScalingGroup")
+# Groups beside the Rails servers' that a version change replaces, one server at a time
+# (the monitoring server's too: its launch template takes GitLabAmiId).
+ROLLED = ("PraefectAutoScalingGroup", "SidekiqAutoScalingGroup", "PrometheusAutoScalingGroup")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -271,13 +272,13 @@ def _icons():
             "sns": integration.SimpleNotificationServiceSns, "backup": storage.Backup}
 
 
-def _diagram(model: Model, title: str, filename: str | None, fmt: str, draw: bool = True):
+def _diagram(model: Model, title: str, filename: str | None, fmt: str, draw: bool = True, splines: str = "spline"):
     """The ``diagrams`` Diagram of a model; drawn into ``filename.fmt`` by Graphviz when ``draw``."""
     from diagrams import Cluster, Diagram, Edge, setdiagram
 
     icons = _icons()
     made = {}
-    graph = {"fontsize": "20", "pad": "0.4", "splines": "spline", "nodesep": "0.5", "ranksep": "1.0"}
+    graph = {"fontsize": "20", "pad": "0.4", "splines": splines, "nodesep": "0.5", "ranksep": "1.0"}
     diagram = Diagram(title, filename=filename or "diagram", outformat=fmt, show=False, direction="LR",
                       graph_attr=graph)
     diagram.__enter__()
@@ -343,7 +344,13 @@ def render(root: Stack, out: str | Path, fmt: str = "png", title: str = "gitlab-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gitlab-cfn-diagram-") as work:
-        diagram = _diagram(model, title, str(Path(work) / "diagram"), fmt)
+        try:
+            diagram = _diagram(model, title, str(Path(work) / "diagram"), fmt)
+        except subprocess.CalledProcessError:
+            # Graphviz's spline router gives up on some layouts ("triangulation failed",
+            # "Pshortestpath failed", as with a monitoring server's edges to every group):
+            # curved edges (no spline routing) draw the same graph.
+            diagram = _diagram(model, title, str(Path(work) / "diagram"), fmt, splines="curved")
         produced = Path(work) / f"diagram.{fmt}"
         if not produced.exists():
             raise ConfigError(f"diagram: Graphviz wrote no {fmt} file")

@@ -73,6 +73,17 @@ def _cell(result: estimate.Estimate | list[str]) -> str:
     return f"{estimate.money(result.total)} / {estimate.money(result.total_max)}"
 
 
+def region_markdown(table: dict) -> str:
+    """One row per region of the snapshot: the default build (poc, 2 AZs) at ASG minimum / maximum,
+    and how many of the size x AZ builds the region prices."""
+    lines = ["| region | default build (poc, 2 AZs), ASG minimum / maximum | size x AZ builds priced |",
+             "|---|---|---|"]
+    for region, row in table.items():
+        priced = sum(not isinstance(v, list) for v in row.values())
+        lines.append(f"| {region} | {_cell(row[('poc', 2)])} | {priced} of {len(row)} |")
+    return "\n".join(lines)
+
+
 def cost_markdown(trees: dict | None = None, snapshot: dict | None = None) -> str:
     """One row per size and AZ count, one column per region that prices at least one of them
     (ASG minimum / ASG maximum); then, per region, the figures it still lacks and for which sizes."""
@@ -82,6 +93,8 @@ def cost_markdown(trees: dict | None = None, snapshot: dict | None = None) -> st
     lines = ["| size | AZs | " + " | ".join(priced) + " |", "|---|---|" + "---|" * len(priced)]
     for size, az in trees:
         lines.append(f"| {size} | {az} | " + " | ".join(_cell(table[r][(size, az)]) for r in priced) + " |")
+    if ("poc", 2) in trees:
+        lines += ["", "Per region, the default build:", "", region_markdown(table)]
     gaps = []
     for region, row in table.items():
         need: dict[str, list[str]] = {}

@@ -1071,6 +1071,7 @@ def apply_all() -> list[str]:
 
 
 # Patches of their own modules, registered by importing them (after ``patch`` exists).
+from gitlab_cfn.standin import cfn_tags  # noqa: E402,F401
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
 from gitlab_cfn.standin import signals  # noqa: E402,F401

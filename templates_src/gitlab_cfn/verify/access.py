@@ -74,8 +74,14 @@ class Call:
 # The CloudWatch agent (scripts/lib/cloudwatch.sh: configure_cloudwatch_agent ROLE starts it) ships
 # the role's log files and publishes its metrics with the server's role: pseudo-service
 # cloudwatch-agent, whose requests are ``_agent``'s.
+# Gitaly's server-side backups (scripts/gitaly.sh: gitaly_backup_url BUCKET puts the bucket into
+# Gitaly's go_cloud_url): pseudo-service gitaly-backup-sink, whose requests are ``_backup_sink``'s.
+# Prometheus on the monitoring server (scripts/monitoring.sh: start_prometheus --region R starts it)
+# finds its targets with EC2's DescribeInstances (ec2_sd_configs): ``_describe_instances``.
 CLIENTS = {"cfn-signal": ("cloudformation", "signal-resource"),
-           "configure_cloudwatch_agent": ("cloudwatch-agent", "start")}
+           "configure_cloudwatch_agent": ("cloudwatch-agent", "start"),
+           "gitaly_backup_url": ("gitaly-backup-sink", "open"),
+           "start_prometheus": ("ec2", "describe-instances")}
 _FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*$")
 _ONE_LINE_FUNCTION = re.compile(r"^(\w[\w-]*)\(\)\s*\{\s*(.*?);?\s*\}\s*$")
 
@@ -514,6 +520,28 @@ def _agent(model, call, value):
     return out
 
 
+def _backup_sink(model, call, value):
+    """Gitaly writing and reading server-side repository backups in the bucket of its
+    go_cloud_url: Gitaly's sink uses gocloud.dev/blob's NewWriter and NewReader only
+    (gitlab-org/gitaly internal/backup/sink.go), whose S3 driver puts objects (in parts for
+    large ones, aborting a failed upload) and gets them; a missing LATEST pointer must be a
+    404, which S3 answers only to a caller that may list the bucket (API_GetObject.html);
+    the bucket's key through S3 (policies.gitaly_backup_sink)."""
+    why = f"{call.where}: Gitaly server-side backups"
+    bucket = value(call.positional[0] if call.positional else None)
+    out = [Request(a, f"arn:aws:s3:::{bucket}/@hashed/4e/07/4e07.git/LATEST", (), why)
+           for a in ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload")]
+    out.append(Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", (), why))
+    return out + _bucket_kms(model, bucket, "kms:GenerateDataKey", why) + _bucket_kms(model, bucket, "kms:Decrypt", why)
+
+
+def _describe_instances(model, call, value):
+    # DescribeInstances takes no resource-level permission: its resource is "*"
+    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
+    return [Request("ec2:DescribeInstances", "*", (("aws:RequestedRegion", value(call.option("--region"))),),
+                    f"{call.where}: Prometheus EC2 service discovery")]
+
+
 # (service, command) -> the requests a call makes. A call not here fails the check.
 CALLS: dict[tuple[str, str], Callable] = {
     ("secretsmanager", "get-secret-value"): _secret_read,
@@ -524,6 +552,8 @@ CALLS: dict[tuple[str, str], Callable] = {
     ("cloudformation", "signal-resource"): _signal,
     ("cloudwatch", "put-metric-data"): _metric_put,
     ("cloudwatch-agent", "start"): _agent,
+    ("gitaly-backup-sink", "open"): _backup_sink,
+    ("ec2", "describe-instances"): _describe_instances,
 }
 
 # GitLab's object storage on every BUCKET_* of the preamble: the actions of GitLab's guide

@@ -5,6 +5,9 @@ gitlab-cfn user data) gets its flows from its user data preamble and its scripts
 
 - ``<X>_HOST`` with ``<X>_PORT``: TCP to the resource the host names (RDS, ElastiCache, ...);
 - ``*_ADDRESS`` (``tcp://host:port``) and ``*_NODES`` (``name=host,...`` on ``NODE_PORT``);
+- ``SCRAPE_JOBS`` (the monitoring server, ``compile/scrape.py``): TCP to each exporter port of
+  the servers whose logical id a job names (an Auto Scaling group's launch template, or an
+  instance), as Prometheus's EC2 service discovery finds them;
 - ``GITLAB_DOMAIN``: HTTPS to the internet-facing load balancer, through the NAT gateway
   (Gitaly's internal API calls go to ``https://<domain>``);
 - every AWS service its calls use (``access.script_calls``; ``BUCKET_*`` is S3): HTTPS to the
@@ -49,7 +52,9 @@ SERVICE_OF = {"s3api": "s3", "s3": "s3", "secretsmanager": "secretsmanager", "ss
               # CloudWatch's API endpoint is monitoring.<region>.amazonaws.com (com.amazonaws.<region>.monitoring).
               "cloudwatch": "monitoring",
               # The CloudWatch agent (access.CLIENTS): log events to CloudWatch Logs, metrics to CloudWatch.
-              "cloudwatch-agent": ("logs", "monitoring")}
+              "cloudwatch-agent": ("logs", "monitoring"),
+              # Gitaly's server-side repository backups (access.CLIENTS): S3.
+              "gitaly-backup-sink": "s3"}
 # Outbound e-mail (scripts/lib/email.sh, with EMAIL_SENDER): SMTP with STARTTLS to Amazon SES's
 # public endpoint email-smtp.<region>.amazonaws.com on 587
 # (https://docs.aws.amazon.com/ses/latest/dg/smtp-connect.html), through the internet.
@@ -189,6 +194,9 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
                 for node in str(host).split(","):
                     add(f"${name} {node.split('=', 1)[0]}", NODE_PORT,
                         _owner_place(model, node.split("=", 1)[-1], f"${name}"))
+            elif name == "SCRAPE_JOBS":
+                for why, port, place in scrape_targets(model, str(host)):
+                    add(why, port, place)
             elif name == "GITLAB_DOMAIN" and re.search(r"https://\$\{?GITLAB_DOMAIN", text):
                 balancers = [place_of(model, s, lg) for kind in ("AWS::ElasticLoadBalancing::LoadBalancer",
                                                                   "AWS::ElasticLoadBalancingV2::LoadBalancer")
@@ -223,6 +231,33 @@ def server_flows(model: Model, server: access.Server, calls: list[access.Call],
                 if not any(f.destination is None and f.service is None and f.port == port for f in flows):
                     add(f"downloads ({name})", port, None)
     return flows, problems
+
+
+def scrape_targets(model: Model, jobs: str) -> list[tuple[str, int, Place]]:
+    """(why, port, servers) of each job of a monitoring server's ``SCRAPE_JOBS`` (compile/scrape.py):
+    Prometheus's EC2 service discovery selects the instances whose ``aws:cloudformation:logical-id``
+    is one of the job's, so each named Auto Scaling group's launch template or instance of the
+    stack is a destination; a name that is no server of the stack is an error (it would scrape nothing)."""
+    from gitlab_cfn.compile import scrape
+
+    try:
+        decoded = scrape.decode(jobs)
+    except ValueError as exc:
+        raise access.Unresolved(f"$SCRAPE_JOBS: {exc}") from None
+    out = []
+    for role, exporter, port, ids in decoded:
+        for logical in ids:
+            found = None
+            for stack, resource, _ in model.resources("AWS::AutoScaling::AutoScalingGroup"):
+                if resource == logical:
+                    found = model.owner((model.props(stack, resource).get("LaunchTemplate") or {}).get("LaunchTemplateId"))
+            for stack, resource, _ in model.resources("AWS::EC2::Instance"):
+                if resource == logical:
+                    found = (stack, resource)
+            if not found:
+                raise access.Unresolved(f"$SCRAPE_JOBS {role}-{exporter}: {logical} is no server of the stack")
+            out.append((f"$SCRAPE_JOBS {role}-{exporter} ({logical})", port, place_of(model, *found)))
+    return out
 
 
 def peer_flows(model: Model) -> list[tuple[Place, Flow]]:

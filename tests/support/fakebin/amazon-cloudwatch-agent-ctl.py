@@ -11,8 +11,10 @@ uses, with the same types, enums and bounds; every object closed where the agent
 is, and also where the agent's is open, so a misspelt key fails here) and checks that
 every file it collects is a log GitLab or cloud-init writes (``LOG_FAMILIES``), that
 every log group is under the stack's prefix, and that the metrics namespace is the
-stack's. It records what it loaded; a refused configuration exits 1 with the reason,
-as the agent's translator does.
+stack's. It also applies the agent's rule for ``aggregation_dimensions`` (below,
+``rollup_problems``), which the schema cannot express: a set the real agent would
+silently never publish is refused here. It records what it loaded; a refused
+configuration exits 1 with the reason, as the agent's translator does.
 
 Run as a program (``argv``), or with ``--check FILE`` by tests outside a server.
 """
@@ -35,6 +37,46 @@ def gitlab_log_paths() -> set[str]:
     return {path for paths in LOG_FAMILIES.values() for path in paths}
 
 
+# The dimensions the agent gives each metric plugin's data before any aggregation
+# (aws/amazon-cloudwatch-agent at ab55b8daa, v1.300071.0+):
+# - ``host`` unless ``metrics.append_dimensions`` is set (translator/translate/metrics/
+#   ruleTagExclude.go: tagexclude host) or ``agent.omit_hostname`` is true;
+# - the keys of ``metrics.append_dimensions`` and of the plugin's own ``append_dimensions``;
+# - the plugin's tags: ``disk`` tags path, device, fstype and mode, of which the agent drops
+#   mode always and device with ``drop_device`` (translator/translate/metrics/metrics_collect/
+#   disk/ruleDropTags.go); ``mem`` has none.
+PLUGIN_TAGS = {"mem": set(), "disk": {"path", "device", "fstype"}}
+
+
+def raw_dimensions(config: dict) -> dict[str, set[str]]:
+    metrics = config.get("metrics", {})
+    common = set(metrics.get("append_dimensions", {}))
+    if not metrics.get("append_dimensions") and not config.get("agent", {}).get("omit_hostname"):
+        common.add("host")
+    out = {}
+    for plugin, settings in metrics.get("metrics_collected", {}).items():
+        tags = set(PLUGIN_TAGS[plugin])
+        if plugin == "disk" and settings.get("drop_device"):
+            tags.discard("device")
+        out[plugin] = common | set(settings.get("append_dimensions", {})) | tags
+    return out
+
+
+def rollup_problems(config: dict) -> list[str]:
+    """Each ``aggregation_dimensions`` set must be published for some metric. The agent's
+    output plugin (plugins/outputs/cloudwatch/cloudwatch.go, ``ProcessRollup``) adds a set to
+    a metric only when the metric has every dimension of the set and more dimensions than the
+    set has; otherwise it skips the set without a word, and an alarm on it never gets data."""
+    raw = raw_dimensions(config)
+    found = []
+    for wanted in config.get("metrics", {}).get("aggregation_dimensions", []):
+        if not any(set(wanted) <= dims and len(wanted) < len(dims) for dims in raw.values()):
+            found.append(f"metrics/aggregation_dimensions: {wanted} is published for no metric (the agent adds a "
+                         f"set only to a metric with every one of its dimensions and more; the metrics have "
+                         + "; ".join(f"{p}: {sorted(d)}" for p, d in sorted(raw.items())) + ")")
+    return found
+
+
 def problems(config: dict, prefix: str | None = None) -> list[str]:
     import jsonschema
 
@@ -43,6 +85,7 @@ def problems(config: dict, prefix: str | None = None) -> list[str]:
              for e in sorted(jsonschema.Draft4Validator(schema).iter_errors(config), key=str)]
     if found:
         return found
+    found += rollup_problems(config)
     known = gitlab_log_paths()
     for entry in config.get("logs", {}).get("logs_collected", {}).get("files", {}).get("collect_list", []):
         if entry["file_path"] not in known:

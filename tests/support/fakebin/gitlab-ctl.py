@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import prometheus_fake
 import services
 from fakelib import GITLAB_RB, HERE, SECRETS, evaluate_gitlab_rb, fail, installed_version, node, node_file, record
 from support.gitlab_rb import release_for, unknown_settings
@@ -45,6 +46,7 @@ def reconfigure() -> None:
     Path("/var/opt/gitlab").mkdir(parents=True, exist_ok=True)
     Path("/var/opt/gitlab/bootstrapped").write_text("All your bootstraps are belong to Chef")
     services.reconfigure(evaluated["settings"])
+    prometheus_fake.reconfigure(evaluated)
     record(action="reconfigure", version=version, release=release)
 
 

@@ -12,6 +12,7 @@ from gitlab_cfn.compile.tiers import (
     monitoring,
     network,
     praefect,
+    prometheus,
     security_groups,
     storage,
 )
@@ -27,6 +28,7 @@ MODULES = {
     "gitaly": gitaly,
     "praefect": praefect,
     "app": app,
+    "prometheus": prometheus,
     "monitoring": monitoring,
     "backup": backup,
     "dns": dns,

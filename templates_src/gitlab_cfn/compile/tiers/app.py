@@ -25,6 +25,7 @@ from __future__ import annotations
 from troposphere import GetAtt, Join, Ref, Sub, autoscaling, cloudwatch, secretsmanager
 from troposphere import elasticloadbalancing as elb
 
+from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.instances import (
     bundle_parameter,
     bundle_user_data,
@@ -223,6 +224,11 @@ def shape_values(cfg, tier: Tier) -> dict:
         values["RUN_SIDEKIQ"] = "false"
     if cfg.cluster:
         values["GITALY_STORAGE"] = "default"
+        if not cfg.gitaly.keep_single_server:
+            # Every storage is a Gitaly Cluster node with a backup destination (tier gitaly):
+            # the nightly backup asks Gitaly for server-side repository backups (lib/backup.sh).
+            # Not while the POC's server is kept: it booted without one.
+            values["BACKUP_SERVER_SIDE"] = "true"
     if cfg.gitaly.keep_single_server:
         # The kept single server is storage 'default' (GitalyAddress); the cluster is 'cluster'.
         values["GITALY2_ADDRESS"] = tier.input("Gitaly2Address")
@@ -232,6 +238,7 @@ def shape_values(cfg, tier: Tier) -> dict:
         values["REDIS_CACHE_HOST"] = tier.input("RedisCacheEndpoint")
         values["REDIS_CACHE_PORT"] = tier.input("RedisCachePort")
         values["REDIS_CACHE_SECRET_ARN"] = tier.input("RedisCacheAuthSecretArn")
+    values.update(scrape.user_data_values(cfg))
     return values
 
 
@@ -256,9 +263,10 @@ def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScali
                                  grant_id="SidekiqBootRead", role_names=[role],
                                  what="the GitLab Sidekiq servers", extra=smtp_extra(tier))
     values = boot_values(tier, secrets, parameter)
-    # Sidekiq neither serves SSH nor seeds the database.
+    # Sidekiq neither serves SSH nor seeds the database, nor runs the nightly backup.
     for name in ("HOST_KEYS_SECRET_ARN", "ROOT_PASSWORD_SECRET_ARN"):
         del values[name]
+    values.pop("BACKUP_SERVER_SIDE", None)
     values["RUN_SIDEKIQ"] = "true"
     values["CFN_RESOURCE"] = "SidekiqAutoScalingGroup"
     template = launch_template(

@@ -48,6 +48,9 @@ Gitaly Cluster (config ``gitaly.nodes`` 3 or more; sizes from 3k), as GitLab's
   never in a group that replaces them); each serves storage ``gitaly-<n>``;
 - the internal token (Praefect to Gitaly; the Gitaly servers' auth token), generated in
   Secrets Manager with the stack's key;
+- server-side repository backups: each node is told the backups bucket (``BACKUP_BUCKET_NAME``,
+  scripts/gitaly.sh writes Gitaly's ``backup.go_cloud_url``), and the role may write there
+  (``GitalyServerSideBackup``: exactly the S3 and KMS requests of Gitaly's backup sink);
 - Praefect, its load balancer and the cluster's address are the praefect tier's. With
   ``gitaly.keep_single_server`` the single server stays beside the cluster (storage
   ``default``, the same logical ids and user data, so an update from the POC neither
@@ -63,6 +66,7 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, Select, Sub, ec2, iam
 
+from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.instances import (
     IMAGE_ROOT_GIB,
     bundle_parameter,
@@ -74,6 +78,7 @@ from gitlab_cfn.compile.instances import (
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
     assume_role,
+    gitaly_backup_sink,
     grant,
     kms_use,
     managed_policy_arn,
@@ -150,6 +155,11 @@ def gitaly_node(tier: Tier, profile, subnet_id, az, secrets: dict, parameter, *,
     }
     if storage is not None:
         values["GITALY_STORAGE"] = storage
+        # Server-side repository backups to the backups bucket (scripts/gitaly.sh,
+        # gitaly_backup_url; grant GitalyServerSideBackup). A cluster node only: the single
+        # server's user data never changes.
+        values["BACKUP_BUCKET_NAME"] = tier.input("BackupsBucketName")
+    values.update(scrape.user_data_values(tier.cfg))
     return tier.add(ec2.Instance(
         f"{prefix}Instance",
         LaunchTemplate=ec2.LaunchTemplateSpecification(**from_template(template)),
@@ -230,6 +240,10 @@ def cluster(tier: Tier, gitaly_role_, gitaly_profile, shell, gitaly_parameter, s
                             "Praefect internal token (Praefect to Gitaly)", "praefect")
     # The Gitaly servers read it here; the Praefect servers are granted it in their tier.
     tier.add(grant("PraefectInternalTokenRead", secret_read([Ref(internal)]), [Ref(gitaly_role_)]))
+    # Every Gitaly server of the role (the kept single server too, should it be given a
+    # backup destination by hand) may write server-side repository backups to the backups bucket.
+    tier.add(grant("GitalyServerSideBackup", gitaly_backup_sink(tier.input("BackupsBucketName"),
+                                                                  tier.input("KmsKeyArn")), [Ref(gitaly_role_)]))
 
     node_grants = (*BOOT_GRANTS, "PraefectInternalTokenRead")
     nodes = []

@@ -18,7 +18,9 @@ CacheMemoryAlarm             AWS/ElastiCache DatabaseMemoryUsagePercentage (prim
 CacheEvictionsAlarm          AWS/ElastiCache Evictions (primary)                     > 0 for 15 minutes
 GitalyDiskAlarm              the agent's disk_used_percent of the Gitaly data path   > 80 % (20 % free)
                              (one per Gitaly server: Gitaly<n>DiskAlarm per cluster node)
-BackupAlarm                  BackupSucceeded of the nightly backup (lib/backup.sh)   < 1, or none for a day
+BackupAlarm                  BackupSucceeded of the nightly backup (lib/backup.sh)   < 1 in 27 hours (ALARM),
+                                                                                     none in 27 hours
+                                                                                     (INSUFFICIENT_DATA, notified)
 ===========================  ======================================================  ====================
 
 The Gitaly disk metric is the CloudWatch agent's (``scripts/lib/cloudwatch.sh``),
@@ -44,6 +46,10 @@ CPU_PERCENT = 80
 FREE_STORAGE_PERCENT = 10
 CACHE_MEMORY_PERCENT = 80
 GITALY_DISK_USED_PERCENT = 80
+# The nightly backup's window (BackupAlarm): a day, and up to 3 hours' change in how long
+# a backup takes. An alarm of 1-hour periods may look back up to 7 days (PutMetricAlarm:
+# Period x EvaluationPeriods at most 604,800 seconds).
+BACKUP_WINDOW_HOURS = 27
 # ElastiCache names the member clusters of a replication group <group id>-001, -002...;
 # the first is the primary at creation
 # (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Replication.CreatingReplGroup.NoExistingCluster.Classic.html).
@@ -151,15 +157,28 @@ def alarms(tier: Tier, topic) -> dict[str, cloudwatch.Alarm]:
                         _dim("Role", "gitaly"), _dim("path", GITALY_DATA_PATH)],
             Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=GITALY_DISK_USED_PERCENT,
             ComparisonOperator="GreaterThanThreshold")
-    # scripts/lib/backup.sh publishes BackupSucceeded (1 or 0) after each nightly run;
-    # no value for a day (missing data, breaching) is a late backup. It also fires on a
-    # new stack until the first night's backup has run.
+    # scripts/lib/backup.sh publishes BackupSucceeded (1 or 0) after each nightly run. The
+    # alarm looks at the last BACKUP_WINDOW_HOURS hours, an hour at a time (a day and the
+    # changes in a backup's duration: the nightly runs end some 24 hours apart):
+    # - ALARM when a run reported 0 (failed) in that window;
+    # - INSUFFICIENT_DATA when no run reported anything in it (late, or the schedule stopped):
+    #   missing data is "missing", and with every data point of the evaluation range missing
+    #   the alarm goes to INSUFFICIENT_DATA
+    #   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html),
+    #   which notifies the topic (InsufficientDataActions) as ALARM does.
+    # A new alarm starts in INSUFFICIENT_DATA ("When this operation creates an alarm, the alarm
+    # state is immediately set to INSUFFICIENT_DATA", PutMetricAlarm) and actions run on a change
+    # of state only: a new stack's alarm says nothing until the first night's backup reports,
+    # where "breaching" missing data fired it at once. tests/test_backup_alarm.py plays both
+    # against CloudWatch's documented evaluation.
     made["BackupAlarm"] = _alarm(
-        tier, "BackupAlarm", "the nightly GitLab backup failed or did not run", topic,
+        tier, "BackupAlarm",
+        f"the nightly GitLab backup failed, or none reported for {BACKUP_WINDOW_HOURS} hours", topic,
         Namespace=namespace, MetricName="BackupSucceeded",
         Dimensions=[_dim("Stack", tier.stack_name())],
-        Statistic="Minimum", Period=86400, EvaluationPeriods=1, Threshold=1,
-        ComparisonOperator="LessThanThreshold", TreatMissingData="breaching")
+        Statistic="Minimum", Period=3600, EvaluationPeriods=BACKUP_WINDOW_HOURS, DatapointsToAlarm=1,
+        Threshold=1, ComparisonOperator="LessThanThreshold", TreatMissingData="missing",
+        InsufficientDataActions=[Ref(topic)])
     return made
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from troposphere import GetAtt, Join, Ref, Sub, autoscaling, iam
 from troposphere import elasticloadbalancingv2 as elbv2
 
+from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.instances import (
     IMAGE_ROOT_GIB,
     bundle_parameter,
@@ -128,6 +129,7 @@ def build(tier: Tier) -> None:
         # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
         "LOG_GROUP_ID": tier.input("LogGroupId"),
         **bundle_user_data(parameter, pin=True),
+        **scrape.user_data_values(cfg),
     }
     template = launch_template(
         tier, "PraefectLaunchTemplate",

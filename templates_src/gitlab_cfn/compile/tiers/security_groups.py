@@ -28,6 +28,13 @@ network requirements (https://docs.gitlab.com/administration/gitaly/praefect/con
   the nodes of the cluster); from the application servers only when the single
   server is kept beside the cluster
 
+With a monitoring node (``monitoring.node``), the monitoring server: in, SSH from the bastions
+only; out, HTTPS (AWS APIs: EC2 service discovery, the boot bundle) and, to each group of
+servers, exactly the ports of that role's exporters (``scrape.jobs``: node_exporter 9100 on
+every server, Workhorse 9229 and Puma's exporter 8083 on the application servers, Sidekiq's
+8082 where Sidekiq runs, Gitaly 9236, Praefect 9652), each allowed into the group from the
+monitoring server's group only; out, HTTP to package repositories as every server.
+
 Exposes: ``<Group>SecurityGroupId`` for each group.
 """
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 from troposphere import Equals, GetAtt, Not, ec2
 
+from gitlab_cfn.compile import scrape
 from gitlab_cfn.compile.naming import tags
 from gitlab_cfn.compile.tier import Tier, scanner_skip
 
@@ -50,7 +58,9 @@ NO_EGRESS = ec2.SecurityGroupRule(
 
 SMTP_PORT = 587
 PORTS = {"http": 80, "https": 443, "ssh": 22, "postgres": 5432, "redis": 6379, "gitaly": 8075,
-         "praefect": 2305}
+         "praefect": 2305,
+         # The exporters the monitoring node scrapes: '<exporter>metrics'.
+         **{f"{name}metrics": port for name, port in scrape.PORTS.items()}}
 
 
 class Groups:
@@ -101,6 +111,16 @@ class Groups:
             Description=description))
 
 
+def monitoring_flows(g: Groups, cfg) -> None:
+    """The monitoring server to each exporter of each role's servers (``scrape.jobs``), and
+    HTTPS out (EC2's DescribeInstances for service discovery, the boot bundle, SSM)."""
+    for job in scrape.jobs(cfg):
+        g.allow(job.group, "Monitoring", f"{job.exporter}metrics",
+                f"Prometheus scrapes {job.exporter} metrics ({job.port}) from the monitoring server")
+    g.allow_out("Monitoring", "https", "HTTPS to AWS APIs (EC2 service discovery, S3, SSM)")
+    g.allow_out("Monitoring", "http", "HTTP to package repositories (the bootstrap's AWS CLI)")
+
+
 def build(tier: Tier) -> None:
     tier.stack_name()
     g = Groups(tier, tier.input("VpcId"))
@@ -117,6 +137,8 @@ def build(tier: Tier) -> None:
     if cfg.cluster:
         g.group("InternalLoadBalancer", "GitLab internal load balancer: Praefect from the GitLab servers")
         g.group("Praefect", "GitLab Praefect servers: from the internal load balancer only")
+    if cfg.monitoring.node:
+        g.group("Monitoring", "GitLab monitoring server (Prometheus): no inbound traffic but administrator SSH")
     if bastions:
         g.group("Bastion", "GitLab bastion hosts: SSH from the remote access range")
 
@@ -146,6 +168,8 @@ def build(tier: Tier) -> None:
         g.allow("Gitaly", "Praefect", "gitaly", "Gitaly RPC from the Praefect servers")
         g.allow("Gitaly", "Gitaly", "gitaly", "Gitaly RPC between the Gitaly servers (replication)")
         g.allow("Database", "Praefect", "postgres", "PostgreSQL from the Praefect servers (Praefect database)")
+    if cfg.monitoring.node:
+        monitoring_flows(g, cfg)
     outbound = servers + ["Gitaly"] + (["Praefect"] if cfg.cluster else [])
     for source in outbound:
         g.allow_out(source, "https", "HTTPS to AWS APIs, package repositories and GitLab's URL")
@@ -154,7 +178,7 @@ def build(tier: Tier) -> None:
         g.allow("Bastion", tier.param("RemoteAccessCIDR"), "ssh", "Administrator SSH from the remote access range")
         g.allow("App", "Bastion", "ssh", "Administrator SSH from the bastion hosts")
         g.allow("Gitaly", "Bastion", "ssh", "Administrator SSH from the bastion hosts")
-        for extra in ("Sidekiq", "Praefect"):
+        for extra in ("Sidekiq", "Praefect", "Monitoring"):
             if extra in g.groups:
                 g.allow(extra, "Bastion", "ssh", "Administrator SSH from the bastion hosts")
         g.allow_out("Bastion", "https", "HTTPS to AWS APIs and package repositories")
