@@ -115,7 +115,8 @@ load_secrets() {
     [[ -n "$REDIS_CACHE_TOKEN" ]] || die "the token of REDIS_CACHE_SECRET_ARN is empty"
   fi
   if [[ -n "${EMAIL_SENDER:-}" ]]; then
-    load_smtp_credentials "$(smtp_secret_name)"
+    SMTP_SECRET_ARN=$(smtp_secret_arn) || die "cannot read the SMTP secret's ARN from $BUNDLE_PARAMETER"
+    load_smtp_credentials "$SMTP_SECRET_ARN"
   fi
 }
 

@@ -143,6 +143,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_boot_praefect.py::test_two_praefect_servers_create_the_database_once_and_migrate_once_under_the_lock",),
         "every Praefect server migrates the Praefect database on every reconfigure, outside the lock"),
     Mutant(
+        "smtp-password-region", "secret", "templates_src/gitlab_cfn/compile/functions/ses_smtp_password.py",
+        'smtp_password(key["SecretAccessKey"], region)]', 'smtp_password(key["SecretAccessKey"], "us-east-1")]',
+        ("tests/test_ses_credentials.py::test_create_makes_a_key_and_writes_its_smtp_credentials_to_the_secret",),
+        "SES SMTP passwords are per region: outside us-east-1 every mail is refused (535 Authentication Credentials Invalid)"),
+    Mutant(
+        "smtp-sender-domain", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/email.py",
+        'add("SenderIsDomain", Equals(Select(0,', 'add("SenderIsDomain", Equals(Select(1,',
+        ("tests/test_email.py::test_the_smtp_user_may_send_raw_email_from_the_sender_only",),
+        "a domain sender's SMTP user may send from no identity: every mail is refused"),
+    Mutant(
+        "standin-failed-answer", "stand-in model", "templates_src/gitlab_cfn/standin/custom_resources.py",
+        '        if answer["Status"] != "SUCCESS":\n            raise ResourceCreateFailed(',
+        '        if answer["Status"] == "NEVER":\n            raise ResourceCreateFailed(',
+        ("tests/test_standin_custom_resources.py::test_a_failed_answer_fails_the_create_and_the_stack_rolls_back",),
+        "the stand-in completes a stack whose credentials function failed, where CloudFormation rolls it back"),
+    Mutant(
         "gitaly-backup-no-region", "object storage", "scripts/gitaly.sh",
         "printf 's3://%s?region=%s' \"$1\" \"$AWS_REGION\"", "printf 's3://%s' \"$1\"",
         ("tests/test_boot_gitaly_cluster.py::test_a_cluster_node_serves_its_node_storage_with_the_internal_token",),

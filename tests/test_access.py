@@ -484,19 +484,35 @@ def test_the_ses_credentials_are_read_by_the_app_and_sidekiq_servers_with_a_send
     with_sender(templates)
     result = access.check(model_of(templates))
     assert [f.message for f in result.findings] == []
-    ses = {d.server.role for d in result.decisions if d.allowed and ":secret:gitlab-cfn/" in d.request.resource
-           and d.request.resource.endswith("/ses-smtp-credentials-AbCdEf")}
-    assert ses == {"gitlab-app", "gitlab-sidekiq"}
+    ses = {(d.server.role, d.request.action) for d in result.decisions
+           if d.allowed and "SesSmtpSecret" in d.request.resource + d.request.why}
+    # The stack's own secret (compile/email.py), encrypted with the stack's key.
+    assert ses == {("gitlab-app", "secretsmanager:GetSecretValue"), ("gitlab-sidekiq", "secretsmanager:GetSecretValue"),
+                   ("gitlab-app", "kms:Decrypt"), ("gitlab-sidekiq", "kms:Decrypt")}
     # Without a sender nobody reads it.
     result = access.check(model_of(templates_for(CLUSTER)))
-    assert not [d for d in result.decisions if "ses-smtp-credentials" in d.request.resource]
+    assert not [d for d in result.decisions if "SesSmtpSecret" in d.request.resource]
+
+
+USER_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mine/smtp-AbCdEf"
+
+
+def test_a_given_smtp_secret_is_read_in_place_of_the_stacks():
+    templates = copy.deepcopy(templates_for(CLUSTER))
+    with_sender(templates)
+    templates["main"]["Parameters"]["EmailSmtpSecretArn"]["Default"] = USER_SECRET
+    result = access.check(model_of(templates))
+    assert [f.message for f in result.findings] == []
+    read = {d.server.role for d in result.decisions if d.allowed and d.request.resource == USER_SECRET}
+    assert read == {"gitlab-app", "gitlab-sidekiq"}
+    assert not [d for d in result.decisions if "SesSmtpSecret" in d.request.resource]
 
 
 def test_ses_credentials_grant_without_the_sidekiq_role_fails():
     def change(t):
         with_sender(t)
         t["storage"]["Resources"]["SmtpCredentialsRead"]["Properties"]["Roles"] = [{"Ref": "InstanceRole"}]
-    one(changed(change, CLUSTER), "(gitlab-sidekiq)", "ses-smtp-credentials", "is denied")
+    one(changed(change, CLUSTER), "(gitlab-sidekiq)", "SesSmtpSecret", "is denied")
 
 
 def test_gitaly_server_side_backups_are_decided_for_every_cluster_node():

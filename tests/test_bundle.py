@@ -85,9 +85,11 @@ def test_the_templates_name_the_bundle_of_their_build(default):
         p = props(default[tier], parameter)
         assert p["Name"] == {"Fn::Sub": f"/gitlab-cfn/${{ParentStackName}}/{role}/boot-bundle"}
         assert p["Type"] == "String"
+        # The GitLab servers' parameter also names the SES SMTP secret (scripts/lib/email.sh).
+        smtp = {"smtp_secret_arn": "${SmtpSecretArn}"} if tier == "app" else {}
         assert json.loads(p["Value"]["Fn::Sub"]) == {
             "bucket": "${TemplateBucketName}", "key": "${TemplateKeyPrefix}" + built.key,
-            "region": "${TemplateBucketRegion}", "sha256": built.sha256}
+            "region": "${TemplateBucketRegion}", "sha256": built.sha256, **smtp}
         assert {"TemplateBucketName", "TemplateKeyPrefix", "TemplateBucketRegion"} <= set(default[tier]["Parameters"])
 
 

@@ -4,19 +4,21 @@ supported GitLab release documents and evaluated by Ruby."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import props
 from gitlab_cfn.compile import versions
 from gitlab_cfn.operate.deploy import check_params
 from support.gitlab_rb import unknown_settings
 from support.boot import evaluate_gitlab_rb
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gitlab-StorageStack-SesSmtpSecret-AbCdEf"
 
 
 def email_rb(sender: str, user: str = "AKIAEXAMPLE", password: str = "BPass+word/=") -> str:
@@ -79,34 +81,222 @@ def test_email_on_grants_the_secret_and_port_587_only(default):
     assert read["Condition"] == "EmailOn" and read["Properties"]["Roles"] == [{"Ref": "InstanceRole"}]
     (statement,) = read["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    assert statement["Resource"] == [{"Fn::Sub": (
-        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-        "gitlab-cfn/${ParentStackName}/ses-smtp-credentials-??????")}]
-    # The servers are told the sender; the secret's name is the same convention on both sides.
+    # Exactly the secret the servers are told of: the stack's, or the one given.
+    assert statement["Resource"] == [{"Fn::If": ["SmtpSecretGiven", {"Ref": "EmailSmtpSecretArn"},
+                                                 {"Ref": "SesSmtpSecret"}]}]
+    assert default["storage"]["Outputs"]["SmtpSecretArn"]["Value"] == {"Fn::If": [
+        "CreateSmtpCredentials", {"Ref": "SesSmtpSecret"}, {"Fn::If": ["SmtpSecretGiven", {"Ref": "EmailSmtpSecretArn"}, "none"]}]}
     app = default["main"]["Resources"]["AppStack"]["Properties"]["Parameters"]
     assert app["EmailSender"] == {"Ref": "EmailSender"}
-    name = subprocess.run(["bash", "-c", f"source {SCRIPTS / 'lib/common.sh'}; source {SCRIPTS / 'lib/email.sh'}; "
-                           "smtp_secret_name"], capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ["PATH"], "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d"})
-    assert name.stdout == statement["Resource"][0]["Fn::Sub"].split("secret:", 1)[1].removesuffix("-??????").replace(
-        "${ParentStackName}", "gitlab-production")
+    assert app["SmtpSecretArn"] == {"Fn::GetAtt": ["StorageStack", "Outputs.SmtpSecretArn"]}
 
 
-def test_the_server_reads_the_credentials_of_the_secret_it_names(tmp_path):
+def test_the_server_reads_the_credentials_of_the_secret_it_is_told(tmp_path):
     fake = tmp_path / "aws"
+    parameter = json.dumps({"bucket": "b", "key": "k", "region": "eu-west-1", "sha256": "0", "smtp_secret_arn": SECRET})
     fake.write_text("#!/bin/sh\necho \"$@\" >> \"$CALLS\"\n"
-                    "echo '{\"username\": \"AKIAEXAMPLE\", \"password\": \"pw\"}'\n")
+                    f"case \"$1\" in ssm) echo '{parameter}';; "
+                    "*) echo '{\"username\": \"AKIAEXAMPLE\", \"password\": \"pw\"}';; esac\n")
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/email.sh'}\n"
-              "load_smtp_credentials \"$(smtp_secret_name)\"; printf '%s|%s' \"$SMTP_USER\" \"$SMTP_PASSWORD\"\n")
+              "SMTP_SECRET_ARN=$(smtp_secret_arn)\n"
+              "load_smtp_credentials \"$SMTP_SECRET_ARN\"; printf '%s|%s' \"$SMTP_USER\" \"$SMTP_PASSWORD\"\n")
     env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "AWS_REGION": "eu-west-1", "CALLS": str(calls),
-           "LOG_GROUP_PREFIX": "/gitlab-cfn/gitlab-production/0a1b2c3d"}
+           "BUNDLE_PARAMETER": "/gitlab-cfn/gitlab-production/gitlab-app/boot-bundle"}
     on = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
     assert on.returncode == 0 and on.stdout == "AKIAEXAMPLE|pw", on.stderr
-    assert re.search(r"secretsmanager get-secret-value --region eu-west-1 --secret-id "
-                     r"gitlab-cfn/gitlab-production/ses-smtp-credentials", calls.read_text())
+    assert calls.read_text().splitlines() == [
+        "ssm get-parameter --region eu-west-1 --name /gitlab-cfn/gitlab-production/gitlab-app/boot-bundle "
+        "--query Parameter.Value --output text",
+        f"secretsmanager get-secret-value --region eu-west-1 --secret-id {SECRET} --query SecretString --output text"]
+    # The boot script reads them so, under a sender only.
+    text = (SCRIPTS / "gitlab-app.sh").read_text()
+    assert re.search(r'if \[\[ -n "\$\{EMAIL_SENDER:-\}" \]\]; then\n\s+SMTP_SECRET_ARN=\$\(smtp_secret_arn\).*\n'
+                     r'\s+load_smtp_credentials "\$SMTP_SECRET_ARN"', text)
     fake.write_text("#!/bin/sh\necho '{}'\n")
     empty = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
     assert empty.returncode == 1
     assert "the SMTP credentials secret has no username and password" in empty.stderr
+
+
+# -- the credentials the stack makes (compile/email.py) ------------------------------------------
+
+CREDENTIALS = ("SesSmtpGroup", "SesSmtpUser", "SesSmtpSecret", "SesSmtpFunctionLogs", "SesSmtpFunctionRole",
+               "SesSmtpFunction", "SesSmtpCredentials")
+USER_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mine/smtp-AbCdEf"
+
+
+def _model(templates, **defaults):
+    from gitlab_cfn.verify import stackmodel
+
+    templates = copy.deepcopy(templates)
+    for name, value in defaults.items():
+        templates["main"]["Parameters"][name]["Default"] = value
+    return templates, stackmodel.Model({f"{k}.template.yaml": v for k, v in templates.items()})
+
+
+def _storage(model):
+    return next(s for s in model.stacks.values() if s.file == "storage.template.yaml")
+
+
+@pytest.mark.parametrize("defaults, made, read", [
+    ({}, False, None),
+    ({"EmailSender": "example.com"}, True, "SesSmtpSecret"),
+    ({"EmailSender": "example.com", "EmailSmtpSecretArn": USER_SECRET}, False, USER_SECRET),
+])
+def test_the_credentials_exist_only_with_a_sender_and_no_given_secret(default, defaults, made, read):
+    _, model = _model(default, **defaults)
+    storage = _storage(model)
+    assert {logical: model.exists(storage, logical) for logical in CREDENTIALS} == dict.fromkeys(CREDENTIALS, made)
+    assert model.exists(storage, "SmtpCredentialsRead") == (read is not None)
+    told = model.value(storage, storage.template["Outputs"]["SmtpSecretArn"]["Value"])
+    if read is None:
+        assert told == "none"
+    else:
+        (resource,) = model.props(storage, "SmtpCredentialsRead")["PolicyDocument"]["Statement"][0]["Resource"]
+        assert resource == told and (read in told if read == USER_SECRET else "SesSmtpSecret" in told)
+
+
+def test_a_given_secret_needs_a_sender(default):
+    template = default["main"]
+    assert not [p for p in check_params(template, {"EmailSender": "example.com", "EmailSmtpSecretArn": USER_SECRET})
+                if "Smtp" in p]
+    (problem,) = [p for p in check_params(template, {"EmailSmtpSecretArn": USER_SECRET}) if "Smtp" in p]
+    assert problem == ("SmtpSecretNeedsSender: EmailSmtpSecretArn needs EmailSender: give the sender, "
+                       "or leave the secret empty.")
+    for bad in ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:mine/smtp",  # no six characters
+                "arn:aws:s3:::bucket", "mine/smtp-AbCdEf", USER_SECRET.replace("mine", "m" * 60)):
+        (problem,) = [p for p in check_params(template, {"EmailSender": "example.com", "EmailSmtpSecretArn": bad})
+                      if p.startswith("EmailSmtpSecretArn")]
+        assert "at most 112 characters" in problem, bad
+
+
+@pytest.mark.parametrize("sender, identities, sent_from", [
+    ("example.com", ["example.com"], "gitlab@example.com"),
+    ("gitlab@mail.example.com", ["gitlab@mail.example.com", "mail.example.com"], "gitlab@mail.example.com"),
+])
+def test_the_smtp_user_may_send_raw_email_from_the_sender_only(default, sender, identities, sent_from):
+    from gitlab_cfn.verify import policy
+
+    _, model = _model(default, EmailSender=sender)
+    storage = _storage(model)
+    assert model.props(storage, "SesSmtpUser")["Groups"] == [model.ref(storage, "SesSmtpGroup")]
+    assert model.props(storage, "SesSmtpUser")["Path"] == "/gitlab-cfn/"
+    (document,) = [p["PolicyDocument"] for p in model.props(storage, "SesSmtpGroup")["Policies"]]
+    user = "arn:aws:iam::123456789012:user/gitlab-cfn/smtp"
+
+    def may(action, identity, from_address):
+        return policy.authorize(user, "123456789012", action, f"arn:aws:ses:us-east-1:123456789012:identity/{identity}",
+                                {"ses:FromAddress": from_address}, [("group", document)], [])[0]
+
+    for identity in identities:
+        assert may("ses:SendRawEmail", identity, sent_from), identity
+        assert not may("ses:SendRawEmail", identity, "someone@" + sent_from.split("@")[1])
+        assert not may("ses:SendEmail", identity, sent_from)
+    assert not may("ses:SendRawEmail", "other.example.org", sent_from)
+    # Only ses:SendRawEmail, which SES SMTP needs.
+    assert [s["Action"] for s in document["Statement"]] == [["ses:SendRawEmail"]]
+
+
+def test_the_function_runs_the_repositorys_handler_inline(default):
+    from gitlab_cfn.compile import email
+
+    function = default["storage"]["Resources"]["SesSmtpFunction"]["Properties"]
+    assert function["Code"] == {"ZipFile": email.FUNCTION_CODE.read_text()}
+    assert (function["Handler"], function["Runtime"]) == ("index.handler", email.RUNTIME)
+    assert "VpcConfig" not in function and function["ReservedConcurrentExecutions"] == 1
+    custom = default["storage"]["Resources"]["SesSmtpCredentials"]
+    assert custom["Type"] == "Custom::SesSmtpCredentials"
+    assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["SesSmtpFunction", "Arn"]}
+    # Nothing secret goes in or out: the properties name the user and the secret only; no output reads the resource.
+    assert set(custom["Properties"]) == {"ServiceToken", "UserName", "SecretArn", "Region", "Sender"}
+    assert "SesSmtpCredentials" not in json.dumps(default["storage"].get("Outputs", {}))
+
+
+def test_code_over_the_zipfile_limit_fails_the_build(monkeypatch, tmp_path):
+    from gitlab_cfn.compile import email
+
+    big = tmp_path / "ses_smtp_password.py"
+    big.write_text("#" * (email.ZIPFILE_LIMIT + 1))
+    monkeypatch.setattr(email, "FUNCTION_CODE", big)
+    with pytest.raises(email.FunctionCodeError, match="an inline ZipFile holds 4096"):
+        email.function_code()
+
+
+# -- the function's own calls, decided by the access check (verify/function_access.py) -----------
+
+def _access(templates):
+    from gitlab_cfn.verify import access
+
+    _, model = _model(templates, EmailSender="example.com")
+    return access.check(model)
+
+
+def test_every_call_of_the_function_is_allowed_to_its_role(default):
+    result = _access(default)
+    assert [f.message for f in result.findings] == []
+    decided = {(d.action, d.allowed) for d in result.functions}
+    assert decided == {(a, True) for a in (
+        "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey", "secretsmanager:PutSecretValue",
+        "kms:GenerateDataKey", "logs:CreateLogStream", "logs:PutLogEvents")}
+    users = {d.resource for d in result.functions if d.action.startswith("iam:")}
+    assert users == {"arn:aws:iam::123456789012:user/gitlab-cfn/gitlab-StorageStack/SesSmtpUser"}
+
+
+def _statement(templates, sid):
+    role = templates["storage"]["Resources"]["SesSmtpFunctionRole"]["Properties"]
+    return next(s for s in role["Policies"][0]["PolicyDocument"]["Statement"] if s["Sid"] == sid)
+
+
+@pytest.mark.parametrize("change, needles", [
+    (lambda t: _statement(t, "SmtpUserKeys")["Action"].remove("iam:DeleteAccessKey"),
+     ("iam:DeleteAccessKey", "is denied")),
+    (lambda t: _statement(t, "SmtpSecretValue").update(Resource=[{"Ref": "DataKey"}]),
+     ("secretsmanager:PutSecretValue", "is denied")),
+    (lambda t: _statement(t, "SmtpSecretKey")["Condition"]["StringEquals"].update(
+        {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}), ("kms:GenerateDataKey", "is denied")),
+    (lambda t: _statement(t, "OwnLogs").update(Resource=["arn:aws:logs:*:*:log-group:/other:*"]),
+     ("logs:PutLogEvents", "is denied")),
+    (lambda t: t["storage"]["Resources"]["SesSmtpFunction"]["Properties"]["Code"].update(ZipFile=(
+        email_code() + "\n\ndef more(boto3):\n    s = boto3.client('secretsmanager')\n    s.get_secret_value(SecretId='x')\n")),
+     ("secretsmanager.get_secret_value", "is not mapped to IAM actions")),
+])
+def test_a_function_grant_taken_away_or_an_unmapped_call_is_a_finding(default, change, needles):
+    templates = copy.deepcopy(default)
+    change(templates)
+    findings = [f.message for f in _access(templates).findings]
+    assert any(all(n in f for n in needles) for f in findings), findings
+
+
+def email_code():
+    from gitlab_cfn.compile import email
+
+    return email.FUNCTION_CODE.read_text()
+
+
+# -- the whole build on the stand-in, with a sender ------------------------------------------------
+
+def test_a_deploy_with_a_sender_ends_with_the_derived_credentials_in_the_secret(local_aws, standin, tmp_path):
+    """``gitlab-cfn deploy`` of the default build with EmailSender on the stand-in: the storage
+    stack's function (the repository's code, run by the stand-in) made the SMTP user's key and
+    wrote its SMTP credentials to the secret the servers are told of (the boot bundle parameter)."""
+    from gitlab_cfn.compile import compiler, config
+    from gitlab_cfn.compile.functions import ses_smtp_password as ses
+    from test_deploy import _seed, deploy_cmd
+    from test_standin_custom_resources import key_secret
+
+    build = tmp_path / "build"
+    compiler.write_build(config.BuildConfig(), build)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**_seed(local_aws), "EmailSender": "example.com"}))
+    result = deploy_cmd("--endpoint-url", standin.endpoint, "--stack-name", "mail", "--region", "eu-west-1",
+                        "--params", str(params), build=build)
+    assert result.returncode == 0, result.stderr
+    ssm, secrets, iam = (local_aws.client(s, "eu-west-1") for s in ("ssm", "secretsmanager", "iam"))
+    location = json.loads(ssm.get_parameter(Name="/gitlab-cfn/mail/gitlab-app/boot-bundle")["Parameter"]["Value"])
+    value = json.loads(secrets.get_secret_value(SecretId=location["smtp_secret_arn"])["SecretString"])
+    (user,) = iam.list_users(PathPrefix="/gitlab-cfn/")["Users"]
+    (key,) = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
+    assert value["username"] == key["AccessKeyId"]
+    assert value["password"] == ses.smtp_password(key_secret(standin, key["AccessKeyId"]), "eu-west-1")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import props, templates_for
+from conftest import props
 from gitlab_cfn.compile import catalog, compiler, config
 from gitlab_cfn.compile.observability import (
     LOG_FAMILIES,

@@ -1,12 +1,18 @@
-"""The SES SMTP credential derivation of the custom resource's code
-(gitlab_cfn/compile/functions/ses_smtp_password.py)."""
+"""The SES SMTP credentials custom resource's code (gitlab_cfn/compile/functions/ses_smtp_password.py):
+the derivation against AWS's published example, and the handler's Create, Update and Delete
+against botocore's Stubber (the real clients, their requests checked against the service
+models), answering a local HTTP server as CloudFormation's ResponseURL."""
 
 import base64
 import hashlib
 import hmac
 import json
 import threading
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import botocore.session
+from botocore.stub import Stubber
 
 from gitlab_cfn.compile.functions import ses_smtp_password as ses
 
@@ -33,23 +39,14 @@ def test_the_smtp_password_is_the_version_byte_and_the_sendrawemail_signature():
     assert ses.smtp_password(EXAMPLE_SECRET, "us-east-1") != password
 
 
-class FakeSecrets:
-    def __init__(self, values):
-        self.values, self.put = values, {}
-
-    def get_secret_value(self, SecretId):
-        return {"SecretString": self.values[SecretId]}
-
-    def put_secret_value(self, SecretId, SecretString):
-        self.put[SecretId] = SecretString
-
 
 def _with_response_server(run):
     answers = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_PUT(self):
-            answers.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            answers.append((self.headers.get("Content-Type"),
+                            json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
             self.send_response(200)
             self.end_headers()
 
@@ -57,34 +54,150 @@ def _with_response_server(run):
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.handle_request)
+    server.timeout = 10          # a handler that never answers fails the test, never hangs it
+    thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
     try:
-        run(f"http://127.0.0.1:{server.server_port}/response")
+        run(f"http://127.0.0.1:{server.server_port}/response?X-Amz-Signature=abc")
     finally:
         thread.join(10)
         server.server_close()
-    return answers
+    # CloudFormation's pre-signed URL is signed without a content type (cfnresponse sends "").
+    assert [t for t, _ in answers] == [""] * len(answers)
+    return [a for _, a in answers]
 
 
-def _event(url, request_type="Create"):
-    return {"RequestType": request_type, "ResponseURL": url, "StackId": "arn:aws:cloudformation:eu-west-1:1:stack/s/1",
-            "RequestId": "r1", "LogicalResourceId": "SmtpCredentials",
-            "ResourceProperties": {"Region": "eu-west-1", "AccessKeySecretArn": "key-arn",
-                                   "SmtpSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:smtp-AbCd"}}
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gitlab-cfn/s/ses-smtp-credentials-AbCdEf"
+USER = "s-StorageStack-1-SesSmtpUser-ABC"
+NEW_KEY = {"UserName": USER, "AccessKeyId": "AKIANEWKEY0000000001", "SecretAccessKey": EXAMPLE_SECRET,
+           "Status": "Active", "CreateDate": datetime(2026, 1, 2, tzinfo=timezone.utc)}
 
 
-def test_the_handler_writes_the_smtp_secret_and_answers_without_it():
-    client = FakeSecrets({"key-arn": json.dumps({"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": EXAMPLE_SECRET})})
-    (answer,) = _with_response_server(lambda url: ses.handler(_event(url), None, client=client))
-    assert answer["Status"] == "SUCCESS" and answer["Data"] == {} and answer["NoEcho"] is True
-    written = json.loads(client.put["arn:aws:secretsmanager:eu-west-1:1:secret:smtp-AbCd"])
-    assert written == {"username": "AKIAEXAMPLE", "password": ses.smtp_password(EXAMPLE_SECRET, "eu-west-1")}
+def _event(url, request_type="Create", **props):
+    event = {"RequestType": request_type, "ResponseURL": url, "StackId": "arn:aws:cloudformation:eu-west-1:1:stack/s/1",
+             "RequestId": "r1", "LogicalResourceId": "SesSmtpCredentials", "ResourceType": "Custom::SesSmtpCredentials",
+             "ResourceProperties": {"ServiceToken": "arn:aws:lambda:eu-west-1:1:function:f", "UserName": USER,
+                                    "Region": "eu-west-1", "SecretArn": SECRET_ARN, "Sender": "example.com", **props}}
+    if request_type != "Create":
+        event["PhysicalResourceId"] = f"ses-smtp-{USER}"
+    return event
+
+
+def _clients():
+    session = botocore.session.get_session()
+    kw = {"region_name": "eu-west-1", "aws_access_key_id": "AKIATEST", "aws_secret_access_key": "test"}
+    return session.create_client("iam", **kw), session.create_client("secretsmanager", **kw)
+
+
+def _listed(*ids):
+    return {"AccessKeyMetadata": [{"UserName": USER, "AccessKeyId": i, "Status": "Active",
+                                   "CreateDate": datetime(2025, 1, n + 1, tzinfo=timezone.utc)}
+                                  for n, i in enumerate(ids)], "IsTruncated": False}
+
+
+def _run(event_of, plan):
+    """Run the handler with stubbed IAM and Secrets Manager clients; ``plan(iam, secrets)``
+    adds the expected requests in order. Every expected request must be made."""
+    iam, secrets = _clients()
+    with Stubber(iam) as i, Stubber(secrets) as s:
+        plan(i, s)
+        (answer,) = _with_response_server(lambda url: ses.handler(event_of(url), None, iam=iam, secrets=secrets))
+        i.assert_no_pending_responses()
+        s.assert_no_pending_responses()
     assert EXAMPLE_SECRET not in json.dumps(answer)
+    assert ses.smtp_password(EXAMPLE_SECRET, "eu-west-1") not in json.dumps(answer)
+    assert answer["Data"] == {} and answer["NoEcho"] is True
+    assert (answer["StackId"], answer["RequestId"], answer["LogicalResourceId"]) == (
+        "arn:aws:cloudformation:eu-west-1:1:stack/s/1", "r1", "SesSmtpCredentials")
+    return answer
 
 
-def test_a_failure_is_reported_to_cloudformation():
-    client = FakeSecrets({})
-    (answer,) = _with_response_server(lambda url: ses.handler(_event(url), None, client=client))
-    assert answer["Status"] == "FAILED" and "KeyError" in answer["Reason"]
-    assert client.put == {}
+def _written():
+    return {"SecretId": SECRET_ARN, "SecretString": json.dumps(
+        {"username": NEW_KEY["AccessKeyId"], "password": ses.smtp_password(EXAMPLE_SECRET, "eu-west-1")})}
+
+
+def test_create_makes_a_key_and_writes_its_smtp_credentials_to_the_secret():
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed(), {"UserName": USER})
+        i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
+        s.add_response("put_secret_value", {"ARN": SECRET_ARN, "VersionId": "v" * 32}, _written())
+    answer = _run(lambda url: _event(url), plan)
+    assert answer["Status"] == "SUCCESS" and answer["PhysicalResourceId"] == f"ses-smtp-{USER}"
+
+
+def test_update_rotates_the_key_and_deletes_the_old_one_after_the_secret_is_written():
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed("AKIAOLDKEY0000000001"), {"UserName": USER})
+        i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
+        s.add_response("put_secret_value", {"ARN": SECRET_ARN}, _written())
+        i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": "AKIAOLDKEY0000000001"})
+    answer = _run(lambda url: _event(url, "Update", Sender="mail.example.com"), plan)
+    # The same physical id: CloudFormation sends no Delete of the old resource after the update.
+    assert answer["Status"] == "SUCCESS" and answer["PhysicalResourceId"] == f"ses-smtp-{USER}"
+
+
+def test_update_with_two_keys_makes_room_first_oldest_key_deleted():
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed("AKIAOLDKEY0000000001", "AKIAOLDKEY0000000002"), {"UserName": USER})
+        i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": "AKIAOLDKEY0000000001"})
+        i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
+        s.add_response("put_secret_value", {"ARN": SECRET_ARN}, _written())
+        i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": "AKIAOLDKEY0000000002"})
+    assert _run(lambda url: _event(url, "Update"), plan)["Status"] == "SUCCESS"
+
+
+def test_delete_deletes_every_key_of_the_user_and_nothing_else():
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed("AKIAOLDKEY0000000001", "AKIAOLDKEY0000000002"), {"UserName": USER})
+        for k in ("AKIAOLDKEY0000000001", "AKIAOLDKEY0000000002"):
+            i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": k})
+    answer = _run(lambda url: _event(url, "Delete"), plan)
+    assert answer["Status"] == "SUCCESS" and answer["PhysicalResourceId"] == f"ses-smtp-{USER}"
+
+
+def test_delete_of_a_user_already_gone_succeeds():
+    # A rollback of a create that failed before the user existed: nothing to delete.
+    def plan(i, s):
+        i.add_client_error("list_access_keys", "NoSuchEntity", "The user cannot be found.", 404)
+    assert _run(lambda url: _event(url, "Delete"), plan)["Status"] == "SUCCESS"
+
+
+def test_a_secret_that_cannot_be_written_fails_the_resource_and_its_new_key_is_deleted():
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed(), {"UserName": USER})
+        i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
+        s.add_client_error("put_secret_value", "AccessDeniedException",
+                           f"not authorized, secret {EXAMPLE_SECRET}", 400, expected_params=_written())
+        i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": NEW_KEY["AccessKeyId"]})
+    answer = _run(lambda url: _event(url), plan)
+    assert answer["Status"] == "FAILED"
+    assert "AccessDeniedException" in answer["Reason"] and "***" in answer["Reason"]
+
+
+def test_a_refused_key_fails_the_resource_with_the_reason():
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed(), {"UserName": USER})
+        i.add_client_error("create_access_key", "LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: 2", 409)
+    answer = _run(lambda url: _event(url), plan)
+    assert answer["Status"] == "FAILED" and "LimitExceeded" in answer["Reason"]
+    assert answer["PhysicalResourceId"] == f"ses-smtp-{USER}"
+
+
+def test_a_malformed_request_still_answers_failed():
+    iam, secrets = _clients()
+
+    def event_of(url):
+        event = _event(url)
+        del event["ResourceProperties"]["UserName"]
+        return event
+    (answer,) = _with_response_server(lambda url: ses.handler(event_of(url), None, iam=iam, secrets=secrets))
+    assert answer["Status"] == "FAILED" and "UserName" in answer["Reason"]
+    assert answer["PhysicalResourceId"] == "SesSmtpCredentials"
+
+
+def test_the_inline_code_fits_cloudformation_zipfile_limit():
+    # AWS::Lambda::Function Code.ZipFile: at most 4096 characters
+    # (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-function-code.html).
+    from pathlib import Path
+    assert len(Path(ses.__file__).read_text()) <= 4096

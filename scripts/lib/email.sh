@@ -1,22 +1,22 @@
 # shellcheck shell=bash
 # Outbound e-mail through Amazon SES's SMTP interface, when the stack has a sender.
 # After lib/common.sh. The SMTP credentials (an SES SMTP user name and password) are read
-# from the Secrets Manager secret the stack names ({"username", "password"}), never passed
-# in. Settings as GitLab documents them for Amazon SES: port 587 with STARTTLS, LOGIN
+# from a Secrets Manager secret ({"username", "password"}: the one the stack makes,
+# compile/email.py, or the user's EmailSmtpSecretArn), never passed in. Its ARN is the field
+# smtp_secret_arn of the boot bundle parameter (instances.bundle_location; the user data has
+# no room for it). Settings as GitLab documents them for Amazon SES: port 587 with STARTTLS, LOGIN
 # (https://docs.gitlab.com/omnibus/settings/smtp/#amazon-ses); the endpoint is the stack
 # region's (https://docs.aws.amazon.com/ses/latest/dg/smtp-connect.html).
 
 SMTP_PORT=587
 
-# smtp_secret_name: the stack's secret of the SES SMTP credentials,
-# gitlab-cfn/<stack name>/ses-smtp-credentials (storage.SMTP_SECRET_NAME), the stack name
-# from LOG_GROUP_PREFIX (/gitlab-cfn/<stack name>/<suffix>).
-smtp_secret_name() {
-  local stack=${LOG_GROUP_PREFIX#/gitlab-cfn/}
-  printf 'gitlab-cfn/%s/ses-smtp-credentials' "${stack%/*}"
+# smtp_secret_arn: the SMTP credentials' secret, from the parameter $BUNDLE_PARAMETER.
+smtp_secret_arn() {
+  aws_call ssm get-parameter --region "$AWS_REGION" --name "$BUNDLE_PARAMETER" \
+    --query Parameter.Value --output text | json_field smtp_secret_arn
 }
 
-# load_smtp_credentials SECRET_NAME: sets SMTP_USER and SMTP_PASSWORD.
+# load_smtp_credentials SECRET_ARN: sets SMTP_USER and SMTP_PASSWORD.
 SMTP_USER="" SMTP_PASSWORD=""
 load_smtp_credentials() {
   local json

@@ -200,6 +200,17 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
         "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:RemoveTags",
     ),
+    # The SES SMTP user and its group (compile/email.py): no login profile, no permissions
+    # boundary, no managed policy on the group, no user policy (the group's inline one).
+    "AWS::IAM::Group": (
+        "iam:CreateGroup", "iam:DeleteGroup", "iam:DeleteGroupPolicy", "iam:GetGroup", "iam:GetGroupPolicy",
+        "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:PutGroupPolicy", "iam:UpdateGroup",
+    ),
+    "AWS::IAM::User": (
+        "iam:AddUserToGroup", "iam:CreateUser", "iam:DeleteAccessKey", "iam:DeleteUser", "iam:GetUser",
+        "iam:ListAccessKeys", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:ListUserPolicies",
+        "iam:ListUserTags", "iam:RemoveUserFromGroup", "iam:TagUser", "iam:UntagUser", "iam:UpdateUser",
+    ),
     "AWS::IAM::InstanceProfile": (
         "iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile",
         "iam:GetInstanceProfile", "iam:PassRole", "iam:RemoveRoleFromInstanceProfile",
@@ -217,6 +228,17 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "kms:CreateKey", "kms:DescribeKey", "kms:DisableKey", "kms:DisableKeyRotation", "kms:EnableKey",
         "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
         "kms:PutKeyPolicy", "kms:TagResource", "kms:UntagResource", "kms:UpdateKeyDescription",
+    ),
+    # The SES SMTP credentials function: inline code (no S3 object, layers, code signing or
+    # versions), no EFS, Lambda's own capacity.
+    "AWS::Lambda::Function": (
+        "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+        "iam:PassRole", "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
+        "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:DeleteFunctionConcurrency", "lambda:GetFunction",
+        "lambda:GetFunctionCodeSigningConfig", "lambda:GetFunctionRecursionConfig",
+        "lambda:GetRuntimeManagementConfig", "lambda:PutFunctionConcurrency", "lambda:PutFunctionRecursionConfig",
+        "lambda:PutRuntimeManagementConfig", "lambda:TagResource", "lambda:UntagResource",
+        "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
     ),
     "AWS::Logs::LogGroup": (  # retained: no delete; no data protection, index or resource policy, delivery
         "logs:AssociateKmsKey", "logs:CreateLogGroup", "logs:DeleteRetentionPolicy", "logs:DescribeLogGroups",
@@ -284,4 +306,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "AWS::SecretsManager::SecretTargetAttachment": (
         "rds:DescribeDBInstances", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
     ),
+    # A custom resource has no registry schema: CloudFormation invokes its ServiceToken function
+    # with the caller's permissions (AWS CloudFormation User Guide, "CloudFormation service role":
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-iam-servicerole.html).
+    "Custom::SesSmtpCredentials": ("lambda:InvokeFunction",),
 }

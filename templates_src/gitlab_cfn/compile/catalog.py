@@ -154,6 +154,11 @@ EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])
 # Bounded for the servers' user data (userdata.MAX_LENGTHS).
 EMAIL_SENDER_MAX_LENGTH = 80
 SENDER_PATTERN = (r"^$|^([A-Za-z0-9._%+-]+@)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# A secret's full ARN (with the six characters Secrets Manager appends), bounded for the
+# servers' user data (userdata.MAX_LENGTHS, "_ARN").
+SMTP_SECRET_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:secretsmanager:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
+                           r"secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$")
+SMTP_SECRET_ARN_MAX_LENGTH = 112
 BACKUP_VAULT_ARN_PATTERN = (r"^$|^arn:aws(-cn|-us-gov)?:backup:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
                             r"backup-vault:[A-Za-z0-9_.-]{2,50}$")
 
@@ -176,10 +181,18 @@ def operations_parameters(group: str) -> dict[str, ParamSpec]:
         "EmailSender": ParamSpec(
             type="String", label="Outbound e-mail sender (optional)", group=group, default="",
             description=("Address or domain GitLab sends e-mail from through Amazon SES (an SES identity you "
-                         "verified in this region), with the SES SMTP credentials in the secret "
-                         "gitlab-cfn/<stack name>/ses-smtp-credentials. Empty: GitLab sends no e-mail."),
+                         "verified in this region); the stack makes SMTP credentials allowed to send from it "
+                         "only. Empty: GitLab sends no e-mail."),
             allowed_pattern=SENDER_PATTERN, max_length=EMAIL_SENDER_MAX_LENGTH,
             constraint="must be empty, an e-mail address (gitlab@example.com) or a domain (example.com)"),
+        "EmailSmtpSecretArn": ParamSpec(
+            type="String", label="SES SMTP credentials secret (optional)", group=group, default="",
+            description=("ARN of your own Secrets Manager secret {\"username\", \"password\"} of SES SMTP "
+                         "credentials, used instead of the ones the stack makes. Needs EmailSender. "
+                         "Empty: the stack makes them."),
+            allowed_pattern=SMTP_SECRET_ARN_PATTERN, max_length=SMTP_SECRET_ARN_MAX_LENGTH,
+            constraint=("must be empty or a secret's full ARN, at most 112 characters: "
+                        "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX")),
         "BackupRetentionDays": ParamSpec(
             type="Number", label="Backup retention (days)", group=group, default=35, min_value=1, max_value=36500,
             description="Days AWS Backup keeps each daily recovery point of the database, Gitaly volume and buckets.",

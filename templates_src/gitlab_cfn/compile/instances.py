@@ -128,15 +128,18 @@ def bundle_parameter_name(role: str) -> str:
     return BUNDLE_PARAMETER_NAME.format(role=role)
 
 
-def bundle_location(tier: Tier) -> Sub:
+def bundle_location(tier: Tier, extra: dict | None = None) -> Sub:
     """The bundle of this build as the bootstrap reads it from the parameter: JSON
     ``{bucket, key, region, sha256}``, the key under the build's key prefix
-    (``<TemplateKeyPrefix>scripts/boot-<sha256>.tar.gz``, published beside the templates)."""
+    (``<TemplateKeyPrefix>scripts/boot-<sha256>.tar.gz``, published beside the templates).
+    ``extra``: more fields the role's boot script reads (``${Name}`` of the tier's parameters),
+    which the user data has no room for (the SES SMTP secret, scripts/lib/email.sh)."""
     built = bundle.build()
     for name in ("TemplateBucketName", "TemplateKeyPrefix", "TemplateBucketRegion"):
         tier.param(name)
     return Sub(json.dumps({"bucket": "${TemplateBucketName}", "key": "${TemplateKeyPrefix}" + built.key,
-                           "region": "${TemplateBucketRegion}", "sha256": built.sha256}, sort_keys=True))
+                           "region": "${TemplateBucketRegion}", "sha256": built.sha256, **(extra or {})},
+                          sort_keys=True))
 
 
 def bundle_objects_arn(tier: Tier) -> Sub:
@@ -148,7 +151,7 @@ def bundle_objects_arn(tier: Tier) -> Sub:
 
 
 def bundle_parameter(tier: Tier, role: str, *, logical_id: str, grant_id: str, role_names: list,
-                     what: str) -> ssm.Parameter:
+                     what: str, extra: dict | None = None) -> ssm.Parameter:
     """The boot bundle parameter of ``role`` (``logical_id``), and ``grant_id``: the
     instance role(s) may read exactly that parameter and the bundles of this build's
     location. Its value changes with every build (an in-place update of the parameter);
@@ -159,7 +162,7 @@ def bundle_parameter(tier: Tier, role: str, *, logical_id: str, grant_id: str, r
         logical_id,
         Name=Sub(bundle_parameter_name(role)),
         Type="String",
-        Value=bundle_location(tier),
+        Value=bundle_location(tier, extra),
         Description=f"Boot bundle of {what}: where it is and its sha256 (gitlab-cfn).",
     ))
     arn = Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + bundle_parameter_name(role))

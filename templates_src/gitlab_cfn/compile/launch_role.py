@@ -93,8 +93,22 @@ EXCLUDED: dict[str, str] = {
     "redshift:*": "no Redshift",
     "redshift-serverless:*": "no Redshift Serverless",
     "docdb-elastic:*": "no DocumentDB",
-    "iam:*UserPolicy": "policies attach to roles, never to users",
-    "iam:*GroupPolicy": "policies attach to roles, never to groups",
+    "iam:*UserPolicy": "policies attach to roles and groups, never to users (the SES SMTP user's is its group's)",
+    "iam:*LoginProfile": "the SES SMTP user never signs in to the console: it has no password",
+    "iam:*UserPermissionsBoundary": "the SES SMTP user has no permissions boundary",
+    "iam:AttachGroupPolicy": "the SES SMTP user's group has its one inline policy, no managed policy",
+    "iam:DetachGroupPolicy": "the SES SMTP user's group has its one inline policy, no managed policy",
+    "elasticfilesystem:*": "the SES SMTP credentials function mounts no EFS file system",
+    "s3files:*": "the SES SMTP credentials function mounts no file system",
+    "s3:GetObjectVersion": "the SES SMTP credentials function's code is inline (ZipFile), not an S3 object",
+    "lambda:GetLayerVersion": "the SES SMTP credentials function has no layers",
+    "lambda:GetCodeSigningConfig": "the function names no code signing configuration to read",
+    "lambda:PutFunctionCodeSigningConfig": "the function's code is inline; no code signing configuration",
+    "lambda:DeleteFunctionCodeSigningConfig": "the function's code is inline; no code signing configuration",
+    "lambda:PassCapacityProvider": "the function runs on Lambda's own capacity, no capacity provider",
+    "lambda:*FunctionScalingConfig": "the function runs on Lambda's own capacity, no capacity provider",
+    "lambda:AssociateRuntimeAlias": "not in IAM's action definitions (parliament); the function uses no runtime alias",
+    "lambda:PublishVersion": "the function has no published versions",
     "iam:*RolePermissionsBoundary": "the roles have no permissions boundary, and the launch role may not remove one",
     "ec2:CopyVolumes": "volumes are never copied",
     "ec2:*VpcEncryptionControl*": "VPC encryption controls are not configured",
@@ -179,7 +193,13 @@ SCOPES: dict[str, list[str]] = {
     "iam": [
         f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role{IAM_PATH}*",
         f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:instance-profile{IAM_PATH}*",
+        # The SES SMTP user and its group (compile/email.py), under the same path.
+        f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:user{IAM_PATH}*",
+        f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:group{IAM_PATH}*",
     ],
+    # The SES SMTP credentials function: CloudFormation names a stack's function
+    # <stack name>-<logical id>-<suffix>, and Service Catalog's stacks are SC-*.
+    "lambda": [_ACCOUNT % ("lambda", "function:SC-*")],
     "kms": [_ACCOUNT % ("kms", "key/*")],
     # The stack's log groups (observability.LOG_GROUP_ROOT) and their streams.
     "logs": [_ACCOUNT % ("logs", "log-group:/gitlab-cfn/*")],
@@ -208,7 +228,11 @@ SERVICE_CATALOG_ACTIONS = [
     "cloudformation:UntagResource", "cloudformation:ValidateTemplate",
 ]
 # Roles are passed only to the services that use them.
-PASS_ROLE_TO = ["ec2.amazonaws.com", "monitoring.rds.amazonaws.com", "backup.amazonaws.com"]
+PASS_ROLE_TO = ["ec2.amazonaws.com", "monitoring.rds.amazonaws.com", "backup.amazonaws.com", "lambda.amazonaws.com"]
+# A custom resource has no registry schema: CloudFormation invokes its function (ServiceToken)
+# with the caller's permissions, for Create, Update and Delete alike
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-iam-servicerole.html).
+CUSTOM_RESOURCE_ACTIONS = ("lambda:InvokeFunction",)
 # Service-linked roles the product's services create on first use in an account.
 SERVICE_LINKED = ["autoscaling.amazonaws.com", "elasticache.amazonaws.com", "rds.amazonaws.com", "backup.amazonaws.com",
                   "elasticloadbalancing.amazonaws.com"]
@@ -239,6 +263,8 @@ def schema_source() -> str:
 @lru_cache(maxsize=None)
 def handler_permissions(resource_type: str) -> dict[str, tuple[str, ...]]:
     """The registry's ``{handler: actions}`` for one resource type (no ``list``)."""
+    if resource_type.startswith("Custom::"):
+        return {h: CUSTOM_RESOURCE_ACTIONS for h in ("create", "update", "delete")}
     folder, providers = _schemas()
     digest = providers.get(resource_type)
     if digest is None:

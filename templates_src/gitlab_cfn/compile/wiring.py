@@ -20,6 +20,7 @@ from troposphere import (
     GetAtt,
     Join,
     Not,
+    Or,
     Output,
     Parameter,
     Ref,
@@ -64,6 +65,12 @@ def _rules(cfg: BuildConfig, declared: set[str]) -> dict:
         rules["BastionNotOpenToTheWorld"] = {"Assertions": [{
             "Assert": Not(Equals(Ref("RemoteAccessCIDR"), "0.0.0.0/0")),
             "AssertDescription": "RemoteAccessCIDR must not be 0.0.0.0/0: give the range administrators connect from.",
+        }]}
+    if {"EmailSender", "EmailSmtpSecretArn"} <= declared:
+        # A given SMTP secret replaces the credentials the stack makes for a sender (compile/email.py).
+        rules["SmtpSecretNeedsSender"] = {"Assertions": [{
+            "Assert": Or(Equals(Ref("EmailSmtpSecretArn"), ""), Not(Equals(Ref("EmailSender"), ""))),
+            "AssertDescription": "EmailSmtpSecretArn needs EmailSender: give the sender, or leave the secret empty.",
         }]}
     subnets = [f"{kind}Subnet{i}Cidr" for i in range(1, cfg.az_count + 1) for kind in ("Public", "Private")]
     rules["SubnetCidrsDistinct"] = {"Assertions": [

@@ -74,6 +74,7 @@ that deploys a small template through the running server:
 - ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
 - ``db_instance_restored_from_snapshot``, ``volume_created_from_snapshot``,
   ``deleted_stack_resources_listed``: see ``restore.py``.
+- ``custom_resources_run_their_function``, ``iam_user_groups``: see ``custom_resources.py``.
 
 The rules of ``elasticache_auth_token_rules`` to ``servicecatalog_templates_read`` are in ``rules.py``.
 """
@@ -1077,3 +1078,4 @@ from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
 from gitlab_cfn.standin import restore  # noqa: E402,F401
 from gitlab_cfn.standin import signals  # noqa: E402,F401
+from gitlab_cfn.standin import custom_resources  # noqa: E402,F401

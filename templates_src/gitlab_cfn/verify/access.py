@@ -429,15 +429,10 @@ def _key_arn(model: Model, key: str) -> str:
 def _secret_read(model, call, value):
     arn = value(call.option("--secret-id"))
     why = f"{call.where}: aws secretsmanager get-secret-value"
-    if not arn.startswith("arn:"):
-        # A secret named by its name, which the user creates outside the stack (the SES SMTP
-        # credentials, lib/email.sh): its ARN is the name and the six characters Secrets Manager
-        # appends (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html#iam-resources).
-        # Its key is the user's choice: only the read grant is the stack's to check.
-        if model.owner(arn):
-            raise Unresolved(f"{call.where}: secret {arn} of the stack is read by name, not by ARN")
-        return [Request("secretsmanager:GetSecretValue",
-                        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}-AbCdEf", (), why)]
+    if not model.owner(arn) and arn in {str(v) for v in model.root.params.values()}:
+        # A secret the user gives by a parameter (EmailSmtpSecretArn, lib/email.sh): its key is
+        # the user's choice, so only the read grant is the stack's to check.
+        return [Request("secretsmanager:GetSecretValue", arn, (), why)]
     return [Request("secretsmanager:GetSecretValue", arn, (), why)] + _secret_kms(model, arn, "kms:Decrypt", why)
 
 
@@ -576,13 +571,14 @@ DERIVED = {
     "BUNDLE_BUCKET": ("BUNDLE_PARAMETER", "bucket"),
     "BUNDLE_KEY": ("BUNDLE_PARAMETER", "key"),
     "BUNDLE_REGION": ("BUNDLE_PARAMETER", "region"),
+    # lib/email.sh, smtp_secret_arn: the SES SMTP credentials' secret.
+    "SMTP_SECRET_ARN": ("BUNDLE_PARAMETER", "smtp_secret_arn"),
     # scripts/bake-install.sh: the instance's own id, from the instance metadata service.
     "instance": ("IMDS", "instance-id"),
     # lib/cloudwatch.sh: /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, the parent stack's name from
-    # BUNDLE_PARAMETER's; lib/backup.sh and lib/email.sh: that name ($stack, $(smtp_secret_name)).
+    # BUNDLE_PARAMETER's; lib/backup.sh: that name ($stack).
     "LOG_GROUP_PREFIX": ("PARENT", "prefix"),
     "stack": ("PARENT", "name"),
-    "(smtp_secret_name)": ("PARENT", "smtp"),
 }
 BUNDLE_PARAMETER_NAME = re.compile(r"^/gitlab-cfn/([A-Za-z][A-Za-z0-9-]*)/[a-z-]+/boot-bundle$")
 
@@ -595,8 +591,6 @@ def _parent(server: Server, field_name: str) -> str:
     parent = match.group(1)
     if field_name == "name":
         return parent
-    if field_name == "smtp":
-        return f"gitlab-cfn/{parent}/ses-smtp-credentials"   # lib/email.sh, smtp_secret_name
     if "LOG_GROUP_PREFIX" in server.values:
         return str(server.values["LOG_GROUP_PREFIX"])
     if not re.match(r"^[0-9a-f]{8}$", str(server.values.get("LOG_GROUP_ID", ""))):
@@ -627,7 +621,7 @@ def _resolver(model: Model, server: Server, call: Call) -> Callable[[str | None]
                 return str(_parameter_json(model, server.values[source]).get(field_name, ""))
             raise Unresolved(f"{call.where}: ${name} is not exported by the user data of "
                              f"{server.stack.file}:{server.logical} (role {server.role})")
-        return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*|\(smtp_secret_name\))", one, word)
+        return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*)", one, word)
     return value
 
 
@@ -857,6 +851,7 @@ class AccessResult:
     decisions: list[Decision]
     findings: list[Finding]
     calls: dict[str, list[Call]]
+    functions: list = field(default_factory=list)   # function_access.FunctionDecision
 
 
 def check(model: Model, roles: dict | None = None, sources: dict[str, tuple] | None = None) -> AccessResult:
@@ -885,7 +880,12 @@ def check(model: Model, roles: dict | None = None, sources: dict[str, tuple] | N
                 findings.append(_finding(
                     f"{server.stack.file}:{server.logical} ({server.role}): {d.request.why}: "
                     f"{d.request.action} on {d.request.resource} is denied: {d.reason}"))
-    return AccessResult(decisions, sorted(set(findings)), calls)
+    # The stack's Lambda functions (the SES SMTP credentials): verify/function_access.py.
+    from gitlab_cfn.verify import function_access
+
+    functions, problems = function_access.check(model, role_policies, resource_policies)
+    findings += [_finding(p) for p in problems]
+    return AccessResult(decisions, sorted(set(findings)), calls, functions)
 
 
 def _finding(message: str) -> Finding:

@@ -1,77 +1,84 @@
-"""SES SMTP credentials from an IAM access key, as a CloudFormation custom resource.
+"""SES SMTP credentials of an IAM user, as a CloudFormation custom resource (inlined as the
+function's ZipFile: keep it under 4096 bytes, tests/test_ses_credentials.py).
 
-The SMTP password of an IAM user's access key is AWS's documented derivation
-(https://docs.aws.amazon.com/ses/latest/dg/smtp-credentials.html#smtp-credentials-convert):
-the Signature Version 4 signing key of the secret access key for the date ``11111111``,
-the region and the service ``ses`` (https://docs.aws.amazon.com/general/latest/gr/signature-v4-examples.html),
-an HMAC-SHA256 of ``SendRawEmail`` with it, prefixed with the version byte 0x04, base64.
-
-The handler (Create and Update) reads the access key from the secret named by
-``AccessKeySecretArn`` (``{"AccessKeyId", "SecretAccessKey"}``), writes
-``{"username": <access key id>, "password": <SMTP password>}`` to the secret named by
-``SmtpSecretArn``, and answers CloudFormation through the pre-signed ``ResponseURL``;
-nothing secret is returned as data. Delete changes nothing (the secrets have their own
-policies). Standard library and boto3 only, as the Lambda Python runtime has them.
+Password: AWS's derivation (docs.aws.amazon.com/ses/latest/dg/smtp-credentials.html): SigV4
+signing key of the secret key for date 11111111, the region, service ses; HMAC-SHA256 of
+SendRawEmail; version byte 0x04; base64. Create/Update: a new access key of UserName, its
+{username, password} put in SecretArn, the user's other keys deleted. Delete: every key of
+the user deleted. The answer (PUT to ResponseURL) carries no key, no password, no Data.
 """
-
-from __future__ import annotations
-
 import base64
 import hashlib
 import hmac
 import json
 import urllib.request
 
-SMTP_DATE = "11111111"
-SMTP_SERVICE = "ses"
-SMTP_TERMINAL = "aws4_request"
-SMTP_MESSAGE = "SendRawEmail"
-SMTP_VERSION = 0x04
+
+def _hmac(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-
-
-def signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
-    """SigV4's kSigning: HMAC chain over the date, region, service and "aws4_request"."""
-    key = _hmac(("AWS4" + secret_access_key).encode("utf-8"), date)
-    for part in (region, service, SMTP_TERMINAL):
+def signing_key(secret, date, region, service):
+    key = _hmac(("AWS4" + secret).encode(), date)
+    for part in (region, service, "aws4_request"):
         key = _hmac(key, part)
     return key
 
 
-def smtp_password(secret_access_key: str, region: str) -> str:
-    signature = _hmac(signing_key(secret_access_key, SMTP_DATE, region, SMTP_SERVICE), SMTP_MESSAGE)
-    return base64.b64encode(bytes([SMTP_VERSION]) + signature).decode("ascii")
+def smtp_password(secret, region):
+    sig = _hmac(signing_key(secret, "11111111", region, "ses"), "SendRawEmail")
+    return base64.b64encode(bytes([4]) + sig).decode()
 
 
-def _respond(event: dict, status: str, reason: str = "", physical_id: str | None = None) -> None:
+def _respond(event, status, reason, physical):
     body = json.dumps({
-        "Status": status, "Reason": reason[:1000],
-        "PhysicalResourceId": physical_id or event.get("PhysicalResourceId") or event["LogicalResourceId"],
-        "StackId": event["StackId"], "RequestId": event["RequestId"], "LogicalResourceId": event["LogicalResourceId"],
-        "NoEcho": True, "Data": {},
-    }).encode()
-    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT",
-                                     headers={"Content-Type": "", "Content-Length": str(len(body))})
-    with urllib.request.urlopen(request, timeout=30):
+        "Status": status, "Reason": reason[:500], "PhysicalResourceId": physical,
+        "StackId": event["StackId"], "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"], "NoEcho": True, "Data": {}}).encode()
+    req = urllib.request.Request(event["ResponseURL"], data=body, method="PUT",
+                                 headers={"Content-Type": "", "Content-Length": str(len(body))})
+    with urllib.request.urlopen(req, timeout=30):
         pass
 
 
-def handler(event: dict, context: object, client=None) -> None:
+def _keys(iam, user):
+    found = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+    return [k["AccessKeyId"] for k in sorted(found, key=lambda k: k["CreateDate"])]
+
+
+def handler(event, context, iam=None, secrets=None):
+    physical = event.get("PhysicalResourceId") or event["LogicalResourceId"]
+    hide = []
     try:
         props = event["ResourceProperties"]
-        physical_id = f"smtp-credentials-{props['SmtpSecretArn'].rsplit(':', 1)[-1]}"
-        if event["RequestType"] in ("Create", "Update"):
-            if client is None:
-                import boto3
-                client = boto3.client("secretsmanager", region_name=props["Region"])
-            key = json.loads(client.get_secret_value(SecretId=props["AccessKeySecretArn"])["SecretString"])
-            client.put_secret_value(SecretId=props["SmtpSecretArn"], SecretString=json.dumps({
-                "username": key["AccessKeyId"],
-                "password": smtp_password(key["SecretAccessKey"], props["Region"]),
-            }))
-        _respond(event, "SUCCESS", physical_id=physical_id)
+        user, region = props["UserName"], props["Region"]
+        physical = "ses-smtp-" + user
+        if iam is None:
+            import boto3
+            iam, secrets = boto3.client("iam"), boto3.client("secretsmanager", region_name=region)
+        if event["RequestType"] == "Delete":
+            try:
+                for old in _keys(iam, user):
+                    iam.delete_access_key(UserName=user, AccessKeyId=old)
+            except iam.exceptions.NoSuchEntityException:
+                pass
+        else:
+            old = _keys(iam, user)
+            if len(old) > 1:  # IAM allows two keys a user: make room
+                iam.delete_access_key(UserName=user, AccessKeyId=old.pop(0))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            hide += [key["SecretAccessKey"], smtp_password(key["SecretAccessKey"], region)]
+            try:
+                secrets.put_secret_value(SecretId=props["SecretArn"], SecretString=json.dumps(
+                    {"username": key["AccessKeyId"], "password": hide[1]}))
+            except Exception:
+                iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+                raise
+            for k in old:
+                iam.delete_access_key(UserName=user, AccessKeyId=k)
+        _respond(event, "SUCCESS", "", physical)
     except Exception as exc:  # CloudFormation must hear of every failure, or it waits an hour
-        _respond(event, "FAILED", f"{type(exc).__name__}: {exc}")
+        reason = type(exc).__name__ + ": " + str(exc)
+        for h in hide:
+            reason = reason.replace(h, "***")
+        _respond(event, "FAILED", reason, physical)

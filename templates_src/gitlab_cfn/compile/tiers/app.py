@@ -184,6 +184,13 @@ def restore_secret_string(tier: Tier, logical: str):
 BOOT_GRANTS = ("AppSecretsRead", "AppSecretsWrite", "AppBootRead")
 
 
+def smtp_extra(tier: Tier) -> dict:
+    """The secret of the SES SMTP credentials (storage tier, compile/email.py), in the boot
+    bundle parameter: the user data has no room left for an ARN (userdata.MAX_BYTES)."""
+    tier.input("SmtpSecretArn")
+    return {"smtp_secret_arn": "${SmtpSecretArn}"}
+
+
 def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
     """What the boot script (scripts/gitlab-app.sh) is told through its preamble."""
     values = {
@@ -211,7 +218,8 @@ def boot_values(tier: Tier, secrets: dict, parameter) -> dict:
         # The stack's log groups (tier logs): the servers boot once they exist. Their prefix
         # is /gitlab-cfn/<parent stack>/<LOG_GROUP_ID>, put together by lib/cloudwatch.sh.
         "LOG_GROUP_ID": tier.input("LogGroupId"),
-        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off.
+        # Outbound e-mail through SES (scripts/lib/email.sh); empty: off. The secret of its
+        # SMTP credentials is in the boot bundle parameter (SMTP_EXTRA).
         "EMAIL_SENDER": tier.param("EmailSender"),
     }
     for logical, kind in BUCKETS.items():
@@ -271,7 +279,7 @@ def sidekiq_group(tier: Tier, secrets: dict, app_group) -> autoscaling.AutoScali
     tier.add(grant("SidekiqSecretsRead", secret_read([Ref(secrets["RailsSecretsSecret"])]), [role]))
     parameter = bundle_parameter(tier, "gitlab-sidekiq", logical_id="SidekiqBootBundleParameter",
                                  grant_id="SidekiqBootRead", role_names=[role],
-                                 what="the GitLab Sidekiq servers")
+                                 what="the GitLab Sidekiq servers", extra=smtp_extra(tier))
     values = boot_values(tier, secrets, parameter)
     # Sidekiq neither serves SSH nor seeds the database, nor runs the nightly backup.
     for name in ("HOST_KEYS_SECRET_ARN", "ROOT_PASSWORD_SECRET_ARN"):
@@ -317,7 +325,7 @@ def build(tier: Tier) -> None:
     secrets = app_secrets(tier)
     parameter = bundle_parameter(tier, "gitlab-app", logical_id="AppBootBundleParameter", grant_id="AppBootRead",
                                  role_names=[tier.input("InstanceRoleName")],
-                                 what="the GitLab application servers")
+                                 what="the GitLab application servers", extra=smtp_extra(tier))
     template = launch_template(
         tier, "AppLaunchTemplate",
         name="gitlab",

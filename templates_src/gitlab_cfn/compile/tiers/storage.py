@@ -8,12 +8,13 @@ profile of the GitLab application servers: the guide's S3 policy (object
 actions on ``<bucket>/*``, bucket actions on the bucket) narrowed to these
 buckets, use of the key through S3 and Secrets Manager, Session Manager and the
 CloudWatch agent (tier ``logs`` grants it). Tiers that own secrets grant the role read access to them.
+With a sender, the SES SMTP credentials (``compile/email.py``).
 
 Bucket names are ``gl-<kind>-<account>-<region>-<stack suffix>``: the guide's
 ``gl-`` prefix, unique per account and region, and unique per stack so that two
 deployments (or a redeployment next to retained buckets) never collide.
 
-Exposes: ``KmsKeyArn``, ``InstanceRoleName``, ``InstanceProfileArn`` and
+Exposes: ``KmsKeyArn``, ``InstanceRoleName``, ``InstanceProfileArn``, ``SmtpSecretArn`` and
 ``<Kind>BucketName`` for each bucket.
 """
 
@@ -37,6 +38,7 @@ from troposphere import (
     s3,
 )
 
+from gitlab_cfn.compile.email import smtp_credentials
 from gitlab_cfn.compile.naming import IAM_PATH, tags
 from gitlab_cfn.compile.policies import (
     assume_role,
@@ -45,7 +47,6 @@ from gitlab_cfn.compile.policies import (
     kms_use,
     log_bucket,
     managed_policy_arn,
-    secret_read,
     tls_only_bucket,
 )
 from gitlab_cfn.compile.tier import Tier, scanner_skip
@@ -162,24 +163,6 @@ def log_bucket_resources(tier: Tier) -> s3.Bucket:
     return logs
 
 
-# The secret of the SES SMTP credentials, named by convention (scripts/lib/email.sh reads
-# the same name): the user creates it before giving EmailSender.
-SMTP_SECRET_NAME = "gitlab-cfn/${ParentStackName}/ses-smtp-credentials"
-
-
-def smtp_credentials_grant(tier: Tier, roles) -> None:
-    """With a sender, the GitLab servers may read the SES SMTP credentials secret, by name
-    with the six characters Secrets Manager appends
-    (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html)."""
-    tier.template.add_condition("EmailOn", Not(Equals(tier.param("EmailSender"), "")))
-    tier.add(iam.PolicyType(
-        "SmtpCredentialsRead", Condition="EmailOn", PolicyName="SmtpCredentialsRead",
-        Roles=[Ref(role) for role in roles],
-        PolicyDocument=secret_read([Sub(
-            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + SMTP_SECRET_NAME + "-??????")]),
-    ))
-
-
 def restored_key_grant(tier: Tier, roles) -> None:
     """With RestoreKmsKeyArn, the old stack's key: its buckets' objects are encrypted with it
     (and new ones too, by their default encryption), so the Rails servers use it through S3
@@ -282,8 +265,9 @@ def build(tier: Tier) -> None:
         tier.output("SidekiqRoleName", Ref(sidekiq), "IAM role of the GitLab Sidekiq servers.")
         tier.output("SidekiqInstanceProfileArn", GetAtt(sidekiq_profile, "Arn"),
                     "Instance profile of the GitLab Sidekiq servers.")
-    # Sidekiq sends GitLab's notification mail: its servers read the SMTP credentials too.
-    smtp_credentials_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
+    # Outbound e-mail's SES SMTP credentials (compile/email.py); Sidekiq sends GitLab's
+    # notification mail: its servers read them too.
+    smtp_credentials(tier, key_arn, [role] + ([sidekiq] if sidekiq is not None else []))
     restored_key_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
