@@ -187,13 +187,15 @@ def test_the_figures_the_readme_gives_are_the_builds(tmp_path):
     assert run("build", "-q", "--out", str(out)).returncode == 0
     manifest = json.loads((out / "manifest.json").read_text())
     # The tree of "What you get" lists every template of the build, and nothing else.
-    # Templates that only the reference sizes build say so on their line ("... sizes only").
+    # Templates that only the reference sizes or an option build say so on their line
+    # ("... sizes only", "monitoring.node only").
     tree = readme.split("## What you get", 1)[1].split("```", 2)[1]
     listed = re.findall(r"([a-z-]+)\.template\.yaml", tree)
-    sized = re.findall(r"([a-z-]+)\.template\.yaml\s+[^\n]*sizes only", tree)
+    sized = re.findall(r"([a-z-]+)\.template\.yaml\s+[^\n]*(?:sizes|monitoring\.node) only", tree)
     assert sorted(set(listed) - set(sized)) == sorted(manifest["templates"])
     cluster = tmp_path / "cluster"
-    (tmp_path / "3k.yaml").write_text("size: 3k\n")
+    # The largest shape: a Gitaly Cluster size with the monitoring server.
+    (tmp_path / "3k.yaml").write_text("size: 3k\nmonitoring:\n  node: true\n")
     assert run("build", "-q", "--config", str(tmp_path / "3k.yaml"), "--out", str(cluster)).returncode == 0
     cluster_templates = json.loads((cluster / "manifest.json").read_text())["templates"]
     assert sorted(listed) == sorted(set(manifest["templates"]) | set(cluster_templates))

@@ -52,8 +52,9 @@ def test_publish_in_two_regions_at_the_keys_the_parent_computes(local_aws, stand
     assert len(result["uploaded"]) == 2 * (every + 3) and result["skipped"] == []
     for region in REGIONS:
         s3 = local_aws.client("s3", region)
-        # Every tier of the build (a Gitaly Cluster's praefect tier is not in the default one).
-        for tier in ["main", *[t for t in TIERS if t != "praefect"], "service-catalog"]:
+        # Every tier of the build (a Gitaly Cluster's praefect tier and the monitoring
+        # server's prometheus tier are not in the default one).
+        for tier in ["main", *[t for t in TIERS if t not in ("praefect", "prometheus")], "service-catalog"]:
             key = f"gitlab-cfn/{__version__}/{template_key(tier)}"
             head = s3.head_object(Bucket=f"gl-releases-{region}", Key=key)
             assert head["ContentType"] == "application/x-yaml"
