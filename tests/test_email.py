@@ -192,6 +192,8 @@ def test_the_smtp_user_may_send_raw_email_from_the_sender_only(default, sender, 
 
     for identity in identities:
         assert may("ses:SendRawEmail", identity, sent_from), identity
+        # Whatever case SES reports the From: address in (IAM's StringEquals would not match).
+        assert may("ses:SendRawEmail", identity, sent_from.upper()), identity
         assert not may("ses:SendRawEmail", identity, "someone@" + sent_from.split("@")[1])
         assert not may("ses:SendEmail", identity, sent_from)
     assert not may("ses:SendRawEmail", "other.example.org", sent_from)
@@ -205,12 +207,45 @@ def test_the_function_runs_the_repositorys_handler_inline(default):
     function = default["storage"]["Resources"]["SesSmtpFunction"]["Properties"]
     assert function["Code"] == {"ZipFile": email.FUNCTION_CODE.read_text()}
     assert (function["Handler"], function["Runtime"]) == ("index.handler", email.RUNTIME)
-    assert "VpcConfig" not in function and function["ReservedConcurrentExecutions"] == 1
+    assert "VpcConfig" not in function
     custom = default["storage"]["Resources"]["SesSmtpCredentials"]
     assert custom["Type"] == "Custom::SesSmtpCredentials"
     assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["SesSmtpFunction", "Arn"]}
     # Nothing secret goes in or out: the properties name the user and the secret only; no output reads the resource.
-    assert set(custom["Properties"]) == {"ServiceToken", "UserName", "SecretArn", "Region", "Sender"}
+    assert set(custom["Properties"]) == {"ServiceToken", "ServiceTimeout", "UserName", "SecretArn", "Region", "Sender"}
+
+
+def test_a_lost_answer_fails_the_resource_in_minutes_not_an_hour(default):
+    """CloudFormation waits ServiceTimeout seconds (1 to 3600, default 3600) for the answer:
+    a few minutes, longer than the function may run (its retries, then its answer)."""
+    function = default["storage"]["Resources"]["SesSmtpFunction"]["Properties"]
+    timeout = default["storage"]["Resources"]["SesSmtpCredentials"]["Properties"].get("ServiceTimeout")
+    assert isinstance(timeout, int) and function["Timeout"] + 60 <= timeout <= 600, timeout
+
+
+@pytest.mark.parametrize("variant_name", ["default", "cluster"])
+def test_no_function_reserves_concurrency(variant_name):
+    """A reservation fails the create where the account's unreserved concurrency would drop
+    under Lambda's minimum (new accounts: a quota of 10), and the launch role may not make one."""
+    from conftest import VARIANTS, templates_for
+    from test_service_catalog import allows, granted, launch_statements
+
+    built = templates_for(VARIANTS[variant_name])
+    functions = [(tier, logical, r["Properties"]) for tier, t in built.items()
+                 for logical, r in (t.get("Resources") or {}).items() if r["Type"] == "AWS::Lambda::Function"]
+    assert functions
+    assert [(tier, logical) for tier, logical, p in functions if "ReservedConcurrentExecutions" in p] == []
+    assert not allows(granted(launch_statements(built)), "lambda:PutFunctionConcurrency")
+
+
+def test_the_address_senders_domain_is_split_from_the_sender_and_an_at(default):
+    """``Select(1, Split("@", "<sender>@"))``: the domain of an address; for a domain sender
+    (no '@') an empty string, where the sender alone has no second part to select."""
+    _, model = _model(default, EmailSender="example.com")
+    storage = _storage(model)
+    (document,) = [p["PolicyDocument"] for p in storage.template["Resources"]["SesSmtpGroup"]["Properties"]["Policies"]]
+    domain_arn = document["Statement"][0]["Resource"]["Fn::If"][2][1]
+    assert model.value(storage, domain_arn).endswith(":identity/")
     assert "SesSmtpCredentials" not in json.dumps(default["storage"].get("Outputs", {}))
 
 
@@ -300,3 +335,26 @@ def test_a_deploy_with_a_sender_ends_with_the_derived_credentials_in_the_secret(
     (key,) = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
     assert value["username"] == key["AccessKeyId"]
     assert value["password"] == ses.smtp_password(key_secret(standin, key["AccessKeyId"]), "eu-west-1")
+
+
+# -- the Service Catalog launch role and the SMTP user (compile/launch_role.py) ---------------------
+
+def test_the_launch_role_may_read_and_delete_what_the_user_handlers_look_for(default):
+    """AWS::IAM::User's read and delete handlers call GetUserPolicy, GetLoginProfile (and remove
+    what they find: DeleteUserPolicy, DetachUserPolicy, DeleteLoginProfile); the group's delete
+    detaches managed policies. Denied, a stack's update or delete under the launch role fails
+    (DELETE_FAILED). Granted on the product's path only; giving the user a policy or a password is not."""
+    from test_service_catalog import allows, launch_statements
+
+    read_delete = ("iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetLoginProfile",
+                   "iam:DeleteLoginProfile", "iam:DetachGroupPolicy")
+    for action in read_delete:
+        scopes = [r["Fn::Sub"] for s in launch_statements(default) if allows(s["Action"], action) for r in s["Resource"]]
+        assert scopes, action
+        assert all(scope.startswith("arn:${AWS::Partition}:iam::${AWS::AccountId}:")
+                   and "/gitlab-cfn/" in scope for scope in scopes), (action, scopes)
+        assert "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/gitlab-cfn/*" in scopes, (action, scopes)
+    actions = [a for s in launch_statements(default) for a in s["Action"]]
+    for action in ("iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:CreateLoginProfile", "iam:UpdateLoginProfile",
+                   "iam:AttachGroupPolicy", "iam:CreateAccessKey"):
+        assert not allows(actions, action), action

@@ -15,6 +15,9 @@ patches run the function in-process instead, and hold it to CloudFormation's rul
   stack rolls back); ``SUCCESS`` gives the resource the answer's ``PhysicalResourceId`` and
   ``Data``. An update sends ``Update`` with ``OldResourceProperties`` (a FAILED answer fails
   the update); deleting the resource sends ``Delete`` (a FAILED answer fails the stack's delete).
+  ``ServiceTimeout`` (an integer from 1 to 3600, else the resource fails as CloudFormation
+  refuses it; aws-resource-cloudformation-customresource.html) is how long the answer is
+  waited for, at most the stand-in's ``ANSWER_TIMEOUT``.
   Nothing runs in Docker (the stand-in has none).
 - ``model_data_of_every_resource``: the stand-in's own inspection page (``/moto-api/data.json``,
   which shows a test what AWS shows nobody, such as an access key's secret) leaves out the
@@ -49,6 +52,7 @@ from gitlab_cfn.standin.patches import patch
 
 RESPONSE_LIMIT = 4096           # bytes of a response object (crpg-ref-responses.html)
 ANSWER_TIMEOUT = 120.0          # the stand-in's hour
+SERVICE_TIMEOUT_RANGE = (1, 3600)
 _ENVIRONMENT = threading.Lock()  # the function's AWS_* variables are the process's while it runs
 
 
@@ -87,9 +91,24 @@ def _handler_of(function) -> Any:
     return getattr(module, name)
 
 
+def service_timeout(properties: dict) -> float:
+    """How long the answer is waited for: ``ServiceTimeout`` (CloudFormation: an integer from 1
+    to 3600, default 3600), at most the stand-in's hour."""
+    given = properties.get("ServiceTimeout", SERVICE_TIMEOUT_RANGE[1])
+    try:
+        seconds = int(str(given))
+    except ValueError:
+        seconds = 0
+    if str(seconds) != str(given).strip() or not SERVICE_TIMEOUT_RANGE[0] <= seconds <= SERVICE_TIMEOUT_RANGE[1]:
+        raise ValueError(f"ServiceTimeout {given!r}: must be an integer from {SERVICE_TIMEOUT_RANGE[0]} "
+                         f"to {SERVICE_TIMEOUT_RANGE[1]}")
+    return min(float(seconds), ANSWER_TIMEOUT)
+
+
 def _invoke(function, event: dict, region_name: str) -> dict:
     """Run the function on ``event`` with a ResponseURL on 127.0.0.1; its one answer."""
     answers: list[bytes] = []
+    timeout = service_timeout(event.get("ResourceProperties") or {})
 
     class Answer(BaseHTTPRequestHandler):
         def do_PUT(self):  # noqa: N802
@@ -101,7 +120,7 @@ def _invoke(function, event: dict, region_name: str) -> dict:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Answer)
-    server.timeout = ANSWER_TIMEOUT
+    server.timeout = timeout
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
     event = {**event, "ResponseURL": f"http://127.0.0.1:{server.server_port}/cfn-response?X-Amz-Signature=standin"}
@@ -121,13 +140,14 @@ def _invoke(function, event: dict, region_name: str) -> dict:
                         os.environ.pop(k, None)
                     else:
                         os.environ[k] = v
-        thread.join(ANSWER_TIMEOUT)
+        thread.join(timeout)
     except Exception as exc:  # the function raised before answering: Lambda reports it, nobody answers
         raise ValueError(f"the function failed without answering: {type(exc).__name__}: {exc}") from None
     finally:
         server.server_close()
     if not answers:
-        raise ValueError("the function did not answer CloudFormation (no PUT to the ResponseURL)")
+        raise ValueError(f"the function did not answer CloudFormation in {timeout:g} s "
+                         "(ServiceTimeout; no PUT to the ResponseURL)")
     if len(answers[0]) > RESPONSE_LIMIT:
         raise ValueError(f"the function's answer is {len(answers[0])} bytes; CloudFormation takes {RESPONSE_LIMIT}")
     answer = json.loads(answers[0])
