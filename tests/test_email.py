@@ -358,3 +358,98 @@ def test_the_launch_role_may_read_and_delete_what_the_user_handlers_look_for(def
     for action in ("iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:CreateLoginProfile", "iam:UpdateLoginProfile",
                    "iam:AttachGroupPolicy", "iam:CreateAccessKey"):
         assert not allows(actions, action), action
+
+
+# -- an update of a stack whose servers read the user's secret (operate/smtp_upgrade.py) ------------
+
+def test_an_older_stack_with_a_sender_keeps_its_secret_on_update(local_aws, default):
+    """Stacks built before EmailSmtpSecretArn read the user's gitlab-cfn/<stack>/ses-smtp-credentials.
+    Updated as is they would switch to an IAM user the stack makes (which an SCP may deny): deploy
+    passes that secret's ARN instead and says so, with the flag that switches."""
+    from gitlab_cfn.operate import smtp_upgrade
+
+    definitions = default["main"]["Parameters"]
+    older = {"EmailSender": "example.com", "DomainName": "gitlab.example.com"}   # no EmailSmtpSecretArn
+    secrets = local_aws.client("secretsmanager", "eu-west-1")
+    arn = secrets.create_secret(Name="gitlab-cfn/old/ses-smtp-credentials",
+                                SecretString='{"username": "u", "password": "p"}')["ARN"]
+    carried, line = smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "old", older, definitions, {})
+    assert carried == {"EmailSmtpSecretArn": arn}
+    assert line == (f"e-mail: keeping the SMTP credentials the stack's servers read: EmailSmtpSecretArn={arn} "
+                    "(the secret gitlab-cfn/old/ses-smtp-credentials); give --param EmailSmtpSecretArn= to let "
+                    "the stack make its own instead (an IAM user and its access key)")
+    assert not [p for p in check_params(default["main"], {"EmailSender": "example.com", **carried}) if "Smtp" in p]
+    diff = smtp_upgrade.diff_line(local_aws, "eu-west-1", "old", older, definitions)
+    assert diff.startswith(f"e-mail: gitlab-cfn deploy keeps the SMTP credentials the stack's servers read: "
+                           f"EmailSmtpSecretArn={arn}")
+    # Nothing to say: a secret given (even empty: the stack makes its own), e-mail turned off, a
+    # stack that already has the parameter, a stack without a sender.
+    for given in ({"EmailSmtpSecretArn": ""}, {"EmailSmtpSecretArn": USER_SECRET}, {"EmailSender": ""}):
+        assert smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "old", older, definitions, given) == ({}, None)
+    for previous in ({**older, "EmailSmtpSecretArn": ""}, {"EmailSender": ""}, {}):
+        assert smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "old", previous, definitions, {}) == ({}, None)
+    # The secret deleted since: the stack makes its own, and the plan says so.
+    carried, line = smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "other", older, definitions, {})
+    assert carried == {} and line.startswith(
+        "e-mail: the stack's servers read the secret gitlab-cfn/other/ses-smtp-credentials, which no longer "
+        "exists: the stack makes its own SES SMTP credentials (storage:SesSmtpUser")
+
+
+def _older_build(build: Path, out: Path, legacy_arn: str) -> None:
+    """``build`` as a build from before EmailSmtpSecretArn: the parent has no such parameter and
+    the servers read the user's secret (the storage stack is given its ARN: it makes no credentials)."""
+    import hashlib
+    import shutil
+
+    import yaml
+
+    shutil.copytree(build, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["templates"]["main"]
+    path = out / entry["path"]
+    main = yaml.safe_load(path.read_text())
+    del main["Parameters"]["EmailSmtpSecretArn"]
+    main["Rules"] = {k: r for k, r in main.get("Rules", {}).items() if "EmailSmtpSecretArn" not in json.dumps(r)}
+    for group in main["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]:
+        group["Parameters"] = [p for p in group["Parameters"] if p != "EmailSmtpSecretArn"]
+    main["Resources"]["StorageStack"]["Properties"]["Parameters"]["EmailSmtpSecretArn"] = legacy_arn
+    path.write_text(yaml.safe_dump(main, sort_keys=False))
+    entry["parameters"].remove("EmailSmtpSecretArn")
+    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def test_deploy_keeps_an_older_stacks_secret_and_says_so(local_aws, standin, tmp_path):
+    """``gitlab-cfn deploy`` over a stack built before EmailSmtpSecretArn, whose servers read the
+    user's gitlab-cfn/<stack>/ses-smtp-credentials: the plan says the secret is kept, the update
+    passes its ARN, and the servers are told of it (the boot bundle parameter)."""
+    from gitlab_cfn.compile import compiler, config
+    from test_cli import EXE
+    from test_deploy import ENV, _seed, deploy_cmd
+
+    build = tmp_path / "build"
+    compiler.write_build(config.BuildConfig(), build)
+    arn = local_aws.client("secretsmanager", "eu-west-1").create_secret(
+        Name="gitlab-cfn/mail/ses-smtp-credentials", SecretString='{"username": "u", "password": "p"}')["ARN"]
+    _older_build(build, tmp_path / "older", arn)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**_seed(local_aws), "EmailSender": "example.com"}))
+    common = ("--endpoint-url", standin.endpoint, "--stack-name", "mail", "--region", "eu-west-1",
+              "--params", str(params), "--yes")
+    first = deploy_cmd(*common, build=tmp_path / "older")
+    assert first.returncode == 0, first.stderr
+    # diff --stack-name says what deploy will do.
+    diff = subprocess.run([EXE, "diff", "--stack-name", "mail", "--region", "eu-west-1", "--endpoint-url",
+                           standin.endpoint, "--build", str(build)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert (f"e-mail: gitlab-cfn deploy keeps the SMTP credentials the stack's servers read: EmailSmtpSecretArn={arn}"
+            in diff.stdout), diff.stdout + diff.stderr
+    update = deploy_cmd(*common, build=build)
+    assert update.returncode == 0, update.stderr
+    assert f"e-mail: keeping the SMTP credentials the stack's servers read: EmailSmtpSecretArn={arn}" in update.stderr
+    cfn, ssm = local_aws.client("cloudformation", "eu-west-1"), local_aws.client("ssm", "eu-west-1")
+    stack = cfn.describe_stacks(StackName="mail")["Stacks"][0]
+    assert {p["ParameterKey"]: p.get("ParameterValue") for p in stack["Parameters"]}["EmailSmtpSecretArn"] == arn
+    location = json.loads(ssm.get_parameter(Name="/gitlab-cfn/mail/gitlab-app/boot-bundle")["Parameter"]["Value"])
+    assert location["smtp_secret_arn"] == arn
+    # No IAM user was made: the update does not depend on iam:CreateUser being allowed.
+    assert local_aws.client("iam", "eu-west-1").list_users(PathPrefix="/gitlab-cfn/")["Users"] == []

@@ -6,6 +6,7 @@ finds these tests here."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from gitlab_cfn.compile import email
@@ -13,7 +14,7 @@ from gitlab_cfn.compile.functions import ses_smtp_password as ses
 from test_standin import REGION, deploy, failed_events
 
 
-def credentials_template(secret_arn=None, token=None) -> dict:
+def credentials_template(secret_arn=None, token=None, code=None, service_timeout=email.SERVICE_TIMEOUT) -> dict:
     """The storage tier's credentials, reduced to what they need: the group and user, the
     secret, the function (the repository's code, inline) and the custom resource."""
     role = {"Type": "AWS::IAM::Role", "Properties": {"Path": "/gitlab-cfn/", "AssumeRolePolicyDocument": {
@@ -27,10 +28,11 @@ def credentials_template(secret_arn=None, token=None) -> dict:
         "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"Description": "smtp"}},
         "Role": role,
         "Function": {"Type": "AWS::Lambda::Function", "Properties": {
-            "Runtime": email.RUNTIME, "Handler": "index.handler", "Code": {"ZipFile": email.function_code()},
+            "Runtime": email.RUNTIME, "Handler": "index.handler", "Code": {"ZipFile": code or email.function_code()},
             "Role": {"Fn::GetAtt": ["Role", "Arn"]}, "Timeout": 60}},
         "Credentials": {"Type": "Custom::SesSmtpCredentials", "Properties": {
-            "ServiceToken": token or {"Fn::GetAtt": ["Function", "Arn"]}, "UserName": {"Ref": "User"},
+            "ServiceToken": token or {"Fn::GetAtt": ["Function", "Arn"]}, "ServiceTimeout": service_timeout,
+            "UserName": {"Ref": "User"},
             "SecretArn": secret_arn or {"Ref": "Secret"}, "Region": {"Ref": "AWS::Region"},
             "Sender": "example.com"}}},
         "Outputs": {"User": {"Value": {"Ref": "User"}}, "Secret": {"Value": {"Ref": "Secret"}},
@@ -101,6 +103,26 @@ def test_a_service_token_that_is_not_a_function_of_the_stack_fails(local_aws):
     assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
     assert failed_events(cfn, stack["StackId"]) == [
         ("Credentials", f"ServiceToken '{token}' is not a Lambda function of this stack (the stand-in runs those only)")]
+
+
+SILENT = "def handler(event, context):\n    return None\n"   # never answers CloudFormation
+
+
+def test_service_timeout_is_how_long_the_answer_is_waited_for(local_aws):
+    """A function that never answers fails the resource after ServiceTimeout seconds
+    (CloudFormation: 1 to 3600, default an hour); a value outside that range fails the resource."""
+    started = time.monotonic()
+    cfn, stack = deploy(local_aws, credentials_template(code=SILENT, service_timeout=2), name="silent")
+    waited = time.monotonic() - started
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert failed_events(cfn, stack["StackId"]) == [("Credentials", (
+        "the function did not answer CloudFormation in 2 s (ServiceTimeout; no PUT to the ResponseURL)"))]
+    assert 2 <= waited < 30, waited
+    for n, bad in enumerate((0, 3601, "five")):
+        cfn, stack = deploy(local_aws, credentials_template(service_timeout=bad), name=f"timeout{n}")
+        assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+        assert failed_events(cfn, stack["StackId"]) == [
+            ("Credentials", f"ServiceTimeout {bad!r}: must be an integer from 1 to 3600")], bad
 
 
 def test_patch_iam_user_groups(local_aws):
