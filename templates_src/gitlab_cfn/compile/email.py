@@ -172,6 +172,8 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
                                           "outside it, it needs no egress rule, NAT route or endpoint")
     scanner_skip(function, "CKV_AWS_116", "invoked by CloudFormation only, which fails the resource if no "
                                           "answer comes; a dead-letter queue would only keep the request")
+    scanner_skip(function, "CKV_AWS_115", "no reserved concurrency: a reservation fails the create on accounts "
+                                          "with a low concurrency quota; CloudFormation sends one request at a time")
     scanner_skip(function, "CKV_AWS_272", "inline code (ZipFile) from this repository; code signing applies "
                                           "to uploaded packages only")
     tier.add(SesSmtpCredentials(
