@@ -162,3 +162,28 @@ def test_patch_model_data_of_every_resource(local_aws, standin):
         found = json.loads(response.read())["rds"]["DBInstance"]
     ours = [d for d in found if d.get("db_instance_identifier") == "model-data-db"]
     assert ours and not [d for d in ours if "master_user_password" in d]
+
+
+def test_patch_lambda_reserved_concurrency_within_the_account_quota(local_aws):
+    """A new account (concurrency quota 10, all of it kept unreserved) refuses any reservation,
+    in a template and through PutFunctionConcurrency, with Lambda's own message."""
+    message = ("Specified ReservedConcurrentExecutions for function decreases account's "
+               "UnreservedConcurrentExecution below its minimum value of [10].")
+    template = credentials_template()
+    template["Resources"]["Function"]["Properties"]["ReservedConcurrentExecutions"] = 1
+    cfn, stack = deploy(local_aws, template)
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert failed_events(cfn, stack["StackId"]) == [("Function", message)]
+    # Without it the same stack deploys, and its function still takes no reservation.
+    cfn, stack = deploy(local_aws, credentials_template(), name="unreserved")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
+    (function,) = local_aws.client("lambda", REGION).list_functions()["Functions"]
+    import botocore.exceptions
+    try:
+        local_aws.client("lambda", REGION).put_function_concurrency(
+            FunctionName=function["FunctionName"], ReservedConcurrentExecutions=1)
+    except botocore.exceptions.ClientError as exc:
+        assert exc.response["Error"]["Code"] == "InvalidParameterValueException"
+        assert exc.response["Error"]["Message"] == message
+    else:
+        raise AssertionError("PutFunctionConcurrency reserved executions the account does not have")

@@ -19,6 +19,15 @@ patches run the function in-process instead, and hold it to CloudFormation's rul
   refuses it; aws-resource-cloudformation-customresource.html) is how long the answer is
   waited for, at most the stand-in's ``ANSWER_TIMEOUT``.
   Nothing runs in Docker (the stand-in has none).
+- ``lambda_reserved_concurrency_within_the_account_quota``: the stand-in is a new account, whose
+  Lambda concurrency quota may be 10; Lambda keeps min(100, quota) executions unreserved and
+  refuses a reservation that would leave fewer ("Specified ReservedConcurrentExecutions for
+  function decreases account's UnreservedConcurrentExecution below its minimum value of [10]":
+  https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html, and as new
+  accounts report it, aws-samples/alarm-context-tool#2, aws-samples/one-observability-demo#278).
+  moto enforces a quota only on PutFunctionConcurrency, only when told one, with a minimum of
+  100; here a function's ``ReservedConcurrentExecutions`` in a template and
+  PutFunctionConcurrency are both held to it.
 - ``model_data_of_every_resource``: the stand-in's own inspection page (``/moto-api/data.json``,
   which shows a test what AWS shows nobody, such as an access key's secret) leaves out the
   attributes it cannot read (moto: HTTP 500 once a DB instance exists, whose write-only
@@ -309,6 +318,49 @@ def iam_user_groups() -> None:
 
     User.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
     User.delete = delete
+    parsing.get_model_map.cache_clear()
+
+
+# A new account's Lambda concurrency quota (Service Quotas "Concurrent executions"), and the
+# executions Lambda keeps unreserved: min(100, quota).
+ACCOUNT_CONCURRENCY = 10
+UNRESERVED_MINIMUM = min(100, ACCOUNT_CONCURRENCY)
+
+
+def reservation_problem(backend, function_name: str, reserved: Any) -> str | None:
+    """Lambda's refusal of reserving ``reserved`` executions for ``function_name``, or None."""
+    others = sum(int(f.reserved_concurrency) for f in backend.list_functions()
+                 if f.reserved_concurrency and f.function_name != function_name)
+    if ACCOUNT_CONCURRENCY - others - int(reserved) < UNRESERVED_MINIMUM:
+        return ("Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MINIMUM}].")
+    return None
+
+
+@patch
+def lambda_reserved_concurrency_within_the_account_quota() -> None:
+    from moto.awslambda.exceptions import InvalidParameterValueException
+    from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
+
+    original_create = LambdaFunction.create_from_cloudformation_json.__func__
+    original_put = LambdaBackend.put_function_concurrency
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        reserved = (cloudformation_json.get("Properties") or {}).get("ReservedConcurrentExecutions")
+        if reserved is not None:
+            problem = reservation_problem(lambda_backends[account_id][region_name], resource_name, reserved)
+            if problem:
+                raise ResourceCreateFailed(kwargs.get("LogicalId", resource_name), "AWS::Lambda::Function", problem)
+        return original_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    def put_function_concurrency(self, function_name, reserved_concurrency):
+        problem = reservation_problem(self, function_name, reserved_concurrency)
+        if problem:
+            raise InvalidParameterValueException(problem)
+        return original_put(self, function_name, reserved_concurrency)
+
+    LambdaFunction.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    LambdaBackend.put_function_concurrency = put_function_concurrency
     parsing.get_model_map.cache_clear()
 
 
