@@ -124,3 +124,25 @@ def test_patch_restored_db_parameter_group_family_checked(local_aws):
     assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
     (db,) = rds.describe_db_instances(DBInstanceIdentifier=outputs(stack)["Id"])["DBInstances"]
     assert db["EngineVersion"].split(".")[0] == "16"
+
+
+def test_patch_bucket_logging_policy_read_as_s3_does(local_aws):
+    s3 = local_aws.client("s3", REGION)
+    for name in ("gl-uploads-old", "gl-logs-new", "gl-logs-closed"):
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    # The log bucket's policy as the storage tier writes it (policies.log_bucket), through CloudFormation.
+    cfn, stack = deploy(local_aws, {"Resources": {"Policy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+        "Bucket": "gl-logs-new", "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": ["logging.s3.amazonaws.com"]}, "Action": ["s3:PutObject"],
+            "Resource": ["arn:aws:s3:::gl-logs-new/s3/*"],
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]}}}}})
+    assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
+    s3.put_bucket_logging(Bucket="gl-uploads-old", BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": "gl-logs-new", "TargetPrefix": "s3/uploads/"}})
+    assert s3.get_bucket_logging(Bucket="gl-uploads-old")["LoggingEnabled"]["TargetBucket"] == "gl-logs-new"
+    # Still refused: a target bucket whose policy does not admit log delivery.
+    import botocore.exceptions
+    import pytest
+    with pytest.raises(botocore.exceptions.ClientError, match="InvalidTargetBucketForLogging"):
+        s3.put_bucket_logging(Bucket="gl-uploads-old", BucketLoggingStatus={"LoggingEnabled": {
+            "TargetBucket": "gl-logs-closed", "TargetPrefix": "s3/uploads/"}})

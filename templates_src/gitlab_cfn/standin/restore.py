@@ -37,6 +37,13 @@ Each patch here is registered by ``patches`` and tested in tests/test_standin_re
   than the snapshot's (a snapshot is restored at its own major; a major upgrade is a later
   ModifyDBInstance; RDS User Guide, "Upgrading the PostgreSQL DB engine for Amazon RDS").
   moto restored a PostgreSQL 16 snapshot with a postgres17 group and called it 17.
+- ``bucket_logging_policy_read_as_s3_does``: PutBucketLogging accepts a target bucket whose
+  policy lets ``logging.s3.amazonaws.com`` PutObject on a resource covering the target prefix
+  (a wildcard such as ``logs/s3/*`` for ``s3/uploads/``; principal and action as lists), as
+  S3 does (S3 User Guide, "Permissions for log delivery": the policy's Resource names the
+  destination prefix). moto compared the resource and principal as exact strings and failed
+  with HTTP 500 on a policy stored by CloudFormation (text, not bytes). Still refused: a
+  target bucket without such a statement (InvalidTargetBucketForLogging).
 """
 
 from __future__ import annotations
@@ -248,3 +255,35 @@ def restored_db_parameter_group_family_checked() -> None:
         return restored(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
 
     DBInstance.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+@patch
+def bucket_logging_policy_read_as_s3_does() -> None:
+    import fnmatch
+    import json
+
+    from moto.s3.models import FakeBucket
+
+    def _log_permissions_enabled_policy(target_bucket, target_prefix) -> bool:
+        policy = target_bucket.policy
+        if not policy:
+            return False
+        document = json.loads(policy.decode() if isinstance(policy, bytes) else policy)
+        statements = document.get("Statement", [])
+        for stmt in statements if isinstance(statements, list) else [statements]:
+            services = (stmt.get("Principal") or {}).get("Service") if isinstance(stmt.get("Principal"), dict) else None
+            services = [services] if isinstance(services, str) else services or []
+            actions = stmt.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = stmt.get("Resource", [])
+            resources = [resources] if isinstance(resources, str) else resources
+            if stmt.get("Effect") != "Allow" or "logging.s3.amazonaws.com" not in services:
+                continue
+            if not any(a in ("s3:PutObject", "s3:*", "*") for a in actions):
+                continue
+            key = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}/{target_prefix or ''}"
+            if any(fnmatch.fnmatchcase(key, r) or fnmatch.fnmatchcase(key + "x", r) for r in resources):
+                return True
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(_log_permissions_enabled_policy)
