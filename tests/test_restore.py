@@ -338,3 +338,33 @@ def test_iops_that_no_longer_fit_the_raised_size_are_refused(build):
     gp3 = {"database": {"storage_type": "gp3"}, "gitaly": {"volume_type": "gp3"}}
     with pytest.raises(ConfigError, match=r"GitalyVolumeIops=16000: ebs gp3 takes 0 to 500 IOPS per GiB"):
         restore_params(parent, small, {"GitalyVolumeIops": "16000"}, gp3)
+
+
+def test_a_bucket_whose_logging_cannot_be_moved_is_named_with_the_command(capsys):
+    """The stack is created by then: a refused PutBucketLogging (a missing permission, say)
+    leaves the create successful and prints what is left to do, with the command."""
+    from botocore.exceptions import ClientError
+    from gitlab_cfn.operate.progress import Progress
+    from gitlab_cfn.operate.restore import RestoreSource, log_to_new_bucket
+
+    class S3:
+        calls = []
+
+        def put_bucket_logging(self, Bucket, BucketLoggingStatus):
+            self.calls.append((Bucket, BucketLoggingStatus["LoggingEnabled"]))
+            if Bucket.startswith("gl-lfs-"):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutBucketLogging")
+
+    class Aws:
+        def client(self, service, region):
+            return S3()
+
+    source = RestoreSource("old", "id", buckets={"UploadsBucket": "gl-uploads-1-r-0a1b2c3d",
+                                                 "LfsBucket": "gl-lfs-1-r-0a1b2c3d"})
+    log_to_new_bucket(Aws(), "r", source, "gl-logs-1-r-99999999", Progress(quiet=False))
+    assert S3.calls == [("gl-uploads-1-r-0a1b2c3d", {"TargetBucket": "gl-logs-1-r-99999999", "TargetPrefix": "s3/uploads/"}),
+                        ("gl-lfs-1-r-0a1b2c3d", {"TargetBucket": "gl-logs-1-r-99999999", "TargetPrefix": "s3/lfs/"})]
+    err = capsys.readouterr().err
+    assert "left to do: gl-lfs-1-r-0a1b2c3d still logs to the old log bucket (AccessDenied); run aws s3api " \
+           "put-bucket-logging --bucket gl-lfs-1-r-0a1b2c3d" in err
+    assert "gl-uploads-1-r-0a1b2c3d still logs" not in err
