@@ -53,9 +53,10 @@ class RestoreSource:
     buckets: dict[str, str] = field(default_factory=dict)   # logical id (UploadsBucket) -> bucket name
 
 
-# Provisioned IOPS per GiB that AWS accepts, by storage (RDS storage_type, EBS volume type):
-# (size parameter, IOPS parameter, lowest, highest). The IOPS parameters' own MinValue and
-# MaxValue (compile/catalog.py) bound the result too.
+# Provisioned IOPS per GiB that AWS accepts, by storage ("rds:" + RDS storage type, "ebs:" +
+# EBS volume type): (lowest, highest). The IOPS parameters' own MinValue and MaxValue
+# (compile/catalog.py: 1,000-256,000 on RDS io1, 100-64,000 on EBS io1, 3,000-16,000 on gp3)
+# bound the allowed range too (check_iops).
 # - RDS io1: "For RDS for Db2, MariaDB, MySQL, Oracle, and PostgreSQL - Must be a multiple
 #   between .5 and 50 of the storage amount for the DB instance" (RDS API reference,
 #   CreateDBInstance, Iops: https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html).
