@@ -23,6 +23,15 @@
 # and the archive GitLab uploads holds only the metadata the restore needs
 # (https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#create-server-side-repository-backups;
 # backup_large_reference_architectures.md, "Configure backup of Git repositories").
+# A Gitaly node without a destination refuses: Gitaly's BackupRepository answers
+# FailedPrecondition "backup repository: server-side backups are not configured" when it has no
+# backup sink (gitlab-org/gitaly internal/gitaly/service/repository/backup_repository.go), which
+# gitaly-backup prints and gitlab-backup fails on. That is a cluster updated from before
+# server-side backups whose nodes have not re-run their boot script (docs/operations.md):
+# the run then backs the repositories up the normal way, through Praefect and this server,
+# says so in its log, publishes BackupSucceeded of that backup (the truth: the repositories are
+# backed up) and BackupServerSideUnavailable 1 (0 after a server-side backup that worked).
+# Any other failure is a failure (BackupSucceeded 0), with no second attempt.
 
 BACKUP_LOCK_KEY=80751002  # pg_try_advisory_lock key of the scheduled backup
 BACKUP_SKIP=db,uploads,builds,artifacts,lfs,terraform_state,registry,pages,packages,ci_secure_files,external_diffs
@@ -30,14 +39,39 @@ BACKUP_CRON=/etc/cron.d/gitlab-cfn-backup
 BACKUP_ENV=/etc/gitlab-cfn/backup.env
 # 02:30 UTC daily (cron runs in the server's zone, UTC on the stack's images).
 BACKUP_SCHEDULE="${GITLAB_CFN_BACKUP_SCHEDULE:-30 2 * * *}"
+# What a Gitaly node without a backup sink answers (backup_repository.go, above).
+BACKUP_NO_DESTINATION='server-side backups are not configured'
 
-# backup_metric VALUE: BackupSucceeded in the stack's namespace (the CloudWatch agent's
-# policy allows PutMetricData there only).
+# backup_metric VALUE [NAME]: NAME (BackupSucceeded) in the stack's namespace (the CloudWatch
+# agent's policy allows PutMetricData there only).
 backup_metric() {
   local stack=${LOG_GROUP_PREFIX#/gitlab-cfn/}
   stack=${stack%/*}
   aws_call cloudwatch put-metric-data --region "$AWS_REGION" --namespace "gitlab-cfn/$stack" \
-    --metric-name BackupSucceeded --dimensions "Stack=$stack" --unit Count --value "$1"
+    --metric-name "${2:-BackupSucceeded}" --dimensions "Stack=$stack" --unit Count --value "$1"
+}
+
+# backup_server_side OPTIONS...: gitlab-backup create REPOSITORIES_SERVER_SIDE=true OPTIONS, or,
+# when the Gitaly nodes have no backup destination, the normal repository backup instead.
+backup_server_side() {
+  local status=0 out
+  out=$(mktemp "$STATE_DIR/backup-output.XXXXXX")
+  log "this server holds the backup lock: running gitlab-backup create REPOSITORIES_SERVER_SIDE=true $*"
+  gitlab-backup create REPOSITORIES_SERVER_SIDE=true "$@" 2>&1 | tee "$out" >&2 || status=$?
+  if ((status == 0)); then
+    rm -f "$out"
+    backup_metric 0 BackupServerSideUnavailable || true
+    return 0
+  fi
+  if ! grep -qF "$BACKUP_NO_DESTINATION" "$out"; then
+    rm -f "$out"
+    return "$status"
+  fi
+  rm -f "$out"
+  log "warning: the Gitaly nodes have no server-side backup destination (Gitaly: '$BACKUP_NO_DESTINATION'): their boot script has not run since the stack gained server-side backups; run it on each node (docs/operations.md, \"Updating a stack built before these tiers\")"
+  backup_metric 1 BackupServerSideUnavailable || true
+  log "backing up the repositories through Praefect instead: gitlab-backup create $*"
+  gitlab-backup create "$@"
 }
 
 # backup_locked_phase: what the lock holder runs (from psql, while it holds the lock).
@@ -46,10 +80,11 @@ backup_locked_phase() {
   unset PGPASSWORD
   local options=("SKIP=$BACKUP_SKIP" CRON=1)
   if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then
-    options=(REPOSITORIES_SERVER_SIDE=true "${options[@]}")
+    backup_server_side "${options[@]}" || status=$?
+  else
+    log "this server holds the backup lock: running gitlab-backup create ${options[*]}"
+    gitlab-backup create "${options[@]}" || status=$?
   fi
-  log "this server holds the backup lock: running gitlab-backup create ${options[*]}"
-  gitlab-backup create "${options[@]}" || status=$?
   if ((status == 0)); then
     log "backup done and uploaded to $BUCKET_BACKUPS"
     backup_metric 1
