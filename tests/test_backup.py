@@ -244,8 +244,11 @@ def test_a_cluster_backs_up_server_side_only_when_every_node_has_a_destination(m
     plain = gitaly_config(tmp_path, "default", None)
     assert "backup" not in json.loads(plain.read_text())["gitaly"]
     run = start(machine, "server-1", FAKE_GITALY_CONFIGS=str(plain))
-    assert run.wait(60) == 0
-    assert records(state, "backups.log")[-1]["server_side"] is False
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert "REPOSITORIES_SERVER_SIDE" not in err and "warning" not in err
+    assert [b["server_side"] for b in records(state, "backups.log")] == [True, False]
+    assert metrics(state)[2:] == [("BackupSucceeded", "1")]
 
 
 def metrics(state: Path) -> list[tuple[str, str]]:
@@ -336,3 +339,74 @@ def test_a_server_side_setting_other_than_true_fails_in_one_line_and_schedules_n
     (error,) = [line for line in done.stderr.splitlines() if "error" in line]
     assert error.endswith("error: BACKUP_SERVER_SIDE: 'yes' is not 'true' (or unset: repositories through this server)")
     assert not (tmp_path / "etc/cron.d/gitlab-cfn-backup").exists() and not (tmp_path / "etc/gitlab-cfn/backup.env").exists()
+
+
+def boot_end(machine, server: str, **extra) -> subprocess.CompletedProcess:
+    """What the end of an application server's boot does about backups, with the server's
+    program (sourced: it then runs nothing) and its own functions, as main() calls them:
+    the schedule, then the first backup if its locked phase asked for one."""
+    program, _, env, base = machine
+    root = base / server
+    root.mkdir(exist_ok=True)
+    script = f"source {program}\ninstall_backup_schedule {program}\nstart_first_backup {program}\n"
+    return subprocess.run(["bash", "-c", script], env={**env, "GITLAB_CFN_ROOT": str(root), **extra},
+                          capture_output=True, text=True, timeout=30)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def first_boot_asks(machine, server: str) -> None:
+    """The locked phase of the server that published the stack's gitlab-secrets.json first
+    (gitlab-app.sh locked_phase) asks for the first backup: the program's own function."""
+    program, _, env, base = machine
+    root = base / server
+    root.mkdir(exist_ok=True)
+    done = subprocess.run(["bash", "-c", f"source {program}\nrequest_first_backup\n"],
+                          env={**env, "GITLAB_CFN_ROOT": str(root)}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_first_server_of_a_new_stack_backs_up_once_in_the_background(machine, postgres):
+    """Two application servers end their first boots at once; the one whose locked phase asked
+    (it published the stack's secrets first) starts one real backup, in the background (the boot
+    returns before the 3-second backup ends), under the backup lock, with the cron job's
+    environment file; it reports BackupSucceeded 1, which is what turns BackupAlarm OK on a new
+    stack. Reboots start nothing."""
+    _, state, _, base = machine
+    first_boot_asks(machine, "server-1")
+    started = time.monotonic()
+    ends = [boot_end(machine, f"server-{n}", FAKE_BACKUP_SECONDS="3") for n in (1, 2)]
+    assert [e.returncode for e in ends] == [0, 0], [e.stderr for e in ends]
+    assert time.monotonic() - started < 3, "the boot waited for its first backup"
+    assert records(state, "backups.log") == []
+    assert "starting its first backup in the background" in ends[0].stderr
+    assert "first backup" not in ends[1].stderr
+    assert wait_for(lambda: records(state, "metrics.log")), "the first backup never reported"
+    (backup,) = records(state, "backups.log")
+    assert backup["server_side"] is False and set(backup["skip"]) == SKIP_NAMES - KEPT
+    assert metrics(state) == [("BackupSucceeded", "1")]
+    log = (base / "server-1/var/log/gitlab-cfn-backup.log").read_text()
+    assert "this server holds the backup lock" in log and "backup done and uploaded" in log
+    assert not (base / "server-2/var/log/gitlab-cfn-backup.log").exists()
+    # Reboots of both: nothing asked, nothing started.
+    again = [boot_end(machine, f"server-{n}") for n in (1, 2)]
+    assert [e.returncode for e in again] == [0, 0] and not any("first backup" in e.stderr for e in again)
+    time.sleep(1.5)
+    assert len(records(state, "backups.log")) == 1 and len(records(state, "metrics.log")) == 1
+
+
+def test_a_first_backup_that_fails_reports_zero(machine):
+    """The first backup failing is heard at once (BackupSucceeded 0: ALARM), never hidden."""
+    _, state, _, _ = machine
+    first_boot_asks(machine, "server-1")
+    end = boot_end(machine, "server-1", FAKE_BACKUP_RC="1")
+    assert end.returncode == 0, end.stderr
+    assert wait_for(lambda: records(state, "metrics.log"))
+    assert metrics(state) == [("BackupSucceeded", "0")]

@@ -14,8 +14,19 @@
 # https://docs.gitlab.com/administration/backup_restore/backup_gitlab/#excluding-specific-data-from-the-backup).
 # Each run publishes BackupSucceeded (1 or 0) in the stack's namespace; the monitoring
 # tier's BackupAlarm goes to ALARM on a 0, and to INSUFFICIENT_DATA (notified too) when no
-# run reported for 27 hours (late or stopped); a new stack's alarm is silent until the
-# first night's run reports.
+# run reported for 27 hours (late or stopped).
+#
+# The stack's first backup: a new alarm sits in INSUFFICIENT_DATA and acts only on a change of
+# state, so a schedule broken from day one would never be heard. The application server that
+# publishes the stack's gitlab-secrets.json first (under the bootstrap lock: the first server
+# of a new stack, the one that seeds the database, or of a restored one) asks for one real
+# backup at the end of its first boot (request_first_backup, then start_first_backup once
+# GitLab answers): the cron job's command, started in the background under the backup lock,
+# whose result turns the alarm OK (or ALARM); if the nightly runs never follow, 27 hours of
+# silence then turn it INSUFFICIENT_DATA, which notifies. Nothing is published that did not
+# happen. It runs on the instance after the boot script ends: cloud-init's final stage
+# (cloud-final.service) has KillMode=process (canonical/cloud-init
+# systemd/cloud-final.service.tmpl), so the boot's background processes live on.
 #
 # Gitaly Cluster (BACKUP_SERVER_SIDE=true, from the app tier when every storage is a cluster
 # node): `gitlab-backup create REPOSITORIES_SERVER_SIDE=true` makes each Gitaly node stream
@@ -37,6 +48,7 @@ BACKUP_LOCK_KEY=80751002  # pg_try_advisory_lock key of the scheduled backup
 BACKUP_SKIP=db,uploads,builds,artifacts,lfs,terraform_state,registry,pages,packages,ci_secure_files,external_diffs
 BACKUP_CRON=/etc/cron.d/gitlab-cfn-backup
 BACKUP_ENV=/etc/gitlab-cfn/backup.env
+BACKUP_LOG=/var/log/gitlab-cfn-backup.log
 # 02:30 UTC daily (cron runs in the server's zone, UTC on the stack's images).
 BACKUP_SCHEDULE="${GITLAB_CFN_BACKUP_SCHEDULE:-30 2 * * *}"
 # What a Gitaly node without a backup sink answers (backup_repository.go, above).
@@ -145,6 +157,27 @@ install_backup_schedule() {
       printf 'export BACKUP_SERVER_SIDE=true\n'
     fi
   } | install_file 0600 "$ROOT$BACKUP_ENV"
-  printf '# gitlab-cfn: GitLab backup, on whichever server takes the lock first.\n%s root . %s && GITLAB_CFN_PHASE=backup bash %q >>/var/log/gitlab-cfn-backup.log 2>&1\n' \
-    "$BACKUP_SCHEDULE" "$BACKUP_ENV" "$program" | install_file 0644 "$ROOT$BACKUP_CRON"
+  printf '# gitlab-cfn: GitLab backup, on whichever server takes the lock first.\n%s root . %s && GITLAB_CFN_PHASE=backup bash %q >>%s 2>&1\n' \
+    "$BACKUP_SCHEDULE" "$BACKUP_ENV" "$program" "$BACKUP_LOG" | install_file 0644 "$ROOT$BACKUP_CRON"
+}
+
+# request_first_backup: called by the locked phase of the server that publishes the stack's
+# gitlab-secrets.json first; start_first_backup, at the end of its boot, runs what it asks.
+request_first_backup() {
+  mkdir -p "$STATE_DIR"
+  : >"$STATE_DIR/first-backup"
+}
+
+# start_first_backup PROGRAM: when asked (request_first_backup), once: the cron job's command
+# (install_backup_schedule: its environment file, PROGRAM's backup phase, its log), started in
+# a session of its own in the background; the boot does not wait for it.
+start_first_backup() {
+  local program=$1 request="$STATE_DIR/first-backup"
+  [[ -e "$request" ]] || return 0
+  rm -f "$request"
+  mkdir -p "$(dirname "$ROOT$BACKUP_LOG")"
+  log "this server made the stack's GitLab: starting its first backup in the background (log: $BACKUP_LOG), so that BackupAlarm hears from the backups before the first night"
+  # shellcheck disable=SC2016  # expanded by the started shell
+  setsid bash -c '. "$1" && GITLAB_CFN_PHASE=backup exec bash "$2"' first-backup "$ROOT$BACKUP_ENV" "$program" \
+    </dev/null >>"$ROOT$BACKUP_LOG" 2>&1 &
 }
