@@ -37,7 +37,8 @@
 # A Gitaly node without a destination refuses: Gitaly's BackupRepository answers
 # FailedPrecondition "backup repository: server-side backups are not configured" when it has no
 # backup sink (gitlab-org/gitaly internal/gitaly/service/repository/backup_repository.go), which
-# gitaly-backup prints and gitlab-backup fails on. That is a cluster updated from before
+# gitaly-backup prints on its stderr, left to gitlab-backup's (gitlabhq lib/backup/gitaly_backup.rb:
+# Open3.popen2, then "gitaly-backup exit status N" fails the backup). That is a cluster updated from before
 # server-side backups whose nodes have not re-run their boot script (docs/operations.md):
 # the run then backs the repositories up the normal way, through Praefect and this server,
 # says so in its log, publishes BackupSucceeded of that backup (the truth: the repositories are
