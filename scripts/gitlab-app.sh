@@ -438,6 +438,8 @@ locked_phase() {
   gitlab-ctl reconfigure
   if ((PUBLISH_RAILS_SECRETS)); then
     publish_rails_secrets
+    # The first server of a new (or restored) stack: one backup at the end of its boot (lib/backup.sh).
+    request_first_backup
   fi
   # Loads the schema and seeds an empty database, migrates an existing one. Only the
   # regular migrations: while a rolling upgrade replaces one server at a time, the old
@@ -523,6 +525,7 @@ main() {
   configure_sshd
   install_backup_schedule "$(readlink -f "$0")"
   wait_until_ready
+  start_first_backup "$(readlink -f "$0")"
   configure_cloudwatch_agent gitlab-app
   log "GitLab is configured and ready"
 }

@@ -132,6 +132,9 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
     one, two = (servers if first == "server-1" else servers[::-1])
     assert one.events("gitlab-rake")[0]["step"] == "load schema and seed"
     assert two.events("gitlab-rake")[0]["step"] == "migrate"
+    # The stack's first backup (lib/backup.sh): started by the server that seeded, only.
+    by_name = dict(zip((s.name for s in servers), results))
+    assert ["starting its first backup" in by_name[s.name].stderr for s in (one, two)] == [True, False]
     # A server joining a running GitLab (a scale-out, a rolling upgrade) runs only the regular
     # migrations: old servers still serve; upgrade runs the post-deployment ones once at the end.
     assert [e["skip_post_deployment_migrations"] for e in one.events("gitlab-rake") + two.events("gitlab-rake")] \
@@ -151,7 +154,9 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
         server.clear_events()
     running = [s.start(cloud.env) for s in servers]
     for server, process in zip(servers, running):
-        assert_succeeded(boot.Server.wait(process), server)
+        rebooted = boot.Server.wait(process)
+        assert_succeeded(rebooted, server)
+        assert "first backup" not in rebooted.stderr
         assert server.snapshot("/etc/gitlab", "/etc/ssh", "/etc/ssh_static") == before[server.name]
         assert not server.events("systemctl")
         assert server.events("gitlab-rake")[0]["step"] == "migrate"
