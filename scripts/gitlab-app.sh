@@ -508,8 +508,11 @@ main() {
   required_env
   check_installed_version
   load_secrets
-  { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; exporters_gitlab_rb "$ROLE"; } |
-    install_file 0600 /etc/gitlab/gitlab.rb
+  # Rendered whole first: a failed part writes no gitlab.rb (a pipe would install what came
+  # before it), and the && chain keeps each part's status ($(...) does not inherit set -e).
+  local rb
+  rb=$(render_gitlab_rb && email_gitlab_rb "${EMAIL_SENDER:-}" && exporters_gitlab_rb "$ROLE")
+  printf '%s\n' "$rb" | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
   if [[ "$ROLE" == gitlab-sidekiq ]]; then
     # No migrations and no one-time settings here: the application servers own them.

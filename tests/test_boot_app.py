@@ -195,6 +195,22 @@ def test_a_restored_stacks_first_server_keeps_the_old_keys_takes_its_shell_secre
     assert cloud.secret_versions("RAILS_SECRETS_ARN") == 3   # created, seeded, fixed once
 
 
+def test_a_gitlab_rb_part_that_fails_leaves_no_gitlab_rb_and_fails_the_boot(cloud):
+    """gitlab.rb is rendered whole before it is written: with a monitoring server
+    (METRICS_SCRAPED) the exporters' part needs the private IPv4 address, and a server
+    whose `hostname -I` names none stops with one line, before any gitlab.rb (which would
+    lack the exporter lines) is written and before any reconfigure."""
+    server = cloud.server()
+    server.write("/usr/local/bin/hostname", "#!/bin/sh\n[ \"$1\" = -I ] && exit 0\nexec /bin/hostname \"$@\"\n", 0o755)
+    result = server.boot({**cloud.env, "METRICS_SCRAPED": "true"})
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert error.endswith("error: this server has no private IPv4 address for its exporters (hostname -I: '')")
+    assert [s["exit_code"] for s in server.signals()] == [1]
+    assert not server.exists("/etc/gitlab/gitlab.rb")
+    assert [e for e in server.events("gitlab-ctl") if e["action"] == "reconfigure"] == []
+
+
 def test_gitlab_that_never_gets_ready_fails_the_boot_with_the_reason(cloud):
     server = cloud.server()
     env = {**cloud.env, "FAKE_RAILS_START_SECONDS": "600", "GITLAB_CFN_READINESS_TIMEOUT": "2",
