@@ -123,7 +123,9 @@ def build(specs: dict[str, ParamSpec], product_templates: dict[str, dict]) -> Te
         launch_role.statements(need) + launch_role.template_read("TemplateBucketName"))
     policies = [t.add_resource(iam.ManagedPolicy(
         f"LaunchRolePolicy{i}", Path=IAM_PATH, PolicyDocument=doc,
-        Description=f"GitLab product launch role, part {i} of {len(docs)}: what the product's stacks create.",
+        # No "of N": Description is create-only, and a build whose needs take one more part
+        # would otherwise replace every part.
+        Description=f"GitLab product launch role, part {i}: what the product's stacks create.",
     )) for i, doc in enumerate(docs, start=1)]
     role = t.add_resource(iam.Role(
         "LaunchRole",
