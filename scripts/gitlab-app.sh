@@ -114,6 +114,10 @@ load_secrets() {
     REDIS_CACHE_TOKEN=$(secret_field "$REDIS_CACHE_SECRET_ARN" token)
     [[ -n "$REDIS_CACHE_TOKEN" ]] || die "the token of REDIS_CACHE_SECRET_ARN is empty"
   fi
+  # The buckets' region: the stack's, or an old stack's after a restore into another region
+  # (field buckets_region of the boot bundle parameter, app.smtp_extra).
+  BUCKETS_REGION=$(aws_call ssm get-parameter --region "$AWS_REGION" --name "$BUNDLE_PARAMETER" \
+    --query Parameter.Value --output text | json_field buckets_region) || die "cannot read buckets_region from $BUNDLE_PARAMETER"
   if [[ -n "${EMAIL_SENDER:-}" ]]; then
     SMTP_SECRET_ARN=$(smtp_secret_arn) || die "cannot read the SMTP secret's ARN from $BUNDLE_PARAMETER"
     load_smtp_credentials "$SMTP_SECRET_ARN"
@@ -264,7 +268,7 @@ RUBY
 # S3 object storage through the instance profile: no keys anywhere.
 gitlab_rails['object_store']['enabled'] = true
 gitlab_rails['object_store']['proxy_download'] = false
-gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$AWS_REGION"), 'use_iam_profile' => true }
+gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "${BUCKETS_REGION:-$AWS_REGION}"), 'use_iam_profile' => true }
 RUBY
   for kind in "${BUCKET_KINDS[@]}"; do
     bucket="BUCKET_${kind^^}"
@@ -272,7 +276,7 @@ RUBY
   done
   cat <<RUBY
 gitlab_rails['external_diffs_enabled'] = true
-gitlab_rails['backup_upload_connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$AWS_REGION"), 'use_iam_profile' => true }
+gitlab_rails['backup_upload_connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "${BUCKETS_REGION:-$AWS_REGION}"), 'use_iam_profile' => true }
 gitlab_rails['backup_upload_remote_directory'] = $(ruby_string "$BUCKET_BACKUPS")
 RUBY
 }
