@@ -72,7 +72,8 @@ def _resolve(value, account: str, partition: str, region: str):
 def key_policy(account: str, partition: str, region: str) -> str:
     """The stack key's IAM-delegation statement (the service statements are for the stack's
     log groups and topic, which this key never encrypts)."""
-    policy = kms_key_policy().to_dict()
+    from troposphere import encode_to_dict
+    policy = encode_to_dict(kms_key_policy())
     policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") == "EnableIamPolicies"]
     return json.dumps(_resolve(policy, account, partition, region))
 

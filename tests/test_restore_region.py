@@ -1,0 +1,93 @@
+"""``gitlab-cfn restore --from-region`` on the stand-in: a stack deployed in us-east-1, data
+written, the stack destroyed keeping everything, a new stack restored into us-west-2 from copies
+of its snapshots and secrets (the buckets used where they are), and the same data found; a
+re-run finds its copies again; and the refusals, before anything is created."""
+
+from __future__ import annotations
+
+import json
+
+from test_restore import build, physical, plain_http, run, secret_of, stack_outputs  # noqa: F401
+from test_deploy import _seed
+
+A, B = "us-east-1", "us-west-2"
+
+
+def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws, standin, tmp_path):  # noqa: F811
+    def seeded(region):
+        path = tmp_path / f"{region}.json"
+        values = _seed(local_aws, region)
+        values["AvailabilityZones"] = f"{region}a,{region}b"
+        path.write_text(json.dumps(values))
+        return path
+    params, params_b = seeded(A), seeded(B)
+    common = ["--endpoint-url", standin.endpoint, "--poll-seconds", "0.2"]
+    created = run("deploy", "--build", str(build), "--stack-name", "old", "--params", str(params),
+                  "--region", A, *common)
+    assert created.returncode == 0, created.stderr
+    cfn_a, s3, sm_a = (local_aws.client(s, A) for s in ("cloudformation", "s3", "secretsmanager"))
+    old = stack_outputs(cfn_a, "old")
+    with plain_http(s3, old["UploadsBucketName"]):
+        s3.put_object(Bucket=old["UploadsBucketName"], Key="uploads/probe.txt", Body=b"written in us-east-1")
+    rails_arn, _ = secret_of(cfn_a, sm_a, "old", "RailsSecretsSecret")
+    rails = {"gitlab-secrets.json": json.dumps({"gitlab_rails": {"db_key_base": "0ld-db-key-base"}})}
+    sm_a.put_secret_value(SecretId=rails_arn, SecretString=json.dumps(rails))
+    _, old_db_secret = secret_of(cfn_a, sm_a, "old", "DatabaseSecret")
+    old_key = physical(cfn_a, "old", "DataKey")
+    destroyed = run("destroy", "--stack-name", "old", "--confirm", "old", "--region", A, *common)
+    assert destroyed.returncode == 0, destroyed.stderr
+
+    restore = ["restore", "--from", "old", "--from-region", A, "--region", B, "--stack-name", "new",
+               "--build", str(build), "--params", str(params_b), *common]
+    # The same region twice is refused before anything is looked up or created.
+    same = run("restore", "--from", "old", "--from-region", B, "--region", B, "--stack-name", "new",
+               "--build", str(build), *common)
+    assert same.returncode == 2 and same.stderr.splitlines()[-1] == (
+        f"gitlab-cfn: error: --from-region: {B} is the new stack's region too; leave it out for a restore "
+        "in the same region")
+    done = run(*restore)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "stack new: CREATE_COMPLETE (restored from old)"
+    assert "copies in us-west-2 ready" in done.stderr
+    assert "0ld-db-key-base" not in done.stderr + done.stdout   # secret values are never shown
+
+    cfn_b, sm_b, rds_b, ec2_b, kms_b = (local_aws.client(s, B) for s in
+                                        ("cloudformation", "secretsmanager", "rds", "ec2", "kms"))
+    new = stack_outputs(cfn_b, "new")
+    # The buckets: the old ones, in us-east-1, with the object written there.
+    assert new["UploadsBucketName"] == old["UploadsBucketName"] and f"-{A}-" in new["UploadsBucketName"]
+    with plain_http(s3, new["UploadsBucketName"]):
+        assert s3.get_object(Bucket=new["UploadsBucketName"], Key="uploads/probe.txt")["Body"].read() \
+            == b"written in us-east-1"
+    # The database: from a copy in us-west-2 encrypted with the restore key made there.
+    (db,) = rds_b.describe_db_instances(DBInstanceIdentifier=physical(cfn_b, "new", "Database"))["DBInstances"]
+    assert db["KmsKeyId"].split(":")[3] == B
+    key = kms_b.describe_key(KeyId=db["KmsKeyId"])["KeyMetadata"]
+    assert key["KeyState"] == "Enabled" and "restore of stack old" in key["Description"]
+    assert secret_of(cfn_b, sm_b, "new", "DatabaseSecret")[1]["password"] == old_db_secret["password"]
+    assert secret_of(cfn_b, sm_b, "new", "RailsSecretsSecret")[1] == rails
+    (volume,) = ec2_b.describe_volumes(VolumeIds=[physical(cfn_b, "new", "GitalyDataVolume")])["Volumes"]
+    (snap,) = ec2_b.describe_snapshots(SnapshotIds=[volume["SnapshotId"]])["Snapshots"]
+    assert snap["KmsKeyId"] == db["KmsKeyId"] and snap["Encrypted"]
+    # The servers: the old buckets' region in the bundle parameter, the old key through S3 there.
+    bundle = json.loads(local_aws.client("ssm", B).get_parameter(Name="/gitlab-cfn/new/gitlab-app/boot-bundle")
+                        ["Parameter"]["Value"])
+    assert bundle["buckets_region"] == A
+    policy = local_aws.client("iam", B).get_role_policy(RoleName=physical(cfn_b, "new", "InstanceRole"),
+                                                        PolicyName="RestoredDataKeyUse")["PolicyDocument"]
+    assert policy["Statement"][0]["Resource"] == [local_aws.client("kms", A).describe_key(KeyId=old_key)
+                                                  ["KeyMetadata"]["Arn"]]
+    assert policy["Statement"][0]["Condition"]["StringEquals"]["kms:ViaService"] == [f"s3.{A}.amazonaws.com"]
+
+    # A re-run finds the copies and the key again (by their tags): nothing is copied twice.
+    counts = (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
+              len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
+    from gitlab_cfn.operate.progress import Progress
+    from gitlab_cfn.operate.restore import locate
+    from gitlab_cfn.operate.restore_region import into_region
+    source = locate(local_aws, A, "old")
+    into_region(local_aws, source, A, B, Progress(quiet=True), poll=0)
+    copies = [s["DBSnapshotIdentifier"] for s in rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]]
+    assert source.params["RestoreDBSnapshot"] in copies and source.params["RestoreBucketsRegion"] == A
+    assert counts == (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
+                      len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
