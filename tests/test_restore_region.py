@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from test_restore import build, physical, plain_http, run, secret_of, stack_outputs  # noqa: F401
+from gitlab_cfn.operate.deploy import nested_resources
 from test_deploy import _seed
 
 A, B = "us-east-1", "us-west-2"
@@ -54,7 +55,11 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     cfn_b, sm_b, rds_b, ec2_b, kms_b = (local_aws.client(s, B) for s in
                                         ("cloudformation", "secretsmanager", "rds", "ec2", "kms"))
     new = stack_outputs(cfn_b, "new")
-    # The buckets: the old ones, in us-east-1, with the object written there.
+    # The buckets: the old ones, in us-east-1, with the object written there; their TLS-only
+    # policy put back by the command (plain_http checks it is there), not by the new stack.
+    new_id = cfn_b.describe_stacks(StackName="new")["Stacks"][0]["StackId"]
+    policies = [r["LogicalResourceId"] for _, r in nested_resources(cfn_b, new_id) if r["ResourceType"] == "AWS::S3::BucketPolicy"]
+    assert policies == ["LogsBucketPolicy"]
     assert new["UploadsBucketName"] == old["UploadsBucketName"] and f"-{A}-" in new["UploadsBucketName"]
     with plain_http(s3, new["UploadsBucketName"]):
         assert s3.get_object(Bucket=new["UploadsBucketName"], Key="uploads/probe.txt")["Body"].read() \

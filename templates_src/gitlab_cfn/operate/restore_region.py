@@ -58,7 +58,12 @@ def _tags(source, piece: str) -> list[dict[str, str]]:
 
 
 def _resolve(value, account: str, partition: str, region: str):
-    """The template's key policy with its pseudo parameters filled in."""
+    """A template's policy with its pseudo parameters (and ``Fn::Sub`` variables) filled in."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], list):
+        text, variables = value["Fn::Sub"]
+        for name, given in variables.items():
+            text = text.replace("${" + name + "}", given)
+        return _resolve({"Fn::Sub": text}, account, partition, region)
     if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
         return (value["Fn::Sub"].replace("${AWS::AccountId}", account).replace("${AWS::Partition}", partition)
                 .replace("${AWS::Region}", region))
@@ -174,6 +179,27 @@ def wait(aws: Aws, region: str, db_snapshot: str, volume_snapshots: list[str], p
         sleep(poll)
 
 
+def tls_only_policies(aws: Aws, source, from_region: str, progress: Progress) -> None:
+    """The old buckets' TLS-only policy (``policies.tls_only_bucket``), put back by this command
+    in their region: the old stack's went with it, and the new stack's template puts it only on
+    buckets of its own region (storage.BUCKETS_ELSEWHERE), since a stack's S3 requests go to
+    its own region's endpoint. It stays when the new stack is deleted."""
+    from troposphere import encode_to_dict
+
+    from gitlab_cfn.compile.policies import tls_only_bucket
+    from gitlab_cfn.operate.destroy import data_resources
+    from gitlab_cfn.operate.restore import OBJECT_BUCKETS
+
+    s3 = aws.client("s3", from_region)
+    kept = data_resources(aws.client("cloudformation", from_region), source.stack_id)
+    for name in sorted(k.physical_id for k in kept if k.resource_type == "AWS::S3::Bucket"
+                       and k.logical_id in OBJECT_BUCKETS):
+        arn = f"arn:aws:s3:::{name}"
+        policy = _resolve(encode_to_dict(tls_only_bucket(arn)), "", "aws", from_region)
+        s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+    progress.done(f"buckets     TLS-only policy put back on the {len(OBJECT_BUCKETS)} old buckets in {from_region}")
+
+
 def check_regions(from_region: str, region: str) -> None:
     if from_region == region:
         raise ConfigError(f"--from-region: {from_region} is the new stack's region too; leave it out for a "
@@ -200,6 +226,7 @@ def into_region(aws: Aws, source, from_region: str, region: str, progress: Progr
             progress.done(f"secret      {source.params[param]} copied to {copied}")
             source.params[param] = copied
     source.params["RestoreBucketsRegion"] = from_region
+    tls_only_policies(aws, source, from_region, progress)
     progress.done(f"buckets     stay in {from_region} (RestoreBucketsRegion); the old key "
                   f"{source.params.get('RestoreKmsKeyArn', '')} stays with them")
     wait(aws, region, db, volumes, progress, poll)

@@ -108,11 +108,13 @@ RESTORE_KEY = "RestoreKey"
 # old region: their names, GitLab's object-storage connection (BUCKETS_REGION,
 # scripts/gitlab-app.sh) and the old key's kms:ViaService name that region.
 BUCKETS_ELSEWHERE = "RestoreBucketsElsewhere"
+BUCKETS_HERE = "BucketsInThisRegion"
 
 
 def buckets_region(tier: Tier) -> If:
     if BUCKETS_ELSEWHERE not in tier.template.conditions:
         tier.template.add_condition(BUCKETS_ELSEWHERE, Not(Equals(tier.param("RestoreBucketsRegion"), "")))
+        tier.template.add_condition(BUCKETS_HERE, Equals(Ref("RestoreBucketsRegion"), ""))
     return If(BUCKETS_ELSEWHERE, Ref("RestoreBucketsRegion"), Ref("AWS::Region"))
 
 
@@ -230,8 +232,11 @@ def build(tier: Tier) -> None:
                            GetAtt(bucket, "Arn"))
         # The policy is the stack's, not the bucket's: deleted with the old stack, so a
         # restored stack puts it on the old bucket again.
+        # Not on buckets of another region (RestoreBucketsRegion): gitlab-cfn restore puts
+        # it there (operate/restore_region.tls_only_policies).
         tier.add(s3.BucketPolicy(
             f"{logical}BucketPolicy",
+            Condition=BUCKETS_HERE,
             Bucket=names[logical],
             PolicyDocument=tls_only_bucket(arns[logical]),
         ))
