@@ -96,3 +96,44 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert source.params["RestoreDBSnapshot"] in copies and source.params["RestoreBucketsRegion"] == A
     assert counts == (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
                       len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
+
+
+def _nothing_in(local_aws, region: str, images: list) -> None:
+    """No key, snapshot copy, secret, stack or template bucket was made in ``region`` (``images``:
+    the snapshots of the stand-in's own images, there from the start)."""
+    assert local_aws.client("kms", region).list_keys()["Keys"] == []
+    assert local_aws.client("rds", region).describe_db_snapshots()["DBSnapshots"] == []
+    assert local_aws.client("ec2", region).describe_snapshots(OwnerIds=["self"])["Snapshots"] == images
+    assert local_aws.client("secretsmanager", region).list_secrets()["SecretList"] == []
+    assert local_aws.client("cloudformation", region).describe_stacks()["Stacks"] == []
+    assert not [b for b in local_aws.client("s3", region).list_buckets()["Buckets"] if b["Name"].startswith("gitlab-cfn-")]
+
+
+def test_a_missing_source_or_a_misspelt_region_is_one_line_and_nothing_is_copied(build, local_aws, standin):  # noqa: F811
+    from test_restore import DATABASE, REGION, _deleted
+
+    held = _deleted(local_aws, {"Database": DATABASE})
+    rds = local_aws.client("rds", REGION)
+    (snapshot,) = rds.describe_db_snapshots(DBInstanceIdentifier=held["Database"])["DBSnapshots"]
+    rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot["DBSnapshotIdentifier"])
+
+    images = local_aws.client("ec2", B).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+
+    def refused(*argv):
+        result = run("restore", "--from", "old", "--stack-name", "new", "--build", str(build),
+                     "--endpoint-url", standin.endpoint, *argv)
+        assert result.returncode == 2, result.stderr
+        assert [line for line in result.stderr.splitlines() if line.startswith("gitlab-cfn: error: ")] \
+            == [result.stderr.splitlines()[-1]], result.stderr
+        _nothing_in(local_aws, B, images)
+        return result.stderr.splitlines()[-1]
+
+    assert refused("--from-region", REGION, "--region", B) == (
+        f"gitlab-cfn: error: --from: no available snapshot of the old database {held['Database']} (Database); "
+        "nothing was created")
+    assert refused("--from-region", "eu-wst-1", "--region", B).startswith(
+        "gitlab-cfn: error: --from-region: 'eu-wst-1' is not an AWS region (did you mean eu-west-1?)")
+    # The stack is looked for in --from-region, not --region.
+    assert refused("--from-region", A, "--region", B) == (
+        f"gitlab-cfn: error: --from: no deleted stack old in {A} (CloudFormation keeps a deleted stack's "
+        "record for 90 days; past that, give the restore parameters to gitlab-cfn deploy)")
