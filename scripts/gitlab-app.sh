@@ -114,14 +114,19 @@ load_secrets() {
     REDIS_CACHE_TOKEN=$(secret_field "$REDIS_CACHE_SECRET_ARN" token)
     [[ -n "$REDIS_CACHE_TOKEN" ]] || die "the token of REDIS_CACHE_SECRET_ARN is empty"
   fi
-  # The buckets' region: the stack's, or an old stack's after a restore into another region
-  # (field buckets_region of the boot bundle parameter, app.smtp_extra).
-  BUCKETS_REGION=$(aws_call ssm get-parameter --region "$AWS_REGION" --name "$BUNDLE_PARAMETER" \
-    --query Parameter.Value --output text | json_field buckets_region) || die "cannot read buckets_region from $BUNDLE_PARAMETER"
   if [[ -n "${EMAIL_SENDER:-}" ]]; then
     SMTP_SECRET_ARN=$(smtp_secret_arn) || die "cannot read the SMTP secret's ARN from $BUNDLE_PARAMETER"
     load_smtp_credentials "$SMTP_SECRET_ARN"
   fi
+}
+
+# The buckets' region, from their names (gl-<kind>-<account>-<region>-<suffix>,
+# storage.bucket_name): the stack's, or the old stack's after a restore into another region
+# (RestoreBucketsRegion). GitLab's S3 connection must name it.
+buckets_region() {
+  [[ "$BUCKET_UPLOADS" =~ -[0-9]{12}-([a-z]{2}(-gov)?-[a-z]+-[0-9])-[0-9a-f]{8}$ ]] ||
+    die "cannot read the region of bucket $BUCKET_UPLOADS"
+  printf '%s' "${BASH_REMATCH[1]}"
 }
 
 # MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.
@@ -175,6 +180,7 @@ redirect_snippet() {
 
 render_gitlab_rb() {
   local kind bucket nginx
+  [[ -n "${BUCKETS_REGION:-}" ]] || BUCKETS_REGION=$(buckets_region) || return 1
   cat <<RUBY
 # Written at boot by gitlab-cfn for GitLab $INSTALLED_VERSION ($ROLE); edits are overwritten on the next boot.
 external_url $(ruby_string "https://$GITLAB_DOMAIN")
@@ -268,7 +274,7 @@ RUBY
 # S3 object storage through the instance profile: no keys anywhere.
 gitlab_rails['object_store']['enabled'] = true
 gitlab_rails['object_store']['proxy_download'] = false
-gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "${BUCKETS_REGION:-$AWS_REGION}"), 'use_iam_profile' => true }
+gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$BUCKETS_REGION"), 'use_iam_profile' => true }
 RUBY
   for kind in "${BUCKET_KINDS[@]}"; do
     bucket="BUCKET_${kind^^}"
@@ -276,7 +282,7 @@ RUBY
   done
   cat <<RUBY
 gitlab_rails['external_diffs_enabled'] = true
-gitlab_rails['backup_upload_connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "${BUCKETS_REGION:-$AWS_REGION}"), 'use_iam_profile' => true }
+gitlab_rails['backup_upload_connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$BUCKETS_REGION"), 'use_iam_profile' => true }
 gitlab_rails['backup_upload_remote_directory'] = $(ruby_string "$BUCKET_BACKUPS")
 RUBY
 }
@@ -510,6 +516,7 @@ main() {
   required_env
   check_installed_version
   load_secrets
+  BUCKETS_REGION=$(buckets_region) || exit 1
   { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; exporters_gitlab_rb "$ROLE"; } |
     install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock

@@ -85,9 +85,8 @@ def test_the_templates_name_the_bundle_of_their_build(default):
         p = props(default[tier], parameter)
         assert p["Name"] == {"Fn::Sub": f"/gitlab-cfn/${{ParentStackName}}/{role}/boot-bundle"}
         assert p["Type"] == "String"
-        # The GitLab servers' parameter also names the SES SMTP secret (scripts/lib/email.sh)
-        # and the buckets' region (scripts/gitlab-app.sh).
-        smtp = {"smtp_secret_arn": "${SmtpSecretArn}", "buckets_region": "${BucketsRegion}"} if tier == "app" else {}
+        # The GitLab servers' parameter also names the SES SMTP secret (scripts/lib/email.sh).
+        smtp = {"smtp_secret_arn": "${SmtpSecretArn}"} if tier == "app" else {}
         assert json.loads(p["Value"]["Fn::Sub"]) == {
             "bucket": "${TemplateBucketName}", "key": "${TemplateKeyPrefix}" + built.key,
             "region": "${TemplateBucketRegion}", "sha256": built.sha256, **smtp}

@@ -6,12 +6,34 @@ re-run finds its copies again; and the refusals, before anything is created."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from test_restore import build, physical, plain_http, run, secret_of, stack_outputs  # noqa: F401
 from gitlab_cfn.operate.deploy import nested_resources
 from test_deploy import _seed
 
 A, B = "us-east-1", "us-west-2"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gitlab-app.sh"
+
+
+def buckets_region(uploads_bucket: str) -> str:
+    """scripts/gitlab-app.sh's buckets_region, run by bash on a bucket name."""
+    function = re.search(r"^buckets_region\(\) \{\n.*?^\}\n", SCRIPT.read_text(), flags=re.M | re.S).group(0)
+    result = subprocess.run(["bash", "-c", 'die() { echo "$*" >&2; exit 1; }\n' + function + "buckets_region"],
+                            env={"BUCKET_UPLOADS": uploads_bucket}, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_boot_script_reads_the_buckets_region_from_their_names():
+    assert buckets_region("gl-uploads-123456789012-ap-southeast-2-0a1b2c3d") == "ap-southeast-2"
+    assert buckets_region("gl-uploads-123456789012-us-gov-west-1-0a1b2c3d") == "us-gov-west-1"
+    with pytest.raises(AssertionError, match="cannot read the region of bucket uploads-elsewhere"):
+        buckets_region("uploads-elsewhere")
 
 
 def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws, standin, tmp_path):  # noqa: F811
@@ -74,10 +96,9 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     (volume,) = ec2_b.describe_volumes(VolumeIds=[physical(cfn_b, "new", "GitalyDataVolume")])["Volumes"]
     (snap,) = ec2_b.describe_snapshots(SnapshotIds=[volume["SnapshotId"]])["Snapshots"]
     assert snap["KmsKeyId"] == db["KmsKeyId"] and snap["Encrypted"]
-    # The servers: the old buckets' region in the bundle parameter, the old key through S3 there.
-    bundle = json.loads(local_aws.client("ssm", B).get_parameter(Name="/gitlab-cfn/new/gitlab-app/boot-bundle")
-                        ["Parameter"]["Value"])
-    assert bundle["buckets_region"] == A
+    # The servers: GitLab's S3 connection names the old buckets' region (read by the boot
+    # script from their names), and they use the old key through S3 there.
+    assert buckets_region(new["UploadsBucketName"]) == A
     policy = local_aws.client("iam", B).get_role_policy(RoleName=physical(cfn_b, "new", "InstanceRole"),
                                                         PolicyName="RestoredDataKeyUse")["PolicyDocument"]
     assert policy["Statement"][0]["Resource"] == [local_aws.client("kms", A).describe_key(KeyId=old_key)

@@ -188,10 +188,7 @@ def smtp_extra(tier: Tier) -> dict:
     """The secret of the SES SMTP credentials (storage tier, compile/email.py), in the boot
     bundle parameter: the user data has no room left for an ARN (userdata.MAX_BYTES)."""
     tier.input("SmtpSecretArn")
-    # The buckets' region too: this stack's, or an old stack's (a restore into another region,
-    # storage.buckets_region), read by scripts/gitlab-app.sh.
-    tier.input("BucketsRegion")
-    return {"smtp_secret_arn": "${SmtpSecretArn}", "buckets_region": "${BucketsRegion}"}
+    return {"smtp_secret_arn": "${SmtpSecretArn}"}
 
 
 def boot_values(tier: Tier, secrets: dict, parameter) -> dict:

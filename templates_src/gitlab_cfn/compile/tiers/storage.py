@@ -106,7 +106,8 @@ NEW_BUCKETS = "NewBuckets"
 RESTORE_KEY = "RestoreKey"
 # With RestoreBucketsRegion too (a restore into another region), the old buckets stay in the
 # old region: their names, GitLab's object-storage connection (BUCKETS_REGION,
-# scripts/gitlab-app.sh) and the old key's kms:ViaService name that region.
+# scripts/gitlab-app.sh reads it from a bucket's name) and the old key's kms:ViaService
+# name that region.
 BUCKETS_ELSEWHERE = "RestoreBucketsElsewhere"
 BUCKETS_HERE = "BucketsInThisRegion"
 
@@ -286,7 +287,6 @@ def build(tier: Tier) -> None:
     restored_key_grant(tier, [role] + ([sidekiq] if sidekiq is not None else []))
 
     tier.output("KmsKeyArn", key_arn, "KMS key encrypting the stack's data.")
-    tier.output("BucketsRegion", buckets_region(tier), "Region of the object buckets (another with RestoreBucketsRegion).")
     tier.output("LogsBucketName", Ref(logs), "S3 bucket of the access logs (S3 and load balancer).",
                 public=True)
     tier.output("InstanceRoleName", Ref(role), "IAM role of the GitLab application servers.")
