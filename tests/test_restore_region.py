@@ -158,3 +158,22 @@ def test_a_missing_source_or_a_misspelt_region_is_one_line_and_nothing_is_copied
     assert refused("--from-region", A, "--region", B) == (
         f"gitlab-cfn: error: --from: no deleted stack old in {A} (CloudFormation keeps a deleted stack's "
         "record for 90 days; past that, give the restore parameters to gitlab-cfn deploy)")
+
+
+def test_gitlabs_object_storage_names_the_old_buckets_region():
+    """gitlab.rb as the application's boot script renders it for a stack in us-west-2 on the
+    buckets of us-east-1, evaluated by Ruby as the package does: the object-storage and backup
+    connections name us-east-1 (fog-aws signs for the region it is given)."""
+    from support import boot
+
+    arns = {variable: f"arn:aws:secretsmanager:{B}:123456789012:secret:{name}-AbCdEf"
+            for variable, (name, _) in boot.SECRETS.items()}
+    values = {**boot.preamble_values(5432, "gitlabhq_production", arns), "AWS_REGION": B}
+    for name in [n for n in values if n.startswith("BUCKET_")]:
+        values[name] = values[name].replace(f"-{boot.REGION}-", f"-{A}-")
+    done = boot.render_gitlab_rb("19.3.0-ee", values)
+    assert done.returncode == 0, done.stderr
+    settings = boot.evaluate_gitlab_rb(done.stdout)["settings"]
+    rails = settings["gitlab_rails"]
+    assert rails["object_store"]["connection"]["region"] == A
+    assert rails["backup_upload_connection"]["region"] == A
