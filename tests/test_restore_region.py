@@ -177,3 +177,22 @@ def test_gitlabs_object_storage_names_the_old_buckets_region():
     rails = settings["gitlab_rails"]
     assert rails["object_store"]["connection"]["region"] == A
     assert rails["backup_upload_connection"]["region"] == A
+
+
+def test_a_buckets_region_without_old_buckets_is_refused_and_new_buckets_keep_their_policy(build):  # noqa: F811
+    """RestoreBucketsRegion names where old buckets are: alone it is refused by the parent
+    template's rules; and only old buckets of another region go without the template's
+    TLS-only policy (the command puts it on them)."""
+    import yaml
+    from gitlab_cfn.operate.deploy import check_params
+    from test_deploy import GOOD
+
+    parent = yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+    assert check_params(parent, {**GOOD, "RestoreBucketsRegion": A}, az_count=2) == [
+        "RestoredBucketsRegionNamesThem: RestoreBucketsFrom must be given with RestoreBucketsRegion."]
+    assert check_params(parent, {**GOOD, "RestoreBucketsRegion": "us-east"}, az_count=2)[0].startswith(
+        "RestoreBucketsRegion: ")
+    storage = yaml.safe_load((build / "templates" / "storage.template.yaml").read_text())
+    assert storage["Resources"]["UploadsBucketPolicy"]["Condition"] == "BucketsInThisRegion"
+    assert storage["Conditions"]["BucketsInThisRegion"] == {"Fn::Or": [
+        {"Fn::Equals": [{"Ref": "RestoreBucketsFrom"}, ""]}, {"Fn::Equals": [{"Ref": "RestoreBucketsRegion"}, ""]}]}

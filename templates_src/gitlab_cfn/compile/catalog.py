@@ -307,6 +307,11 @@ def restore_rules(declared: set[str]) -> dict:
             "Assertions": [{"Assert": given("RestoreKmsKeyArn"),
                             "AssertDescription": "RestoreKmsKeyArn must be given with RestoreBucketsFrom."}],
         },
+        "RestoredBucketsRegionNamesThem": {
+            "RuleCondition": given("RestoreBucketsRegion"),
+            "Assertions": [{"Assert": given("RestoreBucketsFrom"),
+                            "AssertDescription": "RestoreBucketsFrom must be given with RestoreBucketsRegion."}],
+        },
     }
 
 

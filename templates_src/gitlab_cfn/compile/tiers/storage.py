@@ -115,7 +115,9 @@ BUCKETS_HERE = "BucketsInThisRegion"
 def buckets_region(tier: Tier) -> If:
     if BUCKETS_ELSEWHERE not in tier.template.conditions:
         tier.template.add_condition(BUCKETS_ELSEWHERE, Not(Equals(tier.param("RestoreBucketsRegion"), "")))
-        tier.template.add_condition(BUCKETS_HERE, Equals(Ref("RestoreBucketsRegion"), ""))
+        # New buckets, or old ones of this region: the template puts their policy on them.
+        tier.template.add_condition(BUCKETS_HERE, Or(Equals(Ref("RestoreBucketsFrom"), ""),
+                                                     Equals(Ref("RestoreBucketsRegion"), "")))
     return If(BUCKETS_ELSEWHERE, Ref("RestoreBucketsRegion"), Ref("AWS::Region"))
 
 
