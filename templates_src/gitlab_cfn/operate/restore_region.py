@@ -88,7 +88,11 @@ def restore_key(aws: Aws, region: str, source, progress: Progress) -> str:
     kms = aws.client("kms", region)
     for page in kms.get_paginator("list_keys").paginate():
         for key in page["Keys"]:
-            tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
+            try:   # AWS managed keys may refuse ListResourceTags: not ours either way
+                listed = kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])
+            except ClientError:
+                continue
+            tags = {t["TagKey"]: t["TagValue"] for t in listed}
             if tags.get(TAG) == source.stack_id:
                 meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
                 if meta.get("KeyState") == "Enabled":
@@ -139,7 +143,6 @@ def copy_secret(aws: Aws, source, param: str, from_region: str, region: str, key
     sm = aws.client("secretsmanager", region)
     old = source.params[param]
     name = f"gitlab-cfn-restore/{source.stack_name}/{old.rsplit(':', 1)[-1]}"
-    value = aws.client("secretsmanager", from_region).get_secret_value(SecretId=old)
     try:
         described = sm.describe_secret(SecretId=name)
     except ClientError as exc:
@@ -151,6 +154,7 @@ def copy_secret(aws: Aws, source, param: str, from_region: str, region: str, key
             raise ConfigError(f"--region: a secret {name} that this restore did not make is in {region}; "
                               "nothing more was created")
         return described["ARN"]
+    value = aws.client("secretsmanager", from_region).get_secret_value(SecretId=old)
     return sm.create_secret(Name=name, KmsKeyId=key, SecretString=value["SecretString"],
                             Description=f"gitlab-cfn restore of {source.stack_name}: a copy of {old}",
                             Tags=_tags(source, param))["ARN"]
