@@ -68,6 +68,11 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert same.returncode == 2 and same.stderr.splitlines()[-1] == (
         f"gitlab-cfn: error: --from-region: {B} is the new stack's region too; leave it out for a restore "
         "in the same region")
+    plan = run(*restore, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stderr.splitlines()[-1].endswith("dry run: nothing was created")
+    assert sum("would copy  " in line for line in plan.stderr.splitlines()) == 5   # database, volume, 3 secrets
+    assert local_aws.client("kms", B).list_keys()["Keys"] == []
     done = run(*restore)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == "stack new: CREATE_COMPLETE (restored from old)"

@@ -219,12 +219,12 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
         raise ConfigError(f"--stack-name: stack {request.stack_name} already exists in {request.region}; "
                           "restore creates a new stack")
     if from_region is not None:   # another region: the old stack's pieces are copied first
-        from gitlab_cfn.operate.restore_region import check_regions, into_region
+        from gitlab_cfn.operate.restore_region import check_regions, into_region, plan_copies
         check_regions(from_region, request.region)
     source = locate(aws, from_region or request.region, old_name)
     if from_region is not None:
         if dry_run:
-            source.params["RestoreBucketsRegion"] = from_region
+            plan_copies(source, from_region, request.region, progress)
         else:
             into_region(aws, source, from_region, request.region, progress, poll=request.poll)
     params = restore_params(template, source, request.params)

@@ -210,6 +210,16 @@ def check_regions(from_region: str, region: str) -> None:
                           "restore in the same region")
 
 
+def plan_copies(source, from_region: str, region: str, progress: Progress) -> None:
+    """What ``into_region`` would copy (``--dry-run``): nothing is created."""
+    copied = ["RestoreDBSnapshot"] + sorted(p for p in source.params if SNAPSHOT_PARAM.match(p)) + [
+        p for p in SECRET_PARAMS if p in source.params]
+    for param in copied:
+        progress.done(f"would copy  {source.params[param]} into {region} (a restore key there, made or found again)")
+    progress.done(f"buckets     stay in {from_region} (RestoreBucketsRegion)")
+    source.params["RestoreBucketsRegion"] = from_region
+
+
 def into_region(aws: Aws, source, from_region: str, region: str, progress: Progress, poll: float = 5.0) -> None:
     """Copy ``source``'s snapshots and secrets (found in ``from_region``) into ``region``, wait,
     and point its parameters at the copies; the buckets stay in ``from_region``."""
