@@ -163,19 +163,25 @@ gitaly_backup_url() {
 # server), the backup line (with a URL) and the hash's closing brace (the single server's
 # gitlab.rb stays as it was).
 gitaly_configuration_end() {
-  exporter_configuration_key 9236
+  exporter_configuration_key 9236 || return
   if [[ -n "$GITALY_BACKUP_URL" ]]; then
     printf '  backup: { go_cloud_url: %s },\n' "$(ruby_string "$GITALY_BACKUP_URL")"
   fi
   printf '}'
 }
 
+# render_gitlab_rb: fails (and prints nothing) when a part fails, such as a missing private
+# address for the exporters: the parts are computed before the heredoc, whose substitutions
+# would lose their exit status (lib/exporters.sh).
 render_gitlab_rb() {
+  local exporters end
+  exporters=$(exporters_gitlab_rb gitaly) || return
+  end=$(gitaly_configuration_end) || return
   cat <<RUBY
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Gitaly-only server: nothing else of the GitLab package runs here.
 $(gitlab_rb_other_services_off)
-$(exporters_gitlab_rb gitaly)
+$exporters
 
 # Secret of Gitaly's calls back into GitLab (the gitlab_shell secret of the application servers).
 gitaly['gitlab_secret'] = $(ruby_string "$SHELL_SECRET")
@@ -184,7 +190,7 @@ gitaly['configuration'] = {
   auth: { token: $(ruby_string "$GITALY_TOKEN") },
   gitlab: { url: $(ruby_string "https://$GITLAB_DOMAIN") },
   storage: [{ name: $(ruby_string "$GITALY_STORAGE"), path: $(ruby_string "$DATA_DIR/repositories") }],
-$(gitaly_configuration_end)
+$end
 RUBY
 }
 
@@ -204,6 +210,7 @@ wait_for_gitaly() {
 }
 
 main() {
+  local rb
   start_boot
   require_env AWS_REGION CFN_STACK GITLAB_DOMAIN GITALY_SECRET_ARN SHELL_SECRET_ARN DATA_VOLUME_ID LOG_GROUP_PREFIX
   [[ "$GITALY_STORAGE" =~ $STORAGE_NAME ]] ||
@@ -215,7 +222,9 @@ main() {
     GITALY_BACKUP_URL=$(gitaly_backup_url "$BACKUP_BUCKET_NAME")
   fi
   prepare_data_volume
-  render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
+  # Rendered whole first: a failed render writes no gitlab.rb (a pipe would install what came before).
+  rb=$(render_gitlab_rb)
+  printf '%s\n' "$rb" | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
   gitlab-ctl reconfigure
   wait_for_gitaly
   log "Gitaly accepts connections on port $GITALY_PORT"

@@ -448,6 +448,8 @@ locked_phase() {
   gitlab-ctl reconfigure
   if ((PUBLISH_RAILS_SECRETS)); then
     publish_rails_secrets
+    # The first server of a new (or restored) stack: one backup at the end of its boot (lib/backup.sh).
+    request_first_backup
   fi
   # Loads the schema and seeds an empty database, migrates an existing one. Only the
   # regular migrations: while a rolling upgrade replaces one server at a time, the old
@@ -517,8 +519,11 @@ main() {
   check_installed_version
   load_secrets
   BUCKETS_REGION=$(buckets_region) || exit 1
-  { render_gitlab_rb; email_gitlab_rb "${EMAIL_SENDER:-}"; exporters_gitlab_rb "$ROLE"; } |
-    install_file 0600 /etc/gitlab/gitlab.rb
+  # Rendered whole first: a failed part writes no gitlab.rb (a pipe would install what came
+  # before it), and the && chain keeps each part's status ($(...) does not inherit set -e).
+  local rb
+  rb=$(render_gitlab_rb && email_gitlab_rb "${EMAIL_SENDER:-}" && exporters_gitlab_rb "$ROLE")
+  printf '%s\n' "$rb" | install_file 0600 /etc/gitlab/gitlab.rb
   bootstrap_under_lock
   if [[ "$ROLE" == gitlab-sidekiq ]]; then
     # No migrations and no one-time settings here: the application servers own them.
@@ -534,6 +539,7 @@ main() {
   configure_sshd
   install_backup_schedule "$(readlink -f "$0")"
   wait_until_ready
+  start_first_backup "$(readlink -f "$0")"
   configure_cloudwatch_agent gitlab-app
   log "GitLab is configured and ready"
 }

@@ -84,14 +84,19 @@ load_secrets() {
   [[ "$EXTERNAL_TOKEN" != "$INTERNAL_TOKEN" ]] || die "the Praefect external and internal tokens are the same secret value"
 }
 
+# render_gitlab_rb: fails (and prints nothing) when a part fails, such as a missing private
+# address for the exporters: the parts are computed before the heredoc, whose substitutions
+# would lose their exit status (lib/exporters.sh).
 render_gitlab_rb() {
-  local i
+  local i exporters exporter_key
+  exporters=$(exporters_gitlab_rb praefect) || return
+  exporter_key=$(exporter_configuration_key 9652) || return
   cat <<RUBY
 # Written at boot by gitlab-cfn; edits are overwritten on the next boot.
 # A Praefect-only server: nothing else of the GitLab package runs here.
 gitaly['enable'] = false
 $(gitlab_rb_other_services_off)
-$(exporters_gitlab_rb praefect)
+$exporters
 
 praefect['enable'] = true
 # reconfigure would migrate on every server (the default is true); the boot
@@ -99,7 +104,7 @@ praefect['enable'] = true
 praefect['auto_migrate'] = false
 praefect['configuration'] = {
   listen_addr: $(ruby_string "0.0.0.0:$PRAEFECT_PORT"),
-$(exporter_configuration_key 9652)
+$exporter_key
   auth: { token: $(ruby_string "$EXTERNAL_TOKEN"), transitioning: false },
   database: {
     host: $(ruby_string "$DB_HOST"),
@@ -214,7 +219,10 @@ main() {
   required_env
   parse_gitaly_nodes
   load_secrets
-  render_gitlab_rb | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
+  # Rendered whole first: a failed render writes no gitlab.rb (a pipe would install what came before).
+  local rb
+  rb=$(render_gitlab_rb)
+  printf '%s\n' "$rb" | install_file 0600 "$ROOT/etc/gitlab/gitlab.rb"
   bootstrap_under_lock
   wait_for_praefect
   configure_cloudwatch_agent praefect

@@ -165,10 +165,27 @@ MUTANTS: tuple[Mutant, ...] = (
         "Gitaly's S3 driver signs for another region than the bucket's: every server-side backup fails"),
     Mutant(
         "backup-server-side-always", "object storage", "scripts/lib/backup.sh",
-        'if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then\n    options=',
-        'if true; then\n    options=',
+        'if [[ "${BACKUP_SERVER_SIDE:-}" == true ]]; then\n    backup_server_side',
+        'if true; then\n    backup_server_side',
         ("tests/test_backup.py::test_a_cluster_backs_up_server_side_only_when_every_node_has_a_destination",),
-        "the POC's Gitaly server, which has no backup destination, is asked for server-side backups: every night fails"),
+        "the POC's Gitaly server, which has no backup destination, is asked for server-side backups: every night "
+        "fails, then falls back, and warns of a cluster that does not exist"),
+    Mutant(
+        "backup-fallback-on-any-failure", "object storage", "scripts/lib/backup.sh",
+        '  if ! grep -qF "$BACKUP_NO_DESTINATION" "$out"; then', '  if false; then',
+        ("tests/test_backup.py::test_a_server_side_backup_failing_for_another_reason_is_a_failure_without_fallback",),
+        "a server-side backup that failed for any reason is retried through Praefect: a broken bucket or Gitaly "
+        "is reported as a missing destination"),
+    Mutant(
+        "first-backup-on-every-server", "alarm", "scripts/lib/backup.sh",
+        '  [[ -e "$request" ]] || return 0\n  rm -f "$request"', '  rm -f "$request"',
+        ("tests/test_backup.py::test_the_first_server_of_a_new_stack_backs_up_once_in_the_background",),
+        "every server's every boot starts a backup: a scale-out or a rolling upgrade runs backups in the day"),
+    Mutant(
+        "first-backup-in-the-boot", "alarm", "scripts/lib/backup.sh",
+        '    </dev/null >>"$ROOT$BACKUP_LOG" 2>&1 &', '    </dev/null >>"$ROOT$BACKUP_LOG" 2>&1',
+        ("tests/test_backup.py::test_the_first_server_of_a_new_stack_backs_up_once_in_the_background",),
+        "the first server waits for a whole backup before it signals: a large restored stack times out its creation"),
     Mutant(
         "gitaly-backup-no-list", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/policies.py",
         'Statement(Sid="MissingKeysAreNotFound", Effect=Allow, Action=[s3.ListBucket], Resource=[bucket]),\n',
@@ -178,7 +195,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "backup-alarm-breaching", "alarm", "templates_src/gitlab_cfn/compile/tiers/monitoring.py",
         'TreatMissingData="missing",\n        InsufficientDataActions', 'TreatMissingData="breaching",\n        InsufficientDataActions',
-        ("tests/test_backup_alarm.py::test_a_new_stack_hears_nothing_until_the_first_backup_reports",),
+        ("tests/test_backup_alarm.py::test_a_healthy_new_stack_hears_only_the_truth",),
         "every new stack e-mails a backup alarm the moment it is created"),
     # The monitoring server (config monitoring.node).
     Mutant(
@@ -204,9 +221,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "the exporter ports are opened on the application servers only: Gitaly's and Praefect's scrapes time out"),
     Mutant(
         "discovery-action", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/tiers/prometheus.py",
-        "Action=[ec2_actions.DescribeInstances],", "Action=[ec2_actions.DescribeTags],",
+        "Action=[ec2_actions.DescribeInstances, ec2_actions.DescribeAvailabilityZones],",
+        "Action=[ec2_actions.DescribeTags, ec2_actions.DescribeAvailabilityZones],",
         ("tests/test_prometheus.py::test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call",),
         "Prometheus's EC2 service discovery is denied: no target at all"),
+    Mutant(
+        "discovery-no-zones", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/tiers/prometheus.py",
+        "Action=[ec2_actions.DescribeInstances, ec2_actions.DescribeAvailabilityZones],",
+        "Action=[ec2_actions.DescribeInstances],",
+        ("tests/test_prometheus.py::test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call",),
+        "newer Prometheus's EC2 discovery fails its credential check (DescribeAvailabilityZones): no target at all"),
+    Mutant(
+        "exporter-status-lost", "monitoring", "scripts/gitaly.sh",
+        "  exporters=$(exporters_gitlab_rb gitaly) || return\n  end=$(gitaly_configuration_end) || return\n",
+        "",
+        ("tests/test_boot_gitaly_cluster.py::test_no_private_address_for_the_exporters_fails_the_boot_in_one_line",),
+        "a Gitaly node without a private address boots with exporters on ':9236' and reports success"),
     Mutant(
         "kubernetes-jobs", "monitoring", "scripts/monitoring.sh",
         "prometheus['monitor_kubernetes'] = false\n", "",

@@ -65,17 +65,25 @@ if len(rest) != 3 or rest[0] != "create" or not rest[1].startswith("SKIP=") or r
     sys.stderr.write("gitlab-backup (fake): usage: gitlab-backup create [REPOSITORIES_SERVER_SIDE=true] SKIP=... CRON=1; got %r\n" % args)
     sys.exit(2)
 # Server-side: every Gitaly node asked must have a backup destination (Gitaly's [backup]
-# go_cloud_url); a node without one fails the repository backup, as Gitaly's
-# BackupRepository does without a sink. The nodes' rendered configuration: FAKE_GITALY_CONFIGS.
+# go_cloud_url); a node without one fails the repository backup, as Gitaly's BackupRepository
+# does without a sink: FailedPrecondition "backup repository: server-side backups are not
+# configured" (gitlab-org/gitaly internal/gitaly/service/repository/backup_repository.go), in
+# gitaly-backup's words (internal/backup: the pipeline's failures, "server-side create: %w"),
+# and gitlab-backup fails. The nodes' rendered configuration: FAKE_GITALY_CONFIGS.
+NO_SINK = ("rpc error: code = FailedPrecondition desc = backup repository: "
+           "server-side backups are not configured")
+def refuse(node):
+    sys.stderr.write("create: pipeline: 1 failures encountered:\n - %s @hashed/4e/07/4e07.git: server-side create: %s\n"
+                     % (node, NO_SINK))
+    sys.stderr.write("gitlab-backup (fake): Backup failed: gitaly-backup exit status 1\n")
+    sys.exit(1)
 if server_side:
     for path in filter(None, os.environ.get("FAKE_GITALY_CONFIGS", "").split(":")):
         url = (json.load(open(path)).get("gitaly", {}).get("backup") or {}).get("go_cloud_url", "")
         if not url.startswith("s3://"):
-            sys.stderr.write("gitlab-backup (fake): Gitaly %s has no server-side backup destination\n" % path)
-            sys.exit(1)
+            refuse(os.path.basename(path))
     if not os.environ.get("FAKE_GITALY_CONFIGS"):
-        sys.stderr.write("gitlab-backup (fake): server-side backups asked of a Gitaly with no backup destination\n")
-        sys.exit(1)
+        refuse("gitaly")
 started = time.time()
 time.sleep(float(os.environ.get("FAKE_BACKUP_SECONDS", "0")))
 with open(os.path.join(os.environ["FAKE_STATE"], "backups.log"), "a") as f:
@@ -201,6 +209,7 @@ def gitaly_config(tmp_path: Path, name: str, bucket: str | None) -> Path:
     gitaly = (SCRIPTS / "gitaly.sh").read_text()
     assert gitaly.rstrip().endswith('main "$@"')
     script = (f"source {SCRIPTS / 'lib/common.sh'}\nsource {SCRIPTS / 'lib/single-service.sh'}\n"
+              f"source {SCRIPTS / 'lib/exporters.sh'}\n"
               + gitaly.rstrip()[: -len('main "$@"')]
               + '\nGITALY_TOKEN=t SHELL_SECRET=s\n'
               + ('GITALY_BACKUP_URL=$(gitaly_backup_url "$BACKUP_BUCKET_NAME")\n' if bucket else "")
@@ -230,17 +239,60 @@ def test_a_cluster_backs_up_server_side_only_when_every_node_has_a_destination(m
     assert "running gitlab-backup create REPOSITORIES_SERVER_SIDE=true SKIP=" in err
     (backup,) = records(state, "backups.log")
     assert backup["server_side"] is True and set(backup["skip"]) == SKIP_NAMES - KEPT
-    # A node rendered without a destination (the single server's gitlab.rb): the option fails.
+    assert metrics(state) == [("BackupServerSideUnavailable", "0"), ("BackupSucceeded", "1")]
+    # Without BACKUP_SERVER_SIDE (the POC, or a cluster beside the kept POC server): through Rails.
     plain = gitaly_config(tmp_path, "default", None)
     assert "backup" not in json.loads(plain.read_text())["gitaly"]
-    run = start(machine, "server-1", BACKUP_SERVER_SIDE="true", FAKE_GITALY_CONFIGS=f"{nodes[0]}:{plain}")
-    _, err = run.communicate(timeout=60)
-    assert run.returncode != 0 and "has no server-side backup destination" in err
-    assert [m["--value"] for m in records(state, "metrics.log")] == ["1", "0"]
-    # Without BACKUP_SERVER_SIDE (the POC, or a cluster beside the kept POC server): through Rails.
     run = start(machine, "server-1", FAKE_GITALY_CONFIGS=str(plain))
-    assert run.wait(60) == 0
-    assert records(state, "backups.log")[-1]["server_side"] is False
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert "REPOSITORIES_SERVER_SIDE" not in err and "warning" not in err
+    assert [b["server_side"] for b in records(state, "backups.log")] == [True, False]
+    assert metrics(state)[2:] == [("BackupSucceeded", "1")]
+
+
+def metrics(state: Path) -> list[tuple[str, str]]:
+    return [(m["--metric-name"], m["--value"]) for m in records(state, "metrics.log")]
+
+
+def test_a_cluster_whose_nodes_lack_their_destination_backs_up_through_praefect_and_says_so(machine, tmp_path):
+    """A Gitaly Cluster updated from before server-side backups: the nodes keep running without
+    a go_cloud_url until their boot script runs again. The night's run falls back to the normal
+    repository backup, reports its (true) success, and says, in its log and a metric of its own,
+    that the nodes lack their destination."""
+    _, state, _, _ = machine
+    updated = gitaly_config(tmp_path, "gitaly-1", BUCKET)
+    old = [gitaly_config(tmp_path, f"gitaly-{n}", None) for n in (2, 3)]
+    run = start(machine, "server-1", BACKUP_SERVER_SIDE="true", FAKE_GITALY_CONFIGS=":".join(map(str, [updated, *old])))
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    # Gitaly's refusal, then what the run did about it, in the log.
+    assert "desc = backup repository: server-side backups are not configured" in err
+    (warning,) = [line for line in err.splitlines() if "warning:" in line]
+    assert "the Gitaly nodes have no server-side backup destination" in warning and "run it on each node" in warning
+    assert "backing up the repositories through Praefect instead: gitlab-backup create SKIP=" in err
+    # One backup made, the normal one, with the same SKIP; no second server-side attempt.
+    (backup,) = records(state, "backups.log")
+    assert backup["server_side"] is False and set(backup["skip"]) == SKIP_NAMES - KEPT
+    assert metrics(state) == [("BackupServerSideUnavailable", "1"), ("BackupSucceeded", "1")]
+    assert list((machine[3] / "server-1" / "var/lib/gitlab-cfn").glob("backup-output.*")) == []
+    # The fallback itself failing is a failed backup.
+    run = start(machine, "server-1", BACKUP_SERVER_SIDE="true", FAKE_GITALY_CONFIGS=str(old[0]), FAKE_BACKUP_RC="1")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode != 0 and "gitlab-backup create failed (exit code 1)" in err
+    assert metrics(state)[2:] == [("BackupServerSideUnavailable", "1"), ("BackupSucceeded", "0")]
+
+
+def test_a_server_side_backup_failing_for_another_reason_is_a_failure_without_fallback(machine, tmp_path):
+    _, state, _, _ = machine
+    nodes = [gitaly_config(tmp_path, f"gitaly-{n}", BUCKET) for n in (1, 2, 3)]
+    run = start(machine, "server-1", BACKUP_SERVER_SIDE="true", FAKE_GITALY_CONFIGS=":".join(map(str, nodes)),
+                FAKE_BACKUP_RC="1")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode != 0 and "gitlab-backup create failed (exit code 1)" in err
+    assert "through Praefect instead" not in err
+    assert [b["server_side"] for b in records(state, "backups.log")] == [True]
+    assert metrics(state) == [("BackupSucceeded", "0")]
 
 
 def test_the_schedule_keeps_the_server_side_setting(tmp_path):
@@ -287,3 +339,74 @@ def test_a_server_side_setting_other_than_true_fails_in_one_line_and_schedules_n
     (error,) = [line for line in done.stderr.splitlines() if "error" in line]
     assert error.endswith("error: BACKUP_SERVER_SIDE: 'yes' is not 'true' (or unset: repositories through this server)")
     assert not (tmp_path / "etc/cron.d/gitlab-cfn-backup").exists() and not (tmp_path / "etc/gitlab-cfn/backup.env").exists()
+
+
+def boot_end(machine, server: str, **extra) -> subprocess.CompletedProcess:
+    """What the end of an application server's boot does about backups, with the server's
+    program (sourced: it then runs nothing) and its own functions, as main() calls them:
+    the schedule, then the first backup if its locked phase asked for one."""
+    program, _, env, base = machine
+    root = base / server
+    root.mkdir(exist_ok=True)
+    script = f"source {program}\ninstall_backup_schedule {program}\nstart_first_backup {program}\n"
+    return subprocess.run(["bash", "-c", script], env={**env, "GITLAB_CFN_ROOT": str(root), **extra},
+                          capture_output=True, text=True, timeout=30)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def first_boot_asks(machine, server: str) -> None:
+    """The locked phase of the server that published the stack's gitlab-secrets.json first
+    (gitlab-app.sh locked_phase) asks for the first backup: the program's own function."""
+    program, _, env, base = machine
+    root = base / server
+    root.mkdir(exist_ok=True)
+    done = subprocess.run(["bash", "-c", f"source {program}\nrequest_first_backup\n"],
+                          env={**env, "GITLAB_CFN_ROOT": str(root)}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_first_server_of_a_new_stack_backs_up_once_in_the_background(machine, postgres):
+    """Two application servers end their first boots at once; the one whose locked phase asked
+    (it published the stack's secrets first) starts one real backup, in the background (the boot
+    returns before the 3-second backup ends), under the backup lock, with the cron job's
+    environment file; it reports BackupSucceeded 1, which is what turns BackupAlarm OK on a new
+    stack. Reboots start nothing."""
+    _, state, _, base = machine
+    first_boot_asks(machine, "server-1")
+    started = time.monotonic()
+    ends = [boot_end(machine, f"server-{n}", FAKE_BACKUP_SECONDS="3") for n in (1, 2)]
+    assert [e.returncode for e in ends] == [0, 0], [e.stderr for e in ends]
+    assert time.monotonic() - started < 3, "the boot waited for its first backup"
+    assert records(state, "backups.log") == []
+    assert "starting its first backup in the background" in ends[0].stderr
+    assert "first backup" not in ends[1].stderr
+    assert wait_for(lambda: records(state, "metrics.log")), "the first backup never reported"
+    (backup,) = records(state, "backups.log")
+    assert backup["server_side"] is False and set(backup["skip"]) == SKIP_NAMES - KEPT
+    assert metrics(state) == [("BackupSucceeded", "1")]
+    log = (base / "server-1/var/log/gitlab-cfn-backup.log").read_text()
+    assert "this server holds the backup lock" in log and "backup done and uploaded" in log
+    assert not (base / "server-2/var/log/gitlab-cfn-backup.log").exists()
+    # Reboots of both: nothing asked, nothing started.
+    again = [boot_end(machine, f"server-{n}") for n in (1, 2)]
+    assert [e.returncode for e in again] == [0, 0] and not any("first backup" in e.stderr for e in again)
+    time.sleep(1.5)
+    assert len(records(state, "backups.log")) == 1 and len(records(state, "metrics.log")) == 1
+
+
+def test_a_first_backup_that_fails_reports_zero(machine):
+    """The first backup failing is heard at once (BackupSucceeded 0: ALARM), never hidden."""
+    _, state, _, _ = machine
+    first_boot_asks(machine, "server-1")
+    end = boot_end(machine, "server-1", FAKE_BACKUP_RC="1")
+    assert end.returncode == 0, end.stderr
+    assert wait_for(lambda: records(state, "metrics.log"))
+    assert metrics(state) == [("BackupSucceeded", "0")]

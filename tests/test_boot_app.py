@@ -132,6 +132,9 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
     one, two = (servers if first == "server-1" else servers[::-1])
     assert one.events("gitlab-rake")[0]["step"] == "load schema and seed"
     assert two.events("gitlab-rake")[0]["step"] == "migrate"
+    # The stack's first backup (lib/backup.sh): started by the server that seeded, only.
+    by_name = dict(zip((s.name for s in servers), results))
+    assert ["starting its first backup" in by_name[s.name].stderr for s in (one, two)] == [True, False]
     # A server joining a running GitLab (a scale-out, a rolling upgrade) runs only the regular
     # migrations: old servers still serve; upgrade runs the post-deployment ones once at the end.
     assert [e["skip_post_deployment_migrations"] for e in one.events("gitlab-rake") + two.events("gitlab-rake")] \
@@ -151,7 +154,9 @@ def test_two_servers_booting_at_once_take_turns_and_share_the_first_ones_secrets
         server.clear_events()
     running = [s.start(cloud.env) for s in servers]
     for server, process in zip(servers, running):
-        assert_succeeded(boot.Server.wait(process), server)
+        rebooted = boot.Server.wait(process)
+        assert_succeeded(rebooted, server)
+        assert "first backup" not in rebooted.stderr
         assert server.snapshot("/etc/gitlab", "/etc/ssh", "/etc/ssh_static") == before[server.name]
         assert not server.events("systemctl")
         assert server.events("gitlab-rake")[0]["step"] == "migrate"
@@ -188,6 +193,22 @@ def test_a_restored_stacks_first_server_keeps_the_old_keys_takes_its_shell_secre
     assert json.loads(cloud.secret("RAILS_SECRETS_ARN")["gitlab-secrets.json"]) == installed
     assert "gitlab-secrets.json comes from another stack (a restore)" in result.stderr
     assert cloud.secret_versions("RAILS_SECRETS_ARN") == 3   # created, seeded, fixed once
+
+
+def test_a_gitlab_rb_part_that_fails_leaves_no_gitlab_rb_and_fails_the_boot(cloud):
+    """gitlab.rb is rendered whole before it is written: with a monitoring server
+    (METRICS_SCRAPED) the exporters' part needs the private IPv4 address, and a server
+    whose `hostname -I` names none stops with one line, before any gitlab.rb (which would
+    lack the exporter lines) is written and before any reconfigure."""
+    server = cloud.server()
+    server.write("/usr/local/bin/hostname", "#!/bin/sh\n[ \"$1\" = -I ] && exit 0\nexec /bin/hostname \"$@\"\n", 0o755)
+    result = server.boot({**cloud.env, "METRICS_SCRAPED": "true"})
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert error.endswith("error: this server has no private IPv4 address for its exporters (hostname -I: '')")
+    assert [s["exit_code"] for s in server.signals()] == [1]
+    assert not server.exists("/etc/gitlab/gitlab.rb")
+    assert [e for e in server.events("gitlab-ctl") if e["action"] == "reconfigure"] == []
 
 
 def test_gitlab_that_never_gets_ready_fails_the_boot_with_the_reason(cloud):

@@ -119,3 +119,18 @@ def test_a_storage_name_praefect_cannot_address_fails_the_boot_before_anything_i
     assert [s["--exit-code"] for s in machine.signals()] == ["1"]
     assert machine.calls("gitlab-ctl") == []
     assert not machine.upper("/etc/gitlab/gitlab.rb").exists()
+
+
+def test_no_private_address_for_the_exporters_fails_the_boot_in_one_line(machine):
+    """With a monitoring server (METRICS_SCRAPED) the exporters listen on the private IPv4
+    address; this machine's network namespace has none (only loopback), so lib/exporters.sh's
+    metrics_host fails, and the boot stops there: no gitlab.rb missing its exporter lines or the
+    configuration's closing brace, no reconfigure, a FAILURE signal."""
+    machine.write("/opt/gitlab/embedded/service/gitlab-rails/VERSION", "19.3.0-ee\n")
+    result = machine.boot(userdata.body("gitaly"), {**ENV, "METRICS_SCRAPED": "true"})
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert error.endswith("error: this server has no private IPv4 address for its exporters (hostname -I: '')")
+    assert [s["--exit-code"] for s in machine.signals()] == ["1"]
+    assert machine.calls("gitlab-ctl") == []
+    assert not machine.upper("/etc/gitlab/gitlab.rb").exists()

@@ -184,15 +184,18 @@ def test_two_praefect_servers_create_the_database_once_and_migrate_once_under_th
     assert [int(r[0]) for r in cluster.praefect_db("SELECT applied FROM praefect_boot_evidence ORDER BY at")] == [5, 0, 0]
 
 
-def render(env: dict[str, str], secrets: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """praefect.sh sourced (it then runs nothing) and its own functions rendering gitlab.rb."""
+def render(env: dict[str, str], secrets: dict[str, str] | None = None, within: tuple[str, ...] = ()
+           ) -> subprocess.CompletedProcess:
+    """praefect.sh sourced (it then runs nothing) and its own functions rendering gitlab.rb (the
+    command prefixed by WITHIN, such as a namespace of its own)."""
     secrets = secrets or {"DB_USER": MASTER[0], "DB_PASSWORD": MASTER[1], "PRAEFECT_DB_USER": "praefect",
                           "PRAEFECT_DB_PASSWORD": "praefectSqlPassw0rd", "EXTERNAL_TOKEN": "praefectExternalT0ken",
                           "INTERNAL_TOKEN": "praefectInternalT0ken"}
     with tempfile.NamedTemporaryFile("w", suffix=".sh") as program:
         program.write(userdata.body("praefect"))
         program.flush()
-        return subprocess.run(["bash", "-c", f"source {program.name}\nrequired_env\nparse_gitaly_nodes\nrender_gitlab_rb\n"],
+        return subprocess.run([*within, "bash", "-c",
+                               f"source {program.name}\nrequired_env\nparse_gitaly_nodes\nrender_gitlab_rb\n"],
                               capture_output=True, text=True, timeout=30,
                               env={"PATH": boot.BOOT_PATH, "LANG": "C.UTF-8", **env, **secrets})
 
@@ -210,6 +213,20 @@ def test_the_praefect_gitlab_rb_is_documented_on_every_supported_version(minor):
     assert unknown_settings(done.stdout, versions.SETTINGS_RELEASE[minor]) == []
     conf = boot.evaluate_gitlab_rb(done.stdout)["settings"]["praefect"]["configuration"]
     assert conf["virtual_storage"][0]["name"] == "cluster"
+
+
+def test_no_private_address_for_the_exporters_fails_the_render_in_one_line():
+    """With a monitoring server (METRICS_SCRAPED) the exporters listen on the private IPv4
+    address; a network namespace of its own has none (only loopback), so lib/exporters.sh's
+    metrics_host fails, and the render stops with nothing printed: the boot (which renders
+    gitlab.rb into a variable under set -e before writing it) stops there too."""
+    done = render({**RENDER_ENV, "METRICS_SCRAPED": "true"}, within=("unshare", "--net"))
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.endswith("error: this server has no private IPv4 address for its exporters (hostname -I: '')")
+    # The same render with an address: the exporter key is there.
+    done = render({**RENDER_ENV, "METRICS_SCRAPED": "true"})
+    assert done.returncode == 0 and "prometheus_listen_addr: " in done.stdout
 
 
 @pytest.mark.parametrize("nodes, message", [

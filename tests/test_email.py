@@ -192,6 +192,8 @@ def test_the_smtp_user_may_send_raw_email_from_the_sender_only(default, sender, 
 
     for identity in identities:
         assert may("ses:SendRawEmail", identity, sent_from), identity
+        # Whatever case SES reports the From: address in (IAM's StringEquals would not match).
+        assert may("ses:SendRawEmail", identity, sent_from.upper()), identity
         assert not may("ses:SendRawEmail", identity, "someone@" + sent_from.split("@")[1])
         assert not may("ses:SendEmail", identity, sent_from)
     assert not may("ses:SendRawEmail", "other.example.org", sent_from)
@@ -205,12 +207,45 @@ def test_the_function_runs_the_repositorys_handler_inline(default):
     function = default["storage"]["Resources"]["SesSmtpFunction"]["Properties"]
     assert function["Code"] == {"ZipFile": email.FUNCTION_CODE.read_text()}
     assert (function["Handler"], function["Runtime"]) == ("index.handler", email.RUNTIME)
-    assert "VpcConfig" not in function and function["ReservedConcurrentExecutions"] == 1
+    assert "VpcConfig" not in function
     custom = default["storage"]["Resources"]["SesSmtpCredentials"]
     assert custom["Type"] == "Custom::SesSmtpCredentials"
     assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["SesSmtpFunction", "Arn"]}
     # Nothing secret goes in or out: the properties name the user and the secret only; no output reads the resource.
-    assert set(custom["Properties"]) == {"ServiceToken", "UserName", "SecretArn", "Region", "Sender"}
+    assert set(custom["Properties"]) == {"ServiceToken", "ServiceTimeout", "UserName", "SecretArn", "Region", "Sender"}
+
+
+def test_a_lost_answer_fails_the_resource_in_minutes_not_an_hour(default):
+    """CloudFormation waits ServiceTimeout seconds (1 to 3600, default 3600) for the answer:
+    a few minutes, longer than the function may run (its retries, then its answer)."""
+    function = default["storage"]["Resources"]["SesSmtpFunction"]["Properties"]
+    timeout = default["storage"]["Resources"]["SesSmtpCredentials"]["Properties"].get("ServiceTimeout")
+    assert isinstance(timeout, int) and function["Timeout"] + 60 <= timeout <= 600, timeout
+
+
+@pytest.mark.parametrize("variant_name", ["default", "cluster"])
+def test_no_function_reserves_concurrency(variant_name):
+    """A reservation fails the create where the account's unreserved concurrency would drop
+    under Lambda's minimum (new accounts: a quota of 10), and the launch role may not make one."""
+    from conftest import VARIANTS, templates_for
+    from test_service_catalog import allows, granted, launch_statements
+
+    built = templates_for(VARIANTS[variant_name])
+    functions = [(tier, logical, r["Properties"]) for tier, t in built.items()
+                 for logical, r in (t.get("Resources") or {}).items() if r["Type"] == "AWS::Lambda::Function"]
+    assert functions
+    assert [(tier, logical) for tier, logical, p in functions if "ReservedConcurrentExecutions" in p] == []
+    assert not allows(granted(launch_statements(built)), "lambda:PutFunctionConcurrency")
+
+
+def test_the_address_senders_domain_is_split_from_the_sender_and_an_at(default):
+    """``Select(1, Split("@", "<sender>@"))``: the domain of an address; for a domain sender
+    (no '@') an empty string, where the sender alone has no second part to select."""
+    _, model = _model(default, EmailSender="example.com")
+    storage = _storage(model)
+    (document,) = [p["PolicyDocument"] for p in storage.template["Resources"]["SesSmtpGroup"]["Properties"]["Policies"]]
+    domain_arn = document["Statement"][0]["Resource"]["Fn::If"][2][1]
+    assert model.value(storage, domain_arn).endswith(":identity/")
     assert "SesSmtpCredentials" not in json.dumps(default["storage"].get("Outputs", {}))
 
 
@@ -300,3 +335,121 @@ def test_a_deploy_with_a_sender_ends_with_the_derived_credentials_in_the_secret(
     (key,) = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
     assert value["username"] == key["AccessKeyId"]
     assert value["password"] == ses.smtp_password(key_secret(standin, key["AccessKeyId"]), "eu-west-1")
+
+
+# -- the Service Catalog launch role and the SMTP user (compile/launch_role.py) ---------------------
+
+def test_the_launch_role_may_read_and_delete_what_the_user_handlers_look_for(default):
+    """AWS::IAM::User's read and delete handlers call GetUserPolicy, GetLoginProfile (and remove
+    what they find: DeleteUserPolicy, DetachUserPolicy, DeleteLoginProfile); the group's delete
+    detaches managed policies. Denied, a stack's update or delete under the launch role fails
+    (DELETE_FAILED). Granted on the product's path only; giving the user a policy or a password is not."""
+    from test_service_catalog import allows, launch_statements
+
+    read_delete = ("iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetLoginProfile",
+                   "iam:DeleteLoginProfile", "iam:DetachGroupPolicy")
+    for action in read_delete:
+        scopes = [r["Fn::Sub"] for s in launch_statements(default) if allows(s["Action"], action) for r in s["Resource"]]
+        assert scopes, action
+        assert all(scope.startswith("arn:${AWS::Partition}:iam::${AWS::AccountId}:")
+                   and "/gitlab-cfn/" in scope for scope in scopes), (action, scopes)
+        assert "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/gitlab-cfn/*" in scopes, (action, scopes)
+    actions = [a for s in launch_statements(default) for a in s["Action"]]
+    for action in ("iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:CreateLoginProfile", "iam:UpdateLoginProfile",
+                   "iam:AttachGroupPolicy", "iam:CreateAccessKey"):
+        assert not allows(actions, action), action
+
+
+# -- an update of a stack whose servers read the user's secret (operate/smtp_upgrade.py) ------------
+
+def test_an_older_stack_with_a_sender_keeps_its_secret_on_update(local_aws, default):
+    """Stacks built before EmailSmtpSecretArn read the user's gitlab-cfn/<stack>/ses-smtp-credentials.
+    Updated as is they would switch to an IAM user the stack makes (which an SCP may deny): deploy
+    passes that secret's ARN instead and says so, with the flag that switches."""
+    from gitlab_cfn.operate import smtp_upgrade
+
+    definitions = default["main"]["Parameters"]
+    older = {"EmailSender": "example.com", "DomainName": "gitlab.example.com"}   # no EmailSmtpSecretArn
+    secrets = local_aws.client("secretsmanager", "eu-west-1")
+    arn = secrets.create_secret(Name="gitlab-cfn/old/ses-smtp-credentials",
+                                SecretString='{"username": "u", "password": "p"}')["ARN"]
+    carried, line = smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "old", older, definitions, {})
+    assert carried == {"EmailSmtpSecretArn": arn}
+    assert line == (f"e-mail: keeping the SMTP credentials the stack's servers read: EmailSmtpSecretArn={arn} "
+                    "(the secret gitlab-cfn/old/ses-smtp-credentials); give --param EmailSmtpSecretArn= to let "
+                    "the stack make its own instead (an IAM user and its access key)")
+    assert not [p for p in check_params(default["main"], {"EmailSender": "example.com", **carried}) if "Smtp" in p]
+    diff = smtp_upgrade.diff_line(local_aws, "eu-west-1", "old", older, definitions)
+    assert diff.startswith(f"e-mail: gitlab-cfn deploy keeps the SMTP credentials the stack's servers read: "
+                           f"EmailSmtpSecretArn={arn}")
+    # Nothing to say: a secret given (even empty: the stack makes its own), e-mail turned off, a
+    # stack that already has the parameter, a stack without a sender.
+    for given in ({"EmailSmtpSecretArn": ""}, {"EmailSmtpSecretArn": USER_SECRET}, {"EmailSender": ""}):
+        assert smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "old", older, definitions, given) == ({}, None)
+    for previous in ({**older, "EmailSmtpSecretArn": ""}, {"EmailSender": ""}, {}):
+        assert smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "old", previous, definitions, {}) == ({}, None)
+    # The secret deleted since: the stack makes its own, and the plan says so.
+    carried, line = smtp_upgrade.keep_legacy_secret(local_aws, "eu-west-1", "other", older, definitions, {})
+    assert carried == {} and line.startswith(
+        "e-mail: the stack's servers read the secret gitlab-cfn/other/ses-smtp-credentials, which no longer "
+        "exists: the stack makes its own SES SMTP credentials (storage:SesSmtpUser")
+
+
+def _older_build(build: Path, out: Path, legacy_arn: str) -> None:
+    """``build`` as a build from before EmailSmtpSecretArn: the parent has no such parameter and
+    the servers read the user's secret (the storage stack is given its ARN: it makes no credentials)."""
+    import hashlib
+    import shutil
+
+    import yaml
+
+    shutil.copytree(build, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["templates"]["main"]
+    path = out / entry["path"]
+    main = yaml.safe_load(path.read_text())
+    del main["Parameters"]["EmailSmtpSecretArn"]
+    main["Rules"] = {k: r for k, r in main.get("Rules", {}).items() if "EmailSmtpSecretArn" not in json.dumps(r)}
+    for group in main["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]:
+        group["Parameters"] = [p for p in group["Parameters"] if p != "EmailSmtpSecretArn"]
+    main["Resources"]["StorageStack"]["Properties"]["Parameters"]["EmailSmtpSecretArn"] = legacy_arn
+    path.write_text(yaml.safe_dump(main, sort_keys=False))
+    entry["parameters"].remove("EmailSmtpSecretArn")
+    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def test_deploy_keeps_an_older_stacks_secret_and_says_so(local_aws, standin, tmp_path):
+    """``gitlab-cfn deploy`` over a stack built before EmailSmtpSecretArn, whose servers read the
+    user's gitlab-cfn/<stack>/ses-smtp-credentials: the plan says the secret is kept, the update
+    passes its ARN, and the servers are told of it (the boot bundle parameter)."""
+    from gitlab_cfn.compile import compiler, config
+    from test_cli import EXE
+    from test_deploy import ENV, _seed, deploy_cmd
+
+    build = tmp_path / "build"
+    compiler.write_build(config.BuildConfig(), build)
+    arn = local_aws.client("secretsmanager", "eu-west-1").create_secret(
+        Name="gitlab-cfn/mail/ses-smtp-credentials", SecretString='{"username": "u", "password": "p"}')["ARN"]
+    _older_build(build, tmp_path / "older", arn)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**_seed(local_aws), "EmailSender": "example.com"}))
+    common = ("--endpoint-url", standin.endpoint, "--stack-name", "mail", "--region", "eu-west-1",
+              "--params", str(params), "--yes")
+    first = deploy_cmd(*common, build=tmp_path / "older")
+    assert first.returncode == 0, first.stderr
+    # diff --stack-name says what deploy will do.
+    diff = subprocess.run([EXE, "diff", "--stack-name", "mail", "--region", "eu-west-1", "--endpoint-url",
+                           standin.endpoint, "--build", str(build)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert (f"e-mail: gitlab-cfn deploy keeps the SMTP credentials the stack's servers read: EmailSmtpSecretArn={arn}"
+            in diff.stdout), diff.stdout + diff.stderr
+    update = deploy_cmd(*common, build=build)
+    assert update.returncode == 0, update.stderr
+    assert f"e-mail: keeping the SMTP credentials the stack's servers read: EmailSmtpSecretArn={arn}" in update.stderr
+    cfn, ssm = local_aws.client("cloudformation", "eu-west-1"), local_aws.client("ssm", "eu-west-1")
+    stack = cfn.describe_stacks(StackName="mail")["Stacks"][0]
+    assert {p["ParameterKey"]: p.get("ParameterValue") for p in stack["Parameters"]}["EmailSmtpSecretArn"] == arn
+    location = json.loads(ssm.get_parameter(Name="/gitlab-cfn/mail/gitlab-app/boot-bundle")["Parameter"]["Value"])
+    assert location["smtp_secret_arn"] == arn
+    # No IAM user was made: the update does not depend on iam:CreateUser being allowed.
+    assert local_aws.client("iam", "eu-west-1").list_users(PathPrefix="/gitlab-cfn/")["Users"] == []

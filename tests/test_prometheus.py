@@ -3,7 +3,8 @@
 Its scrape targets come from the stack (``SCRAPE_JOBS``: each role's exporters and the
 CloudFormation logical ids EC2 service discovery selects), the security groups allow exactly
 monitoring server -> each exporter port, the other servers are told to move their exporters only
-when it exists, its role may DescribeInstances in the stack's region and nothing more; and the
+when it exists, its role may DescribeInstances and DescribeAvailabilityZones in the stack's region and nothing
+more; and the
 access and flow checks (``gitlab-cfn check``) fail on each one-line bug in that wiring.
 """
 
@@ -151,8 +152,9 @@ def test_the_checks_pass_with_the_scrape_flows_and_the_discovery_call(cfg):
     assert len(scrapes) == len({(i, j.port) for j in jobs for i in j.logical_ids})
     checked = access.check(model)
     assert [f.message for f in checked.findings] == []
-    discovery = [d for d in checked.decisions if d.request.action == "ec2:DescribeInstances"]
-    assert [(d.server.logical, d.allowed) for d in discovery] == [("PrometheusLaunchTemplate", True)]
+    for action in ("ec2:DescribeInstances", "ec2:DescribeAvailabilityZones"):
+        discovery = [d for d in checked.decisions if d.request.action == action]
+        assert [(d.server.logical, d.allowed) for d in discovery] == [("PrometheusLaunchTemplate", True)]
 
 
 def test_a_missing_ingress_rule_to_an_exporter_fails():
@@ -193,6 +195,17 @@ def test_without_the_discovery_grant_prometheus_is_denied():
         del t["prometheus"]["Resources"]["PrometheusDiscovery"]
     one(changed(drop), "PrometheusLaunchTemplate", "Prometheus EC2 service discovery",
         "ec2:DescribeInstances on * is denied")
+
+
+def test_discovery_without_the_zones_is_denied():
+    """Prometheus's EC2 discovery reads the region's zones too (prometheus/prometheus
+    discovery/aws/ec2.go: refreshAZIDs, and newer releases' credential check at start)."""
+    def instances_only(t):
+        statement = res(t, "prometheus", "PrometheusDiscovery")["Properties"]["PolicyDocument"]["Statement"][0]
+        assert sorted(statement["Action"]) == ["ec2:DescribeAvailabilityZones", "ec2:DescribeInstances"]
+        statement["Action"] = ["ec2:DescribeInstances"]
+    one(changed(instances_only), "PrometheusLaunchTemplate", "Prometheus EC2 service discovery",
+        "ec2:DescribeAvailabilityZones on * is denied")
 
 
 def test_discovery_granted_in_another_region_only_is_denied():

@@ -60,7 +60,9 @@ def test_a_destroyed_stacks_data_comes_back_in_a_new_stack(build, local_aws, sta
     params = tmp_path / "params.json"
     params.write_text(json.dumps(_seed(local_aws)))
     endpoint = ["--endpoint-url", standin.endpoint, "--region", REGION, "--poll-seconds", "0.2"]
-    created = run("deploy", "--build", str(build), "--stack-name", "old", "--params", str(params), *endpoint)
+    # The old stack runs PostgreSQL 16 (the build's default is 17): the restored ones must too.
+    created = run("deploy", "--build", str(build), "--stack-name", "old", "--params", str(params),
+                  "--param", "DBEngineVersion=16", *endpoint)
     assert created.returncode == 0, created.stderr
     cfn, s3, sm = (local_aws.client(s, REGION) for s in ("cloudformation", "s3", "secretsmanager"))
     rds, ec2 = local_aws.client("rds", REGION), local_aws.client("ec2", REGION)
@@ -113,6 +115,7 @@ def test_a_destroyed_stacks_data_comes_back_in_a_new_stack(build, local_aws, sta
     # the new template gives none), with the old password in the new stack's secret.
     (db,) = rds.describe_db_instances(DBInstanceIdentifier=physical(cfn, "new", "Database"))["DBInstances"]
     assert (db["DBName"], db["MasterUsername"], db["KmsKeyId"]) == ("gitlabhq_production", "gitlab", old_key)
+    assert db["EngineVersion"].split(".")[0] == "16"
     _, new_db_secret = secret_of(cfn, sm, "new", "DatabaseSecret")
     assert new_db_secret["password"] == old_db_secret["password"]
     assert new_db_secret["host"] == db["Endpoint"]["Address"]
@@ -127,6 +130,34 @@ def test_a_destroyed_stacks_data_comes_back_in_a_new_stack(build, local_aws, sta
     iam = local_aws.client("iam", REGION)
     policy = iam.get_role_policy(RoleName=physical(cfn, "new", "InstanceRole"), PolicyName="RestoredDataKeyUse")
     assert policy["PolicyDocument"]["Statement"][0]["Resource"] == [old_key]
+    # The old buckets' access logs go to the new stack's log bucket, under the template's prefixes.
+    logging = s3.get_bucket_logging(Bucket=new["UploadsBucketName"])["LoggingEnabled"]
+    assert logging == {"TargetBucket": new["LogsBucketName"], "TargetPrefix": "s3/uploads/"}
+    assert new["LogsBucketName"] != old["LogsBucketName"]
+
+    # A restored stack is itself restorable: it made no buckets (its NewBuckets is false), and
+    # its buckets and database are encrypted with the FIRST stack's key; both are carried
+    # forward from its parameters, which CloudFormation keeps with the deleted stack.
+    destroyed = run("destroy", "--stack-name", "new", "--confirm", "new", "--json", *endpoint)
+    assert destroyed.returncode == 0, destroyed.stderr
+    report = {item["logical_id"]: item["found"] for item in json.loads(destroyed.stdout)}
+    again = run("restore", "--from", "new", "--stack-name", "third", "--build", str(build), "--params", str(params),
+                *endpoint)
+    assert again.returncode == 0, again.stderr
+    assert f"database    from snapshot {report['Database'].split()[-1]}" in again.stderr
+    assert f"key         {old_key} (carried from new's RestoreKmsKeyArn" in again.stderr
+    third = stack_outputs(cfn, "third")
+    assert third["UploadsBucketName"] == old["UploadsBucketName"]
+    with plain_http(s3, third["UploadsBucketName"]):
+        body = s3.get_object(Bucket=third["UploadsBucketName"], Key="uploads/probe.txt")["Body"].read()
+    assert body == b"written before the disaster"
+    policy = iam.get_role_policy(RoleName=physical(cfn, "third", "InstanceRole"), PolicyName="RestoredDataKeyUse")
+    assert policy["PolicyDocument"]["Statement"][0]["Resource"] == [old_key]
+    (db,) = rds.describe_db_instances(DBInstanceIdentifier=physical(cfn, "third", "Database"))["DBInstances"]
+    assert (db["DBName"], db["KmsKeyId"], db["EngineVersion"].split(".")[0]) == ("gitlabhq_production", old_key, "16")
+    assert secret_of(cfn, sm, "third", "RailsSecretsSecret")[1] == rails
+    assert s3.get_bucket_logging(Bucket=third["UploadsBucketName"])["LoggingEnabled"]["TargetBucket"] \
+        == third["LogsBucketName"]
 
 
 def _deleted(local_aws, resources: dict, name: str = "old") -> dict:
@@ -258,8 +289,82 @@ def test_sizes_are_raised_to_the_snapshots_and_a_smaller_given_size_is_refused(b
     assert params["RestoreGitalySnapshot"] == "snap-0123456789abcdef0" and params["DomainName"] == "gitlab.example.test"
     with pytest.raises(ConfigError, match=r"--param DBAllocatedStorage=200: smaller than the old stack's snapshot \(500 GiB\)"):
         restore_params(parent, source, {"DBAllocatedStorage": "200"})
-    with pytest.raises(ConfigError, match="--param RestoreDBSnapshot: restore sets it from the old stack"):
+    with pytest.raises(ConfigError, match=r"--param RestoreDBSnapshot=other: restore sets it from the old stack \(s\)"):
         restore_params(parent, source, {"RestoreDBSnapshot": "other"})
     cluster_only = RestoreSource("old", "id", params={"RestoreGitaly1Snapshot": "snap-0123456789abcdef0"})
     with pytest.raises(ConfigError, match="this build has no parameter RestoreGitaly1Snapshot"):
         restore_params(parent, cluster_only, {})
+
+
+def test_the_database_major_is_the_snapshots_and_a_clashing_one_is_refused(build):
+    """RDS restores a snapshot at its own major, and the parameter group's family follows
+    DBEngineVersion (postgres${DBEngineVersion}): a PostgreSQL 16 snapshot gets 16, not the
+    default 17; a --param asking for another major is one line, exit 2."""
+    import yaml
+    from gitlab_cfn.errors import ConfigError
+    from gitlab_cfn.operate.restore import RestoreSource, restore_params
+
+    parent = yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+    assert str(parent["Parameters"]["DBEngineVersion"]["Default"]) == "17"
+    source = RestoreSource("old", "id", params={"RestoreDBSnapshot": "s", "DBEngineVersion": "16"},
+                           sizes={"DBAllocatedStorage": 100})
+    assert restore_params(parent, source, {})["DBEngineVersion"] == "16"
+    with pytest.raises(ConfigError, match=r"^--param DBEngineVersion=17: restore sets it from the old stack \(16\) "
+                                          r"\(the database snapshot's PostgreSQL major"):
+        restore_params(parent, source, {"DBEngineVersion": "17"})
+    with pytest.raises(ConfigError, match=r"old database snapshot is PostgreSQL 13; this build's DBEngineVersion takes"):
+        restore_params(parent, RestoreSource("old", "id", params={"DBEngineVersion": "13"}), {})
+
+
+def test_iops_that_no_longer_fit_the_raised_size_are_refused(build):
+    """RDS io1 takes 0.5 to 50 IOPS per GiB: a database raised to a 3,000 GiB snapshot with the
+    default 1,000 IOPS would fail the create after minutes; restore names the IOPS to give.
+    EBS io1 takes at most 50 per GiB, gp3 at most 500 (a given IOPS too high for the size)."""
+    import yaml
+    from gitlab_cfn.errors import ConfigError
+    from gitlab_cfn.operate.restore import RestoreSource, restore_params
+
+    parent = yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+    big = RestoreSource("old", "id", params={"RestoreDBSnapshot": "s"}, sizes={"DBAllocatedStorage": 3000})
+    with pytest.raises(ConfigError, match=r"^--param DBIops=1000: rds io1 takes 0.5 to 50 IOPS per GiB and "
+                                          r"DBAllocatedStorage is 3000 GiB \(raised to the old snapshot's\): "
+                                          r"give DBIops 1500 to 150000$"):
+        restore_params(parent, big, {})
+    assert restore_params(parent, big, {"DBIops": "1500"})["DBAllocatedStorage"] == "3000"
+    small = RestoreSource("old", "id", params={"RestoreDBSnapshot": "s"}, sizes={"GitalyVolumeSize": 20})
+    with pytest.raises(ConfigError, match=r"^--param GitalyVolumeIops=2000: ebs io1 takes 0 to 50 IOPS per GiB and "
+                                          r"GitalyVolumeSize is 20 GiB: give GitalyVolumeIops 100 to 1000$"):
+        restore_params(parent, small, {"GitalyVolumeIops": "2000"})
+    gp3 = {"database": {"storage_type": "gp3"}, "gitaly": {"volume_type": "gp3"}}
+    with pytest.raises(ConfigError, match=r"GitalyVolumeIops=16000: ebs gp3 takes 0 to 500 IOPS per GiB"):
+        restore_params(parent, small, {"GitalyVolumeIops": "16000"}, gp3)
+
+
+def test_a_bucket_whose_logging_cannot_be_moved_is_named_with_the_command(capsys):
+    """The stack is created by then: a refused PutBucketLogging (a missing permission, say)
+    leaves the create successful and prints what is left to do, with the command."""
+    from botocore.exceptions import ClientError
+    from gitlab_cfn.operate.progress import Progress
+    from gitlab_cfn.operate.restore import RestoreSource, log_to_new_bucket
+
+    class S3:
+        calls = []
+
+        def put_bucket_logging(self, Bucket, BucketLoggingStatus):
+            self.calls.append((Bucket, BucketLoggingStatus["LoggingEnabled"]))
+            if Bucket.startswith("gl-lfs-"):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutBucketLogging")
+
+    class Aws:
+        def client(self, service, region):
+            return S3()
+
+    source = RestoreSource("old", "id", buckets={"UploadsBucket": "gl-uploads-1-r-0a1b2c3d",
+                                                 "LfsBucket": "gl-lfs-1-r-0a1b2c3d"})
+    log_to_new_bucket(Aws(), "r", source, "gl-logs-1-r-99999999", Progress(quiet=False))
+    assert S3.calls == [("gl-uploads-1-r-0a1b2c3d", {"TargetBucket": "gl-logs-1-r-99999999", "TargetPrefix": "s3/uploads/"}),
+                        ("gl-lfs-1-r-0a1b2c3d", {"TargetBucket": "gl-logs-1-r-99999999", "TargetPrefix": "s3/lfs/"})]
+    err = capsys.readouterr().err
+    assert "left to do: gl-lfs-1-r-0a1b2c3d still logs to the old log bucket (AccessDenied); run aws s3api " \
+           "put-bucket-logging --bucket gl-lfs-1-r-0a1b2c3d" in err
+    assert "gl-uploads-1-r-0a1b2c3d still logs" not in err

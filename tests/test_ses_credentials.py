@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import botocore.session
+import pytest
 from botocore.stub import Stubber
 
 from gitlab_cfn.compile.functions import ses_smtp_password as ses
@@ -167,12 +168,12 @@ def test_a_secret_that_cannot_be_written_fails_the_resource_and_its_new_key_is_d
     def plan(i, s):
         i.add_response("list_access_keys", _listed(), {"UserName": USER})
         i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
-        s.add_client_error("put_secret_value", "AccessDeniedException",
-                           f"not authorized, secret {EXAMPLE_SECRET}", 400, expected_params=_written())
+        s.add_client_error("put_secret_value", "ResourceNotFoundException",
+                           f"no secret {EXAMPLE_SECRET}", 400, expected_params=_written())
         i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": NEW_KEY["AccessKeyId"]})
     answer = _run(lambda url: _event(url), plan)
     assert answer["Status"] == "FAILED"
-    assert "AccessDeniedException" in answer["Reason"] and "***" in answer["Reason"]
+    assert "ResourceNotFoundException" in answer["Reason"] and "***" in answer["Reason"]
 
 
 def test_a_refused_key_fails_the_resource_with_the_reason():
@@ -182,6 +183,69 @@ def test_a_refused_key_fails_the_resource_with_the_reason():
     answer = _run(lambda url: _event(url), plan)
     assert answer["Status"] == "FAILED" and "LimitExceeded" in answer["Reason"]
     assert answer["PhysicalResourceId"] == f"ses-smtp-{USER}"
+
+
+class _Clock:
+    """The function's monotonic() and sleep(): time passes only when it sleeps (every test)."""
+
+    def __init__(self):
+        self.now, self.slept = 1000.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    made = _Clock()
+    monkeypatch.setattr(ses, "monotonic", made.monotonic)
+    monkeypatch.setattr(ses, "sleep", made.sleep)
+    return made
+
+
+def test_iam_not_yet_consistent_is_retried_until_the_calls_pass(clock):
+    """Just after CloudFormation made the user and the function's role, IAM may deny the role's
+    calls (its policy not yet seen) or not find the user: the create is retried, not failed."""
+    def plan(i, s):
+        i.add_client_error("list_access_keys", "AccessDenied", "not authorized to perform iam:ListAccessKeys", 403)
+        i.add_client_error("list_access_keys", "NoSuchEntity", f"The user with name {USER} cannot be found.", 404)
+        i.add_response("list_access_keys", _listed(), {"UserName": USER})
+        i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
+        # The secret's write denied once (the role's policy not yet seen by Secrets Manager): the
+        # new key is deleted and the whole step made again, with a new key.
+        s.add_client_error("put_secret_value", "AccessDeniedException", "not authorized", 400,
+                           expected_params=_written())
+        i.add_response("delete_access_key", {}, {"UserName": USER, "AccessKeyId": NEW_KEY["AccessKeyId"]})
+        i.add_response("list_access_keys", _listed(), {"UserName": USER})
+        i.add_response("create_access_key", {"AccessKey": NEW_KEY}, {"UserName": USER})
+        s.add_response("put_secret_value", {"ARN": SECRET_ARN}, _written())
+    answer = _run(lambda url: _event(url), plan)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert len(clock.slept) == 3 and sum(clock.slept) <= ses.RETRY
+
+
+def test_a_denial_that_lasts_fails_the_resource_after_about_a_minute(clock):
+    def plan(i, s):
+        for _ in range(13):   # at 0, 5, ... 60 s; no wait past the minute: the last denial is the answer
+            i.add_client_error("list_access_keys", "AccessDenied", "not authorized to perform iam:ListAccessKeys", 403)
+    answer = _run(lambda url: _event(url), plan)
+    assert answer["Status"] == "FAILED" and "AccessDenied" in answer["Reason"]
+    assert 55 <= sum(clock.slept) <= 65
+    # The function's own timeout leaves room for the retries and the answer.
+    from gitlab_cfn.compile import email
+    assert email.FUNCTION_TIMEOUT >= ses.RETRY + 30
+
+
+def test_a_refusal_that_is_not_iam_propagation_is_not_retried(clock):
+    def plan(i, s):
+        i.add_response("list_access_keys", _listed(), {"UserName": USER})
+        i.add_client_error("create_access_key", "LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: 2", 409)
+    assert _run(lambda url: _event(url), plan)["Status"] == "FAILED"
+    assert clock.slept == []
 
 
 def test_a_malformed_request_still_answers_failed():

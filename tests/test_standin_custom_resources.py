@@ -6,6 +6,7 @@ finds these tests here."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from gitlab_cfn.compile import email
@@ -13,7 +14,7 @@ from gitlab_cfn.compile.functions import ses_smtp_password as ses
 from test_standin import REGION, deploy, failed_events
 
 
-def credentials_template(secret_arn=None, token=None) -> dict:
+def credentials_template(secret_arn=None, token=None, code=None, service_timeout=email.SERVICE_TIMEOUT) -> dict:
     """The storage tier's credentials, reduced to what they need: the group and user, the
     secret, the function (the repository's code, inline) and the custom resource."""
     role = {"Type": "AWS::IAM::Role", "Properties": {"Path": "/gitlab-cfn/", "AssumeRolePolicyDocument": {
@@ -27,10 +28,11 @@ def credentials_template(secret_arn=None, token=None) -> dict:
         "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {"Description": "smtp"}},
         "Role": role,
         "Function": {"Type": "AWS::Lambda::Function", "Properties": {
-            "Runtime": email.RUNTIME, "Handler": "index.handler", "Code": {"ZipFile": email.function_code()},
+            "Runtime": email.RUNTIME, "Handler": "index.handler", "Code": {"ZipFile": code or email.function_code()},
             "Role": {"Fn::GetAtt": ["Role", "Arn"]}, "Timeout": 60}},
         "Credentials": {"Type": "Custom::SesSmtpCredentials", "Properties": {
-            "ServiceToken": token or {"Fn::GetAtt": ["Function", "Arn"]}, "UserName": {"Ref": "User"},
+            "ServiceToken": token or {"Fn::GetAtt": ["Function", "Arn"]}, "ServiceTimeout": service_timeout,
+            "UserName": {"Ref": "User"},
             "SecretArn": secret_arn or {"Ref": "Secret"}, "Region": {"Ref": "AWS::Region"},
             "Sender": "example.com"}}},
         "Outputs": {"User": {"Value": {"Ref": "User"}}, "Secret": {"Value": {"Ref": "Secret"}},
@@ -103,6 +105,26 @@ def test_a_service_token_that_is_not_a_function_of_the_stack_fails(local_aws):
         ("Credentials", f"ServiceToken '{token}' is not a Lambda function of this stack (the stand-in runs those only)")]
 
 
+SILENT = "def handler(event, context):\n    return None\n"   # never answers CloudFormation
+
+
+def test_service_timeout_is_how_long_the_answer_is_waited_for(local_aws):
+    """A function that never answers fails the resource after ServiceTimeout seconds
+    (CloudFormation: 1 to 3600, default an hour); a value outside that range fails the resource."""
+    started = time.monotonic()
+    cfn, stack = deploy(local_aws, credentials_template(code=SILENT, service_timeout=2), name="silent")
+    waited = time.monotonic() - started
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert failed_events(cfn, stack["StackId"]) == [("Credentials", (
+        "the function did not answer CloudFormation in 2 s (ServiceTimeout; no PUT to the ResponseURL)"))]
+    assert 2 <= waited < 30, waited
+    for n, bad in enumerate((0, 3601, "five")):
+        cfn, stack = deploy(local_aws, credentials_template(service_timeout=bad), name=f"timeout{n}")
+        assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+        assert failed_events(cfn, stack["StackId"]) == [
+            ("Credentials", f"ServiceTimeout {bad!r}: must be an integer from 1 to 3600")], bad
+
+
 def test_patch_iam_user_groups(local_aws):
     template = credentials_template()
     for name in ("Secret", "Role", "Function", "Credentials"):
@@ -140,3 +162,28 @@ def test_patch_model_data_of_every_resource(local_aws, standin):
         found = json.loads(response.read())["rds"]["DBInstance"]
     ours = [d for d in found if d.get("db_instance_identifier") == "model-data-db"]
     assert ours and not [d for d in ours if "master_user_password" in d]
+
+
+def test_patch_lambda_reserved_concurrency_within_the_account_quota(local_aws):
+    """A new account (concurrency quota 10, all of it kept unreserved) refuses any reservation,
+    in a template and through PutFunctionConcurrency, with Lambda's own message."""
+    message = ("Specified ReservedConcurrentExecutions for function decreases account's "
+               "UnreservedConcurrentExecution below its minimum value of [10].")
+    template = credentials_template()
+    template["Resources"]["Function"]["Properties"]["ReservedConcurrentExecutions"] = 1
+    cfn, stack = deploy(local_aws, template)
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert failed_events(cfn, stack["StackId"]) == [("Function", message)]
+    # Without it the same stack deploys, and its function still takes no reservation.
+    cfn, stack = deploy(local_aws, credentials_template(), name="unreserved")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", failed_events(cfn, stack["StackId"])
+    (function,) = local_aws.client("lambda", REGION).list_functions()["Functions"]
+    import botocore.exceptions
+    try:
+        local_aws.client("lambda", REGION).put_function_concurrency(
+            FunctionName=function["FunctionName"], ReservedConcurrentExecutions=1)
+    except botocore.exceptions.ClientError as exc:
+        assert exc.response["Error"]["Code"] == "InvalidParameterValueException"
+        assert exc.response["Error"]["Message"] == message
+    else:
+        raise AssertionError("PutFunctionConcurrency reserved executions the account does not have")

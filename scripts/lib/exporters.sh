@@ -10,6 +10,11 @@
 # (off by default; GitLab docs administration/monitoring/prometheus/web_exporter.md: the dedicated
 # metrics server, Rails' /-/metrics in a process of its own), Sidekiq 8082, Gitaly 9236, Praefect 9652.
 
+# A failing metrics_host (die) must stop the boot: these functions run inside command
+# substitutions, where bash does not apply set -e (bash(1), "Command Substitution": the -e
+# option is cleared without inherit_errexit), so each substitution's status is checked with
+# `|| return`, and their callers compute them into variables before writing any gitlab.rb.
+
 # metrics_host: the address the exporters listen on.
 metrics_host() {
   local address
@@ -29,7 +34,7 @@ metrics_host() {
 exporters_gitlab_rb() {
   [[ "${METRICS_SCRAPED:-}" == true ]] || return 0
   local host
-  host=$(metrics_host)
+  host=$(metrics_host) || return
   printf "# Exporters on the private address, for the monitoring server (security groups: it alone).\n"
   printf "node_exporter['listen_address'] = %s\n" "$(ruby_string "$host:9100")"
   case $1 in
@@ -52,5 +57,7 @@ exporters_gitlab_rb() {
 # nothing without a monitoring server.
 exporter_configuration_key() {
   [[ "${METRICS_SCRAPED:-}" == true ]] || return 0
-  printf '  prometheus_listen_addr: %s,\n' "$(ruby_string "$(metrics_host):$1")"
+  local host
+  host=$(metrics_host) || return
+  printf '  prometheus_listen_addr: %s,\n' "$(ruby_string "$host:$1")"
 }

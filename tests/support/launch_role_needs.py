@@ -203,11 +203,14 @@ NEEDS: dict[str, tuple[str, ...]] = {
     # The SES SMTP user and its group (compile/email.py): no login profile, no permissions
     # boundary, no managed policy on the group, no user policy (the group's inline one).
     "AWS::IAM::Group": (
-        "iam:CreateGroup", "iam:DeleteGroup", "iam:DeleteGroupPolicy", "iam:GetGroup", "iam:GetGroupPolicy",
-        "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:PutGroupPolicy", "iam:UpdateGroup",
+        "iam:CreateGroup", "iam:DeleteGroup", "iam:DeleteGroupPolicy", "iam:DetachGroupPolicy", "iam:GetGroup",
+        "iam:GetGroupPolicy", "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:PutGroupPolicy",
+        "iam:UpdateGroup",
     ),
     "AWS::IAM::User": (
-        "iam:AddUserToGroup", "iam:CreateUser", "iam:DeleteAccessKey", "iam:DeleteUser", "iam:GetUser",
+        # read and delete: the policies and console password looked for, and removed if found.
+        "iam:AddUserToGroup", "iam:CreateUser", "iam:DeleteAccessKey", "iam:DeleteLoginProfile", "iam:DeleteUser",
+        "iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetLoginProfile", "iam:GetUser", "iam:GetUserPolicy",
         "iam:ListAccessKeys", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:ListUserPolicies",
         "iam:ListUserTags", "iam:RemoveUserFromGroup", "iam:TagUser", "iam:UntagUser", "iam:UpdateUser",
     ),
@@ -230,13 +233,14 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "kms:PutKeyPolicy", "kms:TagResource", "kms:UntagResource", "kms:UpdateKeyDescription",
     ),
     # The SES SMTP credentials function: inline code (no S3 object, layers, code signing or
-    # versions), no EFS, Lambda's own capacity.
+    # versions), no EFS, Lambda's own capacity, no reserved concurrency (DeleteFunctionConcurrency
+    # stays: an update may remove a reservation).
     "AWS::Lambda::Function": (
         "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
         "iam:PassRole", "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
         "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:DeleteFunctionConcurrency", "lambda:GetFunction",
         "lambda:GetFunctionCodeSigningConfig", "lambda:GetFunctionRecursionConfig",
-        "lambda:GetRuntimeManagementConfig", "lambda:PutFunctionConcurrency", "lambda:PutFunctionRecursionConfig",
+        "lambda:GetRuntimeManagementConfig", "lambda:PutFunctionRecursionConfig",
         "lambda:PutRuntimeManagementConfig", "lambda:TagResource", "lambda:UntagResource",
         "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
     ),

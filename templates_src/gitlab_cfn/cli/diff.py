@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from gitlab_cfn.verify.replacement import _load
 
     allow = set(args.allow)
+    notice = None   # what deploy will do beyond the templates' changes
     if args.stack_name or args.local or args.endpoint_url or args.region:
         if args.against or args.old or args.new:
             raise ConfigError("diff: --stack-name compares the deployed stack with --build; "
@@ -68,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
             if existing is None:
                 raise ConfigError(f"--stack-name: no stack {args.stack_name} in {args.region}")
             old = deployed_templates(cfn, existing["StackId"])
+            from gitlab_cfn.operate import smtp_upgrade
+
+            previous = {p["ParameterKey"]: p.get("ParameterValue", "") for p in existing.get("Parameters", [])}
+            notice = smtp_upgrade.diff_line(aws, args.region, args.stack_name, previous,
+                                            new.get(MAIN, {}).get("Parameters") or {})
         # A nested stack the parent creates only under a condition (the DNS stack, with a hosted
         # zone) is not there when its condition was false: not an addition of the build.
         resources = new.get(MAIN, {}).get("Resources") or {}
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         print(plan.text(rows), end="")
+    if notice:
+        print(notice, file=sys.stderr if args.json else sys.stdout)
     refused = plan.refusal(rows, "--allow")
     if refused:
         raise CheckFailed(refused)

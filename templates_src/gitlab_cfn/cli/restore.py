@@ -53,7 +53,11 @@ def register(sub) -> None:
                     "Check that each exists and is usable before creating anything (a missing one: one line "
                     "naming it, exit 2), show the plan, then create --stack-name with gitlab-cfn deploy and "
                     "the restore parameters: the database restored from the snapshot (its password kept), "
-                    "the Gitaly volumes from theirs, GitLab on the old buckets, the old secrets seeded. "
+                    "the Gitaly volumes from theirs, GitLab on the old buckets, the old secrets seeded; the "
+                    "database's PostgreSQL major is the snapshot's, sizes at least the snapshots' and IOPS "
+                    "checked against them; the old buckets' access logs are pointed at the new log bucket. "
+                    "A stack that was itself restored is restored from the first stack's buckets and key "
+                    "(carried forward from its parameters). "
                     "With --from-region, the old stack was in that region: its snapshots and secrets are "
                     "copied into --region first (docs/operations.md, Restoring).")
     aws_arguments(restore_p)

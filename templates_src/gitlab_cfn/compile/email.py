@@ -33,7 +33,7 @@ from pathlib import Path
 
 from awacs import iam as iam_actions
 from awacs import kms, logs, secretsmanager, ses
-from awacs.aws import Allow, Condition, PolicyDocument, Statement, StringEquals
+from awacs.aws import Allow, Condition, PolicyDocument, Statement, StringEquals, StringEqualsIgnoreCase
 from troposphere import (
     And,
     Equals,
@@ -65,6 +65,18 @@ ZIPFILE_LIMIT = 4096
 RUNTIME = "python3.12"
 SMTP_LOG_GROUP = LOG_GROUP_PREFIX + "/${Suffix}/ses-smtp-credentials"
 NO_SECRET = "none"
+# The function retries IAM's eventual consistency for a minute (its RETRY) and then answers:
+# two minutes leave room for its calls and the answer. No ReservedConcurrentExecutions:
+# CloudFormation sends one request at a time for a resource, and a reservation fails the
+# create on an account whose unreserved concurrency would drop under Lambda's minimum
+# ("decreases account's UnreservedConcurrentExecution below its minimum value"; new accounts
+# may have a quota of 10: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+FUNCTION_TIMEOUT = 120
+# CloudFormation waits for a custom resource's answer ServiceTimeout seconds (1 to 3600,
+# default 3600) before failing it (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/
+# aws-resource-cloudformation-customresource.html): an answer lost (its PUT failed) fails the
+# stack in five minutes, not an hour.
+SERVICE_TIMEOUT = 300
 
 
 class SesSmtpCredentials(cloudformation.CustomResource):
@@ -86,15 +98,20 @@ def function_code() -> str:
 
 def _send_policy(sender: Ref) -> PolicyDocument:
     identity = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
-    domain = Select(1, Split("@", sender))
+    # "<sender>@" split: an address's domain even if the branch were evaluated for a domain sender.
+    domain = Select(1, Split("@", Sub("${EmailSender}@")))
     return PolicyDocument(Version=VERSION, Statement=[Statement(
         Sid="SendFromTheSenderOnly",
         Effect=Allow,
         Action=[ses.SendRawEmail],
         Resource=If("SenderIsDomain", [Sub(identity + "${S}", S=sender)],
                     [Sub(identity + "${S}", S=sender), Sub(identity + "${D}", D=domain)]),
-        # The address GitLab sends from (scripts/lib/email.sh): the sender, or gitlab@<domain>.
-        Condition=Condition(StringEquals(
+        # The address GitLab sends from (scripts/lib/email.sh): the sender, or gitlab@<domain>,
+        # as written (GitLab's From: is gitlab_email_from unchanged). The sender's local part may
+        # have capitals (catalog.SENDER_PATTERN) and IAM's StringEquals is case-sensitive: compared
+        # ignoring case, so the grant does not hang on the case SES reports ses:FromAddress in
+        # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html).
+        Condition=Condition(StringEqualsIgnoreCase(
             "ses:FromAddress", If("SenderIsDomain", Sub("gitlab@${EmailSender}"), sender))),
     )])
 
@@ -148,18 +165,20 @@ def smtp_credentials(tier: Tier, key_arn, roles: list) -> None:
         "SesSmtpFunction", Condition=on,
         Description="Makes the SES SMTP credentials of the stack's SMTP user (compile/functions/ses_smtp_password.py).",
         Runtime=RUNTIME, Handler="index.handler", Code=awslambda.Code(ZipFile=function_code()),
-        Role=GetAtt(role, "Arn"), Timeout=60, MemorySize=128, ReservedConcurrentExecutions=1,
+        Role=GetAtt(role, "Arn"), Timeout=FUNCTION_TIMEOUT, MemorySize=128,
         LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
         Tags=tags("ses-smtp")))
     scanner_skip(function, "CKV_AWS_117", "calls IAM and Secrets Manager only and reaches nothing in the VPC; "
                                           "outside it, it needs no egress rule, NAT route or endpoint")
     scanner_skip(function, "CKV_AWS_116", "invoked by CloudFormation only, which fails the resource if no "
                                           "answer comes; a dead-letter queue would only keep the request")
+    scanner_skip(function, "CKV_AWS_115", "no reserved concurrency: a reservation fails the create on accounts "
+                                          "with a low concurrency quota; CloudFormation sends one request at a time")
     scanner_skip(function, "CKV_AWS_272", "inline code (ZipFile) from this repository; code signing applies "
                                           "to uploaded packages only")
     tier.add(SesSmtpCredentials(
         "SesSmtpCredentials", Condition=on,
-        ServiceToken=GetAtt(function, "Arn"),
+        ServiceToken=GetAtt(function, "Arn"), ServiceTimeout=SERVICE_TIMEOUT,
         UserName=Ref(user), SecretArn=Ref(secret), Region=Ref("AWS::Region"),
         # Not read by the function: a new sender is an update, and the update rotates the key.
         Sender=sender,

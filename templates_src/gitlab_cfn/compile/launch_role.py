@@ -93,11 +93,17 @@ EXCLUDED: dict[str, str] = {
     "redshift:*": "no Redshift",
     "redshift-serverless:*": "no Redshift Serverless",
     "docdb-elastic:*": "no DocumentDB",
-    "iam:*UserPolicy": "policies attach to roles and groups, never to users (the SES SMTP user's is its group's)",
-    "iam:*LoginProfile": "the SES SMTP user never signs in to the console: it has no password",
+    # The user's read and delete handlers look for inline and managed policies and a console
+    # password (GetUserPolicy, GetLoginProfile) and remove any found (DeleteUserPolicy,
+    # DetachUserPolicy, DeleteLoginProfile), as the group's delete detaches managed policies:
+    # granted, on the product's path only, or a stack's update or delete under the launch role
+    # fails. Only what would give the user a policy or a password stays out.
+    "iam:PutUserPolicy": "policies attach to roles and groups, never to users (the SES SMTP user's is its group's)",
+    "iam:AttachUserPolicy": "policies attach to roles and groups, never to users (the SES SMTP user's is its group's)",
+    "iam:CreateLoginProfile": "the SES SMTP user never signs in to the console: it has no password",
+    "iam:UpdateLoginProfile": "the SES SMTP user never signs in to the console: it has no password",
     "iam:*UserPermissionsBoundary": "the SES SMTP user has no permissions boundary",
     "iam:AttachGroupPolicy": "the SES SMTP user's group has its one inline policy, no managed policy",
-    "iam:DetachGroupPolicy": "the SES SMTP user's group has its one inline policy, no managed policy",
     "elasticfilesystem:*": "the SES SMTP credentials function mounts no EFS file system",
     "s3files:*": "the SES SMTP credentials function mounts no file system",
     "s3:GetObjectVersion": "the SES SMTP credentials function's code is inline (ZipFile), not an S3 object",
@@ -109,6 +115,9 @@ EXCLUDED: dict[str, str] = {
     "lambda:*FunctionScalingConfig": "the function runs on Lambda's own capacity, no capacity provider",
     "lambda:AssociateRuntimeAlias": "not in IAM's action definitions (parliament); the function uses no runtime alias",
     "lambda:PublishVersion": "the function has no published versions",
+    # DeleteFunctionConcurrency stays: an update may remove a reservation.
+    "lambda:PutFunctionConcurrency": "the function reserves no concurrency (compile/email.py: a reservation "
+                                     "fails on accounts with a low concurrency quota)",
     "iam:*RolePermissionsBoundary": "the roles have no permissions boundary, and the launch role may not remove one",
     "ec2:CopyVolumes": "volumes are never copied",
     "ec2:*VpcEncryptionControl*": "VPC encryption controls are not configured",

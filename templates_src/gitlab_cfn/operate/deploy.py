@@ -30,6 +30,7 @@ from gitlab_cfn.compile.constraints import violations
 from gitlab_cfn.compile.naming import template_url
 from gitlab_cfn.errors import CheckFailed, ConfigError
 from gitlab_cfn.operate.aws import Aws
+from gitlab_cfn.operate import smtp_upgrade
 from gitlab_cfn.operate.bake import VERSION_TAG
 from gitlab_cfn.operate.progress import Progress
 from gitlab_cfn.verify.replacement import holds_data
@@ -703,6 +704,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     reused = sorted(not_given & previous)
     size = manifest.get("config", {}).get("size", "poc")
     resized: dict[str, str] = {}
+    carried: dict[str, str] = {}
     if existing:
         resized = size_defaults(existing, definitions, reused, size, az_count)
         for name, value in resized.items():
@@ -711,6 +713,11 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
                           f"(the size's default; give --param {name}={before} to keep it)")
         reused = [name for name in reused if name not in resized]
         _raise_problems(reused_problems(existing, definitions, reused))
+        # A stack whose servers read the user's SMTP secret by name keeps it (operate/smtp_upgrade.py).
+        carried, line = smtp_upgrade.keep_legacy_secret(aws, request.region, request.stack_name,
+                                                        _previous_values(existing), definitions, request.params)
+        if line:
+            progress.done(line)
     images = [name for name in image_parameters(template) if name in not_given and name not in previous]
     filled: dict[str, str] = {}
     if images:
@@ -722,7 +729,7 @@ def deploy(request: DeployRequest, aws: Aws, progress: Progress) -> DeployResult
     _raise_problems(check_params(template, {**request.params, **location, **filled}, az_count,
                                  elsewhere=set(reused)))
     bucket = request.bucket or f"gitlab-cfn-{request.region}-{_account(aws, request.region)}"
-    params = {**request.params, **resized, **filled, **location, "TemplateBucketName": bucket}
+    params = {**request.params, **resized, **carried, **filled, **location, "TemplateBucketName": bucket}
     if existing:
         guard(cfn, existing["StackId"], request, progress)
         if not request.version_change:

@@ -19,15 +19,17 @@ database is migrated, never seeded again: scripts/gitlab-app.sh).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 from botocore.exceptions import ClientError
 
 from gitlab_cfn.compile.catalog import gitaly_restore_parameter
+from gitlab_cfn.compile.tiers.storage import BUCKETS
 from gitlab_cfn.errors import ConfigError
 from gitlab_cfn.operate.aws import Aws
-from gitlab_cfn.operate.deploy import DeployRequest, DeployResult, _existing, _parent_template, deploy
+from gitlab_cfn.operate.deploy import DeployRequest, DeployResult, _account, _existing, _parent_template, deploy
 from gitlab_cfn.operate.destroy import Kept, data_resources
 from gitlab_cfn.operate.progress import Progress
 
@@ -48,6 +50,25 @@ class RestoreSource:
     params: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)   # the plan, one line per piece
     sizes: dict[str, int] = field(default_factory=dict)   # size parameter -> smallest allowed (GiB)
+    buckets: dict[str, str] = field(default_factory=dict)   # logical id (UploadsBucket) -> bucket name
+
+
+# Provisioned IOPS per GiB that AWS accepts, by storage ("rds:" + RDS storage type, "ebs:" +
+# EBS volume type): (lowest, highest). The IOPS parameters' own MinValue and MaxValue
+# (compile/catalog.py: 1,000-256,000 on RDS io1, 100-64,000 on EBS io1, 3,000-16,000 on gp3)
+# bound the allowed range too (check_iops).
+# - RDS io1: "For RDS for Db2, MariaDB, MySQL, Oracle, and PostgreSQL - Must be a multiple
+#   between .5 and 50 of the storage amount for the DB instance" (RDS API reference,
+#   CreateDBInstance, Iops: https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html).
+#   RDS gp3: the template gives no Iops (compile/tiers/database.py sets it on io1 only; gp3
+#   for PostgreSQL takes provisioned IOPS only from 400 GiB, RDS User Guide, "gp3 storage"),
+#   so there is no ratio to keep.
+# - EBS: "The maximum ratio of provisioned IOPS to requested volume size (in GiB) is 50:1 for
+#   io1 volumes, and 1000:1 for io2 Block Express volumes"
+#   (https://docs.aws.amazon.com/ebs/latest/userguide/provisioned-iops.html); gp3: "The maximum
+#   ratio of provisioned IOPS to provisioned volume size is 500 IOPS per GiB"
+#   (https://docs.aws.amazon.com/ebs/latest/userguide/general-purpose.html). No lower ratio.
+IOPS_PER_GIB = {"rds:io1": (0.5, 50), "ebs:io1": (0, 50), "ebs:io2": (0, 1000), "ebs:gp3": (0, 500)}
 
 
 def deleted_stack(cfn, name: str, region: str) -> str:
@@ -66,7 +87,7 @@ def deleted_stack(cfn, name: str, region: str) -> str:
     return latest["StackId"]
 
 
-def _db_snapshot(aws: Aws, region: str, item: Kept) -> tuple[str, int]:
+def _db_snapshot(aws: Aws, region: str, item: Kept) -> tuple[str, int, str]:
     snaps = aws.client("rds", region).describe_db_snapshots(
         DBInstanceIdentifier=item.physical_id)["DBSnapshots"]
     ready = [s for s in snaps if s.get("Status", "available") == "available"]
@@ -74,7 +95,7 @@ def _db_snapshot(aws: Aws, region: str, item: Kept) -> tuple[str, int]:
         raise ConfigError(f"--from: no available snapshot of the old database {item.physical_id} "
                           f"({item.logical_id}); nothing was created")
     latest = max(ready, key=lambda s: str(s.get("SnapshotCreateTime", "")))
-    return latest["DBSnapshotIdentifier"], int(latest.get("AllocatedStorage") or 0)
+    return latest["DBSnapshotIdentifier"], int(latest.get("AllocatedStorage") or 0), str(latest.get("EngineVersion", ""))
 
 
 def _volume_snapshot(aws: Aws, region: str, item: Kept) -> tuple[str, int]:
@@ -107,17 +128,25 @@ def _secret(aws: Aws, region: str, item: Kept) -> str:
     return described["ARN"]
 
 
-def _key(aws: Aws, region: str, item: Kept) -> str:
+def _key(aws: Aws, region: str, key_id: str, what: str = "DataKey") -> str:
     try:
-        key = aws.client("kms", region).describe_key(KeyId=item.physical_id)["KeyMetadata"]
+        key = aws.client("kms", region).describe_key(KeyId=key_id)["KeyMetadata"]
     except ClientError:
         key = {}
     if key.get("KeyState", "Enabled") != "Enabled" or not key:
         state = key.get("KeyState", "not found")
-        raise ConfigError(f"--from: the old key {item.physical_id} (DataKey) is {state}; it encrypts the old "
+        raise ConfigError(f"--from: the old key {key_id} ({what}) is {state}; it encrypts the old "
                           "snapshot, buckets and secrets (a key pending deletion: aws kms cancel-key-deletion, "
                           "then enable-key); nothing was created")
     return key["Arn"]
+
+
+def _previous_parameters(cfn, stack_id: str) -> dict[str, str]:
+    """The deleted stack's parameters: DescribeStacks answers a deleted stack by its id, with
+    its parameters, for 90 days ("you can retrieve information about a deleted stack for up to
+    90 days", CloudFormation API reference, DescribeStacks: StackName)."""
+    (stack,) = cfn.describe_stacks(StackName=stack_id)["Stacks"]
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters") or []}
 
 
 def _bucket_suffix(aws: Aws, region: str, buckets: dict[str, str]) -> str:
@@ -145,6 +174,10 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
     stack_id = deleted_stack(cfn, old_name, region)
     kept = data_resources(cfn, stack_id)
     source = RestoreSource(old_name, stack_id)
+    # A stack that was itself restored made no object buckets (storage.py: NewBuckets) and
+    # used the first stack's, encrypted with the first stack's key (as is its database, whose
+    # snapshot keeps the key it was restored with): both are carried forward from its parameters.
+    previous = _previous_parameters(cfn, stack_id)
     buckets: dict[str, str] = {}
     by_id = {item.logical_id: item for item in kept}
     if "PraefectDatabase" in by_id:
@@ -152,10 +185,17 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
                           "starts a single Gitaly server's stack only (docs/operations.md, Restoring)")
     for item in kept:
         if item.resource_type == "AWS::RDS::DBInstance" and item.logical_id == "Database":
-            snapshot, storage = _db_snapshot(aws, region, item)
+            snapshot, storage, version = _db_snapshot(aws, region, item)
             source.params["RestoreDBSnapshot"] = snapshot
             source.sizes["DBAllocatedStorage"] = storage
-            source.lines.append(f"database    from snapshot {snapshot} ({storage} GiB) of {item.physical_id}")
+            # RDS restores a snapshot at its own major version: the parameter group's family
+            # (postgres${DBEngineVersion}, compile/tiers/database.py) must be the snapshot's
+            # ("The parameter group ... with DBParameterGroupFamily postgres17 can't be used for
+            # this instance. Use a parameter group with DBParameterGroupFamily postgres16.").
+            if version:
+                source.params["DBEngineVersion"] = version.split(".", 1)[0]
+            source.lines.append(f"database    from snapshot {snapshot} ({storage} GiB, PostgreSQL {version or '?'}) "
+                                f"of {item.physical_id}")
         elif item.resource_type == "AWS::EC2::Volume" and item.logical_id.endswith("DataVolume"):
             snapshot, size = _volume_snapshot(aws, region, item)
             prefix = item.logical_id.removesuffix("DataVolume")
@@ -165,9 +205,10 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
         elif item.resource_type == "AWS::S3::Bucket" and item.logical_id in OBJECT_BUCKETS:
             buckets[item.logical_id] = item.physical_id
         elif item.resource_type == "AWS::KMS::Key" and item.logical_id == "DataKey":
-            source.params["RestoreKmsKeyArn"] = _key(aws, region, item)
-            source.lines.append(f"key         {source.params['RestoreKmsKeyArn']} (the old buckets, snapshot "
-                                "and secrets are encrypted with it: keep it)")
+            source.params["RestoreKmsKeyArn"] = _key(aws, region, item.physical_id)
+            encrypts = "secrets" if previous.get("RestoreKmsKeyArn") else "buckets, snapshot and secrets"
+            source.lines.append(f"key         {source.params['RestoreKmsKeyArn']} (the old {encrypts} are "
+                                "encrypted with it: keep it)")
         elif item.resource_type == "AWS::SecretsManager::Secret" and item.logical_id in SECRETS:
             source.params[SECRETS[item.logical_id]] = _secret(aws, region, item)
             source.lines.append(f"secret      {item.logical_id} seeded from {source.params[SECRETS[item.logical_id]]}")
@@ -176,15 +217,59 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
                          ("RestoreRailsSecretArn", "gitlab-secrets.json secret (RailsSecretsSecret)")):
         if needed not in source.params:
             raise ConfigError(f"--from: stack {old_name} left no {what}; nothing was created")
+    carried = previous.get("RestoreBucketsFrom", "")
+    if carried:
+        account = _account(aws, region)
+        buckets = {f"{logical}Bucket": f"gl-{kind}-{account}-{region}-{carried}" for logical, kind in BUCKETS.items()}
+    if previous.get("RestoreKmsKeyArn"):
+        source.params["RestoreKmsKeyArn"] = _key(aws, region, previous["RestoreKmsKeyArn"], "RestoreKmsKeyArn")
+        source.lines.append(f"key         {source.params['RestoreKmsKeyArn']} (carried from {old_name}'s "
+                            "RestoreKmsKeyArn: the buckets and the database are still encrypted with it: keep it)")
     source.params["RestoreBucketsFrom"] = _bucket_suffix(aws, region, buckets)
-    source.lines.append(f"buckets     the old stack's {len(OBJECT_BUCKETS)} object buckets, "
-                        f"gl-<kind>-<account>-{region}-{source.params['RestoreBucketsFrom']} (used in place)")
+    source.buckets = {logical: buckets[logical] for logical in OBJECT_BUCKETS}
+    source.lines.append(f"buckets     the {'first' if carried else 'old'} stack's {len(OBJECT_BUCKETS)} object "
+                        f"buckets, gl-<kind>-<account>-{region}-{source.params['RestoreBucketsFrom']} (used in place"
+                        + (f", carried from {old_name}'s RestoreBucketsFrom)" if carried else ")"))
     return source
 
 
-def restore_params(template: dict, source: RestoreSource, given: dict[str, str]) -> dict[str, str]:
-    """The new stack's parameters: the person's, the restore ones, and sizes no smaller than
-    the snapshots' (a volume or database smaller than its snapshot is refused by AWS)."""
+def _storage_kinds(config: dict, declared: dict) -> list[tuple[str, str, str]]:
+    """(storage kind of IOPS_PER_GIB, size parameter, IOPS parameter) of this build."""
+    database = (config.get("database") or {}).get("storage_type", "io1")
+    gitaly = (config.get("gitaly") or {}).get("volume_type", "io1")
+    pairs = [(f"rds:{database}", "DBAllocatedStorage", "DBIops"), (f"ebs:{gitaly}", "GitalyVolumeSize", "GitalyVolumeIops"),
+             ("ebs:gp3", "GitalyNodeVolumeSize", "GitalyNodeVolumeIops")]   # a cluster's volumes: gp3
+    return [pair for pair in pairs if pair[0] in IOPS_PER_GIB and pair[1] in declared and pair[2] in declared]
+
+
+def check_iops(declared: dict, params: dict[str, str], config: dict, raised: set[str]) -> None:
+    """Refuse IOPS outside the ratio AWS allows for the (possibly raised) size: a database
+    raised to a 3,000 GiB snapshot takes at least 1,500 io1 IOPS, and the default 1,000 fails
+    the create after minutes. One line naming the IOPS parameter and its allowed values."""
+    def value(name):
+        return int(params.get(name, declared[name].get("Default", 0)) or 0)
+
+    for kind, size_name, iops_name in _storage_kinds(config, declared):
+        size, iops = value(size_name), value(iops_name)
+        low_ratio, high_ratio = IOPS_PER_GIB[kind]
+        definition = declared[iops_name]
+        low = max(math.ceil(low_ratio * size), int(definition.get("MinValue", 0)))
+        high = min(math.floor(high_ratio * size), int(definition.get("MaxValue", 10 ** 9)))
+        if low <= iops <= high:
+            continue
+        why = " (raised to the old snapshot's)" if size_name in raised else ""
+        storage = kind.replace(":", " ")
+        allowed = f"give {iops_name} {low} to {high}" if low <= high else f"no {iops_name} fits; give another {size_name}"
+        raise ConfigError(f"--param {iops_name}={iops}: {storage} takes {low_ratio:g} to {high_ratio:g} IOPS per GiB "
+                          f"and {size_name} is {size} GiB{why}: {allowed}")
+
+
+def restore_params(template: dict, source: RestoreSource, given: dict[str, str],
+                   config: dict | None = None) -> dict[str, str]:
+    """The new stack's parameters: the person's, the restore ones, the snapshot's PostgreSQL
+    major, sizes no smaller than the snapshots' (a volume or database smaller than its
+    snapshot is refused by AWS) and IOPS that fit those sizes. ``config``: the build's
+    (manifest "config"), for the storage types; the defaults' (io1) without it."""
     declared = template.get("Parameters") or {}
     unknown = [name for name in source.params if name not in declared]
     if unknown:
@@ -192,8 +277,18 @@ def restore_params(template: dict, source: RestoreSource, given: dict[str, str])
                           "for another shape: a Gitaly Cluster, say); build the old stack's configuration")
     clash = [name for name in source.params if name in given and given[name] != source.params[name]]
     if clash:
-        raise ConfigError(f"--param {clash[0]}: restore sets it from the old stack ({source.params[clash[0]]})")
+        why = " (the database snapshot's PostgreSQL major: RDS restores a snapshot at its own major; upgrade " \
+              "after the restore with gitlab-cfn deploy)" if clash[0] == "DBEngineVersion" else ""
+        raise ConfigError(f"--param {clash[0]}={given[clash[0]]}: restore sets it from the old stack "
+                          f"({source.params[clash[0]]}){why}")
+    version = source.params.get("DBEngineVersion")
+    allowed = [str(v) for v in declared.get("DBEngineVersion", {}).get("AllowedValues", [])]
+    if version and allowed and version not in allowed:
+        raise ConfigError(f"--from: the old database snapshot is PostgreSQL {version}; this build's DBEngineVersion "
+                          f"takes {', '.join(allowed)}: upgrade the old snapshot's major first (restore it, then "
+                          "aws rds modify-db-instance --engine-version), or build a version that supports it")
     params = {**given, **source.params}
+    raised = set()
     for name, smallest in source.sizes.items():
         if name not in declared:
             continue
@@ -203,6 +298,8 @@ def restore_params(template: dict, source: RestoreSource, given: dict[str, str])
                 raise ConfigError(f"--param {name}={given[name]}: smaller than the old stack's snapshot "
                                   f"({smallest} GiB); give at least {smallest}")
             params[name] = str(smallest)
+            raised.add(name)
+    check_iops(declared, params, config or {}, raised)
     return params
 
 
@@ -211,7 +308,7 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
             ) -> tuple[RestoreSource, dict[str, str], DeployResult | None]:
     """Check, plan and (unless ``dry_run``) create. ``fill``: demo values of the stand-in
     (``--local``), asked for only once every check has passed, since it creates some."""
-    template, _ = _parent_template(request.build_dir)   # a missing build fails before anything starts
+    template, manifest = _parent_template(request.build_dir)   # a missing build fails before anything starts
     cfn = aws.client("cloudformation", request.region)
     if old_name == request.stack_name:
         raise ConfigError("--from: the new stack needs another name than the old one")
@@ -227,10 +324,12 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
             plan_copies(source, from_region, request.region, progress)
         else:
             into_region(aws, source, from_region, request.region, progress, poll=request.poll)
-    params = restore_params(template, source, request.params)
+    params = restore_params(template, source, request.params, manifest.get("config"))
     progress.done(f"restoring {request.stack_name} from deleted stack {old_name} ({source.stack_id})")
     for line in source.lines:
         progress.done(line)
+    if "DBEngineVersion" in source.params and "DBEngineVersion" not in request.params:
+        progress.done(f"DBEngineVersion = {params['DBEngineVersion']} (the old database snapshot's PostgreSQL major)")
     for name in source.sizes:
         if name in params and name not in request.params:
             progress.done(f"{name} = {params[name]} (at least the old snapshot's size)")
@@ -240,4 +339,32 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
     if fill is not None:
         params = {**fill(params), **params}
     request.params = params
-    return source, params, deploy(request, aws, progress)
+    result = deploy(request, aws, progress)
+    if from_region is None:   # S3 logs only to a bucket of the source bucket's region (restore_region)
+        log_to_new_bucket(aws, request.region, source, result.outputs.get("LogsBucketName"), progress)
+    return source, params, result
+
+
+def log_to_new_bucket(aws: Aws, region: str, source: RestoreSource, logs: str | None, progress: Progress) -> None:
+    """The old buckets' server access logging still names the old stack's log bucket (the
+    new stack does not manage them: it cannot set their LoggingConfiguration); point it at the
+    new stack's, with the prefixes the template gives its own buckets (storage.py: s3/<kind>/).
+    The new log bucket's policy admits S3 log delivery from any bucket of the account
+    (policies.log_bucket: aws:SourceAccount)."""
+    if not logs:
+        return
+    s3 = aws.client("s3", region)
+    kinds = {f"{logical}Bucket": kind for logical, kind in BUCKETS.items()}
+    failed = []
+    for logical, name in source.buckets.items():
+        try:
+            s3.put_bucket_logging(Bucket=name, BucketLoggingStatus={"LoggingEnabled": {
+                "TargetBucket": logs, "TargetPrefix": f"s3/{kinds[logical]}/"}})
+        except ClientError as exc:   # the stack is created and works: say what is left, do not fail it
+            failed.append((name, kinds[logical], exc.response.get("Error", {}).get("Code", "error")))
+    if not failed:
+        progress.done(f"access logs of the {len(source.buckets)} old buckets now go to {logs}")
+    for name, kind, code in failed:
+        progress.done(f"left to do: {name} still logs to the old log bucket ({code}); run aws s3api "
+                      f"put-bucket-logging --bucket {name} --bucket-logging-status "
+                      f"'{{\"LoggingEnabled\":{{\"TargetBucket\":\"{logs}\",\"TargetPrefix\":\"s3/{kind}/\"}}}}'")

@@ -243,4 +243,8 @@ def into_region(aws: Aws, source, from_region: str, region: str, progress: Progr
     tls_only_policies(aws, source, from_region, progress)
     progress.done(f"buckets     stay in {from_region} (RestoreBucketsRegion); the old key "
                   f"{source.params.get('RestoreKmsKeyArn', '')} stays with them")
+    # "The source bucket and destination bucket must be in the same AWS Region"
+    # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html):
+    # the old buckets keep logging to the old stack's retained log bucket in their region.
+    progress.done(f"buckets     their access logs stay in the old stack's log bucket in {from_region}")
     wait(aws, region, db, volumes, progress, poll)

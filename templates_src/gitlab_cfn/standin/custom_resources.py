@@ -15,7 +15,19 @@ patches run the function in-process instead, and hold it to CloudFormation's rul
   stack rolls back); ``SUCCESS`` gives the resource the answer's ``PhysicalResourceId`` and
   ``Data``. An update sends ``Update`` with ``OldResourceProperties`` (a FAILED answer fails
   the update); deleting the resource sends ``Delete`` (a FAILED answer fails the stack's delete).
+  ``ServiceTimeout`` (an integer from 1 to 3600, else the resource fails as CloudFormation
+  refuses it; aws-resource-cloudformation-customresource.html) is how long the answer is
+  waited for, at most the stand-in's ``ANSWER_TIMEOUT``.
   Nothing runs in Docker (the stand-in has none).
+- ``lambda_reserved_concurrency_within_the_account_quota``: the stand-in is a new account, whose
+  Lambda concurrency quota may be 10; Lambda keeps min(100, quota) executions unreserved and
+  refuses a reservation that would leave fewer ("Specified ReservedConcurrentExecutions for
+  function decreases account's UnreservedConcurrentExecution below its minimum value of [10]":
+  https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html, and as new
+  accounts report it, aws-samples/alarm-context-tool#2, aws-samples/one-observability-demo#278).
+  moto enforces a quota only on PutFunctionConcurrency, only when told one, with a minimum of
+  100; here a function's ``ReservedConcurrentExecutions`` in a template and
+  PutFunctionConcurrency are both held to it.
 - ``model_data_of_every_resource``: the stand-in's own inspection page (``/moto-api/data.json``,
   which shows a test what AWS shows nobody, such as an access key's secret) leaves out the
   attributes it cannot read (moto: HTTP 500 once a DB instance exists, whose write-only
@@ -49,6 +61,7 @@ from gitlab_cfn.standin.patches import patch
 
 RESPONSE_LIMIT = 4096           # bytes of a response object (crpg-ref-responses.html)
 ANSWER_TIMEOUT = 120.0          # the stand-in's hour
+SERVICE_TIMEOUT_RANGE = (1, 3600)
 _ENVIRONMENT = threading.Lock()  # the function's AWS_* variables are the process's while it runs
 
 
@@ -87,9 +100,24 @@ def _handler_of(function) -> Any:
     return getattr(module, name)
 
 
+def service_timeout(properties: dict) -> float:
+    """How long the answer is waited for: ``ServiceTimeout`` (CloudFormation: an integer from 1
+    to 3600, default 3600), at most the stand-in's hour."""
+    given = properties.get("ServiceTimeout", SERVICE_TIMEOUT_RANGE[1])
+    try:
+        seconds = int(str(given))
+    except ValueError:
+        seconds = 0
+    if str(seconds) != str(given).strip() or not SERVICE_TIMEOUT_RANGE[0] <= seconds <= SERVICE_TIMEOUT_RANGE[1]:
+        raise ValueError(f"ServiceTimeout {given!r}: must be an integer from {SERVICE_TIMEOUT_RANGE[0]} "
+                         f"to {SERVICE_TIMEOUT_RANGE[1]}")
+    return min(float(seconds), ANSWER_TIMEOUT)
+
+
 def _invoke(function, event: dict, region_name: str) -> dict:
     """Run the function on ``event`` with a ResponseURL on 127.0.0.1; its one answer."""
     answers: list[bytes] = []
+    timeout = service_timeout(event.get("ResourceProperties") or {})
 
     class Answer(BaseHTTPRequestHandler):
         def do_PUT(self):  # noqa: N802
@@ -101,7 +129,7 @@ def _invoke(function, event: dict, region_name: str) -> dict:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Answer)
-    server.timeout = ANSWER_TIMEOUT
+    server.timeout = timeout
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
     event = {**event, "ResponseURL": f"http://127.0.0.1:{server.server_port}/cfn-response?X-Amz-Signature=standin"}
@@ -121,13 +149,14 @@ def _invoke(function, event: dict, region_name: str) -> dict:
                         os.environ.pop(k, None)
                     else:
                         os.environ[k] = v
-        thread.join(ANSWER_TIMEOUT)
+        thread.join(timeout)
     except Exception as exc:  # the function raised before answering: Lambda reports it, nobody answers
         raise ValueError(f"the function failed without answering: {type(exc).__name__}: {exc}") from None
     finally:
         server.server_close()
     if not answers:
-        raise ValueError("the function did not answer CloudFormation (no PUT to the ResponseURL)")
+        raise ValueError(f"the function did not answer CloudFormation in {timeout:g} s "
+                         "(ServiceTimeout; no PUT to the ResponseURL)")
     if len(answers[0]) > RESPONSE_LIMIT:
         raise ValueError(f"the function's answer is {len(answers[0])} bytes; CloudFormation takes {RESPONSE_LIMIT}")
     answer = json.loads(answers[0])
@@ -289,6 +318,49 @@ def iam_user_groups() -> None:
 
     User.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
     User.delete = delete
+    parsing.get_model_map.cache_clear()
+
+
+# A new account's Lambda concurrency quota (Service Quotas "Concurrent executions"), and the
+# executions Lambda keeps unreserved: min(100, quota).
+ACCOUNT_CONCURRENCY = 10
+UNRESERVED_MINIMUM = min(100, ACCOUNT_CONCURRENCY)
+
+
+def reservation_problem(backend, function_name: str, reserved: Any) -> str | None:
+    """Lambda's refusal of reserving ``reserved`` executions for ``function_name``, or None."""
+    others = sum(int(f.reserved_concurrency) for f in backend.list_functions()
+                 if f.reserved_concurrency and f.function_name != function_name)
+    if ACCOUNT_CONCURRENCY - others - int(reserved) < UNRESERVED_MINIMUM:
+        return ("Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MINIMUM}].")
+    return None
+
+
+@patch
+def lambda_reserved_concurrency_within_the_account_quota() -> None:
+    from moto.awslambda.exceptions import InvalidParameterValueException
+    from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
+
+    original_create = LambdaFunction.create_from_cloudformation_json.__func__
+    original_put = LambdaBackend.put_function_concurrency
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        reserved = (cloudformation_json.get("Properties") or {}).get("ReservedConcurrentExecutions")
+        if reserved is not None:
+            problem = reservation_problem(lambda_backends[account_id][region_name], resource_name, reserved)
+            if problem:
+                raise ResourceCreateFailed(kwargs.get("LogicalId", resource_name), "AWS::Lambda::Function", problem)
+        return original_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    def put_function_concurrency(self, function_name, reserved_concurrency):
+        problem = reservation_problem(self, function_name, reserved_concurrency)
+        if problem:
+            raise InvalidParameterValueException(problem)
+        return original_put(self, function_name, reserved_concurrency)
+
+    LambdaFunction.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    LambdaBackend.put_function_concurrency = put_function_concurrency
     parsing.get_model_map.cache_clear()
 
 

@@ -73,8 +73,11 @@ that deploys a small template through the running server:
   has no Resources, is refused (moto's artifacts only checked the object existed).
 - ``signal_resource``, ``creation_policy_waits_for_signals``: see ``signals.py``.
 - ``db_instance_restored_from_snapshot``, ``volume_created_from_snapshot``,
-  ``deleted_stack_resources_listed``: see ``restore.py``.
-- ``custom_resources_run_their_function``, ``iam_user_groups``: see ``custom_resources.py``.
+  ``deleted_stack_resources_listed``, ``deleted_stack_parameters_described``,
+  ``restored_db_parameter_group_family_checked``, ``bucket_logging_policy_read_as_s3_does``:
+  see ``restore.py``.
+- ``custom_resources_run_their_function``, ``iam_user_groups``,
+  ``lambda_reserved_concurrency_within_the_account_quota``: see ``custom_resources.py``.
 
 The rules of ``elasticache_auth_token_rules`` to ``servicecatalog_templates_read`` are in ``rules.py``.
 """

@@ -25,6 +25,25 @@ Each patch here is registered by ``patches`` and tested in tests/test_standin_re
   for up to 90 days after the stack has been deleted", CloudFormation API reference,
   ListStackResources), a nested stack by its id (its name no longer names it). moto answered
   nothing after ``deleted_stacks_stay_deleted``.
+- ``deleted_stack_parameters_described``: DescribeStacks of a deleted stack (by its id)
+  answers the parameters it had, as CloudFormation does for 90 days ("you can retrieve
+  information about a deleted stack for up to 90 days", CloudFormation API reference,
+  DescribeStacks: StackName). moto answered an empty list once the stack was deleted.
+- ``restored_db_parameter_group_family_checked``: an instance restored from a snapshot
+  refuses a DB parameter group of another family than the snapshot's engine major
+  ("The parameter group <name> with DBParameterGroupFamily postgres17 can't be used for
+  this instance. Use a parameter group with DBParameterGroupFamily postgres16.",
+  InvalidParameterCombination, as RDS answers it), and an EngineVersion of another major
+  than the snapshot's (a snapshot is restored at its own major; a major upgrade is a later
+  ModifyDBInstance; RDS User Guide, "Upgrading the PostgreSQL DB engine for Amazon RDS").
+  moto restored a PostgreSQL 16 snapshot with a postgres17 group and called it 17.
+- ``bucket_logging_policy_read_as_s3_does``: PutBucketLogging accepts a target bucket whose
+  policy lets ``logging.s3.amazonaws.com`` PutObject on a resource covering the target prefix
+  (a wildcard such as ``logs/s3/*`` for ``s3/uploads/``; principal and action as lists), as
+  S3 does (S3 User Guide, "Permissions for log delivery": the policy's Resource names the
+  destination prefix). moto compared the resource and principal as exact strings and failed
+  with HTTP 500 on a policy stored by CloudFormation (text, not bytes). Still refused: a
+  target bucket without such a statement (InvalidTargetBucketForLogging).
 """
 
 from __future__ import annotations
@@ -168,3 +187,103 @@ def deleted_stack_resources_listed() -> None:
         return result
 
     cfn_responses.CloudFormationResponse.list_stack_resources = list_stack_resources_response
+
+
+@patch
+def deleted_stack_parameters_described() -> None:
+    from moto.cloudformation import models as cfn_models
+
+    original_delete = cfn_models.Stack.delete
+
+    def delete(self) -> None:
+        try:
+            kept = list(self.parameter_list)
+        except AttributeError:   # a resource map already gone
+            kept = None
+        original_delete(self)
+        if self.status == "DELETE_COMPLETE" and kept is not None:
+            self.parameters_when_deleted = kept
+
+    cfn_models.Stack.delete = delete
+    original_list = cfn_models.Stack.parameter_list.fget
+
+    def parameter_list(self) -> list:
+        kept = getattr(self, "parameters_when_deleted", None)
+        if self.status == "DELETE_COMPLETE" and kept is not None:
+            return kept
+        return original_list(self)
+
+    cfn_models.Stack.parameter_list = property(parameter_list)
+
+
+def _major(version: str) -> str:
+    """A PostgreSQL engine version's major: "16.3" -> "16", "17" -> "17"."""
+    return str(version).split(".", 1)[0]
+
+
+@patch
+def restored_db_parameter_group_family_checked() -> None:
+    from moto.rds.exceptions import InvalidParameterCombination
+    from moto.rds.models import DBInstance, rds_backends
+
+    restored = DBInstance.create_from_cloudformation_json.__func__   # db_instance_restored_from_snapshot's
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.get("Properties") or {}
+        identifier = props.get("DBSnapshotIdentifier")
+        if identifier:
+            backend = rds_backends[account_id][region_name]
+            name = _snapshot_name(identifier).lower()
+            found = [s for s in backend.describe_db_snapshots(None, None) if s.db_snapshot_identifier == name]
+            if found:   # a missing snapshot is refused by the restore itself
+                engine = found[0].database.engine
+                major = _major(found[0].database.engine_version)
+                family = f"{engine}{major}"
+                group_name = props.get("DBParameterGroupName")
+                if group_name:
+                    groups = backend.describe_db_parameter_groups({"db_parameter_group_name": group_name})
+                    group_family = groups[0].family if groups else None
+                    if group_family and group_family != family:
+                        raise InvalidParameterCombination(
+                            f"The parameter group {group_name} with DBParameterGroupFamily {group_family} can't "
+                            f"be used for this instance. Use a parameter group with DBParameterGroupFamily {family}.")
+                given = props.get("EngineVersion")
+                if given and _major(given) != major:
+                    raise InvalidParameterCombination(
+                        f"Cannot restore a DB snapshot of {engine} {found[0].database.engine_version} "
+                        f"as engine version {given}: restore at major {major}, then upgrade")
+        return restored(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    DBInstance.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+@patch
+def bucket_logging_policy_read_as_s3_does() -> None:
+    import fnmatch
+    import json
+
+    from moto.s3.models import FakeBucket
+
+    def _log_permissions_enabled_policy(target_bucket, target_prefix) -> bool:
+        policy = target_bucket.policy
+        if not policy:
+            return False
+        document = json.loads(policy.decode() if isinstance(policy, bytes) else policy)
+        statements = document.get("Statement", [])
+        for stmt in statements if isinstance(statements, list) else [statements]:
+            services = (stmt.get("Principal") or {}).get("Service") if isinstance(stmt.get("Principal"), dict) else None
+            services = [services] if isinstance(services, str) else services or []
+            actions = stmt.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = stmt.get("Resource", [])
+            resources = [resources] if isinstance(resources, str) else resources
+            if stmt.get("Effect") != "Allow" or "logging.s3.amazonaws.com" not in services:
+                continue
+            if not any(a in ("s3:PutObject", "s3:*", "*") for a in actions):
+                continue
+            key = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}/{target_prefix or ''}"
+            if any(fnmatch.fnmatchcase(key, r) or fnmatch.fnmatchcase(key + "x", r) for r in resources):
+                return True
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(_log_permissions_enabled_policy)

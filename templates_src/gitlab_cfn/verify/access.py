@@ -538,8 +538,12 @@ def _backup_sink(model, call, value):
 def _describe_instances(model, call, value):
     # DescribeInstances takes no resource-level permission: its resource is "*"
     # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
-    return [Request("ec2:DescribeInstances", "*", (("aws:RequestedRegion", value(call.option("--region"))),),
-                    f"{call.where}: Prometheus EC2 service discovery")]
+    # Prometheus's EC2 discovery also reads the region's zones (the zone ids of its targets, and
+    # newer releases' credential check: DescribeAvailabilityZones, prometheus/prometheus
+    # discovery/aws/ec2.go, refreshAZIDs and the discovery's start); same rule, resource "*".
+    region = (("aws:RequestedRegion", value(call.option("--region"))),)
+    return [Request(action, "*", region, f"{call.where}: Prometheus EC2 service discovery")
+            for action in ("ec2:DescribeInstances", "ec2:DescribeAvailabilityZones")]
 
 
 # (service, command) -> the requests a call makes. A call not here fails the check.

@@ -1,17 +1,19 @@
-"""SES SMTP credentials of an IAM user, as a CloudFormation custom resource (inlined as the
-function's ZipFile: keep it under 4096 bytes, tests/test_ses_credentials.py).
+"""SES SMTP credentials of an IAM user, as a custom resource (inline: <= 4096 chars).
 
-Password: AWS's derivation (docs.aws.amazon.com/ses/latest/dg/smtp-credentials.html): SigV4
-signing key of the secret key for date 11111111, the region, service ses; HMAC-SHA256 of
-SendRawEmail; version byte 0x04; base64. Create/Update: a new access key of UserName, its
-{username, password} put in SecretArn, the user's other keys deleted. Delete: every key of
-the user deleted. The answer (PUT to ResponseURL) carries no key, no password, no Data.
+Password: docs.aws.amazon.com/ses/latest/dg/smtp-credentials.html. Create/Update: a new key,
+{username, password} put in SecretArn, other keys deleted. Delete: every key deleted.
+IAM is eventually consistent (IAM/latest/UserGuide/troubleshoot_general.html): a call just
+after the user, role or policy were made may be denied or miss the user: retried RETRY s.
 """
 import base64
 import hashlib
 import hmac
 import json
 import urllib.request
+from time import monotonic, sleep
+
+RETRY = 60
+TRANSIENT = ("AccessDenied", "AccessDeniedException", "NoSuchEntity")
 
 
 def _hmac(key, msg):
@@ -46,6 +48,42 @@ def _keys(iam, user):
     return [k["AccessKeyId"] for k in sorted(found, key=lambda k: k["CreateDate"])]
 
 
+def _retried(work):
+    end = monotonic() + RETRY
+    while True:
+        try:
+            return work()
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in TRANSIENT or monotonic() + 5 > end:
+                raise
+            sleep(5)
+
+
+def _delete(iam, user):
+    try:
+        for old in _keys(iam, user):
+            iam.delete_access_key(UserName=user, AccessKeyId=old)
+    except iam.exceptions.NoSuchEntityException:
+        pass
+
+
+def _make(iam, secrets, user, region, arn, hide):
+    old = _keys(iam, user)
+    if len(old) > 1:  # IAM allows two keys a user: make room
+        iam.delete_access_key(UserName=user, AccessKeyId=old.pop(0))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    hide += [key["SecretAccessKey"], smtp_password(key["SecretAccessKey"], region)]
+    try:
+        secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(
+            {"username": key["AccessKeyId"], "password": hide[-1]}))
+    except Exception:
+        iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+        raise
+    for k in old:
+        iam.delete_access_key(UserName=user, AccessKeyId=k)
+
+
 def handler(event, context, iam=None, secrets=None):
     physical = event.get("PhysicalResourceId") or event["LogicalResourceId"]
     hide = []
@@ -57,27 +95,11 @@ def handler(event, context, iam=None, secrets=None):
             import boto3
             iam, secrets = boto3.client("iam"), boto3.client("secretsmanager", region_name=region)
         if event["RequestType"] == "Delete":
-            try:
-                for old in _keys(iam, user):
-                    iam.delete_access_key(UserName=user, AccessKeyId=old)
-            except iam.exceptions.NoSuchEntityException:
-                pass
+            _retried(lambda: _delete(iam, user))
         else:
-            old = _keys(iam, user)
-            if len(old) > 1:  # IAM allows two keys a user: make room
-                iam.delete_access_key(UserName=user, AccessKeyId=old.pop(0))
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            hide += [key["SecretAccessKey"], smtp_password(key["SecretAccessKey"], region)]
-            try:
-                secrets.put_secret_value(SecretId=props["SecretArn"], SecretString=json.dumps(
-                    {"username": key["AccessKeyId"], "password": hide[1]}))
-            except Exception:
-                iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
-                raise
-            for k in old:
-                iam.delete_access_key(UserName=user, AccessKeyId=k)
+            _retried(lambda: _make(iam, secrets, user, region, props["SecretArn"], hide))
         _respond(event, "SUCCESS", "", physical)
-    except Exception as exc:  # CloudFormation must hear of every failure, or it waits an hour
+    except Exception as exc:  # CloudFormation must hear of every failure, or it waits
         reason = type(exc).__name__ + ": " + str(exc)
         for h in hide:
             reason = reason.replace(h, "***")

@@ -168,9 +168,12 @@ def alarms(tier: Tier, topic) -> dict[str, cloudwatch.Alarm]:
     #   which notifies the topic (InsufficientDataActions) as ALARM does.
     # A new alarm starts in INSUFFICIENT_DATA ("When this operation creates an alarm, the alarm
     # state is immediately set to INSUFFICIENT_DATA", PutMetricAlarm) and actions run on a change
-    # of state only: a new stack's alarm says nothing until the first night's backup reports,
-    # where "breaching" missing data fired it at once. tests/test_backup_alarm.py plays both
-    # against CloudWatch's documented evaluation.
+    # of state only ("breaching" missing data fired it at once on every new stack). So a
+    # schedule broken from day one would never be heard: the first application server of a new
+    # stack runs one real backup at the end of its boot (scripts/lib/backup.sh,
+    # start_first_backup), whose result turns the alarm OK (or ALARM) within the hour; nightly
+    # runs that never follow then leave the window empty and turn it INSUFFICIENT_DATA, which
+    # notifies. tests/test_backup_alarm.py plays these against CloudWatch's documented evaluation.
     made["BackupAlarm"] = _alarm(
         tier, "BackupAlarm",
         f"the nightly GitLab backup failed, or none reported for {BACKUP_WINDOW_HOURS} hours", topic,

@@ -52,9 +52,17 @@ BOOT_GRANTS = ("PrometheusBootRead", "PrometheusDiscovery", "PrometheusCloudWatc
 
 
 def discovery_policy() -> PolicyDocument:
-    """``ec2:DescribeInstances`` in the stack's region: what ``ec2_sd_configs`` calls."""
+    """``ec2:DescribeInstances`` and ``ec2:DescribeAvailabilityZones`` in the stack's region: what
+    ``ec2_sd_configs`` calls. Prometheus's EC2 discovery (prometheus/prometheus
+    discovery/aws/ec2.go) reads the zones for ``__meta_ec2_availability_zone_id`` (refreshAZIDs;
+    v3.6/v3.11, bundled by GitLab 18.11/19.3, log a denial at debug and leave the label empty),
+    and newer releases call DescribeAvailabilityZones as their credential check when the
+    discovery starts ("unable to describe availability zones"), failing the whole discovery on a
+    denial. Both are read-only and take no resource-level permission (resource "*",
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html)."""
     return PolicyDocument(Version="2012-10-17", Statement=[Statement(
-        Sid="DiscoverScrapeTargets", Effect=Allow, Action=[ec2_actions.DescribeInstances],
+        Sid="DiscoverScrapeTargets", Effect=Allow,
+        Action=[ec2_actions.DescribeInstances, ec2_actions.DescribeAvailabilityZones],
         Resource=["*"],
         Condition=Condition(StringEquals("aws:RequestedRegion", Ref("AWS::Region"))),
     )])
