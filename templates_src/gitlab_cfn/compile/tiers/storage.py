@@ -237,11 +237,14 @@ def build(tier: Tier) -> None:
         # restored stack puts it on the old bucket again.
         # Not on buckets of another region (RestoreBucketsRegion): gitlab-cfn restore puts
         # it there (operate/restore_region.tls_only_policies).
+        # (Under that condition the buckets are of this region: named without the region's If.)
+        here = bucket_name(kind, old_suffix)
         tier.add(s3.BucketPolicy(
             f"{logical}BucketPolicy",
             Condition=BUCKETS_HERE,
-            Bucket=names[logical],
-            PolicyDocument=tls_only_bucket(arns[logical]),
+            Bucket=If(RESTORE_BUCKETS, here, Ref(bucket)),
+            PolicyDocument=tls_only_bucket(If(RESTORE_BUCKETS, Join("", ["arn:", Ref("AWS::Partition"), ":s3:::", here]),
+                                              GetAtt(bucket, "Arn"))),
         ))
 
     def rails_role(name: str, description: str, tag: str) -> iam.Role:
