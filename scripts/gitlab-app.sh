@@ -120,6 +120,15 @@ load_secrets() {
   fi
 }
 
+# The buckets' region, from their names (gl-<kind>-<account>-<region>-<suffix>,
+# storage.bucket_name): the stack's, or the old stack's after a restore into another region
+# (RestoreBucketsRegion). GitLab's S3 connection must name it.
+buckets_region() {
+  [[ "$BUCKET_UPLOADS" =~ -[0-9]{12}-([a-z]{2}(-gov)?-[a-z]+-[0-9])-[0-9a-f]{8}$ ]] ||
+    die "cannot read the region of bucket $BUCKET_UPLOADS"
+  printf '%s' "${BASH_REMATCH[1]}"
+}
+
 # MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.
 minor_of() {
   [[ "$1" =~ ^([0-9]+)\.([0-9]+)\.[0-9]+(-rc[0-9]+)?(-ee)?$ ]] && printf '%s.%s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
@@ -171,6 +180,7 @@ redirect_snippet() {
 
 render_gitlab_rb() {
   local kind bucket nginx
+  [[ -n "${BUCKETS_REGION:-}" ]] || BUCKETS_REGION=$(buckets_region) || return 1
   cat <<RUBY
 # Written at boot by gitlab-cfn for GitLab $INSTALLED_VERSION ($ROLE); edits are overwritten on the next boot.
 external_url $(ruby_string "https://$GITLAB_DOMAIN")
@@ -264,7 +274,7 @@ RUBY
 # S3 object storage through the instance profile: no keys anywhere.
 gitlab_rails['object_store']['enabled'] = true
 gitlab_rails['object_store']['proxy_download'] = false
-gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$AWS_REGION"), 'use_iam_profile' => true }
+gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$BUCKETS_REGION"), 'use_iam_profile' => true }
 RUBY
   for kind in "${BUCKET_KINDS[@]}"; do
     bucket="BUCKET_${kind^^}"
@@ -272,7 +282,7 @@ RUBY
   done
   cat <<RUBY
 gitlab_rails['external_diffs_enabled'] = true
-gitlab_rails['backup_upload_connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$AWS_REGION"), 'use_iam_profile' => true }
+gitlab_rails['backup_upload_connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$BUCKETS_REGION"), 'use_iam_profile' => true }
 gitlab_rails['backup_upload_remote_directory'] = $(ruby_string "$BUCKET_BACKUPS")
 RUBY
 }
@@ -508,6 +518,7 @@ main() {
   required_env
   check_installed_version
   load_secrets
+  BUCKETS_REGION=$(buckets_region) || exit 1
   # Rendered whole first: a failed part writes no gitlab.rb (a pipe would install what came
   # before it), and the && chain keeps each part's status ($(...) does not inherit set -e).
   local rb

@@ -249,9 +249,21 @@ MUTANTS: tuple[Mutant, ...] = (
         "CloudFormation refuses MasterUsername with DBSnapshotIdentifier: every restore rolls back"),
     Mutant(
         "restore-new-key-grant", "IAM/KMS grant", "templates_src/gitlab_cfn/compile/tiers/storage.py",
-        'PolicyDocument=kms_use(Ref("RestoreKmsKeyArn"), ["s3"]),', 'PolicyDocument=kms_use(GetAtt("DataKey", "Arn"), ["s3"]),',
+        'PolicyDocument=kms_use(Ref("RestoreKmsKeyArn"), ["s3"], region=buckets_region(tier)),',
+        'PolicyDocument=kms_use(GetAtt("DataKey", "Arn"), ["s3"], region=buckets_region(tier)),',
         ("tests/test_restore.py::test_a_destroyed_stacks_data_comes_back_in_a_new_stack",),
         "the restored servers cannot decrypt a single object of the old buckets (AccessDenied on kms:Decrypt)"),
+    Mutant(
+        "restore-region-copy-without-key", "IAM/KMS grant", "templates_src/gitlab_cfn/operate/restore_region.py",
+        "KmsKeyId=key, SourceRegion=from_region, CopyTags=False", "SourceRegion=from_region, CopyTags=False",
+        ("tests/test_restore_region.py::test_a_stack_destroyed_in_one_region_comes_back_in_another",),
+        "AWS refuses an encrypted DB snapshot copied to another region without a key there"),
+    Mutant(
+        "restore-region-s3-connection", "region", "scripts/gitlab-app.sh",
+        """gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$BUCKETS_REGION")""",
+        """gitlab_rails['object_store']['connection'] = { 'provider' => 'AWS', 'region' => $(ruby_string "$AWS_REGION")""",
+        ("tests/test_restore_region.py::test_gitlabs_object_storage_names_the_old_buckets_region",),
+        "GitLab signs its object-storage requests for the new region; the old buckets are in another"),
     Mutant(
         "restore-old-shell-secret", "secret", "scripts/gitlab-app.sh",
         'if secrets.get("gitlab_shell", {}).get("secret_token") == os.environ["SHELL_SECRET"]:\n    sys.exit(0)',

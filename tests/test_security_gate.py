@@ -106,8 +106,8 @@ def test_iam_rules_catch_wildcards_foreign_buckets_and_typos(built, tmp_path):
         trust["Statement"][0]["Principal"] = {"AWS": "*"}
     result = run_gate(mutated(built, tmp_path, "storage", widen), with_checkov=False)
     messages = [(f.rule, f.message) for f in result.findings]
-    # The buckets are the stack's own or, on a restore, an old stack's: both branches are analysed.
-    label = "InstanceRole policy gitlab-object-storage [RestoreBuckets=False]"
+    # The buckets are the stack's own or an old stack's (here or in another region): every branch is analysed.
+    label = "InstanceRole policy gitlab-object-storage [RestoreBuckets=False] [RestoreBucketsElsewhere=False]"
     assert ("GLC010", f"{label}: allows the '*' action") in messages
     assert ("GLC010", f"{label}: S3 actions on 'arn:aws:s3:::corp-data/*', "
                       "which is not a gl- bucket (only s3:GetObject may read the published templates or Service Catalog's copy)") in messages

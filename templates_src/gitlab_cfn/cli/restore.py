@@ -22,6 +22,9 @@ def run(args: argparse.Namespace) -> int:
     template, manifest = deploy._parent_template(build)   # a missing build fails before anything starts
     deploy.check_request(request)
     deploy.check_stack_name(args.source, "--from")
+    if args.from_region is not None:
+        from gitlab_cfn.operate.aws import check_region
+        check_region(args.from_region, "--from-region")
     with Endpoint(args) as aws:
         def fill(given: dict[str, str]) -> dict[str, str]:
             filled = local.fill(aws, args.region, template, given, manifest["config"]["az_count"])
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             return filled
 
         _, _, result = restore(args.source, request, aws, progress, dry_run=args.dry_run,
-                               fill=fill if args.local else None)
+                               fill=fill if args.local else None, from_region=args.from_region)
     if result is None:
         return 0
     if args.json:
@@ -55,10 +58,15 @@ def register(sub) -> None:
                     "checked against them; the old buckets' access logs are pointed at the new log bucket. "
                     "A stack that was itself restored is restored from the first stack's buckets and key "
                     "(carried forward from its parameters). "
-                    "Same region; for another region see docs/operations.md (Restoring).")
+                    "With --from-region, the old stack was in that region: its snapshots and secrets are "
+                    "copied into --region first (docs/operations.md, Restoring).")
     aws_arguments(restore_p)
     restore_p.add_argument("--from", dest="source", required=True, metavar="OLD_STACK",
                            help="name of the deleted stack whose data the new one starts from")
+    restore_p.add_argument("--from-region", metavar="REGION",
+                           help="region of the deleted stack, when it is not --region: its database and "
+                                "volume snapshots and its secrets are copied into --region (kept), its "
+                                "buckets used where they are")
     restore_p.add_argument("--dry-run", action="store_true",
                            help="find and check the old stack's data, show the plan, create nothing")
     restore_p.add_argument("--params", metavar="FILE", help="parameter values of the new stack, as for deploy")

@@ -262,6 +262,12 @@ def restore_parameters(cfg: BuildConfig, group: str) -> dict[str, ParamSpec]:
             "uses them and no new object buckets are made. Empty: new buckets.",
             BUCKET_SUFFIX_PATTERN, "must be empty or the 8 hexadecimal digits ending the old bucket names",
             max_length=8),
+        "RestoreBucketsRegion": optional(
+            "Region of the old stack's buckets (restore)",
+            "Region of the old stack's retained buckets when it is not this stack's (a restore into "
+            "another region): GitLab's object-storage connection names it, and the buckets stay there. "
+            "Empty: this stack's region.",
+            r"^$|" + REGION_PATTERN[1:], "must be empty or an AWS region such as us-east-1", max_length=16),
         "RestoreKmsKeyArn": optional(
             "KMS key of the old stack (restore)",
             "ARN of the old stack's retained data key, which encrypts its buckets, snapshot and secrets: "
@@ -300,6 +306,11 @@ def restore_rules(declared: set[str]) -> dict:
             "RuleCondition": given("RestoreBucketsFrom"),
             "Assertions": [{"Assert": given("RestoreKmsKeyArn"),
                             "AssertDescription": "RestoreKmsKeyArn must be given with RestoreBucketsFrom."}],
+        },
+        "RestoredBucketsRegionNamesThem": {
+            "RuleCondition": given("RestoreBucketsRegion"),
+            "Assertions": [{"Assert": given("RestoreBucketsFrom"),
+                            "AssertDescription": "RestoreBucketsFrom must be given with RestoreBucketsRegion."}],
         },
     }
 

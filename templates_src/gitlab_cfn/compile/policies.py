@@ -21,7 +21,7 @@ from awacs.aws import (
     StringLike,
 )
 from awacs.sts import AssumeRole
-from troposphere import AWSObject, Ref, Sub, iam
+from troposphere import AWSObject, Join, Ref, Sub, iam
 
 VERSION = "2012-10-17"
 
@@ -196,8 +196,9 @@ def service_key_statements() -> list[Statement]:
     ]
 
 
-def kms_use(key_arn, services: list[str]) -> PolicyDocument:
-    """Use of one key, only through the named services (``s3``, ``secretsmanager``)."""
+def kms_use(key_arn, services: list[str], region=None) -> PolicyDocument:
+    """Use of one key, only through the named services (``s3``, ``secretsmanager``) of this
+    region, or of ``region`` (a key and buckets in another region)."""
     return PolicyDocument(
         Version=VERSION,
         Statement=[Statement(
@@ -207,7 +208,8 @@ def kms_use(key_arn, services: list[str]) -> PolicyDocument:
             Resource=[key_arn],
             Condition=Condition(StringEquals(
                 "kms:ViaService",
-                [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in services],
+                [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") if region is None
+                 else Join("", [f"{service}.", region, ".amazonaws.com"]) for service in services],
             )),
         )],
     )

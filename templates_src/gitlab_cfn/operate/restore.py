@@ -304,7 +304,7 @@ def restore_params(template: dict, source: RestoreSource, given: dict[str, str],
 
 
 def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress, dry_run: bool = False,
-            fill: Callable[[dict[str, str]], dict[str, str]] | None = None,
+            fill: Callable[[dict[str, str]], dict[str, str]] | None = None, from_region: str | None = None,
             ) -> tuple[RestoreSource, dict[str, str], DeployResult | None]:
     """Check, plan and (unless ``dry_run``) create. ``fill``: demo values of the stand-in
     (``--local``), asked for only once every check has passed, since it creates some."""
@@ -315,7 +315,15 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
     if _existing(cfn, request.stack_name) is not None:
         raise ConfigError(f"--stack-name: stack {request.stack_name} already exists in {request.region}; "
                           "restore creates a new stack")
-    source = locate(aws, request.region, old_name)
+    if from_region is not None:   # another region: the old stack's pieces are copied first
+        from gitlab_cfn.operate.restore_region import check_regions, into_region, plan_copies
+        check_regions(from_region, request.region)
+    source = locate(aws, from_region or request.region, old_name)
+    if from_region is not None:
+        if dry_run:
+            plan_copies(source, from_region, request.region, progress)
+        else:
+            into_region(aws, source, from_region, request.region, progress, poll=request.poll)
     params = restore_params(template, source, request.params, manifest.get("config"))
     progress.done(f"restoring {request.stack_name} from deleted stack {old_name} ({source.stack_id})")
     for line in source.lines:
@@ -332,7 +340,8 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
         params = {**fill(params), **params}
     request.params = params
     result = deploy(request, aws, progress)
-    log_to_new_bucket(aws, request.region, source, result.outputs.get("LogsBucketName"), progress)
+    if from_region is None:   # S3 logs only to a bucket of the source bucket's region (restore_region)
+        log_to_new_bucket(aws, request.region, source, result.outputs.get("LogsBucketName"), progress)
     return source, params, result
 
 

@@ -1080,5 +1080,6 @@ from gitlab_cfn.standin import cfn_tags  # noqa: E402,F401
 from gitlab_cfn.standin import cluster  # noqa: E402,F401
 from gitlab_cfn.standin import rds  # noqa: E402,F401
 from gitlab_cfn.standin import restore  # noqa: E402,F401
+from gitlab_cfn.standin import restore_region  # noqa: E402,F401
 from gitlab_cfn.standin import signals  # noqa: E402,F401
 from gitlab_cfn.standin import custom_resources  # noqa: E402,F401

@@ -70,6 +70,8 @@ class Resolver:
             return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/9f8e7d6c-1111-2222-3333-444455556666"
         if name == "RestoreBucketsFrom":   # an old stack's bucket suffix (storage.bucket_name)
             return "9f8e7d6c"
+        if name == "RestoreBucketsRegion":   # the old buckets' region, restored into another
+            return "ca-central-1"
         if name == "TemplateBucketName":
             return TEMPLATE_BUCKET
         if name.endswith("BucketName"):

@@ -92,9 +92,9 @@ ELB_LOG_ACCOUNTS = {
 ELB_LOG_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 
-def bucket_name(kind: str, suffix=None) -> Join:
+def bucket_name(kind: str, suffix=None, region=None) -> Join:
     stack_suffix = suffix or Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
-    return Join("-", ["gl", kind, Ref("AWS::AccountId"), Ref("AWS::Region"), stack_suffix])
+    return Join("-", ["gl", kind, Ref("AWS::AccountId"), region or Ref("AWS::Region"), stack_suffix])
 
 
 # With RestoreBucketsFrom (gitlab-cfn restore), GitLab uses the old stack's retained object
@@ -104,6 +104,21 @@ def bucket_name(kind: str, suffix=None) -> Join:
 RESTORE_BUCKETS = "RestoreBuckets"
 NEW_BUCKETS = "NewBuckets"
 RESTORE_KEY = "RestoreKey"
+# With RestoreBucketsRegion too (a restore into another region), the old buckets stay in the
+# old region: their names, GitLab's object-storage connection (BUCKETS_REGION,
+# scripts/gitlab-app.sh reads it from a bucket's name) and the old key's kms:ViaService
+# name that region.
+BUCKETS_ELSEWHERE = "RestoreBucketsElsewhere"
+BUCKETS_HERE = "BucketsInThisRegion"
+
+
+def buckets_region(tier: Tier) -> If:
+    if BUCKETS_ELSEWHERE not in tier.template.conditions:
+        tier.template.add_condition(BUCKETS_ELSEWHERE, Not(Equals(tier.param("RestoreBucketsRegion"), "")))
+        # New buckets, or old ones of this region: the template puts their policy on them.
+        tier.template.add_condition(BUCKETS_HERE, Or(Equals(Ref("RestoreBucketsFrom"), ""),
+                                                     Equals(Ref("RestoreBucketsRegion"), "")))
+    return If(BUCKETS_ELSEWHERE, Ref("RestoreBucketsRegion"), Ref("AWS::Region"))
 
 
 def _encryption(algorithm: str, key_arn=None) -> s3.BucketEncryption:
@@ -171,7 +186,7 @@ def restored_key_grant(tier: Tier, roles) -> None:
     tier.add(iam.PolicyType(
         "RestoredDataKeyUse", Condition=RESTORE_KEY, PolicyName="RestoredDataKeyUse",
         Roles=[Ref(role) for role in roles],
-        PolicyDocument=kms_use(Ref("RestoreKmsKeyArn"), ["s3"]),
+        PolicyDocument=kms_use(Ref("RestoreKmsKeyArn"), ["s3"], region=buckets_region(tier)),
     ))
 
 
@@ -214,16 +229,22 @@ def build(tier: Tier) -> None:
             Tags=tags(kind),
         ))
         buckets[logical] = bucket
-        names[logical] = If(RESTORE_BUCKETS, bucket_name(kind, old_suffix), Ref(bucket))
+        names[logical] = If(RESTORE_BUCKETS, bucket_name(kind, old_suffix, buckets_region(tier)), Ref(bucket))
         arns[logical] = If(RESTORE_BUCKETS, Join("", ["arn:", Ref("AWS::Partition"), ":s3:::",
-                                                       bucket_name(kind, old_suffix)]),
+                                                       bucket_name(kind, old_suffix, buckets_region(tier))]),
                            GetAtt(bucket, "Arn"))
         # The policy is the stack's, not the bucket's: deleted with the old stack, so a
         # restored stack puts it on the old bucket again.
+        # Not on buckets of another region (RestoreBucketsRegion): gitlab-cfn restore puts
+        # it there (operate/restore_region.tls_only_policies).
+        # (Under that condition the buckets are of this region: named without the region's If.)
+        here = bucket_name(kind, old_suffix)
         tier.add(s3.BucketPolicy(
             f"{logical}BucketPolicy",
-            Bucket=names[logical],
-            PolicyDocument=tls_only_bucket(arns[logical]),
+            Condition=BUCKETS_HERE,
+            Bucket=If(RESTORE_BUCKETS, here, Ref(bucket)),
+            PolicyDocument=tls_only_bucket(If(RESTORE_BUCKETS, Join("", ["arn:", Ref("AWS::Partition"), ":s3:::", here]),
+                                              GetAtt(bucket, "Arn"))),
         ))
 
     def rails_role(name: str, description: str, tag: str) -> iam.Role:

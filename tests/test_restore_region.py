@@ -1,0 +1,203 @@
+"""``gitlab-cfn restore --from-region`` on the stand-in: a stack deployed in us-east-1, data
+written, the stack destroyed keeping everything, a new stack restored into us-west-2 from copies
+of its snapshots and secrets (the buckets used where they are), and the same data found; a
+re-run finds its copies again; and the refusals, before anything is created."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_restore import build, physical, plain_http, run, secret_of, stack_outputs  # noqa: F401
+from gitlab_cfn.operate.deploy import nested_resources
+from test_deploy import _seed
+
+A, B = "us-east-1", "us-west-2"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gitlab-app.sh"
+
+
+def buckets_region(uploads_bucket: str) -> str:
+    """scripts/gitlab-app.sh's buckets_region, run by bash on a bucket name."""
+    function = re.search(r"^buckets_region\(\) \{\n.*?^\}\n", SCRIPT.read_text(), flags=re.M | re.S).group(0)
+    result = subprocess.run(["bash", "-c", 'die() { echo "$*" >&2; exit 1; }\n' + function + "buckets_region"],
+                            env={"BUCKET_UPLOADS": uploads_bucket}, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_boot_script_reads_the_buckets_region_from_their_names():
+    assert buckets_region("gl-uploads-123456789012-ap-southeast-2-0a1b2c3d") == "ap-southeast-2"
+    assert buckets_region("gl-uploads-123456789012-us-gov-west-1-0a1b2c3d") == "us-gov-west-1"
+    with pytest.raises(AssertionError, match="cannot read the region of bucket uploads-elsewhere"):
+        buckets_region("uploads-elsewhere")
+
+
+def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws, standin, tmp_path):  # noqa: F811
+    def seeded(region):
+        path = tmp_path / f"{region}.json"
+        values = _seed(local_aws, region)
+        values["AvailabilityZones"] = f"{region}a,{region}b"
+        path.write_text(json.dumps(values))
+        return path
+    params, params_b = seeded(A), seeded(B)
+    common = ["--endpoint-url", standin.endpoint, "--poll-seconds", "0.2"]
+    created = run("deploy", "--build", str(build), "--stack-name", "old", "--params", str(params),
+                  "--region", A, *common)
+    assert created.returncode == 0, created.stderr
+    cfn_a, s3, sm_a = (local_aws.client(s, A) for s in ("cloudformation", "s3", "secretsmanager"))
+    old = stack_outputs(cfn_a, "old")
+    with plain_http(s3, old["UploadsBucketName"]):
+        s3.put_object(Bucket=old["UploadsBucketName"], Key="uploads/probe.txt", Body=b"written in us-east-1")
+    rails_arn, _ = secret_of(cfn_a, sm_a, "old", "RailsSecretsSecret")
+    rails = {"gitlab-secrets.json": json.dumps({"gitlab_rails": {"db_key_base": "0ld-db-key-base"}})}
+    sm_a.put_secret_value(SecretId=rails_arn, SecretString=json.dumps(rails))
+    _, old_db_secret = secret_of(cfn_a, sm_a, "old", "DatabaseSecret")
+    old_key = physical(cfn_a, "old", "DataKey")
+    destroyed = run("destroy", "--stack-name", "old", "--confirm", "old", "--region", A, *common)
+    assert destroyed.returncode == 0, destroyed.stderr
+
+    restore = ["restore", "--from", "old", "--from-region", A, "--region", B, "--stack-name", "new",
+               "--build", str(build), "--params", str(params_b), *common]
+    # The same region twice is refused before anything is looked up or created.
+    same = run("restore", "--from", "old", "--from-region", B, "--region", B, "--stack-name", "new",
+               "--build", str(build), *common)
+    assert same.returncode == 2 and same.stderr.splitlines()[-1] == (
+        f"gitlab-cfn: error: --from-region: {B} is the new stack's region too; leave it out for a restore "
+        "in the same region")
+    plan = run(*restore, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stderr.splitlines()[-1].endswith("dry run: nothing was created")
+    assert sum("would copy  " in line for line in plan.stderr.splitlines()) == 5   # database, volume, 3 secrets
+    assert local_aws.client("kms", B).list_keys()["Keys"] == []
+    done = run(*restore)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "stack new: CREATE_COMPLETE (restored from old)"
+    assert "copies in us-west-2 ready" in done.stderr
+    assert "0ld-db-key-base" not in done.stderr + done.stdout   # secret values are never shown
+
+    cfn_b, sm_b, rds_b, ec2_b, kms_b = (local_aws.client(s, B) for s in
+                                        ("cloudformation", "secretsmanager", "rds", "ec2", "kms"))
+    new = stack_outputs(cfn_b, "new")
+    # The buckets: the old ones, in us-east-1, with the object written there; their TLS-only
+    # policy put back by the command (plain_http checks it is there), not by the new stack.
+    new_id = cfn_b.describe_stacks(StackName="new")["Stacks"][0]["StackId"]
+    policies = [r["LogicalResourceId"] for _, r in nested_resources(cfn_b, new_id) if r["ResourceType"] == "AWS::S3::BucketPolicy"]
+    assert policies == ["LogsBucketPolicy"]
+    assert new["UploadsBucketName"] == old["UploadsBucketName"] and f"-{A}-" in new["UploadsBucketName"]
+    with plain_http(s3, new["UploadsBucketName"]):
+        assert s3.get_object(Bucket=new["UploadsBucketName"], Key="uploads/probe.txt")["Body"].read() \
+            == b"written in us-east-1"
+    # The database: from a copy in us-west-2 encrypted with the restore key made there.
+    (db,) = rds_b.describe_db_instances(DBInstanceIdentifier=physical(cfn_b, "new", "Database"))["DBInstances"]
+    assert db["KmsKeyId"].split(":")[3] == B
+    key = kms_b.describe_key(KeyId=db["KmsKeyId"])["KeyMetadata"]
+    assert key["KeyState"] == "Enabled" and "restore of stack old" in key["Description"]
+    assert secret_of(cfn_b, sm_b, "new", "DatabaseSecret")[1]["password"] == old_db_secret["password"]
+    assert secret_of(cfn_b, sm_b, "new", "RailsSecretsSecret")[1] == rails
+    (volume,) = ec2_b.describe_volumes(VolumeIds=[physical(cfn_b, "new", "GitalyDataVolume")])["Volumes"]
+    (snap,) = ec2_b.describe_snapshots(SnapshotIds=[volume["SnapshotId"]])["Snapshots"]
+    assert snap["KmsKeyId"] == db["KmsKeyId"] and snap["Encrypted"]
+    # The servers: GitLab's S3 connection names the old buckets' region (read by the boot
+    # script from their names), and they use the old key through S3 there.
+    assert buckets_region(new["UploadsBucketName"]) == A
+    policy = local_aws.client("iam", B).get_role_policy(RoleName=physical(cfn_b, "new", "InstanceRole"),
+                                                        PolicyName="RestoredDataKeyUse")["PolicyDocument"]
+    assert policy["Statement"][0]["Resource"] == [local_aws.client("kms", A).describe_key(KeyId=old_key)
+                                                  ["KeyMetadata"]["Arn"]]
+    assert policy["Statement"][0]["Condition"]["StringEquals"]["kms:ViaService"] == [f"s3.{A}.amazonaws.com"]
+
+    # A re-run finds the copies and the key again (by their tags): nothing is copied twice.
+    counts = (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
+              len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
+    from gitlab_cfn.operate.progress import Progress
+    from gitlab_cfn.operate.restore import locate
+    from gitlab_cfn.operate.restore_region import into_region
+    source = locate(local_aws, A, "old")
+    into_region(local_aws, source, A, B, Progress(quiet=True), poll=0)
+    copies = [s["DBSnapshotIdentifier"] for s in rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]]
+    assert source.params["RestoreDBSnapshot"] in copies and source.params["RestoreBucketsRegion"] == A
+    assert counts == (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
+                      len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
+
+
+def _nothing_in(local_aws, region: str, images: list) -> None:
+    """No key, snapshot copy, secret, stack or template bucket was made in ``region`` (``images``:
+    the snapshots of the stand-in's own images, there from the start)."""
+    assert local_aws.client("kms", region).list_keys()["Keys"] == []
+    assert local_aws.client("rds", region).describe_db_snapshots()["DBSnapshots"] == []
+    assert local_aws.client("ec2", region).describe_snapshots(OwnerIds=["self"])["Snapshots"] == images
+    assert local_aws.client("secretsmanager", region).list_secrets()["SecretList"] == []
+    assert local_aws.client("cloudformation", region).describe_stacks()["Stacks"] == []
+    assert not [b for b in local_aws.client("s3", region).list_buckets()["Buckets"] if b["Name"].startswith("gitlab-cfn-")]
+
+
+def test_a_missing_source_or_a_misspelt_region_is_one_line_and_nothing_is_copied(build, local_aws, standin):  # noqa: F811
+    from test_restore import DATABASE, REGION, _deleted
+
+    held = _deleted(local_aws, {"Database": DATABASE})
+    rds = local_aws.client("rds", REGION)
+    (snapshot,) = rds.describe_db_snapshots(DBInstanceIdentifier=held["Database"])["DBSnapshots"]
+    rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot["DBSnapshotIdentifier"])
+
+    images = local_aws.client("ec2", B).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+
+    def refused(*argv):
+        result = run("restore", "--from", "old", "--stack-name", "new", "--build", str(build),
+                     "--endpoint-url", standin.endpoint, *argv)
+        assert result.returncode == 2, result.stderr
+        assert [line for line in result.stderr.splitlines() if line.startswith("gitlab-cfn: error: ")] \
+            == [result.stderr.splitlines()[-1]], result.stderr
+        _nothing_in(local_aws, B, images)
+        return result.stderr.splitlines()[-1]
+
+    assert refused("--from-region", REGION, "--region", B) == (
+        f"gitlab-cfn: error: --from: no available snapshot of the old database {held['Database']} (Database); "
+        "nothing was created")
+    assert refused("--from-region", "eu-wst-1", "--region", B).startswith(
+        "gitlab-cfn: error: --from-region: 'eu-wst-1' is not an AWS region (did you mean eu-west-1?)")
+    # The stack is looked for in --from-region, not --region.
+    assert refused("--from-region", A, "--region", B) == (
+        f"gitlab-cfn: error: --from: no deleted stack old in {A} (CloudFormation keeps a deleted stack's "
+        "record for 90 days; past that, give the restore parameters to gitlab-cfn deploy)")
+
+
+def test_gitlabs_object_storage_names_the_old_buckets_region():
+    """gitlab.rb as the application's boot script renders it for a stack in us-west-2 on the
+    buckets of us-east-1, evaluated by Ruby as the package does: the object-storage and backup
+    connections name us-east-1 (fog-aws signs for the region it is given)."""
+    from support import boot
+
+    arns = {variable: f"arn:aws:secretsmanager:{B}:123456789012:secret:{name}-AbCdEf"
+            for variable, (name, _) in boot.SECRETS.items()}
+    values = {**boot.preamble_values(5432, "gitlabhq_production", arns), "AWS_REGION": B}
+    for name in [n for n in values if n.startswith("BUCKET_")]:
+        values[name] = values[name].replace(f"-{boot.REGION}-", f"-{A}-")
+    done = boot.render_gitlab_rb("19.3.0-ee", values)
+    assert done.returncode == 0, done.stderr
+    settings = boot.evaluate_gitlab_rb(done.stdout)["settings"]
+    rails = settings["gitlab_rails"]
+    assert rails["object_store"]["connection"]["region"] == A
+    assert rails["backup_upload_connection"]["region"] == A
+
+
+def test_a_buckets_region_without_old_buckets_is_refused_and_new_buckets_keep_their_policy(build):  # noqa: F811
+    """RestoreBucketsRegion names where old buckets are: alone it is refused by the parent
+    template's rules; and only old buckets of another region go without the template's
+    TLS-only policy (the command puts it on them)."""
+    import yaml
+    from gitlab_cfn.operate.deploy import check_params
+    from test_deploy import GOOD
+
+    parent = yaml.safe_load((build / "templates" / "main.template.yaml").read_text())
+    assert check_params(parent, {**GOOD, "RestoreBucketsRegion": A}, az_count=2) == [
+        "RestoredBucketsRegionNamesThem: RestoreBucketsFrom must be given with RestoreBucketsRegion."]
+    assert check_params(parent, {**GOOD, "RestoreBucketsRegion": "us-east"}, az_count=2)[0].startswith(
+        "RestoreBucketsRegion: ")
+    storage = yaml.safe_load((build / "templates" / "storage.template.yaml").read_text())
+    assert storage["Resources"]["UploadsBucketPolicy"]["Condition"] == "BucketsInThisRegion"
+    assert storage["Conditions"]["BucketsInThisRegion"] == {"Fn::Or": [
+        {"Fn::Equals": [{"Ref": "RestoreBucketsFrom"}, ""]}, {"Fn::Equals": [{"Ref": "RestoreBucketsRegion"}, ""]}]}
