@@ -122,11 +122,15 @@ load_secrets() {
 
 # The buckets' region, from their names (gl-<kind>-<account>-<region>-<suffix>,
 # storage.bucket_name): the stack's, or the old stack's after a restore into another region
-# (RestoreBucketsRegion). GitLab's S3 connection must name it.
+# (RestoreBucketsRegion). GitLab's S3 connection must name it. A name this does not read
+# (a region name of another shape) is the stack's own region's: only a restore into another
+# region gives names of another region, and those come from a region this reads.
 buckets_region() {
-  [[ "$BUCKET_UPLOADS" =~ -[0-9]{12}-([a-z]{2}(-gov)?-[a-z]+-[0-9])-[0-9a-f]{8}$ ]] ||
-    die "cannot read the region of bucket $BUCKET_UPLOADS"
-  printf '%s' "${BASH_REMATCH[1]}"
+  if [[ "$BUCKET_UPLOADS" =~ -[0-9]{12}-([a-z]{2,4}(-[a-z]+)+-[0-9]+)-[0-9a-f]{8}$ ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  else
+    printf '%s' "$AWS_REGION"
+  fi
 }
 
 # MAJOR.MINOR of VERSION (19.3.0-ee -> 19.3), or nothing if it is not a version.

@@ -7,10 +7,16 @@ from gitlab_cfn.operate.deploy import check_params
 
 def test_the_plan_backs_up_the_database_the_gitaly_volume_and_every_bucket(default):
     selection = props(default["backup"], "BackupSelection")["BackupSelection"]
-    subs = [r["Fn::Sub"] for r in selection["Resources"]]
-    assert subs[0] == "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${DatabaseInstanceId}"
-    assert subs[1] == "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/${GitalyDataVolumeId}"
-    assert sorted(subs[2:]) == sorted(f"arn:${{AWS::Partition}}:s3:::${{{b}BucketName}}" for b in BUCKETS)
+    resources = selection["Resources"]
+    assert resources[0]["Fn::Sub"] == "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${DatabaseInstanceId}"
+    assert resources[1]["Fn::Sub"] == "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/${GitalyDataVolumeId}"
+    # The buckets, unless they are an old stack's in another region (restore --from-region):
+    # a plan protects resources of its own region only.
+    buckets = [r["Fn::If"] for r in resources[2:]]
+    assert {(cond, tuple(no.items())) for cond, _, no in buckets} == {("BucketsInThisRegion", (("Ref", "AWS::NoValue"),))}
+    assert sorted(arn["Fn::Sub"] for _, arn, _ in buckets) == sorted(
+        f"arn:${{AWS::Partition}}:s3:::${{{b}BucketName}}" for b in BUCKETS)
+    assert default["backup"]["Conditions"]["BucketsInThisRegion"] == {"Fn::Equals": [{"Ref": "RestoreBucketsRegion"}, ""]}
     assert selection["IamRoleArn"] == {"Fn::GetAtt": ["BackupRole", "Arn"]}
     main = default["main"]["Resources"]["BackupStack"]["Properties"]["Parameters"]
     assert main["GitalyDataVolumeId"] == {"Fn::GetAtt": ["GitalyStack", "Outputs.GitalyDataVolumeId"]}
@@ -60,7 +66,7 @@ def test_the_plan_backs_up_every_gitaly_cluster_node_and_praefect_s_own_database
     from conftest import templates_for
 
     t = templates_for({"size": "10k", "gitaly": {"keep_single_server": True}, "praefect": {"database": "own"}})
-    subs = [r["Fn::Sub"] for r in props(t["backup"], "BackupSelection")["BackupSelection"]["Resources"]]
+    subs = [r["Fn::Sub"] for r in props(t["backup"], "BackupSelection")["BackupSelection"]["Resources"] if "Fn::Sub" in r]
     volumes = [s.rsplit("/", 1)[1] for s in subs if ":volume/" in s]
     assert volumes == ["${GitalyDataVolumeId}", "${Gitaly1DataVolumeId}", "${Gitaly2DataVolumeId}",
                        "${Gitaly3DataVolumeId}"]
@@ -72,5 +78,5 @@ def test_the_plan_backs_up_every_gitaly_cluster_node_and_praefect_s_own_database
     assert main["PraefectDatabaseInstanceId"] == {"Fn::GetAtt": ["DatabaseStack", "Outputs.PraefectDatabaseInstanceId"]}
     # Without the kept server its volume is gone, and so is it from the selection.
     alone = templates_for({"size": "10k"})
-    subs = [r["Fn::Sub"] for r in props(alone["backup"], "BackupSelection")["BackupSelection"]["Resources"]]
+    subs = [r["Fn::Sub"] for r in props(alone["backup"], "BackupSelection")["BackupSelection"]["Resources"] if "Fn::Sub" in r]
     assert not any("${GitalyDataVolumeId}" in s for s in subs)

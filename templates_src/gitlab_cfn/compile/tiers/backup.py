@@ -24,7 +24,7 @@ from troposphere import Equals, GetAtt, If, Join, Not, NoValue, Ref, Select, Spl
 from gitlab_cfn.compile.naming import IAM_PATH
 from gitlab_cfn.compile.policies import assume_role, managed_policy_arn
 from gitlab_cfn.compile.tier import Tier
-from gitlab_cfn.compile.tiers.storage import BUCKETS
+from gitlab_cfn.compile.tiers.storage import BUCKETS, BUCKETS_HERE
 
 DESCRIPTION = "gitlab-cfn backup: AWS Backup plan for the database, the Gitaly volume and the buckets."
 
@@ -97,7 +97,12 @@ def build(tier: Tier) -> None:
         [Sub(f"arn:${{AWS::Partition}}:rds:${{AWS::Region}}:${{AWS::AccountId}}:db:${{{name}}}") for name in databases]
         + [Sub(f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:volume/${{{name}}}")
            for name in volumes]
-        + [Sub(f"arn:${{AWS::Partition}}:s3:::${{{logical}BucketName}}") for logical in BUCKETS])
+        # A plan protects resources of its own region only: the old buckets a restore into
+        # another region keeps using (RestoreBucketsRegion) stay with the recovery points and
+        # S3 versioning of their region, and are left out here (docs/operations.md, Restoring).
+        + [If(BUCKETS_HERE, Sub(f"arn:${{AWS::Partition}}:s3:::${{{logical}BucketName}}"), NoValue)
+           for logical in BUCKETS])
+    tier.template.add_condition(BUCKETS_HERE, Equals(tier.param("RestoreBucketsRegion"), ""))
     for name in databases + volumes:
         tier.input(name)
     for logical in BUCKETS:
