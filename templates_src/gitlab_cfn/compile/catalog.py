@@ -267,7 +267,7 @@ def restore_parameters(cfg: BuildConfig, group: str) -> dict[str, ParamSpec]:
             "Region of the old stack's retained buckets when it is not this stack's (a restore into "
             "another region): GitLab's object-storage connection names it, and the buckets stay there. "
             "Empty: this stack's region.",
-            r"^$|" + REGION_PATTERN[1:], "must be empty or an AWS region such as us-east-1", max_length=16),
+            r"^$|" + REGION_PATTERN, "must be empty or an AWS region such as us-east-1", max_length=16),
         "RestoreKmsKeyArn": optional(
             "KMS key of the old stack (restore)",
             "ARN of the old stack's retained data key, which encrypts its buckets, snapshot and secrets: "
