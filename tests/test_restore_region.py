@@ -123,6 +123,32 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert counts == (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
                       len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
 
+    # The old log bucket in us-east-1 (retained, its policy not) admits S3's log delivery again.
+    log_policy = json.loads(s3.get_bucket_policy(Bucket=old["LogsBucketName"])["Policy"])
+    (delivery,) = [st for st in log_policy["Statement"] if st.get("Sid") == "S3ServerAccessLogs"]
+    assert delivery["Principal"] == {"Service": ["logging.s3.amazonaws.com"]}
+    assert delivery["Resource"] == [f"arn:aws:s3:::{old['LogsBucketName']}/s3/*"]
+    # S3 (as the stand-in reads it) now accepts the old bucket's logging into it again.
+    s3.put_bucket_logging(Bucket=old["UploadsBucketName"], BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": old["LogsBucketName"], "TargetPrefix": "s3/uploads/"}})
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": _seed_account(local_aws)}}
+
+    # The restored stack, destroyed, can be restored again: in its own region, and back in the
+    # first (a failback), on the same buckets and key, which stay in us-east-1.
+    destroyed = run("destroy", "--stack-name", "new", "--confirm", "new", "--region", B, *common)
+    assert destroyed.returncode == 0, destroyed.stderr
+    from gitlab_cfn.operate.restore import set_buckets_region
+    again = locate(local_aws, B, "new")
+    set_buckets_region(again, B)
+    assert again.buckets == source.buckets and again.params["RestoreBucketsRegion"] == A
+    assert again.params["RestoreKmsKeyArn"].split(":")[3] == A
+    set_buckets_region(again, A)
+    assert "RestoreBucketsRegion" not in again.params   # the buckets are the new stack's region's
+
+
+def _seed_account(local_aws) -> str:
+    return local_aws.client("sts", A).get_caller_identity()["Account"]
+
 
 def _nothing_in(local_aws, region: str, images: list) -> None:
     """No key, snapshot copy, secret, stack or template bucket was made in ``region`` (``images``:

@@ -39,6 +39,7 @@ import re
 import time
 from typing import Callable
 
+from awacs.aws import Principal
 from botocore.exceptions import ClientError
 
 from gitlab_cfn.compile.policies import kms_key_policy
@@ -67,6 +68,8 @@ def _resolve(value, account: str, partition: str, region: str):
     if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
         return (value["Fn::Sub"].replace("${AWS::AccountId}", account).replace("${AWS::Partition}", partition)
                 .replace("${AWS::Region}", region))
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"].startswith("AWS::"):
+        return {"AWS::AccountId": account, "AWS::Partition": partition, "AWS::Region": region}[value["Ref"]]
     if isinstance(value, dict):
         return {k: _resolve(v, account, partition, region) for k, v in value.items()}
     if isinstance(value, list):
@@ -183,25 +186,64 @@ def wait(aws: Aws, region: str, db_snapshot: str, volume_snapshots: list[str], p
         sleep(poll)
 
 
-def tls_only_policies(aws: Aws, source, from_region: str, progress: Progress) -> None:
+def tls_only_policies(aws: Aws, source, buckets_region: str, progress: Progress) -> None:
     """The old buckets' TLS-only policy (``policies.tls_only_bucket``), put back by this command
     in their region: the old stack's went with it, and the new stack's template puts it only on
     buckets of its own region (storage.BUCKETS_ELSEWHERE), since a stack's S3 requests go to
-    its own region's endpoint. It stays when the new stack is deleted."""
+    its own region's endpoint. It stays when the new stack is deleted. On every bucket
+    ``locate`` found (a stack that was itself restored kept no buckets of its own)."""
     from troposphere import encode_to_dict
 
     from gitlab_cfn.compile.policies import tls_only_bucket
-    from gitlab_cfn.operate.destroy import data_resources
-    from gitlab_cfn.operate.restore import OBJECT_BUCKETS
 
-    s3 = aws.client("s3", from_region)
-    kept = data_resources(aws.client("cloudformation", from_region), source.stack_id)
-    for name in sorted(k.physical_id for k in kept if k.resource_type == "AWS::S3::Bucket"
-                       and k.logical_id in OBJECT_BUCKETS):
-        arn = f"arn:aws:s3:::{name}"
-        policy = _resolve(encode_to_dict(tls_only_bucket(arn)), "", "aws", from_region)
+    s3 = aws.client("s3", buckets_region)
+    identity = aws.client("sts", buckets_region).get_caller_identity()
+    partition = identity["Arn"].split(":")[1]
+    put = 0
+    for name in sorted(source.buckets.values()):
+        policy = _resolve(encode_to_dict(tls_only_bucket(f"arn:{partition}:s3:::{name}")), identity["Account"],
+                          partition, buckets_region)
         s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
-    progress.done(f"buckets     TLS-only policy put back on the {len(OBJECT_BUCKETS)} old buckets in {from_region}")
+        put += 1
+    progress.done(f"buckets     TLS-only policy put back on the {put} old buckets in {buckets_region}")
+
+
+def log_delivery_policies(aws: Aws, source, buckets_region: str, progress: Progress) -> None:
+    """The S3 server access log delivery statement (``policies.log_bucket``'s, with its TLS-only
+    ones) put back on the log bucket the old buckets log to: the old stack's log bucket is
+    retained but its policy (LogsBucketPolicy) is not, and the bucket is BucketOwnerEnforced,
+    where S3 delivers server access logs only as the bucket policy allows ("If the destination
+    bucket uses the bucket owner enforced setting for Object Ownership, ... you must use a
+    bucket policy to grant access to the logging service principal",
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
+    A log bucket that has a policy already (a live stack's) is left as it is."""
+    from troposphere import encode_to_dict
+
+    from gitlab_cfn.compile.policies import log_bucket
+
+    s3 = aws.client("s3", buckets_region)
+    identity = aws.client("sts", buckets_region).get_caller_identity()
+    partition = identity["Arn"].split(":")[1]
+    targets = {source.log_bucket} if source.log_bucket else set()
+    for name in source.buckets.values():
+        enabled = s3.get_bucket_logging(Bucket=name).get("LoggingEnabled")
+        if enabled:
+            targets.add(enabled["TargetBucket"])
+    for target in sorted(targets):
+        try:
+            s3.get_bucket_policy(Bucket=target)
+            progress.done(f"buckets     their access logs go to {target} in {buckets_region}, whose policy is kept")
+            continue
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchBucketPolicy":
+                raise
+        # The load balancer's statement is left out: the old stack's load balancer is gone.
+        document = encode_to_dict(log_bucket(f"arn:{partition}:s3:::{target}", Principal("Service", ["unused"])))
+        document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "LoadBalancerAccessLogs"]
+        s3.put_bucket_policy(Bucket=target, Policy=json.dumps(_resolve(document, identity["Account"], partition,
+                                                                        buckets_region)))
+        progress.done(f"buckets     their access logs stay in {target} in {buckets_region}: its log delivery "
+                      "policy put back")
 
 
 def check_regions(from_region: str, region: str) -> None:
@@ -216,8 +258,9 @@ def plan_copies(source, from_region: str, region: str, progress: Progress) -> No
         p for p in SECRET_PARAMS if p in source.params]
     for param in copied:
         progress.done(f"would copy  {source.params[param]} into {region} (a restore key there, made or found again)")
-    progress.done(f"buckets     stay in {from_region} (RestoreBucketsRegion)")
-    source.params["RestoreBucketsRegion"] = from_region
+    from gitlab_cfn.operate.restore import set_buckets_region
+    set_buckets_region(source, region)
+    progress.done(f"buckets     stay in {source.buckets_region} (RestoreBucketsRegion)")
 
 
 def into_region(aws: Aws, source, from_region: str, region: str, progress: Progress, poll: float = 5.0) -> None:
@@ -239,12 +282,14 @@ def into_region(aws: Aws, source, from_region: str, region: str, progress: Progr
             copied = copy_secret(aws, source, param, from_region, region, key)
             progress.done(f"secret      {source.params[param]} copied to {copied}")
             source.params[param] = copied
-    source.params["RestoreBucketsRegion"] = from_region
-    tls_only_policies(aws, source, from_region, progress)
-    progress.done(f"buckets     stay in {from_region} (RestoreBucketsRegion); the old key "
-                  f"{source.params.get('RestoreKmsKeyArn', '')} stays with them")
-    # "The source bucket and destination bucket must be in the same AWS Region"
-    # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html):
-    # the old buckets keep logging to the old stack's retained log bucket in their region.
-    progress.done(f"buckets     their access logs stay in the old stack's log bucket in {from_region}")
+    from gitlab_cfn.operate.restore import set_buckets_region
+    set_buckets_region(source, region)
+    if source.buckets_region != region:   # else the new stack's template puts both (restore.log_to_new_bucket)
+        tls_only_policies(aws, source, source.buckets_region, progress)
+        progress.done(f"buckets     stay in {source.buckets_region} (RestoreBucketsRegion); the old key "
+                      f"{source.params.get('RestoreKmsKeyArn', '')} stays with them")
+        # "The source bucket and destination bucket must be in the same AWS Region"
+        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html):
+        # the old buckets keep logging to the retained log bucket of their region.
+        log_delivery_policies(aws, source, source.buckets_region, progress)
     wait(aws, region, db, volumes, progress, poll)
