@@ -73,6 +73,13 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert plan.stderr.splitlines()[-1].endswith("dry run: nothing was created")
     assert sum("would copy  " in line for line in plan.stderr.splitlines()) == 5   # database, volume, 3 secrets
     assert local_aws.client("kms", B).list_keys()["Keys"] == []
+    # A refusal of the parameters comes before any copy is started.
+    clash = run(*restore, "--param", "RestoreBucketsRegion=eu-west-1")
+    assert clash.returncode == 2 and clash.stderr.splitlines()[-1] == (
+        f"gitlab-cfn: error: --param RestoreBucketsRegion=eu-west-1: restore sets it from the old stack ({A})")
+    assert local_aws.client("kms", B).list_keys()["Keys"] == []
+    assert local_aws.client("rds", B).describe_db_snapshots()["DBSnapshots"] == []
+    assert local_aws.client("secretsmanager", B).list_secrets()["SecretList"] == []
     done = run(*restore)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == "stack new: CREATE_COMPLETE (restored from old)"

@@ -322,6 +322,34 @@ def restore_params(template: dict, source: RestoreSource, given: dict[str, str],
     return params
 
 
+def precheck(template: dict, manifest: dict, source: RestoreSource, request: DeployRequest,
+             from_region: str) -> None:
+    """restore_params' and deploy's value checks, before copies that take hours are started:
+    on the parameters the copies will give (the copies' ids, as into_region names them, by
+    placeholders of the same shape)."""
+    from dataclasses import replace
+
+    from gitlab_cfn.operate.deploy import _raise_problems, check_params, check_request
+    from gitlab_cfn.operate.restore_region import SECRET_PARAMS
+
+    placeholder = replace(source, params=dict(source.params))
+    if "RestoreDBSnapshot" in placeholder.params:
+        placeholder.params["RestoreDBSnapshot"] = f"{placeholder.params['RestoreDBSnapshot'][:200]}-{request.region}"
+    for name in SECRET_PARAMS:
+        if name in placeholder.params:
+            parts = placeholder.params[name].split(":")
+            if len(parts) > 3:
+                parts[3] = request.region
+            placeholder.params[name] = ":".join(parts)
+    params = restore_params(template, placeholder, request.params, manifest.get("config"))
+    check_request(request)
+    location = {"TemplateBucketName": request.bucket or "gitlab-cfn-bucket", "TemplateKeyPrefix": "gitlab-cfn/",
+                "TemplateBucketRegion": request.region}
+    not_given = {name for name in template.get("Parameters") or {} if name not in params and name not in location}
+    _raise_problems(check_params(template, {**params, **location}, manifest.get("config", {}).get("az_count"),
+                                 elsewhere=not_given, region=request.region))
+
+
 def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress, dry_run: bool = False,
             fill: Callable[[dict[str, str]], dict[str, str]] | None = None, from_region: str | None = None,
             ) -> tuple[RestoreSource, dict[str, str], DeployResult | None]:
@@ -343,6 +371,7 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
         if dry_run:
             plan_copies(source, from_region, request.region, progress)
         else:
+            precheck(template, manifest, source, request, from_region)
             into_region(aws, source, from_region, request.region, progress, poll=request.poll)
     params = restore_params(template, source, request.params, manifest.get("config"))
     progress.done(f"restoring {request.stack_name} from deleted stack {old_name} ({source.stack_id})")
