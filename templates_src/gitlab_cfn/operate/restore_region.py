@@ -51,6 +51,7 @@ TAG = "gitlab-cfn:restore-of"
 PIECE = "gitlab-cfn:restore-piece"
 SECRET_PARAMS = ("RestoreDBSecretArn", "RestoreRailsSecretArn", "RestoreSshHostKeysArn")
 SNAPSHOT_PARAM = re.compile(r"^RestoreGitaly[0-9]*Snapshot$")
+UNSEEN_POLLS = 5   # polls a just-made EC2 snapshot copy may be unknown for (wait)
 
 
 def _tags(source, piece: str) -> list[dict[str, str]]:
@@ -120,10 +121,22 @@ def copy_db_snapshot(aws: Aws, source, from_region: str, region: str, key: str, 
     name = source.params["RestoreDBSnapshot"]
     src = aws.client("rds", from_region).describe_db_snapshots(DBSnapshotIdentifier=name)["DBSnapshots"][0]
     rds = aws.client("rds", region)
-    for snap in rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]:
-        if _rds_tags(rds, snap["DBSnapshotArn"]).get(TAG) == source.stack_id:
-            return snap["DBSnapshotIdentifier"]
     target = f"{src['DBSnapshotIdentifier'][:200]}-{region}"
+    try:   # looked up by its name: a listing of the region's snapshots is paginated
+        (snap,) = rds.describe_db_snapshots(DBSnapshotIdentifier=target)["DBSnapshots"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "DBSnapshotNotFound":
+            raise
+        snap = None
+    if snap is not None:
+        if _rds_tags(rds, snap["DBSnapshotArn"]).get(TAG) != source.stack_id:
+            raise ConfigError(f"--region: a DB snapshot {target} that this restore did not make is in {region}; "
+                              "nothing more was created")
+        if snap.get("Status") not in ("failed", "error"):
+            return target
+        # A failed copy never becomes available: deleted, and copied again.
+        rds.delete_db_snapshot(DBSnapshotIdentifier=target)
+        progress.done(f"database    the failed copy {target} in {region} deleted; copying again")
     rds.copy_db_snapshot(SourceDBSnapshotIdentifier=src["DBSnapshotArn"], TargetDBSnapshotIdentifier=target,
                          KmsKeyId=key, SourceRegion=from_region, CopyTags=False, Tags=_tags(source, "database"))
     return target
@@ -133,6 +146,10 @@ def copy_volume_snapshot(aws: Aws, source, param: str, from_region: str, region:
     ec2 = aws.client("ec2", region)
     found = ec2.describe_snapshots(OwnerIds=["self"], Filters=[
         {"Name": f"tag:{TAG}", "Values": [source.stack_id]}, {"Name": f"tag:{PIECE}", "Values": [param]}])["Snapshots"]
+    for snap in found:
+        if snap.get("State") == "error":   # a failed copy never completes: deleted, copied again
+            ec2.delete_snapshot(SnapshotId=snap["SnapshotId"])
+    found = [snap for snap in found if snap.get("State") != "error"]
     if found:
         return found[0]["SnapshotId"]
     return ec2.copy_snapshot(
@@ -145,7 +162,10 @@ def copy_secret(aws: Aws, source, param: str, from_region: str, region: str, key
     """A secret in ``region`` holding the old one's current value; the value is never shown."""
     sm = aws.client("secretsmanager", region)
     old = source.params[param]
-    name = f"gitlab-cfn-restore/{source.stack_name}/{old.rsplit(':', 1)[-1]}"
+    # The old ARN's last field ends in the six characters Secrets Manager adds to a name
+    # ("Secrets Manager adds a hyphen and six random characters after the secret name at the
+    # end of the ARN", Secrets Manager User Guide, "Secret ARN"): left out of the copy's name.
+    name = f"gitlab-cfn-restore/{source.stack_name}/{re.sub(r'-[A-Za-z0-9]{6}$', '', old.rsplit(':', 1)[-1])}"
     try:
         described = sm.describe_secret(SecretId=name)
     except ClientError as exc:
@@ -156,6 +176,10 @@ def copy_secret(aws: Aws, source, param: str, from_region: str, region: str, key
         if {t["Key"]: t["Value"] for t in described.get("Tags", [])}.get(TAG) != source.stack_id:
             raise ConfigError(f"--region: a secret {name} that this restore did not make is in {region}; "
                               "nothing more was created")
+        if described.get("DeletedDate"):
+            raise ConfigError(f"--region: the copy {name} in {region} is scheduled for deletion; restore it "
+                              f"(aws secretsmanager restore-secret --secret-id {name} --region {region}) and run "
+                              "the same command again")
         return described["ARN"]
     value = aws.client("secretsmanager", from_region).get_secret_value(SecretId=old)
     return sm.create_secret(Name=name, KmsKeyId=key, SecretString=value["SecretString"],
@@ -168,9 +192,19 @@ def wait(aws: Aws, region: str, db_snapshot: str, volume_snapshots: list[str], p
     """Until every copy is available, with one progress line of their states."""
     rds, ec2 = aws.client("rds", region), aws.client("ec2", region)
     deadline = time.monotonic() + timeout
+    unseen = 0
     while True:
         db = rds.describe_db_snapshots(DBSnapshotIdentifier=db_snapshot)["DBSnapshots"][0]
-        volumes = ec2.describe_snapshots(SnapshotIds=volume_snapshots)["Snapshots"] if volume_snapshots else []
+        try:
+            volumes = ec2.describe_snapshots(SnapshotIds=volume_snapshots)["Snapshots"] if volume_snapshots else []
+        except ClientError as exc:
+            # EC2 is eventually consistent: a snapshot CopySnapshot just named may not be
+            # described yet ("Eventual consistency in the Amazon EC2 API", EC2 API reference):
+            # pending for a few polls.
+            unseen += 1
+            if exc.response["Error"]["Code"] != "InvalidSnapshot.NotFound" or unseen > UNSEEN_POLLS:
+                raise
+            volumes = [{"SnapshotId": v, "State": "pending"} for v in volume_snapshots]
         states = [f"database {db.get('Status')} {db.get('PercentProgress', 0)}%"] + [
             f"{v['SnapshotId']} {v.get('State')} {v.get('Progress', '')}" for v in volumes]
         failed = [s for s in [db.get("Status")] + [v.get("State") for v in volumes] if s in ("failed", "error")]
@@ -269,12 +303,12 @@ def into_region(aws: Aws, source, from_region: str, region: str, progress: Progr
     check_regions(from_region, region)
     key = restore_key(aws, region, source, progress)
     db = copy_db_snapshot(aws, source, from_region, region, key, progress)
-    progress.done(f"database    snapshot {source.params['RestoreDBSnapshot']} copied to {db} in {region}")
+    progress.done(f"database    snapshot {source.params['RestoreDBSnapshot']} copying to {db} in {region}")
     source.params["RestoreDBSnapshot"] = db
     volumes = []
     for param in sorted(p for p in source.params if SNAPSHOT_PARAM.match(p)):
         copied = copy_volume_snapshot(aws, source, param, from_region, region, key)
-        progress.done(f"volume      snapshot {source.params[param]} copied to {copied} in {region}")
+        progress.done(f"volume      snapshot {source.params[param]} copying to {copied} in {region}")
         source.params[param] = copied
         volumes.append(copied)
     for param in SECRET_PARAMS:
