@@ -151,6 +151,14 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert again.params["RestoreKmsKeyArn"].split(":")[3] == A
     set_buckets_region(again, A)
     assert "RestoreBucketsRegion" not in again.params   # the buckets are the new stack's region's
+    # The TLS-only policy goes on the buckets located (the restored stack kept none of its own).
+    from gitlab_cfn.operate.restore_region import tls_only_policies
+    for name in again.buckets.values():
+        s3.delete_bucket_policy(Bucket=name)
+    tls_only_policies(local_aws, again, A, Progress(quiet=True))
+    for name in again.buckets.values():
+        (statement,) = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])["Statement"]
+        assert statement["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
 
 
 def _seed_account(local_aws) -> str:
