@@ -79,6 +79,13 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert plan.stderr.splitlines()[-1].endswith("dry run: nothing was created")
     assert sum("would copy  " in line for line in plan.stderr.splitlines()) == 5   # database, volume, 3 secrets
     assert local_aws.client("kms", B).list_keys()["Keys"] == []
+    # A refusal of the parameters comes before any copy is started.
+    clash = run(*restore, "--param", "RestoreBucketsRegion=eu-west-1")
+    assert clash.returncode == 2 and clash.stderr.splitlines()[-1] == (
+        f"gitlab-cfn: error: --param RestoreBucketsRegion=eu-west-1: restore sets it from the old stack ({A})")
+    assert local_aws.client("kms", B).list_keys()["Keys"] == []
+    assert local_aws.client("rds", B).describe_db_snapshots()["DBSnapshots"] == []
+    assert local_aws.client("secretsmanager", B).list_secrets()["SecretList"] == []
     done = run(*restore)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == "stack new: CREATE_COMPLETE (restored from old)"
@@ -128,6 +135,40 @@ def test_a_stack_destroyed_in_one_region_comes_back_in_another(build, local_aws,
     assert source.params["RestoreDBSnapshot"] in copies and source.params["RestoreBucketsRegion"] == A
     assert counts == (len(rds_b.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]),
                       len(ec2_b.describe_snapshots(OwnerIds=["self"])["Snapshots"]), len(kms_b.list_keys()["Keys"]))
+
+    # The old log bucket in us-east-1 (retained, its policy not) admits S3's log delivery again.
+    log_policy = json.loads(s3.get_bucket_policy(Bucket=old["LogsBucketName"])["Policy"])
+    (delivery,) = [st for st in log_policy["Statement"] if st.get("Sid") == "S3ServerAccessLogs"]
+    assert delivery["Principal"] == {"Service": ["logging.s3.amazonaws.com"]}
+    assert delivery["Resource"] == [f"arn:aws:s3:::{old['LogsBucketName']}/s3/*"]
+    # S3 (as the stand-in reads it) now accepts the old bucket's logging into it again.
+    s3.put_bucket_logging(Bucket=old["UploadsBucketName"], BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": old["LogsBucketName"], "TargetPrefix": "s3/uploads/"}})
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": _seed_account(local_aws)}}
+
+    # The restored stack, destroyed, can be restored again: in its own region, and back in the
+    # first (a failback), on the same buckets and key, which stay in us-east-1.
+    destroyed = run("destroy", "--stack-name", "new", "--confirm", "new", "--region", B, *common)
+    assert destroyed.returncode == 0, destroyed.stderr
+    from gitlab_cfn.operate.restore import set_buckets_region
+    again = locate(local_aws, B, "new")
+    set_buckets_region(again, B)
+    assert again.buckets == source.buckets and again.params["RestoreBucketsRegion"] == A
+    assert again.params["RestoreKmsKeyArn"].split(":")[3] == A
+    set_buckets_region(again, A)
+    assert "RestoreBucketsRegion" not in again.params   # the buckets are the new stack's region's
+    # The TLS-only policy goes on the buckets located (the restored stack kept none of its own).
+    from gitlab_cfn.operate.restore_region import tls_only_policies
+    for name in again.buckets.values():
+        s3.delete_bucket_policy(Bucket=name)
+    tls_only_policies(local_aws, again, A, Progress(quiet=True))
+    for name in again.buckets.values():
+        (statement,) = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])["Statement"]
+        assert statement["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
+
+
+def _seed_account(local_aws) -> str:
+    return local_aws.client("sts", A).get_caller_identity()["Account"]
 
 
 def _nothing_in(local_aws, region: str, images: list) -> None:
@@ -207,3 +248,124 @@ def test_a_buckets_region_without_old_buckets_is_refused_and_new_buckets_keep_th
     assert storage["Resources"]["UploadsBucketPolicy"]["Condition"] == "BucketsInThisRegion"
     assert storage["Conditions"]["BucketsInThisRegion"] == {"Fn::Or": [
         {"Fn::Equals": [{"Ref": "RestoreBucketsFrom"}, ""]}, {"Fn::Equals": [{"Ref": "RestoreBucketsRegion"}, ""]}]}
+
+
+class _Stubbed:
+    """``Aws`` whose clients are botocore's, each with a Stubber: every request is checked
+    against the service model and must be the one expected, in order."""
+
+    def __init__(self):
+        import boto3
+        from botocore.stub import Stubber
+        self.clients, self.stubs = {}, {}
+        for service in ("rds", "ec2", "secretsmanager"):
+            for region in (A, B):
+                client = boto3.client(service, region_name=region, aws_access_key_id="x", aws_secret_access_key="x")
+                self.clients[service, region] = client
+                self.stubs[service, region] = Stubber(client)
+
+    def client(self, service, region):
+        return self.clients[service, region]
+
+    def __enter__(self):
+        for stub in self.stubs.values():
+            stub.activate()
+        return self
+
+    def __exit__(self, *exc):
+        for stub in self.stubs.values():
+            stub.assert_no_pending_responses()
+
+
+STACK_ID = f"arn:aws:cloudformation:{A}:123456789012:stack/old/0a1b"
+
+
+def _source(**params):
+    from gitlab_cfn.operate.restore import RestoreSource
+    return RestoreSource("old", STACK_ID, params=dict(params))
+
+
+def test_a_failed_database_copy_is_looked_up_by_name_deleted_and_copied_again():
+    from gitlab_cfn.operate.progress import Progress
+    from gitlab_cfn.operate.restore_region import TAG, copy_db_snapshot
+
+    aws = _Stubbed()
+    src_arn = f"arn:aws:rds:{A}:123456789012:snapshot:final-1"
+    target = f"final-1-{B}"
+    target_arn = f"arn:aws:rds:{B}:123456789012:snapshot:{target}"
+    aws.stubs["rds", A].add_response("describe_db_snapshots", {"DBSnapshots": [
+        {"DBSnapshotIdentifier": "final-1", "DBSnapshotArn": src_arn}]}, {"DBSnapshotIdentifier": "final-1"})
+    rds_b = aws.stubs["rds", B]
+    # Looked up by the target's name (never a listing of every manual snapshot).
+    rds_b.add_response("describe_db_snapshots", {"DBSnapshots": [
+        {"DBSnapshotIdentifier": target, "DBSnapshotArn": target_arn, "Status": "failed"}]},
+        {"DBSnapshotIdentifier": target})
+    rds_b.add_response("list_tags_for_resource", {"TagList": [{"Key": TAG, "Value": STACK_ID}]},
+                       {"ResourceName": target_arn})
+    rds_b.add_response("delete_db_snapshot", {}, {"DBSnapshotIdentifier": target})
+    rds_b.add_response("copy_db_snapshot", {"DBSnapshot": {"DBSnapshotIdentifier": target}}, {
+        "SourceDBSnapshotIdentifier": src_arn, "TargetDBSnapshotIdentifier": target, "KmsKeyId": "key",
+        "SourceRegion": A, "CopyTags": False, "Tags": [
+            {"Key": TAG, "Value": STACK_ID}, {"Key": "gitlab-cfn:restore-piece", "Value": "database"},
+            {"Key": "gitlab-cfn:stack", "Value": "old"}]})
+    with aws:
+        assert copy_db_snapshot(aws, _source(RestoreDBSnapshot="final-1"), A, B, "key", Progress(quiet=True)) == target
+
+
+def test_a_failed_volume_copy_is_deleted_and_copied_again():
+    from gitlab_cfn.operate.restore_region import copy_volume_snapshot
+
+    aws = _Stubbed()
+    ec2 = aws.stubs["ec2", B]
+    ec2.add_response("describe_snapshots", {"Snapshots": [{"SnapshotId": "snap-0bad", "State": "error"}]})
+    ec2.add_response("delete_snapshot", {}, {"SnapshotId": "snap-0bad"})
+    ec2.add_response("copy_snapshot", {"SnapshotId": "snap-0new"})
+    with aws:
+        assert copy_volume_snapshot(aws, _source(RestoreGitalySnapshot="snap-0old"), "RestoreGitalySnapshot",
+                                    A, B, "key") == "snap-0new"
+
+
+def test_a_secret_copy_scheduled_for_deletion_is_refused_with_how_to_restore_it():
+    import datetime
+
+    from gitlab_cfn.errors import ConfigError
+    from gitlab_cfn.operate.restore_region import TAG, copy_secret
+
+    aws = _Stubbed()
+    old = f"arn:aws:secretsmanager:{A}:123456789012:secret:old-DatabaseSecret-AbCdEf"
+    name = "gitlab-cfn-restore/old/old-DatabaseSecret"   # without the old ARN's random suffix
+    aws.stubs["secretsmanager", B].add_response("describe_secret", {
+        "ARN": f"arn:aws:secretsmanager:{B}:123456789012:secret:{name}-GhIjKl", "Name": name,
+        "DeletedDate": datetime.datetime(2026, 12, 1), "Tags": [{"Key": TAG, "Value": STACK_ID}]}, {"SecretId": name})
+    with aws, pytest.raises(ConfigError) as refused:
+        copy_secret(aws, _source(RestoreDBSecretArn=old), "RestoreDBSecretArn", A, B, "key")
+    assert str(refused.value) == (
+        f"--region: the copy {name} in {B} is scheduled for deletion; restore it (aws secretsmanager "
+        f"restore-secret --secret-id {name} --region {B}) and run the same command again")
+
+
+def test_a_volume_copy_not_yet_described_is_pending_for_a_few_polls():
+    from botocore.exceptions import ClientError
+
+    from gitlab_cfn.operate.progress import Progress
+    from gitlab_cfn.operate.restore_region import UNSEEN_POLLS, wait
+
+    aws = _Stubbed()
+    db = {"DBSnapshots": [{"DBSnapshotIdentifier": "copy", "Status": "available"}]}
+    for _ in range(2):
+        aws.stubs["rds", B].add_response("describe_db_snapshots", db, {"DBSnapshotIdentifier": "copy"})
+        aws.stubs["ec2", B].add_client_error("describe_snapshots", "InvalidSnapshot.NotFound",
+                                             expected_params={"SnapshotIds": ["snap-0new"]})
+    aws.stubs["rds", B].add_response("describe_db_snapshots", db, {"DBSnapshotIdentifier": "copy"})
+    aws.stubs["ec2", B].add_response("describe_snapshots", {"Snapshots": [
+        {"SnapshotId": "snap-0new", "State": "completed"}]}, {"SnapshotIds": ["snap-0new"]})
+    with aws:
+        wait(aws, B, "copy", ["snap-0new"], Progress(quiet=True), poll=0, sleep=lambda _: None)
+    # Past a few polls it is an error, not a wait of hours.
+    aws = _Stubbed()
+    for _ in range(UNSEEN_POLLS + 1):
+        aws.stubs["rds", B].add_response("describe_db_snapshots", db, {"DBSnapshotIdentifier": "copy"})
+        aws.stubs["ec2", B].add_client_error("describe_snapshots", "InvalidSnapshot.NotFound",
+                                             expected_params={"SnapshotIds": ["snap-0new"]})
+    with aws, pytest.raises(ClientError, match="InvalidSnapshot.NotFound"):
+        wait(aws, B, "copy", ["snap-0new"], Progress(quiet=True), poll=0, sleep=lambda _: None)

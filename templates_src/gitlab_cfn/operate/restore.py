@@ -51,6 +51,8 @@ class RestoreSource:
     lines: list[str] = field(default_factory=list)   # the plan, one line per piece
     sizes: dict[str, int] = field(default_factory=dict)   # size parameter -> smallest allowed (GiB)
     buckets: dict[str, str] = field(default_factory=dict)   # logical id (UploadsBucket) -> bucket name
+    buckets_region: str = ""   # where the buckets (and the key that encrypts them) are
+    log_bucket: str = ""   # the old stack's retained log bucket, when the buckets were its own
 
 
 # Provisioned IOPS per GiB that AWS accepts, by storage ("rds:" + RDS storage type, "ebs:" +
@@ -204,6 +206,8 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
             source.lines.append(f"{prefix:<11} from snapshot {snapshot} ({size} GiB) of {item.physical_id}")
         elif item.resource_type == "AWS::S3::Bucket" and item.logical_id in OBJECT_BUCKETS:
             buckets[item.logical_id] = item.physical_id
+        elif item.resource_type == "AWS::S3::Bucket" and item.logical_id == "LogsBucket":
+            source.log_bucket = item.physical_id
         elif item.resource_type == "AWS::KMS::Key" and item.logical_id == "DataKey":
             source.params["RestoreKmsKeyArn"] = _key(aws, region, item.physical_id)
             encrypts = "secrets" if previous.get("RestoreKmsKeyArn") else "buckets, snapshot and secrets"
@@ -218,19 +222,34 @@ def locate(aws: Aws, region: str, old_name: str) -> RestoreSource:
         if needed not in source.params:
             raise ConfigError(f"--from: stack {old_name} left no {what}; nothing was created")
     carried = previous.get("RestoreBucketsFrom", "")
+    # A stack restored from another region used the first stack's buckets where they are
+    # (RestoreBucketsRegion): their names, and the key that encrypts them, are of that region.
+    source.buckets_region = (previous.get("RestoreBucketsRegion") if carried else "") or region
     if carried:
+        source.log_bucket = ""   # the first stack's buckets log to the first stack's log bucket
         account = _account(aws, region)
-        buckets = {f"{logical}Bucket": f"gl-{kind}-{account}-{region}-{carried}" for logical, kind in BUCKETS.items()}
+        buckets = {f"{logical}Bucket": f"gl-{kind}-{account}-{source.buckets_region}-{carried}"
+                   for logical, kind in BUCKETS.items()}
     if previous.get("RestoreKmsKeyArn"):
-        source.params["RestoreKmsKeyArn"] = _key(aws, region, previous["RestoreKmsKeyArn"], "RestoreKmsKeyArn")
+        source.params["RestoreKmsKeyArn"] = _key(aws, source.buckets_region, previous["RestoreKmsKeyArn"],
+                                                 "RestoreKmsKeyArn")
         source.lines.append(f"key         {source.params['RestoreKmsKeyArn']} (carried from {old_name}'s "
                             "RestoreKmsKeyArn: the buckets and the database are still encrypted with it: keep it)")
-    source.params["RestoreBucketsFrom"] = _bucket_suffix(aws, region, buckets)
+    source.params["RestoreBucketsFrom"] = _bucket_suffix(aws, source.buckets_region, buckets)
     source.buckets = {logical: buckets[logical] for logical in OBJECT_BUCKETS}
     source.lines.append(f"buckets     the {'first' if carried else 'old'} stack's {len(OBJECT_BUCKETS)} object "
-                        f"buckets, gl-<kind>-<account>-{region}-{source.params['RestoreBucketsFrom']} (used in place"
-                        + (f", carried from {old_name}'s RestoreBucketsFrom)" if carried else ")"))
+                        f"buckets, gl-<kind>-<account>-{source.buckets_region}-{source.params['RestoreBucketsFrom']} "
+                        "(used in place" + (f", carried from {old_name}'s RestoreBucketsFrom)" if carried else ")"))
     return source
+
+
+def set_buckets_region(source: RestoreSource, region: str) -> None:
+    """RestoreBucketsRegion of the new stack in ``region``: the buckets' region, empty when it
+    is the new stack's own (a failback to the buckets' region, or a restore in place)."""
+    if source.buckets_region == region:
+        source.params.pop("RestoreBucketsRegion", None)   # the parameter's default: ""
+    else:
+        source.params["RestoreBucketsRegion"] = source.buckets_region
 
 
 def _storage_kinds(config: dict, declared: dict) -> list[tuple[str, str, str]]:
@@ -303,6 +322,34 @@ def restore_params(template: dict, source: RestoreSource, given: dict[str, str],
     return params
 
 
+def precheck(template: dict, manifest: dict, source: RestoreSource, request: DeployRequest,
+             from_region: str) -> None:
+    """restore_params' and deploy's value checks, before copies that take hours are started:
+    on the parameters the copies will give (the copies' ids, as into_region names them, by
+    placeholders of the same shape)."""
+    from dataclasses import replace
+
+    from gitlab_cfn.operate.deploy import _raise_problems, check_params, check_request
+    from gitlab_cfn.operate.restore_region import SECRET_PARAMS
+
+    placeholder = replace(source, params=dict(source.params))
+    if "RestoreDBSnapshot" in placeholder.params:
+        placeholder.params["RestoreDBSnapshot"] = f"{placeholder.params['RestoreDBSnapshot'][:200]}-{request.region}"
+    for name in SECRET_PARAMS:
+        if name in placeholder.params:
+            parts = placeholder.params[name].split(":")
+            if len(parts) > 3:
+                parts[3] = request.region
+            placeholder.params[name] = ":".join(parts)
+    params = restore_params(template, placeholder, request.params, manifest.get("config"))
+    check_request(request)
+    location = {"TemplateBucketName": request.bucket or "gitlab-cfn-bucket", "TemplateKeyPrefix": "gitlab-cfn/",
+                "TemplateBucketRegion": request.region}
+    not_given = {name for name in template.get("Parameters") or {} if name not in params and name not in location}
+    _raise_problems(check_params(template, {**params, **location}, manifest.get("config", {}).get("az_count"),
+                                 elsewhere=not_given, region=request.region))
+
+
 def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress, dry_run: bool = False,
             fill: Callable[[dict[str, str]], dict[str, str]] | None = None, from_region: str | None = None,
             ) -> tuple[RestoreSource, dict[str, str], DeployResult | None]:
@@ -319,10 +366,12 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
         from gitlab_cfn.operate.restore_region import check_regions, into_region, plan_copies
         check_regions(from_region, request.region)
     source = locate(aws, from_region or request.region, old_name)
+    set_buckets_region(source, request.region)
     if from_region is not None:
         if dry_run:
             plan_copies(source, from_region, request.region, progress)
         else:
+            precheck(template, manifest, source, request, from_region)
             into_region(aws, source, from_region, request.region, progress, poll=request.poll)
     params = restore_params(template, source, request.params, manifest.get("config"))
     progress.done(f"restoring {request.stack_name} from deleted stack {old_name} ({source.stack_id})")
@@ -340,7 +389,7 @@ def restore(old_name: str, request: DeployRequest, aws: Aws, progress: Progress,
         params = {**fill(params), **params}
     request.params = params
     result = deploy(request, aws, progress)
-    if from_region is None:   # S3 logs only to a bucket of the source bucket's region (restore_region)
+    if source.buckets_region == request.region:   # S3 logs only to a bucket of the source bucket's region
         log_to_new_bucket(aws, request.region, source, result.outputs.get("LogsBucketName"), progress)
     return source, params, result
 
