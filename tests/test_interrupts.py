@@ -178,12 +178,19 @@ def test_a_boot_test_run_stopped_while_its_servers_run(tmp_path, signum):
                 continue
         return names
 
-    deadline = time.monotonic() + 120
+    # Generous: on a loaded machine the run's own start (imports, fixtures) is most of it.
+    deadline = time.monotonic() + 300
     # (redis-server writes its title over its environment, so it carries no marker; its folder
     # in TMPDIR does.) slirp4netns runs once the server under test boots.
     while time.monotonic() < deadline and not {"postgres", "slirp4netns"} <= servers():
+        if run.process.poll() is not None:
+            out, err = run.process.communicate()
+            raise AssertionError(f"the run ended (exit {run.process.returncode}) before its servers ran:\n{out}\n{err}")
         time.sleep(0.2)
-    assert {"postgres", "slirp4netns"} <= servers(), "the run never started its servers"
+    if not {"postgres", "slirp4netns"} <= servers():
+        run.stop(signal.SIGKILL)
+        raise AssertionError(f"the run never started its servers within 300 s (seen: {sorted(servers())}):\n"
+                             + "".join(run.seen))
     time.sleep(1)
     run.stop(signum)
     import shutil
