@@ -16,6 +16,17 @@ def build_option(parser: argparse.ArgumentParser) -> None:
                         help=f"build folder (default: {DEFAULT_BUILD})")
 
 
+def stack_options(parser: argparse.ArgumentParser, params_help: str, role_help: str, bucket_help: str) -> None:
+    """What a created stack is given: the same options for ``deploy`` and ``restore``."""
+    parser.add_argument("--params", metavar="FILE", help=params_help)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter value, over the file's (repeatable)")
+    parser.add_argument("--tags", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="tags for the stack and every resource it creates")
+    parser.add_argument("--role-arn", metavar="ARN", help=role_help)
+    parser.add_argument("--bucket", help=bucket_help)
+
+
 def location_options(parser: argparse.ArgumentParser, regions_help: str, version_help: str) -> None:
     """Where a build is published: the same options for ``publish`` and ``catalog publish``."""
     parser.add_argument("--bucket", required=True, help="bucket name (per region: <bucket>-<region>)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gitlab_cfn.cli.common import Endpoint, aws_arguments, build_option, note
+from gitlab_cfn.cli.common import Endpoint, aws_arguments, build_option, note, stack_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,16 +51,11 @@ def register(sub) -> None:
                     "first failing resource of the deepest failing nested stack and exit 1. "
                     "A new stack gets termination protection (destroy turns it off).")
     aws_arguments(deploy_p, one_shot=True)
-    deploy_p.add_argument("--params", metavar="FILE", help="parameter values: a JSON or YAML mapping, "
-                                                          "{\"Parameters\": {...}} (aws cloudformation deploy, "
-                                                          "taskcat), or a ParameterKey/ParameterValue list")
-    deploy_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                          help="a parameter value, over the file's (repeatable)")
-    deploy_p.add_argument("--tags", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                          help="tags for the stack and every resource it creates")
-    deploy_p.add_argument("--role-arn", metavar="ARN",
-                          help="IAM role CloudFormation assumes to create and update the stack")
-    deploy_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
+    stack_options(deploy_p,
+                  params_help="parameter values: a JSON or YAML mapping, {\"Parameters\": {...}} (aws "
+                              "cloudformation deploy, taskcat), or a ParameterKey/ParameterValue list",
+                  role_help="IAM role CloudFormation assumes to create and update the stack",
+                  bucket_help="template bucket (default: gitlab-cfn-<region>-<account>, created if missing)")
     deploy_p.add_argument("--prefix", help="key prefix in the bucket (default: gitlab-cfn/<stack name>/<build digest>/, new for every changed build)")
     build_option(deploy_p)
     deploy_p.add_argument("--allow-replace", action="append", default=[], metavar="LOGICAL_ID",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gitlab_cfn.cli.common import Endpoint, aws_arguments, build_option, note
+from gitlab_cfn.cli.common import Endpoint, aws_arguments, build_option, note, stack_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,13 +69,8 @@ def register(sub) -> None:
                                 "buckets used where they are")
     restore_p.add_argument("--dry-run", action="store_true",
                            help="find and check the old stack's data, show the plan, create nothing")
-    restore_p.add_argument("--params", metavar="FILE", help="parameter values of the new stack, as for deploy")
-    restore_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                           help="a parameter value, over the file's (repeatable)")
-    restore_p.add_argument("--tags", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                           help="tags for the stack and every resource it creates")
-    restore_p.add_argument("--role-arn", metavar="ARN",
-                           help="IAM role CloudFormation assumes to create the stack")
-    restore_p.add_argument("--bucket", help="template bucket (default: gitlab-cfn-<region>-<account>)")
+    stack_options(restore_p, params_help="parameter values of the new stack, as for deploy",
+                  role_help="IAM role CloudFormation assumes to create the stack",
+                  bucket_help="template bucket (default: gitlab-cfn-<region>-<account>)")
     build_option(restore_p)
     restore_p.set_defaults(func=run)
